@@ -1,0 +1,5 @@
+"""`python -m tracelog`."""
+
+from tracelog.cli import main_exit
+
+main_exit()

@@ -1,0 +1,42 @@
+"""Exit statuses and the errors that map to them."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """Every way tracelog can end; documented in the README."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    INPUT = 3
+    BAD_LINES = 4
+    INTERRUPTED = 130
+
+
+class TracelogError(Exception):
+    """An error the user can fix: printed as one line, never a traceback."""
+
+    status = ExitStatus.ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message} ({self.hint})" if self.hint else message
+
+
+class InputError(TracelogError):
+    """An input file is missing, unreadable or corrupt."""
+
+    status = ExitStatus.INPUT
+
+
+class BadLineError(TracelogError):
+    """`--strict`: a line looked like a TRACE event but could not be parsed."""
+
+    status = ExitStatus.BAD_LINES

@@ -1,0 +1,121 @@
+"""The records the parse layer produces: one `TraceEvent` per TRACE step.
+
+Every layer after parsing sees only these frozen dataclasses with plain types;
+no lark object escapes the parse layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
+from typing import Literal
+
+Address = IPv4Address | IPv6Address
+Family = Literal["ipv4", "ipv6"]
+StepKind = Literal["rule", "return", "policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    """One input line with its file name and 1-based number.
+
+    Events keep theirs as provenance: for reports, never for equality.
+    """
+
+    source: str
+    line: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When the log says an event happened.
+
+    A kernel log can give the uptime (`[  72.8]`), a wall clock, or both; the
+    wall clock may lack a year (RFC 3164 syslog), in which case the parser
+    fills in the year it was told to assume and says so in `assumed_year`.
+    """
+
+    uptime: float | None = None
+    wallclock: datetime | None = None
+    assumed_year: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The packet as the logger printed it at one step.
+
+    One attribute per field the kernel packet logger can print
+    (nf_log_syslog.c); absent fields are None.  `extra` keeps fields tracelog
+    does not know (newer kernels, other loggers), so nothing the log said is
+    lost.  `elided` marks a line whose fields were cut by hand (`...`).
+    """
+
+    family: Family
+    src: Address
+    dst: Address
+    proto: str
+    in_iface: str | None = None
+    out_iface: str | None = None
+    physin: str | None = None
+    physout: str | None = None
+    mac: str | None = None
+    length: int | None = None
+    tos: int | None = None
+    prec: int | None = None
+    tc: int | None = None
+    ttl: int | None = None
+    ip_id: int | None = None
+    flowlabel: int | None = None
+    ip_flags: tuple[str, ...] = ()
+    frag: str | None = None
+    ip_options: str | None = None
+    incomplete: str | None = None
+    sport: int | None = None
+    dport: int | None = None
+    tcp_seq: int | None = None
+    tcp_ack: int | None = None
+    tcp_window: int | None = None
+    tcp_res: int | None = None
+    tcp_flags: tuple[str, ...] = ()
+    tcp_urgp: int | None = None
+    tcp_options: str | None = None
+    udp_length: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    icmp_id: int | None = None
+    icmp_seq: int | None = None
+    icmp_gateway: Address | None = None
+    icmp_mtu: int | None = None
+    icmp_parameter: int | None = None
+    spi: int | None = None
+    inner: Header | None = None
+    uid: int | None = None
+    gid: int | None = None
+    mark: int | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+    elided: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One step of one packet through one netfilter chain.
+
+    `rulenum` is the legacy 1-based position in the chain; `handle` is the
+    nf_tables rule handle.  `rule` and `verdict` are filled when the trace
+    itself carries them (nft formats) or a ruleset snapshot resolves them.
+    """
+
+    table: str
+    chain: str
+    kind: StepKind
+    header: Header
+    rulenum: int | None = None
+    handle: str | None = None
+    host: str | None = None
+    stamp: Stamp = Stamp()
+    trace_id: str | None = None
+    rule: str | None = None
+    verdict: str | None = None
+    origin: SourceLine = field(default=SourceLine("-", 0, ""), compare=False, repr=False)

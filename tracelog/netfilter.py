@@ -1,0 +1,64 @@
+"""What netfilter itself fixes: hooks, the order tables run in, where NAT rewrites.
+
+The correlator relies on these facts to decide whether a step can belong to a
+packet already seen; see ../shared/NETFILTER-NOTES.md for where they come from.
+"""
+
+from __future__ import annotations
+
+PREROUTING = "PREROUTING"
+INPUT = "INPUT"
+FORWARD = "FORWARD"
+OUTPUT = "OUTPUT"
+POSTROUTING = "POSTROUTING"
+
+BUILTIN_CHAINS = frozenset({PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING})
+
+# iptables table priorities (include/uapi/linux/netfilter_ipv4.h); nat runs at
+# -100 where it rewrites the destination and at +100 where it rewrites the source.
+_TABLE_PRIORITY = {"raw": -300, "mangle": -150, "filter": 0, "security": 50}
+_DNAT_PRIORITY = -100
+_SNAT_PRIORITY = 100
+_DNAT_HOOKS = frozenset({PREROUTING, OUTPUT})
+
+# Hooks a packet can reach next.  POSTROUTING → PREROUTING/INPUT is the
+# loopback re-entry (OUT=lo, then IN=lo); the correlator checks the interface.
+_NEXT_HOOKS: dict[str, frozenset[str]] = {
+    PREROUTING: frozenset({INPUT, FORWARD, POSTROUTING}),
+    FORWARD: frozenset({POSTROUTING}),
+    OUTPUT: frozenset({POSTROUTING, PREROUTING, INPUT}),
+    POSTROUTING: frozenset({PREROUTING, INPUT}),
+    INPUT: frozenset(),
+}
+LOOPBACK_HOOKS = frozenset({PREROUTING, INPUT})
+
+Stage = tuple[str, int]
+"""Where a step ran: its hook and its table's priority at that hook."""
+
+
+def table_priority(table: str, hook: str) -> int:
+    """The priority `table` runs at in `hook` (nat depends on the hook)."""
+    if table == "nat":
+        return _DNAT_PRIORITY if hook in _DNAT_HOOKS else _SNAT_PRIORITY
+    return _TABLE_PRIORITY.get(table, 0)
+
+
+def is_later_hook(before: str, after: str) -> bool:
+    """Whether a packet at hook `before` can next be seen at hook `after`."""
+    return after in _NEXT_HOOKS.get(before, frozenset())
+
+
+def crosses_dnat(before: Stage, after: Stage) -> bool:
+    """Whether destination NAT ran between two stages of one packet.
+
+    The trace of a nat rule is printed before its target runs, so the new
+    destination shows from the first step after the nat table, including the
+    reply direction's un-SNAT, which happens there without a nat line.
+    """
+    hook, priority = before
+    return hook in _DNAT_HOOKS and priority <= _DNAT_PRIORITY and (after[0] != hook or after[1] > _DNAT_PRIORITY)
+
+
+def crosses_snat(before: Stage, after: Stage) -> bool:
+    """Whether source NAT ran between two stages (visible only after loopback)."""
+    return before[0] in (POSTROUTING, INPUT) and after[0] != before[0]

@@ -1,0 +1,169 @@
+"""Legacy iptables TRACE lines from a kernel log: dmesg, syslog, journal, kmsg."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lark import Token, UnexpectedInput
+from lark.visitors import merge_transformers
+
+from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent
+from tracelog.parse.fields import FieldError, FieldsTransformer, build_header
+from tracelog.parse.grammar import load_parser
+from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
+
+MARK = "TRACE:"
+
+# Prefilter: where a TRACE tag of a legacy table starts.  It must agree with
+# the grammar's `tag` rule (checked by the tests on every sample); anything
+# carrying "TRACE:" without such a tag (ebtables `TRACE: eb:` log prefixes,
+# printk messages) is a look-alike, not an event.
+_RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):\S+:(?:rule|return|policy):\d")
+# a subsystem tag right before the mark (`ip_tables: TRACE:`): a printk message
+_SUBSYSTEM = re.compile(r"\b(?!kernel:)[\w.-]+:[ \t]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    """The parts of a log prefix, still as text (the year comes later)."""
+
+    host: str | None = None
+    uptime: float | None = None
+    clock: str | None = None
+    clock_kind: str | None = None
+
+
+def _stamp(prefix: _Prefix, year: int) -> Stamp:
+    if prefix.clock is None:
+        return Stamp(uptime=prefix.uptime)
+    text = prefix.clock
+    if prefix.clock_kind == "ISO_TIME":
+        return Stamp(prefix.uptime, datetime.fromisoformat(text))
+    if prefix.clock_kind == "CTIME":
+        return Stamp(prefix.uptime, datetime.strptime(text.strip("[]"), "%a %b %d %H:%M:%S %Y"))
+    fmt = "%Y %b %d %H:%M:%S.%f" if "." in text else "%Y %b %d %H:%M:%S"
+    try:
+        return Stamp(prefix.uptime, datetime.strptime(f"{year} {text}", fmt), assumed_year=True)
+    except ValueError:  # Feb 29 in an assumed year that has none
+        return Stamp(prefix.uptime)
+
+
+class _KernelTransformer(FieldsTransformer):
+    """Turns the `kernel.lark` rules into plain values.
+
+    The field rules come namespaced from the imported grammar (merged below);
+    only `fields` itself keeps its name, hence the inheritance.
+    """
+
+    def tag(self, children: list[Token]) -> tuple[str, str, str, int]:
+        table, chain, kind, number = children
+        return str(table), str(chain), str(kind), int(number)
+
+    def trace(self, children: list[Any]) -> tuple[tuple[str, str, str, int], Header]:
+        return children[0], build_header(children[1])
+
+    def kmsg_stamp(self, children: list[Token]) -> _Prefix:
+        first = children[0]
+        if first.type == "UPTIME":
+            return _Prefix(uptime=float(first.strip("[] ")))
+        return _Prefix(clock=str(first), clock_kind="CTIME")
+
+    def syslog_header(self, children: list[Any]) -> _Prefix:
+        clock, host = children[0], children[1]
+        inner = children[-1] if isinstance(children[-1], _Prefix) else _Prefix()
+        if clock.type == "UPTIME":
+            return _Prefix(host=str(host), uptime=float(clock.strip("[] ")))
+        return _Prefix(str(host), inner.uptime, str(clock), clock.type)
+
+    def prefix(self, children: list[Any]) -> _Prefix:
+        parts = [child for child in children if isinstance(child, _Prefix)]
+        return parts[0] if parts else _Prefix()
+
+
+_TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())
+
+
+def _parse(text: str, start: str) -> Any:
+    return load_parser("kernel", ("line", "prefix", "trace"), _TRANSFORMER).parse(text, start=start)
+
+
+def _event(trace: tuple[tuple[str, str, str, int], Header], prefix: _Prefix, origin: SourceLine, year: int) -> TraceEvent:
+    (table, chain, kind, number), header = trace
+    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
+    return TraceEvent(
+        table=table,
+        chain=chain,
+        kind=step_kind,
+        header=header,
+        rulenum=number,
+        host=prefix.host,
+        stamp=_stamp(prefix, year),
+        origin=origin,
+    )
+
+
+def _error(origin: SourceLine, offset: int, error: Exception) -> BadLine:
+    if isinstance(error, UnexpectedInput):
+        found = origin.text[offset + error.column - 1 : offset + error.column + 11].split(" ")[0]
+        return BadLine(origin, offset + error.column, f"unexpected {found!r}" if found else "line ends early")
+    column = getattr(error, "column", None)
+    return BadLine(origin, offset + column if column else None, str(error))
+
+
+def _parse_trace(origin: SourceLine, start: int, end: int) -> tuple[Any, BadLine | None]:
+    """Parse the trace between `start` and `end`; on failure, say where."""
+    text = origin.text[start:end]
+    try:
+        return _parse(text, "trace"), None
+    except (UnexpectedInput, FieldError) as error:
+        return None, _error(origin, start, error)
+
+
+def _parse_prefix(text: str) -> _Prefix | None:
+    try:
+        prefix: _Prefix = _parse(text, "prefix")
+    except UnexpectedInput:
+        return None
+    return prefix
+
+
+def parse_kernel_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
+    """Classify and parse one kernel-log line.
+
+    Yields one outcome per record: usually one event; a `Skip` for other
+    messages and look-alikes; a `BadLine` for a TRACE record that does not
+    parse; a `Caveat` beside an event whose prefix was not recognised.  Two
+    records joined on one line (a lost newline) yield two events when the
+    first one's fields are complete.
+    """
+    text = origin.text
+    starts = [match.start() for match in _RECORD.finditer(text)]
+    if not starts:
+        yield Skip.OTHER if MARK not in text else Skip.LOOKALIKE
+        return
+    prefix = _parse_prefix(text[: starts[0]])
+    if prefix is None:
+        if _SUBSYSTEM.search(text[: starts[0]]):
+            yield Skip.LOOKALIKE
+            return
+        yield Caveat(origin, "prefix not recognised: host and time unknown")
+        prefix = _Prefix()
+    for index, start in enumerate(starts):
+        body = start + len(MARK)
+        end = starts[index + 1] if index + 1 < len(starts) else len(text)
+        trace, bad = _parse_trace(origin, body, end)
+        next_prefix = end
+        if bad is not None and bad.column is not None and end < len(text):
+            # joined records: the next record's prefix trails this one's fields
+            next_prefix = bad.column - 1
+            trace, _ = _parse_trace(origin, body, next_prefix)
+            if trace is not None:
+                bad = None
+                yield Caveat(origin, "two records on one line")
+        yield bad if bad is not None else _event(trace, prefix, origin, year)
+        if end < len(text):
+            prefix = _parse_prefix(text[next_prefix:end]) or _Prefix()

@@ -1,0 +1,85 @@
+"""The whole run: inputs → lines → events → packets, with what was skipped on the way."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from tracelog.correlate import DEFAULT_WINDOW, Correlator, Packet
+from tracelog.errors import BadLineError
+from tracelog.events import TraceEvent
+from tracelog.parse import BadLine, Caveat, Skip, parse_line
+from tracelog.sources import read_sources
+
+EXAMPLES_KEPT = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    """How to read the inputs.
+
+    `idle` is how long a live stream may stay silent before its open packets
+    are printed; `year` completes RFC 3164 time stamps, which have none.
+    """
+
+    idle: float = 1.0
+    year: int = field(default_factory=lambda: date.today().year)
+    strict: bool = False
+    window: int = DEFAULT_WINDOW
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What a run read, understood and skipped: the stderr summary and exit code."""
+
+    lines: int = 0
+    events: int = 0
+    packets: int = 0
+    skipped: Counter[Skip] = field(default_factory=Counter)
+    bad: int = 0
+    bad_examples: list[BadLine] = field(default_factory=list)
+    caveats: Counter[str] = field(default_factory=Counter)
+    caveat_examples: dict[str, str] = field(default_factory=dict)
+
+    def note_bad(self, bad: BadLine) -> None:
+        self.bad += 1
+        if len(self.bad_examples) < EXAMPLES_KEPT:
+            self.bad_examples.append(bad)
+
+    def note_caveat(self, caveat: Caveat) -> None:
+        self.caveats[caveat.message] += 1
+        self.caveat_examples.setdefault(caveat.message, f"{caveat.origin.source}:{caveat.origin.line}")
+
+
+def trace_packets(inputs: Sequence[str], options: ParseOptions, stats: RunStats) -> Iterator[Packet]:
+    """Yield each packet of the inputs once it is complete, counting into `stats`.
+
+    Raises `BadLineError` on the first unparsable TRACE line with `strict`.
+    """
+    correlator = Correlator(options.window)
+    for line in read_sources(inputs, tick=options.idle / 4):
+        if line is None:
+            packets = correlator.expire(time.monotonic(), options.idle)
+        else:
+            stats.lines += 1
+            packets = []
+            for outcome in parse_line(line, options.year):
+                if isinstance(outcome, TraceEvent):
+                    stats.events += 1
+                    packets += correlator.feed(outcome, time.monotonic())
+                elif isinstance(outcome, Skip):
+                    stats.skipped[outcome] += 1
+                elif isinstance(outcome, Caveat):
+                    stats.note_caveat(outcome)
+                else:
+                    if options.strict:
+                        raise BadLineError(f"{outcome.location}: {outcome.reason}\n{outcome.with_caret()}")
+                    stats.note_bad(outcome)
+        stats.packets += len(packets)
+        yield from packets
+    packets = correlator.finish()
+    stats.packets += len(packets)
+    yield from packets

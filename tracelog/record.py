@@ -1,0 +1,98 @@
+"""The `--format jsonl` contract: one plain dict per packet.
+
+Other tools read these records, so fields are only ever added, never renamed
+or removed.  The analysis frames and every renderer start from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracelog.correlate import Packet, Step
+from tracelog.events import Stamp
+
+TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
+
+
+def stamp_value(stamp: Stamp) -> str | float | None:
+    """A time as the log gave it: ISO-8601 when it has a full date, else uptime seconds."""
+    if stamp.wallclock is not None and not stamp.assumed_year:
+        return stamp.wallclock.isoformat()
+    if stamp.uptime is not None:
+        return stamp.uptime
+    return stamp.wallclock.isoformat() if stamp.wallclock is not None else None
+
+
+def step_record(step: Step) -> dict[str, Any]:
+    event, header = step.event, step.event.header
+    return {
+        "table": event.table,
+        "chain": event.chain,
+        "kind": event.kind,
+        "rulenum": event.rulenum,
+        "handle": event.handle,
+        "hook": step.hook,
+        "time": stamp_value(event.stamp),
+        "src": str(header.src),
+        "dst": str(header.dst),
+        "sport": header.sport,
+        "dport": header.dport,
+        "in": header.in_iface,
+        "out": header.out_iface,
+        "physin": header.physin,
+        "physout": header.physout,
+        "ttl": header.ttl,
+        "source": event.origin.source,
+        "line": event.origin.line,
+        "rule": event.rule,
+        "verdict": event.verdict,
+    }
+
+
+def final_verdict(packet: Packet) -> tuple[str | None, str | None]:
+    """The packet's fate and where it was decided, when the trace says so.
+
+    A DROP or REJECT anywhere ends the packet; otherwise the last verdict
+    printed stands.  Legacy kernel-log steps carry no verdict, so without a
+    ruleset snapshot the answer is unknown (None), never a guess.
+    """
+    decided: tuple[str | None, str | None] = (None, None)
+    for step in packet.steps:
+        event = step.event
+        if event.verdict is None:
+            continue
+        where = f"{event.table}:{event.chain}:{event.kind}:{event.rulenum if event.handle is None else event.handle}"
+        decided = (event.verdict, where)
+        if event.verdict in TERMINAL_VERDICTS:
+            break
+    return decided
+
+
+def packet_record(packet: Packet) -> dict[str, Any]:
+    """The JSON contract record of one packet (see README, "Output contract")."""
+    first, last = packet.first, packet.last
+    header = first.header
+    verdict, verdict_at = final_verdict(packet)
+    return {
+        "packet": packet.number,
+        "trace_id": first.trace_id,
+        "host": first.host,
+        "family": header.family,
+        "proto": header.proto,
+        "src": str(header.src),
+        "dst": str(header.dst),
+        "sport": header.sport,
+        "dport": header.dport,
+        "icmp_type": header.icmp_type,
+        "icmp_code": header.icmp_code,
+        "tcp_flags": list(header.tcp_flags),
+        "first_seen": stamp_value(first.stamp),
+        "last_seen": stamp_value(last.stamp),
+        "steps": [step_record(step) for step in packet.steps],
+        "rewrites": [
+            {"step": rewrite.step, "field": rewrite.field, "from": rewrite.old, "to": rewrite.new}
+            for rewrite in packet.rewrites
+        ],
+        "verdict": verdict,
+        "verdict_at": verdict_at,
+    }

@@ -1,0 +1,158 @@
+"""Output: readable timelines (rich), JSON lines, CSV, and the run summary on stderr."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tracelog.analyse import STEP_COLUMNS, Record, step_rows
+from tracelog.pipeline import RunStats
+
+_ICMP_TYPES = {
+    "ICMP": {0: "echo-reply", 3: "unreachable", 4: "source-quench", 5: "redirect", 8: "echo-request",
+             11: "time-exceeded", 12: "parameter-problem"},
+    "ICMPv6": {1: "unreachable", 2: "packet-too-big", 3: "time-exceeded", 4: "parameter-problem",
+               128: "echo-request", 129: "echo-reply", 133: "router-solicitation", 134: "router-advert",
+               135: "neighbour-solicitation", 136: "neighbour-advert"},
+}
+
+
+def write_jsonl(records: Iterable[Record], out: TextIO) -> None:
+    """The contract: one packet per line, flushed so live readers see it at once."""
+    for record in records:
+        out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        out.flush()
+
+
+def write_csv(records: Iterable[Record], out: TextIO) -> None:
+    """The steps frame as CSV, streamed one packet at a time."""
+    writer = csv.DictWriter(out, fieldnames=STEP_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerows(step_rows(record))
+        out.flush()
+
+
+def _endpoint(address: str, port: int | None) -> str:
+    if port is None:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _interface(name: str | None, port: str | None) -> str | None:
+    if port and name:
+        return f"{name} ({port})"
+    return port or name
+
+
+def describe(record: Record) -> str:
+    """`ICMP echo-request 172.18.0.2 → 172.18.0.3  in veth1 → out veth2`."""
+    proto, icmp_type = record["proto"], record["icmp_type"]
+    what = ",".join(record["tcp_flags"])
+    if proto in _ICMP_TYPES:
+        what = _ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}")
+    title = f"{proto} {what}".strip()
+    route = f"{_endpoint(record['src'], record['sport'])} → {_endpoint(record['dst'], record['dport'])}"
+    steps = record["steps"]
+    ins = next((s["physin"] or s["in"] for s in steps if s["physin"] or s["in"]), None)
+    outs = next((s["physout"] or s["out"] for s in reversed(steps) if s["physout"] or s["out"]), None)
+    hops = "  ".join(part for part in (f"in {ins}" if ins else "", f"out {outs}" if outs else "") if part)
+    return f"{title} {route}" + (f"  {hops.replace('  ', ' → ')}" if hops else "")
+
+
+def _elapsed(step: Record, start: float | str | None) -> str:
+    time, base = step["time"], start
+    if isinstance(time, float) and isinstance(base, float):
+        return f"+{(time - base) * 1000:.3f}ms"
+    return ""
+
+
+def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Record]], number: int) -> Text:
+    text = Text()
+    if previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"]):
+        if step["in"]:
+            text.append(f"in {_interface(step['in'], step['physin'])} ")
+    if step["out"] and (previous is None or (step["out"], step["physout"]) != (previous["out"], previous["physout"])):
+        text.append(f"out {_interface(step['out'], step['physout'])} ")
+    for rewrite in rewrites.get(number, []):
+        text.append(f"{rewrite['field']} {rewrite['from']} → {rewrite['to']} ", style="bold yellow")
+    if previous is not None and step["ttl"] is not None and previous["ttl"] not in (None, step["ttl"]):
+        text.append(f"ttl {previous['ttl']} → {step['ttl']} ", style="dim")
+    return text
+
+
+def _ending(record: Record) -> Text:
+    if record["verdict"]:
+        style = "bold red" if record["verdict"] in ("DROP", "REJECT") else "bold green"
+        return Text.assemble(("verdict ", "dim"), (record["verdict"], style), f" at {record['verdict_at']}")
+    last = record["steps"][-1]
+    where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {last['kind']} {last['rulenum'] or last['handle']}"
+    return Text(f"last seen at {where} (verdict unknown: the trace does not say)", style="dim")
+
+
+def timeline_table(record: Record) -> Table:
+    """One packet as a rich table: a row per step, changes marked where they happen."""
+    host = f"  [dim]on {record['host']}[/dim]" if record["host"] else ""
+    table = Table(
+        title=f"[bold]#{record['packet']}[/bold] {describe(record)}{host}",
+        title_justify="left", caption=_ending(record), caption_justify="left", box=None, pad_edge=False,
+        show_header=False,
+    )
+    for column in ("time", "hook", "chain", "step", "changes"):
+        table.add_column(column, no_wrap=column != "changes", style="dim" if column in ("time", "hook") else None)
+    rewrites: dict[int, list[Record]] = {}
+    for rewrite in record["rewrites"]:
+        rewrites.setdefault(rewrite["step"], []).append(rewrite)
+    previous: Record | None = None
+    start = record["steps"][0]["time"]
+    for number, step in enumerate(record["steps"], start=1):
+        hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
+        number_text = step["rulenum"] if step["rulenum"] is not None else step["handle"]
+        table.add_row(_elapsed(step, start), hook or "", f"{step['table']}:{step['chain']}",
+                      f"{step['kind']} {number_text}", _changes(step, previous, rewrites, number))
+        previous = step
+    return table
+
+
+class PipeConsole(Console):
+    """A console that lets a closed pipe surface as `BrokenPipeError`.
+
+    rich exits with status 1 on its own; the CLI ends every command the same
+    quiet way instead.
+    """
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+def print_timelines(records: Iterable[Record], console: Console) -> None:
+    """The default output: one timeline per packet, printed as each completes."""
+    for record in records:
+        console.print(timeline_table(record))
+        console.print()
+
+
+def summary_lines(stats: RunStats, sources: int) -> list[str]:
+    """The run summary for stderr: what was read, understood, skipped and not understood."""
+    skipped = ", ".join(f"{count} {skip.value}" for skip, count in stats.skipped.items())
+    lines = [
+        f"tracelog: {stats.lines} line{'s' if stats.lines != 1 else ''} from {sources} input{'s' if sources != 1 else ''}: "
+        f"{stats.events} TRACE events in {stats.packets} packets"
+        + (f"; skipped {skipped}" if skipped else "")
+    ]
+    for message, count in stats.caveats.items():
+        lines.append(f"tracelog: note: {count} line{'s' if count != 1 else ''}: {message} "
+                     f"(first at {stats.caveat_examples[message]})")
+    if stats.bad:
+        lines.append(f"tracelog: {stats.bad} TRACE line{'s' if stats.bad != 1 else ''} not understood:")
+        lines.extend(f"  {bad.location}: {bad.reason}" for bad in stats.bad_examples)
+        if stats.bad > len(stats.bad_examples):
+            lines.append(f"  ... and {stats.bad - len(stats.bad_examples)} more")
+    return lines
+

@@ -1,0 +1,104 @@
+"""Where log lines come from: files, gzip files and stdin, with provenance."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import select
+import sys
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from tracelog.errors import InputError
+from tracelog.events import SourceLine
+
+STDIN = "-"
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 16
+
+
+def _open_binary(name: str) -> BinaryIO:
+    path = Path(name)
+    try:
+        handle = path.open("rb")
+        magic = handle.peek(2)[:2] if isinstance(handle, io.BufferedReader) else b""
+    except OSError as error:
+        raise InputError(f"cannot read {name}: {error.strerror or error}") from error
+    if magic == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    return handle
+
+
+def read_lines(name: str) -> Iterator[SourceLine]:
+    """Yield the lines of one file (gzip detected by its magic bytes, not its name).
+
+    Bytes are decoded as UTF-8 with replacement: logs carry binary garbage and
+    a bad byte must cost one field, not the run.  A corrupt gzip stream ends
+    the file with an `InputError` after the lines read so far.
+    """
+    handle = _open_binary(name)
+    number = 0
+    try:
+        for number, raw in enumerate(handle, start=1):
+            yield SourceLine(name, number, raw.decode("utf-8", "replace").rstrip("\r\n"))
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
+    finally:
+        handle.close()
+
+
+def _split_chunks(chunks: Iterator[bytes | None], name: str) -> Iterator[SourceLine | None]:
+    """Cut byte chunks into lines, passing the `None` ticks through."""
+    pending = b""
+    number = 0
+    decompressor: zlib._Decompress | None = None
+    for chunk in chunks:
+        if chunk is None:
+            yield None
+            continue
+        if number == 0 and not pending and chunk.startswith(_GZIP_MAGIC):
+            decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
+        if decompressor is not None:
+            try:
+                chunk = decompressor.decompress(chunk)
+            except zlib.error as error:
+                raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
+        *lines, pending = (pending + chunk).split(b"\n")
+        for raw in lines:
+            number += 1
+            yield SourceLine(name, number, raw.decode("utf-8", "replace").rstrip("\r"))
+        yield None
+    if pending:
+        yield SourceLine(name, number + 1, pending.decode("utf-8", "replace").rstrip("\r"))
+
+
+def _stdin_chunks(tick: float) -> Iterator[bytes | None]:
+    fd = sys.stdin.fileno()
+    while True:
+        ready, _, _ = select.select([fd], [], [], tick)
+        if not ready:
+            yield None
+            continue
+        chunk = os.read(fd, _CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def follow_stdin(tick: float) -> Iterator[SourceLine | None]:
+    """Yield stdin's lines as they arrive, and `None` whenever `tick` seconds pass.
+
+    This is what makes `tail -f log | tracelog parse` live: the ticks let the
+    caller finish packets whose lines stopped arriving while the pipe stays
+    open.  Gzip data on stdin is recognised and decompressed as it streams.
+    """
+    yield from _split_chunks(_stdin_chunks(tick), STDIN)
+
+
+def read_sources(names: Iterable[str], tick: float) -> Iterator[SourceLine | None]:
+    """Yield the lines of several inputs in order; `-` is stdin, followed live."""
+    for name in names:
+        yield from follow_stdin(tick) if name == STDIN else read_lines(name)
