@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from tracelog.correlate import DEFAULT_WINDOW, Correlator, Packet
 from tracelog.errors import BadLineError
-from tracelog.events import TraceEvent
-from tracelog.parse import BadLine, Caveat, Skip, parse_line
+from tracelog.events import SourceLine, TraceEvent
+from tracelog.parse import BadLine, Caveat, LineParser, Skip
 from tracelog.sources import read_sources
 
 EXAMPLES_KEPT = 5
@@ -55,18 +55,28 @@ class RunStats:
 
 
 def trace_packets(inputs: Sequence[str], options: ParseOptions, stats: RunStats) -> Iterator[Packet]:
-    """Yield each packet of the inputs once it is complete, counting into `stats`.
+    """Yield each packet of the named inputs (`-` is stdin) once it is complete."""
+    return correlate_lines(read_sources(inputs, tick=options.idle / 4), options, stats)
 
+
+def correlate_lines(
+    lines: Iterable[SourceLine | None], options: ParseOptions, stats: RunStats
+) -> Iterator[Packet]:
+    """Yield each packet of a line stream once it is complete, counting into `stats`.
+
+    A `None` in the stream is a clock tick from a live source: packets whose
+    last line arrived more than `options.idle` seconds ago are complete.
     Raises `BadLineError` on the first unparsable TRACE line with `strict`.
     """
+    parser = LineParser(options.year)
     correlator = Correlator(options.window)
-    for line in read_sources(inputs, tick=options.idle / 4):
+    for line in lines:
         if line is None:
             packets = correlator.expire(time.monotonic(), options.idle)
         else:
             stats.lines += 1
             packets = []
-            for outcome in parse_line(line, options.year):
+            for outcome in parser.parse(line):
                 if isinstance(outcome, TraceEvent):
                     stats.events += 1
                     packets += correlator.feed(outcome, time.monotonic())

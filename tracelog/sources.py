@@ -75,8 +75,7 @@ def _split_chunks(chunks: Iterator[bytes | None], name: str) -> Iterator[SourceL
         yield SourceLine(name, number + 1, pending.decode("utf-8", "replace").rstrip("\r"))
 
 
-def _stdin_chunks(tick: float) -> Iterator[bytes | None]:
-    fd = sys.stdin.fileno()
+def _fd_chunks(fd: int, tick: float) -> Iterator[bytes | None]:
     while True:
         ready, _, _ = select.select([fd], [], [], tick)
         if not ready:
@@ -88,17 +87,17 @@ def _stdin_chunks(tick: float) -> Iterator[bytes | None]:
         yield chunk
 
 
-def follow_stdin(tick: float) -> Iterator[SourceLine | None]:
-    """Yield stdin's lines as they arrive, and `None` whenever `tick` seconds pass.
+def follow_fd(fd: int, name: str, tick: float) -> Iterator[SourceLine | None]:
+    """Yield a pipe's lines as they arrive, and `None` whenever `tick` seconds pass.
 
     This is what makes `tail -f log | tracelog parse` live: the ticks let the
     caller finish packets whose lines stopped arriving while the pipe stays
-    open.  Gzip data on stdin is recognised and decompressed as it streams.
+    open.  Gzip data is recognised and decompressed as it streams.
     """
-    yield from _split_chunks(_stdin_chunks(tick), STDIN)
+    yield from _split_chunks(_fd_chunks(fd, tick), name)
 
 
 def read_sources(names: Iterable[str], tick: float) -> Iterator[SourceLine | None]:
     """Yield the lines of several inputs in order; `-` is stdin, followed live."""
     for name in names:
-        yield from follow_stdin(tick) if name == STDIN else read_lines(name)
+        yield from follow_fd(sys.stdin.fileno(), STDIN, tick) if name == STDIN else read_lines(name)

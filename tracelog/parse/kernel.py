@@ -81,7 +81,11 @@ class _KernelTransformer(FieldsTransformer):
 
     def prefix(self, children: list[Any]) -> _Prefix:
         parts = [child for child in children if isinstance(child, _Prefix)]
-        return parts[0] if parts else _Prefix()
+        if parts:
+            return parts[0]
+        if children and children[0].type == "KMSG_RECORD":
+            return _Prefix(uptime=int(children[0].split(",")[2]) / 1e6)
+        return _Prefix()
 
 
 _TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())
