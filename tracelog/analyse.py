@@ -15,11 +15,51 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-STEP_COLUMNS = ("packet", "step", "host", "family", "proto", "hook", "table", "chain", "kind", "rulenum",
-                "handle", "time", "src", "dst", "sport", "dport", "in", "out", "physin", "physout", "rule",
-                "verdict", "source", "line")
-PACKET_COLUMNS = ("packet", "host", "family", "proto", "src", "dst", "sport", "dport", "first_seen",
-                  "last_seen", "steps", "first_hook", "last_hook", "path", "rewrites", "verdict", "verdict_at")
+STEP_COLUMNS = (
+    "packet",
+    "step",
+    "host",
+    "family",
+    "proto",
+    "hook",
+    "table",
+    "chain",
+    "kind",
+    "rulenum",
+    "handle",
+    "time",
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "in",
+    "out",
+    "physin",
+    "physout",
+    "rule",
+    "verdict",
+    "source",
+    "line",
+)
+PACKET_COLUMNS = (
+    "packet",
+    "host",
+    "family",
+    "proto",
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "first_seen",
+    "last_seen",
+    "steps",
+    "first_hook",
+    "last_hook",
+    "path",
+    "rewrites",
+    "verdict",
+    "verdict_at",
+)
 
 
 def step_rows(record: Record) -> list[Record]:

@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 
 
-class OutputFormat(str, enum.Enum):
+class OutputFormat(enum.StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"

@@ -96,8 +96,18 @@ def identity(event: TraceEvent) -> Identity:
     """The fields that stay the same for one packet at every hook."""
     h = event.header
     return (
-        event.host, h.family, h.proto, h.ip_id, h.flowlabel, h.length, h.tcp_seq,
-        h.tcp_ack, h.icmp_type, h.icmp_code, h.icmp_seq, h.udp_length,
+        event.host,
+        h.family,
+        h.proto,
+        h.ip_id,
+        h.flowlabel,
+        h.length,
+        h.tcp_seq,
+        h.tcp_ack,
+        h.icmp_type,
+        h.icmp_code,
+        h.icmp_seq,
+        h.udp_length,
     )
 
 

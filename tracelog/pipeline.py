@@ -59,9 +59,7 @@ def trace_packets(inputs: Sequence[str], options: ParseOptions, stats: RunStats)
     return correlate_lines(read_sources(inputs, tick=options.idle / 4), options, stats)
 
 
-def correlate_lines(
-    lines: Iterable[SourceLine | None], options: ParseOptions, stats: RunStats
-) -> Iterator[Packet]:
+def correlate_lines(lines: Iterable[SourceLine | None], options: ParseOptions, stats: RunStats) -> Iterator[Packet]:
     """Yield each packet of a line stream once it is complete, counting into `stats`.
 
     A `None` in the stream is a clock tick from a live source: packets whose

@@ -15,11 +15,27 @@ from tracelog.analyse import STEP_COLUMNS, Record, step_rows
 from tracelog.pipeline import RunStats
 
 _ICMP_TYPES = {
-    "ICMP": {0: "echo-reply", 3: "unreachable", 4: "source-quench", 5: "redirect", 8: "echo-request",
-             11: "time-exceeded", 12: "parameter-problem"},
-    "ICMPv6": {1: "unreachable", 2: "packet-too-big", 3: "time-exceeded", 4: "parameter-problem",
-               128: "echo-request", 129: "echo-reply", 133: "router-solicitation", 134: "router-advert",
-               135: "neighbour-solicitation", 136: "neighbour-advert"},
+    "ICMP": {
+        0: "echo-reply",
+        3: "unreachable",
+        4: "source-quench",
+        5: "redirect",
+        8: "echo-request",
+        11: "time-exceeded",
+        12: "parameter-problem",
+    },
+    "ICMPv6": {
+        1: "unreachable",
+        2: "packet-too-big",
+        3: "time-exceeded",
+        4: "parameter-problem",
+        128: "echo-request",
+        129: "echo-reply",
+        133: "router-solicitation",
+        134: "router-advert",
+        135: "neighbour-solicitation",
+        136: "neighbour-advert",
+    },
 }
 
 
@@ -75,9 +91,8 @@ def _elapsed(step: Record, start: float | str | None) -> str:
 
 def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Record]], number: int) -> Text:
     text = Text()
-    if previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"]):
-        if step["in"]:
-            text.append(f"in {_interface(step['in'], step['physin'])} ")
+    if step["in"] and (previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"])):
+        text.append(f"in {_interface(step['in'], step['physin'])} ")
     if step["out"] and (previous is None or (step["out"], step["physout"]) != (previous["out"], previous["physout"])):
         text.append(f"out {_interface(step['out'], step['physout'])} ")
     for rewrite in rewrites.get(number, []):
@@ -101,7 +116,11 @@ def timeline_table(record: Record) -> Table:
     host = f"  [dim]on {record['host']}[/dim]" if record["host"] else ""
     table = Table(
         title=f"[bold]#{record['packet']}[/bold] {describe(record)}{host}",
-        title_justify="left", caption=_ending(record), caption_justify="left", box=None, pad_edge=False,
+        title_justify="left",
+        caption=_ending(record),
+        caption_justify="left",
+        box=None,
+        pad_edge=False,
         show_header=False,
     )
     for column in ("time", "hook", "chain", "step", "changes"):
@@ -114,8 +133,13 @@ def timeline_table(record: Record) -> Table:
     for number, step in enumerate(record["steps"], start=1):
         hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
         number_text = step["rulenum"] if step["rulenum"] is not None else step["handle"]
-        table.add_row(_elapsed(step, start), hook or "", f"{step['table']}:{step['chain']}",
-                      f"{step['kind']} {number_text}", _changes(step, previous, rewrites, number))
+        table.add_row(
+            _elapsed(step, start),
+            hook or "",
+            f"{step['table']}:{step['chain']}",
+            f"{step['kind']} {number_text}",
+            _changes(step, previous, rewrites, number),
+        )
         previous = step
     return table
 
@@ -138,21 +162,23 @@ def print_timelines(records: Iterable[Record], console: Console) -> None:
         console.print()
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def summary_lines(stats: RunStats, sources: int) -> list[str]:
     """The run summary for stderr: what was read, understood, skipped and not understood."""
     skipped = ", ".join(f"{count} {skip.value}" for skip, count in stats.skipped.items())
     lines = [
-        f"tracelog: {stats.lines} line{'s' if stats.lines != 1 else ''} from {sources} input{'s' if sources != 1 else ''}: "
-        f"{stats.events} TRACE events in {stats.packets} packets"
+        f"tracelog: {_count(stats.lines, 'line')} from {_count(sources, 'input')}: "
+        f"{_count(stats.events, 'TRACE event')} in {_count(stats.packets, 'packet')}"
         + (f"; skipped {skipped}" if skipped else "")
     ]
     for message, count in stats.caveats.items():
-        lines.append(f"tracelog: note: {count} line{'s' if count != 1 else ''}: {message} "
-                     f"(first at {stats.caveat_examples[message]})")
+        lines.append(f"tracelog: note: {_count(count, 'line')}: {message} (first at {stats.caveat_examples[message]})")
     if stats.bad:
-        lines.append(f"tracelog: {stats.bad} TRACE line{'s' if stats.bad != 1 else ''} not understood:")
+        lines.append(f"tracelog: {_count(stats.bad, 'TRACE line')} not understood:")
         lines.extend(f"  {bad.location}: {bad.reason}" for bad in stats.bad_examples)
         if stats.bad > len(stats.bad_examples):
             lines.append(f"  ... and {stats.bad - len(stats.bad_examples)} more")
     return lines
-

@@ -61,12 +61,13 @@ def _split_chunks(chunks: Iterator[bytes | None], name: str) -> Iterator[SourceL
             continue
         if number == 0 and not pending and chunk.startswith(_GZIP_MAGIC):
             decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
+        data = chunk
         if decompressor is not None:
             try:
-                chunk = decompressor.decompress(chunk)
+                data = decompressor.decompress(chunk)
             except zlib.error as error:
                 raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
-        *lines, pending = (pending + chunk).split(b"\n")
+        *lines, pending = (pending + data).split(b"\n")
         for raw in lines:
             number += 1
             yield SourceLine(name, number, raw.decode("utf-8", "replace").rstrip("\r"))

@@ -155,8 +155,7 @@ def _missing(draft: _HeaderDraft) -> str | None:
     last = _REQUIRED_LAST.get(values["proto"])
     if last is None:
         return None
-    attribute = _attribute(last, draft)
-    return None if attribute in values else last
+    return None if _attribute(last, draft) in values else last
 
 
 def build_header(fields: Sequence[Field], complete: bool = True) -> Header:

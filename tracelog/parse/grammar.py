@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from lark import Lark, Transformer
 
 
 @functools.cache
-def _grammar_parser(name: str, start: tuple[str, ...], transformer: Transformer) -> Lark:
+def _grammar_parser(name: str, start: tuple[str, ...], transformer: Transformer[Any, Any]) -> Lark:
     return Lark.open_from_package(
         "tracelog",
         f"{name}.lark",
@@ -21,7 +22,7 @@ def _grammar_parser(name: str, start: tuple[str, ...], transformer: Transformer)
     )
 
 
-def load_parser(name: str, start: tuple[str, ...], transformer: Transformer) -> Lark:
+def load_parser(name: str, start: tuple[str, ...], transformer: Transformer[Any, Any]) -> Lark:
     """A tree-less LALR parser for `grammars/<name>.lark`.
 
     The transformer runs inside the parser, so no parse tree is ever built:

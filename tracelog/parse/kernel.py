@@ -27,6 +27,10 @@ _RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):\S+:(?:rul
 _SUBSYSTEM = re.compile(r"\b(?!kernel:)[\w.-]+:[ \t]*$")
 
 
+Trace = tuple[tuple[str, str, str, int], Header]
+"""The tag (table, chain, kind, rule number) and the header of one record."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Prefix:
     """The parts of a log prefix, still as text (the year comes later)."""
@@ -63,7 +67,7 @@ class _KernelTransformer(FieldsTransformer):
         table, chain, kind, number = children
         return str(table), str(chain), str(kind), int(number)
 
-    def trace(self, children: list[Any]) -> tuple[tuple[str, str, str, int], Header]:
+    def trace(self, children: list[Any]) -> Trace:
         return children[0], build_header(children[1])
 
     def kmsg_stamp(self, children: list[Token]) -> _Prefix:
@@ -88,14 +92,14 @@ class _KernelTransformer(FieldsTransformer):
         return _Prefix()
 
 
-_TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())
+_TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
 
 
 def _parse(text: str, start: str) -> Any:
     return load_parser("kernel", ("line", "prefix", "trace"), _TRANSFORMER).parse(text, start=start)
 
 
-def _event(trace: tuple[tuple[str, str, str, int], Header], prefix: _Prefix, origin: SourceLine, year: int) -> TraceEvent:
+def _event(trace: Trace, prefix: _Prefix, origin: SourceLine, year: int) -> TraceEvent:
     (table, chain, kind, number), header = trace
     step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
     return TraceEvent(
