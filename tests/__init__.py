@@ -1,0 +1,1 @@
+"""tracelog test suite."""

@@ -1,0 +1,1 @@
+"""Root-only labs that make the kernel produce real netfilter TRACE output."""
