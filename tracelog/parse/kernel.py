@@ -83,6 +83,9 @@ class _KernelTransformer(FieldsTransformer):
             return _Prefix(host=str(host), uptime=float(clock.strip("[] ")))
         return _Prefix(str(host), inner.uptime, str(clock), clock.type)
 
+    def line(self, children: list[Any]) -> tuple[_Prefix, Trace]:
+        return children[0], children[1]
+
     def prefix(self, children: list[Any]) -> _Prefix:
         parts = [child for child in children if isinstance(child, _Prefix)]
         if parts:
@@ -139,6 +142,18 @@ def _parse_prefix(text: str) -> _Prefix | None:
     return prefix
 
 
+def parse_whole_line(origin: SourceLine, year: int) -> TraceEvent | None:
+    """Parse a line with the grammar's `line` rule in one go (None if it does not parse).
+
+    The reference the split fast path of `parse_kernel_line` is tested against.
+    """
+    try:
+        prefix, trace = _parse(origin.text, "line")
+    except (UnexpectedInput, FieldError):
+        return None
+    return _event(trace, prefix, origin, year)
+
+
 def parse_kernel_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
     """Classify and parse one kernel-log line.
 
@@ -165,13 +180,32 @@ def parse_kernel_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
         end = starts[index + 1] if index + 1 < len(starts) else len(text)
         trace, bad = _parse_trace(origin, body, end)
         next_prefix = end
-        if bad is not None and bad.column is not None and end < len(text):
+        if bad is not None and end < len(text):
             # joined records: the next record's prefix trails this one's fields
-            next_prefix = bad.column - 1
-            trace, _ = _parse_trace(origin, body, next_prefix)
-            if trace is not None:
+            next_prefix = _trailing_prefix_start(text, body, end)
+            trace, still_bad = _parse_trace(origin, body, next_prefix)
+            if still_bad is None:
                 bad = None
                 yield Caveat(origin, "two records on one line")
         yield bad if bad is not None else _event(trace, prefix, origin, year)
         if end < len(text):
             prefix = _parse_prefix(text[next_prefix:end]) or _Prefix()
+
+
+_PREFIX_WORDS = 10
+
+
+def _trailing_prefix_start(text: str, body: int, end: int) -> int:
+    """Where the longest log prefix that ends at `end` starts (`end` if none).
+
+    Only used for the rare line that holds two records: the words before the
+    second record's mark are tried as a prefix, longest first wins.
+    """
+    start, cut = end, end
+    for _ in range(_PREFIX_WORDS):
+        cut = text.rfind(" ", body, cut - 1)
+        if cut < body:
+            break
+        if text[cut + 1 : end].strip() and _parse_prefix(text[cut + 1 : end]) is not None:
+            start = cut + 1
+    return start

@@ -1,0 +1,130 @@
+"""The kernel-log parser: prefixes, look-alikes and damaged lines, on real captured lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tracelog.events import SourceLine, TraceEvent
+from tracelog.parse import BadLine, Caveat, LineParser, Skip
+from tracelog.parse.kernel import parse_whole_line
+from tests.samples import SAMPLES, kernel_log_samples
+
+PARSER = LineParser(year=2026)
+PING = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
+
+
+def outcomes(text: str) -> list[object]:
+    return list(PARSER.parse(SourceLine("f.log", 7, text)))
+
+
+def only_event(text: str) -> TraceEvent:
+    result = outcomes(text)
+    assert len(result) == 1
+    assert isinstance(result[0], TraceEvent), result
+    return result[0]
+
+
+@pytest.mark.parametrize("sample", kernel_log_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
+def test_split_parse_agrees_with_the_whole_line_rule(sample: Path) -> None:
+    """The fast path parses prefix and trace apart; the grammar's `line` rule is the reference."""
+    for number, text in enumerate(sample.read_text().splitlines(), start=1):
+        split = [o for o in PARSER.parse(SourceLine(str(sample), number, text)) if isinstance(o, TraceEvent)]
+        whole = parse_whole_line(SourceLine(str(sample), number, text), year=2026)
+        assert split == ([whole] if whole is not None else []), text
+
+
+def test_fields_of_a_real_bridged_line() -> None:
+    event = only_event(PING[0])
+    header = event.header
+    assert (event.table, event.chain, event.kind, event.rulenum) == ("raw", "PREROUTING", "policy", 3)
+    assert event.stamp.uptime == pytest.approx(641.018462)
+    assert (header.in_iface, header.out_iface, header.physin, header.physout) == ("docker0", None, "veth1e06770", None)
+    assert header.mac == "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00"
+    assert (str(header.src), str(header.dst), header.length, header.ttl, header.ip_id) == (
+        "172.18.0.2", "172.18.0.3", 84, 64, 32987)
+    assert header.ip_flags == ("DF",)
+    assert (header.proto, header.icmp_type, header.icmp_code, header.icmp_id, header.icmp_seq) == ("ICMP", 8, 0, 20, 0)
+    assert event.origin == SourceLine("f.log", 7, PING[0])
+
+
+def test_unknown_fields_are_kept() -> None:
+    event = only_event(PING[0].rstrip() + " NEWFIELD=42 ODD=")
+    assert event.header.extra == (("NEWFIELD", "42"), ("ODD", ""))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[  641.0] IPTABLES-DROP: IN=docker0 OUT= SRC=172.18.0.2 DST=172.18.0.3 LEN=84 PROTO=ICMP TYPE=8 CODE=0",
+        "[  641.0] TRACE: eb:in IN=docker0 OUT= MAC source = 02:42:ac:12:00:03 proto = 0x0800",
+        "Nov 28 03:24:23 vm kernel: ip_tables: TRACE: raw:OUTPUT:policy:2 IN= OUT=lo",
+    ],
+)
+def test_look_alikes_are_skipped(text: str) -> None:
+    assert outcomes(text) == [Skip.LOOKALIKE if "TRACE:" in text else Skip.OTHER]
+
+
+def test_lines_without_trace_are_other() -> None:
+    assert outcomes("Nov 28 03:24:23 vm kernel: docker0: port 1(veth1e06770) entered forwarding state") == [Skip.OTHER]
+    assert outcomes("") == [Skip.OTHER]
+
+
+def test_an_unknown_prefix_keeps_the_event_and_says_so() -> None:
+    """`grep -H` puts the file name in front of every line."""
+    caveat, event = outcomes("/var/log/kern.log:" + PING[0])
+    assert isinstance(caveat, Caveat)
+    assert "prefix not recognised" in caveat.message
+    assert isinstance(event, TraceEvent)
+    assert event.stamp.uptime is None
+    assert event.header == only_event(PING[0]).header
+
+
+def test_two_records_joined_on_one_line_are_both_read() -> None:
+    first, second = (only_event(line) for line in PING[:2])
+    result = outcomes(PING[0].rstrip() + " " + PING[1])
+    assert isinstance(result[0], Caveat)
+    assert result[0].message == "two records on one line"
+    assert result[1:] == [first, second]
+    assert result[2].stamp == second.stamp  # type: ignore[attr-defined]
+
+
+def test_a_bad_record_does_not_hide_the_next_one_on_the_line() -> None:
+    broken = PING[0][: PING[0].index("PROTO=")]
+    bad, event = outcomes(broken + PING[1])
+    assert isinstance(bad, BadLine)
+    assert event == only_event(PING[1])
+
+
+def test_wrapped_line_is_a_bad_line_with_its_position() -> None:
+    head = PING[0][:120]
+    (bad,) = outcomes(head)
+    assert isinstance(bad, BadLine)
+    assert bad.location.startswith("f.log:7")
+    assert bad.with_caret().splitlines()[0] == head
+
+
+def test_elided_fields_keep_the_step_and_mark_the_header() -> None:
+    text = PING[0].replace("LEN=84 TOS=0x00 PREC=0x00 TTL=64 ", "... ")
+    event = only_event(text)
+    assert event.header.elided
+    assert event.header.ttl is None
+    assert (event.table, event.chain) == ("raw", "PREROUTING")
+
+
+def test_bad_address_is_reported_at_its_column() -> None:
+    text = PING[0].replace("SRC=172.18.0.2", "SRC=172.18.0.999")
+    (bad,) = outcomes(text)
+    assert isinstance(bad, BadLine)
+    assert bad.column == text.index("172.18.0.999") + 1
+    assert "not an IP address" in bad.reason
+
+
+def test_year_less_time_stamps_use_the_given_year() -> None:
+    line = (SAMPLES / "lab-legacy/rsyslog-traditional.log").read_text().splitlines()
+    event = next(o for text in line for o in outcomes(text) if isinstance(o, TraceEvent))
+    assert event.stamp.wallclock is not None
+    assert event.stamp.wallclock.year == 2026
+    assert event.stamp.assumed_year
+    assert event.host == "vm"

@@ -1,0 +1,109 @@
+"""Every real kernel-log capture: the packets found are the packets the kernel traced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunCli
+from tests.samples import SAMPLES, kernel_log_samples, traced_packets
+
+SAMPLE_IDS = [str(path.relative_to(SAMPLES)) for path in kernel_log_samples()]
+
+
+@pytest.mark.parametrize("sample", kernel_log_samples(), ids=SAMPLE_IDS)
+def test_packets_match_the_kernel_counters(sample: Path, run_cli: RunCli) -> None:
+    run = run_cli("parse", "--format", "jsonl", str(sample))
+    records = run.records()
+    assert run.status == 0, run.stderr
+    assert "not understood" not in run.stderr
+    assert len(records) == traced_packets(sample)
+    assert [record["packet"] for record in records] == list(range(1, len(records) + 1))
+    for record in records:
+        assert record["steps"][0]["table"] == "raw", record
+
+
+@pytest.mark.parametrize("sample", kernel_log_samples(), ids=SAMPLE_IDS)
+def test_every_trace_line_becomes_exactly_one_step(sample: Path, run_cli: RunCli) -> None:
+    trace_lines = [
+        number for number, line in enumerate(sample.read_text().splitlines(), start=1) if " TRACE: " in f" {line}"
+    ]
+    steps = [(step["source"], step["line"]) for record in run_cli("parse", "-f", "jsonl", str(sample)).records()
+             for step in record["steps"]]
+    assert sorted(line for _, line in steps) == trace_lines
+    assert {source for source, _ in steps} == {str(sample)}
+
+
+def test_bridged_ping_between_docker_containers(run_cli: RunCli) -> None:
+    """nginx-1 (veth1e06770) pings nginx-2 (veth1332838) over docker0 twice."""
+    records = run_cli("parse", "-f", "jsonl", str(SAMPLES / "docker-legacy/ping.dmesg")).records()
+    requests = [r for r in records if r["icmp_type"] == 8]
+    replies = [r for r in records if r["icmp_type"] == 0]
+    assert len(requests) == len(replies) == 2
+    assert {(r["src"], r["dst"]) for r in requests} == {("172.18.0.2", "172.18.0.3")}
+    first = records[0]["steps"]
+    assert [s["hook"] for s in first] == ["PREROUTING"] * 2 + ["FORWARD"] * 7 + ["POSTROUTING"]
+    assert first[0]["physin"] == "veth1e06770"
+    assert first[-1]["physout"] == "veth1332838"
+    assert first[-1]["in"] is None  # the kernel prints IN= empty at POSTROUTING
+    # only the first packet of the connection is seen by the nat table
+    assert all(s["table"] != "nat" for r in records[1:] for s in r["steps"])
+
+
+def test_dnat_rewrite_is_shown_where_it_happens(run_cli: RunCli) -> None:
+    records = run_cli("parse", "-f", "jsonl", str(SAMPLES / "lab-legacy/dnat.dmesg")).records()
+    syn = records[0]
+    assert (syn["src"], syn["dst"], syn["dport"]) == ("192.0.2.10", "192.0.2.1", 8080)
+    assert syn["rewrites"] == [
+        {"step": 4, "field": "dst", "from": "192.0.2.1", "to": "172.18.0.3"},
+        {"step": 4, "field": "dport", "from": "8080", "to": "80"},
+    ]
+    assert [s["chain"] for s in syn["steps"][1:3]] == ["PREROUTING", "DOCKER"]
+    assert syn["steps"][3]["dst"] == "172.18.0.3"
+    # later packets of the connection are rewritten by conntrack without a nat line
+    later = [r for r in records if r["dst"] == "192.0.2.1" and r["packet"] > 1]
+    assert later
+    assert all(r["rewrites"] and r["rewrites"][0]["to"] == "172.18.0.3" for r in later)
+
+
+def test_icmp_error_keeps_the_packet_it_reports(run_cli: RunCli) -> None:
+    records = run_cli("parse", "-f", "jsonl", str(SAMPLES / "lab-legacy/udp-closed.dmesg")).records()
+    datagram, error = records
+    assert datagram["proto"] == "UDP"
+    assert (error["proto"], error["icmp_type"], error["icmp_code"]) == ("ICMP", 3, 3)
+    assert (error["src"], error["dst"]) == (datagram["dst"], datagram["src"])
+
+
+def test_ipv6_addresses_are_compressed(run_cli: RunCli) -> None:
+    records = run_cli("parse", "-f", "jsonl", str(SAMPLES / "lab-legacy/ipv6-ping.dmesg")).records()
+    echo = [r for r in records if r["icmp_type"] == 128]
+    assert echo
+    assert all(r["family"] == "ipv6" and r["proto"] == "ICMPv6" for r in records)
+    assert (echo[0]["src"], echo[0]["dst"]) == ("fd00:18::2", "fd00:18::3")
+
+
+@pytest.mark.parametrize(
+    ("name", "host", "first_seen"),
+    [
+        ("ping.dmesg", None, float),
+        ("dnat.dmesg-T", None, str),
+        ("udp-closed.dmesg-r", None, float),
+        ("rsyslog-traditional.log", "vm", float),
+        ("rsyslog-fileformat.log", "vm", str),
+        ("journalctl.txt", "vm", str),
+    ],
+)
+def test_each_prefix_gives_host_and_time(name: str, host: str | None, first_seen: type, run_cli: RunCli) -> None:
+    records = run_cli("parse", "-f", "jsonl", "--year", "2026", str(SAMPLES / "lab-legacy" / name)).records()
+    assert records
+    assert {r["host"] for r in records} == {host}
+    assert all(isinstance(r["first_seen"], first_seen) for r in records)
+
+
+def test_mixed_run_is_the_sum_of_its_scenarios(run_cli: RunCli) -> None:
+    """The rsyslog capture holds every lab scenario in one run, other kernel messages between."""
+    run = run_cli("parse", "-f", "jsonl", str(SAMPLES / "lab-legacy/rsyslog-traditional.log"))
+    protos = [r["proto"] for r in run.records()]
+    assert protos.count("ICMPv6") == 6
+    assert "skipped 14 other" in run.stderr
