@@ -10,4 +10,3 @@ apt-get install -y -q --no-install-recommends \
   docker.io containerd runc tini \
   iptables nftables iproute2 busybox-static \
   kmod procps util-linux coreutils
-python -m pip install --quiet pytest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,27 +29,29 @@ RunCli = Callable[..., Run]
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> RunCli:
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[RunCli]:
     """Call `tracelog ARGS…` in-process; `stdin=` feeds standard input."""
+    with tempfile.TemporaryFile() as stdin_file:
 
-    def run(*args: str, stdin: str | None = None) -> Run:
-        if stdin is not None:
-            monkeypatch.setattr("sys.stdin", _FakeStdin(stdin))
-        status = main(list(args))
-        captured = capsys.readouterr()
-        return Run(status, captured.out, captured.err)
+        def run(*args: str, stdin: str | None = None) -> Run:
+            if stdin is not None:
+                stdin_file.seek(0)
+                stdin_file.truncate()
+                stdin_file.write(stdin.encode())
+                stdin_file.seek(0)
+                monkeypatch.setattr("sys.stdin", _FakeStdin(stdin_file.fileno()))
+            status = main(list(args))
+            captured = capsys.readouterr()
+            return Run(status, captured.out, captured.err)
 
-    return run
+        yield run
 
 
 class _FakeStdin:
     """A stdin that is not a terminal, backed by a real file descriptor."""
 
-    def __init__(self, text: str) -> None:
-        self._file = tempfile.TemporaryFile()
-        self._file.write(text.encode())
-        self._file.seek(0)
-        self._fd = self._file.fileno()
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
 
     def isatty(self) -> bool:
         return False

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.samples import SAMPLES, kernel_log_samples
 from tracelog.events import SourceLine, TraceEvent
 from tracelog.parse import BadLine, Caveat, LineParser, Skip
 from tracelog.parse.kernel import parse_whole_line
-from tests.samples import SAMPLES, kernel_log_samples
 
 PARSER = LineParser(year=2026)
 PING = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()

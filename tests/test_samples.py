@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,14 @@ def test_packets_match_the_kernel_counters(sample: Path, run_cli: RunCli) -> Non
         assert record["steps"][0]["table"] == "raw", record
 
 
+# The test's own oracle for a legacy TRACE record, independent of the parser.
+TRACE_TAG = re.compile(r"TRACE: (?:raw|mangle|nat|filter|security):\S+:(?:rule|return|policy):\d+ ")
+
+
 @pytest.mark.parametrize("sample", kernel_log_samples(), ids=SAMPLE_IDS)
 def test_every_trace_line_becomes_exactly_one_step(sample: Path, run_cli: RunCli) -> None:
-    trace_lines = [
-        number for number, line in enumerate(sample.read_text().splitlines(), start=1) if " TRACE: " in f" {line}"
-    ]
+    lines = sample.read_text().splitlines()
+    trace_lines = [number for number, line in enumerate(lines, start=1) if TRACE_TAG.search(line)]
     steps = [(step["source"], step["line"]) for record in run_cli("parse", "-f", "jsonl", str(sample)).records()
              for step in record["steps"]]
     assert sorted(line for _, line in steps) == trace_lines
@@ -99,6 +103,29 @@ def test_each_prefix_gives_host_and_time(name: str, host: str | None, first_seen
     assert records
     assert {r["host"] for r in records} == {host}
     assert all(isinstance(r["first_seen"], first_seen) for r in records)
+
+
+def test_look_alikes_in_a_real_log_are_skipped(run_cli: RunCli) -> None:
+    """-j LOG lines (one with a "TRACE: " prefix), ebtables "TRACE: eb:" lines and the
+    x_tables "TRACE target" message sit between real TRACE lines."""
+    run = run_cli("parse", "-f", "jsonl", str(SAMPLES / "lookalikes/mixed.dmesg"))
+    assert run.status == 0
+    assert len(run.records()) == 4
+    assert "skipped 3 lookalike, 4 other" in run.stderr
+
+
+def test_loopback_packet_is_one_timeline_across_both_passes(run_cli: RunCli) -> None:
+    """Out through OUTPUT/POSTROUTING, back in through PREROUTING/INPUT on lo: one packet."""
+    records = run_cli("parse", "-f", "jsonl", str(SAMPLES / "lab-legacy/loopback.dmesg")).records()
+    syn = next(r for r in records if r["tcp_flags"] == ["SYN"])
+    hooks = [s["hook"] for s in syn["steps"]]
+    assert hooks[0] == "OUTPUT"
+    assert hooks[-1] == "INPUT"
+    assert "PREROUTING" in hooks
+    assert {"field": "dport", "from": "8081", "to": "8080"} in [
+        {k: v for k, v in r.items() if k != "step"} for r in syn["rewrites"]]
+    syn_ack = next(r for r in records if set(r["tcp_flags"]) == {"SYN", "ACK"})
+    assert [(r["field"], r["from"], r["to"]) for r in syn_ack["rewrites"]] == [("sport", "8080", "8081")]
 
 
 def test_mixed_run_is_the_sum_of_its_scenarios(run_cli: RunCli) -> None:

@@ -101,6 +101,8 @@ def parse(
         _print_summary(stats, len(inputs))  # an interrupted live run still says what it read
         raise
     _print_summary(stats, len(inputs))
+    if stats.unreadable:
+        raise typer.Exit(ExitStatus.INPUT)
     if stats.bad:
         raise typer.Exit(ExitStatus.BAD_LINES)
 

@@ -60,5 +60,11 @@ def crosses_dnat(before: Stage, after: Stage) -> bool:
 
 
 def crosses_snat(before: Stage, after: Stage) -> bool:
-    """Whether source NAT ran between two stages (visible only after loopback)."""
-    return before[0] in (POSTROUTING, INPUT) and after[0] != before[0]
+    """Whether source NAT ran between two stages of one packet.
+
+    It runs at nat POSTROUTING (and nat INPUT, after which nothing prints), so
+    only a packet looping back through `lo` is seen again afterwards: the
+    reply of a DNAT'ed local connection leaves with the real source port and
+    comes back in with the published one, without a nat line.
+    """
+    return before[0] in (OUTPUT, FORWARD, POSTROUTING) and after[0] in LOOPBACK_HOOKS

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from tracelog.correlate import DEFAULT_WINDOW, Correlator, Packet
-from tracelog.errors import BadLineError
+from tracelog.errors import BadLineError, InputError
 from tracelog.events import SourceLine, TraceEvent
 from tracelog.parse import BadLine, Caveat, LineParser, Skip
-from tracelog.sources import read_sources
+from tracelog.sources import read_source
 
 EXAMPLES_KEPT = 5
 
@@ -43,6 +43,7 @@ class RunStats:
     bad_examples: list[BadLine] = field(default_factory=list)
     caveats: Counter[str] = field(default_factory=Counter)
     caveat_examples: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
 
     def note_bad(self, bad: BadLine) -> None:
         self.bad += 1
@@ -56,7 +57,20 @@ class RunStats:
 
 def trace_packets(inputs: Sequence[str], options: ParseOptions, stats: RunStats) -> Iterator[Packet]:
     """Yield each packet of the named inputs (`-` is stdin) once it is complete."""
-    return correlate_lines(read_sources(inputs, tick=options.idle / 4), options, stats)
+    return correlate_lines(_readable_lines(inputs, options.idle / 4, stats), options, stats)
+
+
+def _readable_lines(inputs: Sequence[str], tick: float, stats: RunStats) -> Iterator[SourceLine | None]:
+    """The lines of every input in turn; one that cannot be read is noted and passed over.
+
+    Like grep: a missing file or a gzip stream cut short (a log rotated while
+    copied) costs that file, or its tail, not the analysis of the others.
+    """
+    for name in inputs:
+        try:
+            yield from read_source(name, tick)
+        except InputError as error:
+            stats.unreadable.append(str(error))
 
 
 def correlate_lines(lines: Iterable[SourceLine | None], options: ParseOptions, stats: RunStats) -> Iterator[Packet]:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -37,6 +37,14 @@ _ICMP_TYPES = {
         136: "neighbour-advert",
     },
 }
+
+
+_UNREACHABLE = {
+    "ICMP": {0: "net", 1: "host", 2: "protocol", 3: "port", 4: "fragmentation-needed", 9: "net-prohibited",
+             10: "host-prohibited", 13: "admin-prohibited"},
+    "ICMPv6": {0: "no-route", 1: "admin-prohibited", 3: "address", 4: "port"},
+}
+_TCP_FLAG_ORDER = ("SYN", "ACK", "FIN", "RST", "PSH", "URG", "ECE", "CWR")
 
 
 def write_jsonl(records: Iterable[Record], out: TextIO) -> None:
@@ -70,9 +78,12 @@ def _interface(name: str | None, port: str | None) -> str | None:
 def describe(record: Record) -> str:
     """`ICMP echo-request 172.18.0.2 → 172.18.0.3  in veth1 → out veth2`."""
     proto, icmp_type = record["proto"], record["icmp_type"]
-    what = ",".join(record["tcp_flags"])
+    what = ",".join(flag for flag in _TCP_FLAG_ORDER if flag in record["tcp_flags"])
     if proto in _ICMP_TYPES:
         what = _ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}")
+        if what == "unreachable":
+            code = record["icmp_code"]
+            what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
     title = f"{proto} {what}".strip()
     route = f"{_endpoint(record['src'], record['sport'])} → {_endpoint(record['dst'], record['dport'])}"
     steps = record["steps"]
@@ -96,7 +107,7 @@ def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Rec
     if step["out"] and (previous is None or (step["out"], step["physout"]) != (previous["out"], previous["physout"])):
         text.append(f"out {_interface(step['out'], step['physout'])} ")
     for rewrite in rewrites.get(number, []):
-        text.append(f"{rewrite['field']} {rewrite['from']} → {rewrite['to']} ", style="bold yellow")
+        text.append(f"NAT {rewrite['field']} {rewrite['from']} → {rewrite['to']} ", style="bold yellow")
     if previous is not None and step["ttl"] is not None and previous["ttl"] not in (None, step["ttl"]):
         text.append(f"ttl {previous['ttl']} → {step['ttl']} ", style="dim")
     return text
@@ -111,18 +122,21 @@ def _ending(record: Record) -> Text:
     return Text(f"last seen at {where} (verdict unknown: the trace does not say)", style="dim")
 
 
+def _title(record: Record) -> Text:
+    title = Text.assemble((f"#{record['packet']}", "bold"), f" {describe(record)}")
+    if record["host"]:
+        title.append(f"  on {record['host']}", style="dim")
+    return title
+
+
+def timeline(record: Record) -> Group:
+    """One packet: its title, a row per step with changes marked where they happen, its ending."""
+    return Group(_title(record), timeline_table(record), _ending(record))
+
+
 def timeline_table(record: Record) -> Table:
-    """One packet as a rich table: a row per step, changes marked where they happen."""
-    host = f"  [dim]on {record['host']}[/dim]" if record["host"] else ""
-    table = Table(
-        title=f"[bold]#{record['packet']}[/bold] {describe(record)}{host}",
-        title_justify="left",
-        caption=_ending(record),
-        caption_justify="left",
-        box=None,
-        pad_edge=False,
-        show_header=False,
-    )
+    """The steps of one packet as a rich table."""
+    table = Table(box=None, pad_edge=False, show_header=False)
     for column in ("time", "hook", "chain", "step", "changes"):
         table.add_column(column, no_wrap=column != "changes", style="dim" if column in ("time", "hook") else None)
     rewrites: dict[int, list[Record]] = {}
@@ -156,10 +170,19 @@ class PipeConsole(Console):
 
 
 def print_timelines(records: Iterable[Record], console: Console) -> None:
-    """The default output: one timeline per packet, printed as each completes."""
+    """The default output: one timeline per packet, printed as each completes.
+
+    Into a file or pipe, lines lose rich's cell padding so they diff cleanly.
+    """
     for record in records:
-        console.print(timeline_table(record))
-        console.print()
+        if console.is_terminal:
+            console.print(timeline(record))
+            console.print()
+            continue
+        with console.capture() as captured:
+            console.print(timeline(record))
+        console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()) + "\n")
+        console.file.flush()
 
 
 def _count(number: int, noun: str) -> str:
@@ -176,6 +199,7 @@ def summary_lines(stats: RunStats, sources: int) -> list[str]:
     ]
     for message, count in stats.caveats.items():
         lines.append(f"tracelog: note: {_count(count, 'line')}: {message} (first at {stats.caveat_examples[message]})")
+    lines.extend(f"tracelog: {problem}" for problem in stats.unreadable)
     if stats.bad:
         lines.append(f"tracelog: {_count(stats.bad, 'TRACE line')} not understood:")
         lines.extend(f"  {bad.location}: {bad.reason}" for bad in stats.bad_examples)

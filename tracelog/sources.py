@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 import select
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,16 +21,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 16
 
 
-def _open_binary(name: str) -> BinaryIO:
-    path = Path(name)
+def _open(name: str) -> BinaryIO:
     try:
-        handle = path.open("rb")
-        magic = handle.peek(2)[:2] if isinstance(handle, io.BufferedReader) else b""
+        return Path(name).open("rb")
     except OSError as error:
         raise InputError(f"cannot read {name}: {error.strerror or error}") from error
-    if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
-    return handle
 
 
 def read_lines(name: str) -> Iterator[SourceLine]:
@@ -39,15 +35,15 @@ def read_lines(name: str) -> Iterator[SourceLine]:
     a bad byte must cost one field, not the run.  A corrupt gzip stream ends
     the file with an `InputError` after the lines read so far.
     """
-    handle = _open_binary(name)
     number = 0
-    try:
-        for number, raw in enumerate(handle, start=1):
-            yield SourceLine(name, number, raw.decode("utf-8", "replace").rstrip("\r\n"))
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
-    finally:
-        handle.close()
+    with _open(name) as raw:
+        packed = isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == _GZIP_MAGIC
+        with gzip.GzipFile(fileobj=raw, mode="rb") if packed else contextlib.nullcontext(raw) as handle:
+            try:
+                for number, data in enumerate(handle, start=1):
+                    yield SourceLine(name, number, data.decode("utf-8", "replace").rstrip("\r\n"))
+            except (OSError, EOFError) as error:
+                raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
 
 
 def _split_chunks(chunks: Iterator[bytes | None], name: str) -> Iterator[SourceLine | None]:
@@ -98,7 +94,6 @@ def follow_fd(fd: int, name: str, tick: float) -> Iterator[SourceLine | None]:
     yield from _split_chunks(_fd_chunks(fd, tick), name)
 
 
-def read_sources(names: Iterable[str], tick: float) -> Iterator[SourceLine | None]:
-    """Yield the lines of several inputs in order; `-` is stdin, followed live."""
-    for name in names:
-        yield from follow_fd(sys.stdin.fileno(), STDIN, tick) if name == STDIN else read_lines(name)
+def read_source(name: str, tick: float) -> Iterator[SourceLine | None]:
+    """Yield the lines of one input; `-` is stdin, followed live with `tick` clock ticks."""
+    return follow_fd(sys.stdin.fileno(), STDIN, tick) if name == STDIN else read_lines(name)

@@ -28,11 +28,6 @@ def lab_unavailable_reason() -> str | None:
     return None
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker so ``--strict-markers`` accepts it."""
-    config.addinivalue_line("markers", "root_only: drives real network namespaces; skipped unless root")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``root_only`` tests, with the reason, where the lab cannot run."""
     reason = lab_unavailable_reason()

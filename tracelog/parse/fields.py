@@ -19,12 +19,15 @@ from tracelog.events import Address, Header
 
 Field = tuple[str, Any]
 
-IP_FLAGS = frozenset({"CE", "DF", "MF"})
 ICMP_PROTOS = frozenset({"ICMP", "ICMPv6"})
+# echo request/reply: the only ICMP messages the kernel prints `ID= SEQ=` for
+ECHO_TYPES: dict[str, frozenset[int]] = {"ICMP": frozenset({0, 8}), "ICMPv6": frozenset({128, 129})}
 
 # Fields that must be present for a header to be complete.  A line cut short
 # (wrapped by a terminal, truncated by a log shipper) lacks its last ones.
 _REQUIRED_LAST: dict[str, str] = {"TCP": "URGP", "UDP": "LEN", "UDPLITE": "LEN", "ICMP": "CODE", "ICMPv6": "CODE"}
+# Fields the kernel always prints together: the first without the second is a cut line.
+_PAIRS = (("icmp_id", "icmp_seq", "SEQ"), ("uid", "gid", "GID"))
 
 
 class FieldError(ValueError):
@@ -152,6 +155,11 @@ def _missing(draft: _HeaderDraft) -> str | None:
             return key
     if draft.elided or "frag" in values or "incomplete" in values:
         return None
+    for first, second, key in _PAIRS:
+        if first in values and second not in values:
+            return key
+    if values.get("icmp_type") in ECHO_TYPES.get(values["proto"], ()) and "icmp_seq" not in values:
+        return "SEQ"
     last = _REQUIRED_LAST.get(values["proto"])
     if last is None:
         return None
