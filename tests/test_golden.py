@@ -15,8 +15,11 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = [
+CASES: list[tuple[str, ...]] = [
     ("docker-legacy/ping.dmesg", "table"),
+    ("docker-legacy/drop.dmesg", "table", "docker-legacy/iptables-save.drop.txt"),
+    ("lab-legacy/dnat.dmesg", "table", "lab-legacy/ruleset.iptables-save"),
+    ("lab-legacy/drop.dmesg", "jsonl", "lab-legacy/ruleset-drop.iptables-save"),
     ("lab-legacy/dnat.dmesg", "table"),
     ("lab-legacy/udp-closed.dmesg", "table"),
     ("lab-legacy/ipv6-ping.dmesg", "table"),
@@ -26,11 +29,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("sample", "output"), CASES, ids=[f"{s}-{o}" for s, o in CASES])
-def test_output_matches_golden_file(sample: str, output: str, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("case", CASES, ids=["-".join(case) for case in CASES])
+def test_output_matches_golden_file(case: tuple[str, ...], run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    sample, output, *rules = case
     monkeypatch.chdir(SAMPLES.parent)  # sources are printed as given: keep them relative
-    run = run_cli("parse", "--format", output, f"samples/{sample}")
-    golden = GOLDEN / f"{sample.replace('/', '__')}.{output}"
+    options = [option for snapshot in rules for option in ("--rules", f"samples/{snapshot}")]
+    run = run_cli("parse", "--format", output, *options, f"samples/{sample}")
+    suffix = ".rules" if rules else ""
+    golden = GOLDEN / f"{sample.replace('/', '__')}{suffix}.{output}"
     if os.environ.get("TRACELOG_UPDATE_GOLDEN"):
         golden.write_text(run.stdout)
     assert run.stdout == golden.read_text()

@@ -7,6 +7,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -14,6 +15,7 @@ import typer
 from tracelog.errors import ExitStatus, InputError, TracelogError
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.record import packet_record
+from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
 
 app = typer.Typer(
@@ -79,6 +81,10 @@ def parse(
                                         min=0.05)] = 1.0,
     year: Annotated[int | None, typer.Option(help="Year for syslog time stamps that have none [default: now].")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first TRACE line that cannot be parsed.")] = False,
+    rules: Annotated[
+        list[str] | None,
+        typer.Option("--rules", help="iptables-save / ip6tables-save snapshot taken while tracing (repeatable)."),
+    ] = None,
 ) -> None:
     """Turn TRACE log lines into one timeline per packet.
 
@@ -88,11 +94,16 @@ def parse(
         tail -f /var/log/syslog | tracelog parse
 
         tracelog parse --format jsonl /var/log/kern.log /var/log/kern.log.2.gz
+
+        tracelog parse --rules iptables-save.txt kern.log
     """
     inputs = files or [STDIN]
     if STDIN in inputs and sys.stdin.isatty():
         raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
-    options = ParseOptions(idle=idle, strict=strict) if year is None else ParseOptions(idle, year, strict)
+    rulesets = load_rulesets(rules) if rules else None
+    options = ParseOptions(idle=idle, strict=strict, rulesets=rulesets)
+    if year is not None:
+        options = replace(options, year=year)
     stats = RunStats()
     records = (packet_record(packet) for packet in trace_packets(inputs, options, stats))
     try:
@@ -122,7 +133,7 @@ def _write(records: Iterator[dict[str, object]], output: OutputFormat) -> None:
     elif output is OutputFormat.csv:
         render.write_csv(records, sys.stdout)
     else:
-        console = render.PipeConsole(width=None if sys.stdout.isatty() else 160, highlight=False)
+        console = render.PipeConsole(width=None if sys.stdout.isatty() else render.UNWRAPPED_WIDTH, highlight=False)
         render.print_timelines(records, console)
 
 
@@ -143,3 +154,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 def main_exit() -> None:
     """Console-script entry point."""
     sys.exit(main())
+

@@ -13,6 +13,9 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2
     INPUT = 3
     BAD_LINES = 4
+    PERMISSION = 5
+    UNAVAILABLE = 6
+    DOCTOR_FAILED = 7
     INTERRUPTED = 130
 
 
@@ -40,3 +43,27 @@ class BadLineError(TracelogError):
     """`--strict`: a line looked like a TRACE event but could not be parsed."""
 
     status = ExitStatus.BAD_LINES
+
+
+class UsageError(TracelogError):
+    """Options that cannot go together or name something that does not exist."""
+
+    status = ExitStatus.USAGE
+
+
+class PermissionDenied(TracelogError):
+    """Changing or reading the firewall needs root (CAP_NET_ADMIN)."""
+
+    status = ExitStatus.PERMISSION
+
+
+class Unavailable(TracelogError):
+    """A tool, library or daemon tracelog needs is not installed or not answering."""
+
+    status = ExitStatus.UNAVAILABLE
+
+
+class FirewallError(TracelogError):
+    """The kernel or an iptables tool refused a rule change."""
+
+    status = ExitStatus.ERROR

@@ -14,6 +14,7 @@ from typing import Literal
 Address = IPv4Address | IPv6Address
 Family = Literal["ipv4", "ipv6"]
 StepKind = Literal["rule", "return", "policy"]
+NfFamily = Literal["ip", "ip6", "inet", "bridge", "arp", "netdev"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,9 @@ class TraceEvent:
     `rulenum` is the legacy 1-based position in the chain; `handle` is the
     nf_tables rule handle.  `rule` and `verdict` are filled when the trace
     itself carries them (nft formats) or a ruleset snapshot resolves them.
+    `mismatch` says why a ruleset snapshot could not explain the step.
+    `nf_family` is the nf_tables family of the table, when the trace names it
+    (an `inet` table sees IPv4 and IPv6 alike, so `header.family` cannot say).
     """
 
     table: str
@@ -118,4 +122,6 @@ class TraceEvent:
     trace_id: str | None = None
     rule: str | None = None
     verdict: str | None = None
+    mismatch: str | None = None
+    nf_family: NfFamily | None = None
     origin: SourceLine = field(default=SourceLine("-", 0, ""), compare=False, repr=False)

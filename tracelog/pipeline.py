@@ -12,6 +12,7 @@ from tracelog.correlate import DEFAULT_WINDOW, Correlator, Packet
 from tracelog.errors import BadLineError, InputError
 from tracelog.events import SourceLine, TraceEvent
 from tracelog.parse import BadLine, Caveat, LineParser, Skip
+from tracelog.ruleset import Rulesets
 from tracelog.sources import read_source
 
 EXAMPLES_KEPT = 5
@@ -22,13 +23,15 @@ class ParseOptions:
     """How to read the inputs.
 
     `idle` is how long a live stream may stay silent before its open packets
-    are printed; `year` completes RFC 3164 time stamps, which have none.
+    are printed; `year` completes RFC 3164 time stamps, which have none;
+    `rulesets` name the rules behind legacy steps.
     """
 
     idle: float = 1.0
     year: int = field(default_factory=lambda: date.today().year)
     strict: bool = False
     window: int = DEFAULT_WINDOW
+    rulesets: Rulesets | None = None
 
 
 @dataclass(slots=True)
@@ -91,7 +94,10 @@ def correlate_lines(lines: Iterable[SourceLine | None], options: ParseOptions, s
             for outcome in parser.parse(line):
                 if isinstance(outcome, TraceEvent):
                     stats.events += 1
-                    packets += correlator.feed(outcome, time.monotonic())
+                    event = options.rulesets.annotate(outcome) if options.rulesets else outcome
+                    if event.mismatch:
+                        stats.note_caveat(Caveat(event.origin, f"ruleset does not fit: {event.mismatch}"))
+                    packets += correlator.feed(event, time.monotonic())
                 elif isinstance(outcome, Skip):
                     stats.skipped[outcome] += 1
                 elif isinstance(outcome, Caveat):

@@ -11,6 +11,8 @@ from typing import Any
 from tracelog.correlate import Packet, Step
 from tracelog.events import Stamp
 
+from tracelog.ruleset import FINAL_TARGETS
+
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
 
 
@@ -46,33 +48,32 @@ def step_record(step: Step) -> dict[str, Any]:
         "line": event.origin.line,
         "rule": event.rule,
         "verdict": event.verdict,
+        "mismatch": event.mismatch,
     }
 
 
-def final_verdict(packet: Packet) -> tuple[str | None, str | None]:
-    """The packet's fate and where it was decided, when the trace says so.
+def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
+    """The packet's fate and the step that decided it, when the trace says so.
 
-    A DROP or REJECT anywhere ends the packet; otherwise the last verdict
-    printed stands.  Legacy kernel-log steps carry no verdict, so without a
-    ruleset snapshot the answer is unknown (None), never a guess.
+    A DROP or REJECT ends the packet wherever it is; otherwise the last step
+    decides if its verdict is final (ACCEPT, a NAT target, a policy).  A trace
+    that simply stops, or steps without verdicts (a kernel log without a
+    ruleset snapshot), give None: unknown, never a guess.
     """
-    decided: tuple[str | None, str | None] = (None, None)
-    for step in packet.steps:
-        event = step.event
-        if event.verdict is None:
-            continue
-        where = f"{event.table}:{event.chain}:{event.kind}:{event.rulenum if event.handle is None else event.handle}"
-        decided = (event.verdict, where)
-        if event.verdict in TERMINAL_VERDICTS:
-            break
-    return decided
+    last = len(packet.steps) - 1
+    index = next((i for i, s in enumerate(packet.steps) if s.event.verdict in TERMINAL_VERDICTS), last)
+    event = packet.steps[index].event
+    if event.verdict not in FINAL_TARGETS:
+        return None, None, None
+    number = event.rulenum if event.handle is None else event.handle
+    return event.verdict, f"{event.table}:{event.chain}:{event.kind}:{number}", index + 1
 
 
 def packet_record(packet: Packet) -> dict[str, Any]:
     """The JSON contract record of one packet (see README, "Output contract")."""
     first, last = packet.first, packet.last
     header = first.header
-    verdict, verdict_at = final_verdict(packet)
+    verdict, verdict_at, verdict_step = final_verdict(packet)
     return {
         "packet": packet.number,
         "trace_id": first.trace_id,
@@ -95,4 +96,5 @@ def packet_record(packet: Packet) -> dict[str, Any]:
         ],
         "verdict": verdict,
         "verdict_at": verdict_at,
+        "verdict_step": verdict_step,
     }

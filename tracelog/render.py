@@ -44,6 +44,8 @@ _UNREACHABLE = {
              10: "host-prohibited", 13: "admin-prohibited"},
     "ICMPv6": {0: "no-route", 1: "admin-prohibited", 3: "address", 4: "port"},
 }
+# Into a file or pipe, timelines are not wrapped: grep and diff see whole steps.
+UNWRAPPED_WIDTH = 1000
 _TCP_FLAG_ORDER = ("SYN", "ACK", "FIN", "RST", "PSH", "URG", "ECE", "CWR")
 
 
@@ -113,13 +115,45 @@ def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Rec
     return text
 
 
+_DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
+
+
+def _rule_args(step: Record) -> str:
+    """The rule text without `-A CHAIN`, which the row already shows."""
+    rule = step["rule"] or ""
+    prefix = f"-A {step['chain']} "
+    return rule[len(prefix) :] if rule.startswith(prefix) else rule
+
+
+def _decision(step: Record) -> Text:
+    """What a step decided, in the rule column."""
+    if step["mismatch"]:
+        return Text(f"? {step['mismatch']}", style="red")
+    if step["rule"]:
+        return Text(_rule_args(step))
+    if step["verdict"] and step["kind"] == "policy":
+        return Text(f"policy {step['verdict']}", style="italic")
+    if step["verdict"] and step["kind"] == "return":
+        return Text("end of chain, back to the caller", style="italic")
+    return Text("")
+
+
 def _ending(record: Record) -> Text:
-    if record["verdict"]:
-        style = "bold red" if record["verdict"] in ("DROP", "REJECT") else "bold green"
-        return Text.assemble(("verdict ", "dim"), (record["verdict"], style), f" at {record['verdict_at']}")
+    verdict = record["verdict"]
+    if verdict:
+        step = record["steps"][record["verdict_step"] - 1]
+        style = "bold red" if verdict in ("DROP", "REJECT") else "bold green"
+        where = f" by {step['table']} {step['chain']}"
+        if step["rule"]:
+            return Text.assemble((_DONE_BY.get(verdict, verdict), style), f"{where} {step['kind']} "
+                                 f"{step['rulenum'] or step['handle']}: {_rule_args(step)}")
+        return Text.assemble((_DONE_BY.get(verdict, verdict), style), f" by the policy of{where[3:]}")
     last = record["steps"][-1]
     where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {last['kind']} {last['rulenum'] or last['handle']}"
-    return Text(f"last seen at {where} (verdict unknown: the trace does not say)", style="dim")
+    unknown = "verdict unknown: the trace does not say"
+    if all(step["verdict"] is None for step in record["steps"]):
+        unknown = "verdict unknown: give --rules to name rules and verdicts"
+    return Text(f"last seen at {where} ({unknown})", style="dim")
 
 
 def _title(record: Record) -> Text:
@@ -137,8 +171,9 @@ def timeline(record: Record) -> Group:
 def timeline_table(record: Record) -> Table:
     """The steps of one packet as a rich table."""
     table = Table(box=None, pad_edge=False, show_header=False)
-    for column in ("time", "hook", "chain", "step", "changes"):
-        table.add_column(column, no_wrap=column != "changes", style="dim" if column in ("time", "hook") else None)
+    for column in ("time", "hook", "chain", "step", "changes", "rule"):
+        table.add_column(column, no_wrap=column not in ("changes", "rule"),
+                         style="dim" if column in ("time", "hook") else None)
     rewrites: dict[int, list[Record]] = {}
     for rewrite in record["rewrites"]:
         rewrites.setdefault(rewrite["step"], []).append(rewrite)
@@ -153,6 +188,7 @@ def timeline_table(record: Record) -> Table:
             f"{step['table']}:{step['chain']}",
             f"{step['kind']} {number_text}",
             _changes(step, previous, rewrites, number),
+            _decision(step),
         )
         previous = step
     return table

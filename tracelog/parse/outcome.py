@@ -13,6 +13,8 @@ class Skip(enum.Enum):
 
     OTHER = "other"
     LOOKALIKE = "lookalike"
+    # a traced packet that is not IPv4 or IPv6 (ARP in arp, bridge or netdev tables)
+    NON_IP = "non-IP"
 
 
 @dataclass(frozen=True, slots=True)
