@@ -1,0 +1,241 @@
+"""`nft monitor trace` lines, on the real captures in samples/docker-nft and samples/lab-nft."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import RunCli
+from tests.samples import SAMPLES
+from tracelog.events import SourceLine, TraceEvent
+from tracelog.parse import BadLine, Caveat, LineParser, Skip
+from tracelog.parse.netlink import UNSEEN_PACKET
+
+NFT_SAMPLES = sorted(SAMPLES.glob("*/*.nft-monitor"))
+SAMPLE_IDS = [str(path.relative_to(SAMPLES)) for path in NFT_SAMPLES]
+PING = SAMPLES / "docker-nft/ping.nft-monitor"
+NATIVE = SAMPLES / "lab-nft/native.nft-monitor"
+# captures where xtables-monitor ran beside nft monitor, on the same trace events
+PAIRED = [path for path in NFT_SAMPLES if path.with_suffix(".xtables-monitor").exists()]
+
+
+def outcomes(lines: list[str], source: str = "x.log") -> list[object]:
+    parser = LineParser(year=2026)
+    return [o for number, text in enumerate(lines, start=1) for o in parser.parse(SourceLine(source, number, text))]
+
+
+def sample_events(path: Path) -> list[TraceEvent]:
+    result = outcomes(path.read_text().splitlines(), str(path))
+    assert all(isinstance(o, TraceEvent) for o in result), [o for o in result if not isinstance(o, TraceEvent)]
+    return result  # type: ignore[return-value]
+
+
+def event_at(path: Path, line: int) -> TraceEvent:
+    (event,) = [e for e in sample_events(path) if e.origin.line == line]
+    return event
+
+
+@pytest.mark.parametrize("sample", NFT_SAMPLES, ids=SAMPLE_IDS)
+def test_every_step_line_is_one_event(sample: Path) -> None:
+    """`packet:` lines only describe packets; every other line is a rule, verdict or policy step."""
+    steps = [n for n, text in enumerate(sample.read_text().splitlines(), start=1) if " packet: " not in text]
+    assert [event.origin.line for event in sample_events(sample)] == steps
+
+
+def test_rule_steps_carry_the_rule_and_its_verdict() -> None:
+    event = event_at(PING, 2)
+    assert (event.table, event.chain, event.kind, event.verdict, event.trace_id, event.nf_family) == (
+        "raw", "PREROUTING", "rule", "CONTINUE", "6773a007", "ip")
+    assert event.rule == "meta l4proto icmp counter packets 0 bytes 0 meta nftrace set 1"
+    assert (event.handle, event.rulenum) == (None, None)  # nft prints handles only with -a
+    assert event_at(PING, 7).verdict == "JUMP:DOCKER-USER"
+    assert event_at(PING, 12).verdict == "ACCEPT"
+
+
+def test_an_explicit_return_rule_is_a_rule_step() -> None:
+    event = event_at(PING, 8)
+    assert (event.chain, event.kind, event.rule, event.verdict) == (
+        "DOCKER-USER", "rule", "counter packets 0 bytes 0 return", "RETURN")
+
+
+def test_policy_steps() -> None:
+    event = event_at(PING, 3)
+    assert (event.table, event.chain, event.kind, event.rule, event.verdict) == (
+        "raw", "PREROUTING", "policy", None, "ACCEPT")
+
+
+def test_native_tables_with_anonymous_sets() -> None:
+    trace = event_at(NATIVE, 2)
+    assert (trace.nf_family, trace.table, trace.chain) == ("inet", "filter", "trace_prerouting")
+    assert trace.rule == "ip saddr { 172.18.0.0/16, 192.0.2.0/24 } counter packets 0 bytes 0 meta nftrace set 1"
+    web = event_at(NATIVE, 31)
+    assert (web.chain, web.verdict) == ("forward", "ACCEPT")
+    assert web.rule == 'iifname "docker0" oifname "docker0" tcp dport { 80, 443 } accept'
+    drop = event_at(NATIVE, 159)
+    assert (drop.kind, drop.verdict, drop.header.dport, drop.header.tcp_flags) == ("rule", "DROP", 8080, ("SYN",))
+
+
+def test_dnat_rule_sees_the_packet_before_it_is_rewritten() -> None:
+    event = event_at(NATIVE, 93)
+    assert (event.nf_family, event.table, event.chain, event.verdict) == ("ip", "nat", "prerouting", "ACCEPT")
+    assert event.rule == 'iifname "eth0" tcp dport 8080 dnat to 172.18.0.3:80'
+    assert (str(event.header.dst), event.header.dport, event.header.in_iface) == ("192.0.2.1", 8080, "eth0")
+
+
+def test_icmp_echo_header() -> None:
+    header = event_at(PING, 2).header
+    assert (header.family, str(header.src), str(header.dst), header.proto) == (
+        "ipv4", "172.18.0.2", "172.18.0.3", "ICMP")
+    assert (header.in_iface, header.mac) == ("docker0", "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00")
+    assert (header.length, header.tos, header.prec, header.ttl, header.ip_id) == (84, 0, 0, 64, 52221)
+    # `icmp code net-unreachable` is nft's name for code 0
+    assert (header.icmp_type, header.icmp_code, header.icmp_id, header.icmp_seq) == (8, 0, 13, 0)
+    # the echo payload nft shows as raw bytes is kept, not lost
+    assert header.extra == (("@th,64,96", "0xa3a29c280000000000000000"),)
+
+
+def test_raw_link_layer_bytes_are_the_mac() -> None:
+    """POSTROUTING has no input device: nft prints the Ethernet header as `@ll,0,112 0x242ac...`."""
+    assert event_at(PING, 14).header.mac == event_at(PING, 2).header.mac
+
+
+def test_icmp_error_header_reads_as_the_kernel_logs_it() -> None:
+    """`ip dscp cs6` is the kernel's `TOS=0x00 PREC=0xC0`; an error has no echo id, whatever nft prints."""
+    nft = event_at(SAMPLES / "lab-nft/udp-closed.nft-monitor", 16).header
+    assert (nft.proto, nft.icmp_type, nft.icmp_code, nft.icmp_id, nft.icmp_seq) == ("ICMP", 3, 3, None, None)
+    kernel_log = (SAMPLES / "lab-legacy/udp-closed.dmesg").read_text().splitlines()
+    kernel = next(o for o in outcomes(kernel_log) if isinstance(o, TraceEvent) and o.header.icmp_type == 3).header
+    fields = ("tos", "prec", "ttl", "length", "proto", "icmp_type", "icmp_code", "icmp_id", "icmp_seq")
+    assert [getattr(nft, name) for name in fields] == [getattr(kernel, name) for name in fields]
+
+
+def test_icmpv6_echo_id_and_sequence() -> None:
+    """nft calls bytes 4-7 of an ICMPv6 header `parameter-problem`; an echo keeps its id and sequence there."""
+    events = sample_events(SAMPLES / "lab-nft/ipv6-ping.nft-monitor")
+    requests = [e.header for e in events if e.header.icmp_type == 128]
+    assert {(h.proto, h.icmp_code, h.icmp_id) for h in requests} == {("ICMPv6", 0, 20808)}
+    assert {h.icmp_seq for h in requests} == {0, 1}
+    # `ip6 length 64` is the payload: the kernel's LEN= counts the 40-byte header too
+    assert {(str(h.src), str(h.dst), h.length, h.tc, h.ttl, h.flowlabel) for h in requests} == {
+        ("fd00:18::2", "fd00:18::3", 104, 0, 64, 772344)}
+
+
+def test_tcp_flags_as_a_number() -> None:
+    header = event_at(SAMPLES / "lab-nft/tcp.nft-monitor", 16).header  # `tcp flags == 0x12`
+    assert (header.proto, header.sport, header.tcp_flags, header.tcp_window) == ("TCP", 80, ("ACK", "SYN"), 65160)
+
+
+@pytest.mark.parametrize("sample", PAIRED, ids=[str(path.relative_to(SAMPLES)) for path in PAIRED])
+def test_both_monitors_read_the_same_events_alike(sample: Path) -> None:
+    """xtables-monitor and nft monitor ran together: same steps, same verdicts, same header fields."""
+    nft, xtables = sample_events(sample), sample_events(sample.with_suffix(".xtables-monitor"))
+    assert [(e.trace_id, e.nf_family, e.table, e.chain, e.kind, e.verdict) for e in nft] == [
+        (e.trace_id, e.nf_family, e.table, e.chain, e.kind, e.verdict) for e in xtables]
+    shared = ("family", "src", "dst", "in_iface", "out_iface", "mac", "length", "tos", "prec", "tc", "ttl",
+              "flowlabel", "ip_id", "sport", "dport", "tcp_flags")
+    for a, b in zip(nft, xtables, strict=True):
+        assert [getattr(a.header, name) for name in shared] == [getattr(b.header, name) for name in shared], (
+            a.origin.line, b.origin.line)
+
+
+def test_rule_handles_under_nft_dash_a() -> None:
+    """`nft -a monitor trace` ends the rule with `# handle N`: the same handle xtables-monitor prints in hex."""
+    lines = PING.read_text().splitlines()
+    annotated = lines[6].replace(" (verdict", " # handle 23 (verdict")
+    *_, event = outcomes([lines[5], annotated])
+    assert isinstance(event, TraceEvent)
+    assert (event.handle, event.rule, event.verdict) == ("0x17", "counter packets 0 bytes 0 jump DOCKER-USER",
+                                                         "JUMP:DOCKER-USER")
+
+
+def test_the_verdict_is_the_last_parenthesis() -> None:
+    lines = PING.read_text().splitlines()
+    commented = lines[6].replace("jump DOCKER-USER (", 'jump DOCKER-USER comment "(verdict drop)" (')
+    *_, event = outcomes([lines[5], commented])
+    assert isinstance(event, TraceEvent)
+    assert event.verdict == "JUMP:DOCKER-USER"
+    assert event.rule is not None
+    assert event.rule.endswith('comment "(verdict drop)"')
+
+
+def test_a_step_before_its_packet_line_is_a_caveat() -> None:
+    (caveat,) = outcomes(PING.read_text().splitlines()[1:2])
+    assert isinstance(caveat, Caveat)
+    assert caveat.message == UNSEEN_PACKET
+
+
+def test_conntrack_lines_are_not_read() -> None:
+    """nftables >= 1.1.4 adds `conntrack:` lines; there is no capture of one, so they are skipped."""
+    lines = PING.read_text().splitlines()
+    conntrack = lines[1][: lines[1].index(" rule ")] + " conntrack: ct state new"
+    assert outcomes([lines[0], conntrack]) == [Skip.OTHER]
+
+
+def test_a_packet_that_is_not_ip_skips_its_steps() -> None:
+    lines = PING.read_text().splitlines()
+    arp = lines[0][: lines[0].index(" ip saddr")] + " ether type arp arp htype 1 arp ptype ip arp operation request "
+    assert outcomes([arp, lines[1]]) == [Skip.NON_IP]
+
+
+def test_a_bad_address_is_a_bad_line_and_its_steps_are_not_misattributed() -> None:
+    lines = PING.read_text().splitlines()
+    broken = lines[0].replace("ip saddr 172.18.0.2", "ip saddr 172.18.0.299")
+    bad, caveat = outcomes([lines[0], broken, lines[1]])
+    assert isinstance(bad, BadLine)
+    assert "not an IP address" in bad.reason
+    assert isinstance(caveat, Caveat)
+
+
+def test_the_packet_mark_of_a_policy_step() -> None:
+    """Policy and chain-end lines add `meta mark` when the packet has one."""
+    lines = PING.read_text().splitlines()
+    marked, garbled = (lines[2].rstrip() + f" meta mark {mark}" for mark in ("0x0000002a", "0xzz"))
+    event, bad = outcomes([lines[0], marked, garbled])
+    assert isinstance(event, TraceEvent)
+    assert (event.kind, event.verdict, event.header.mark) == ("policy", "ACCEPT", 42)
+    assert isinstance(bad, BadLine)
+
+
+@pytest.mark.parametrize("line", [0, 1, 2])
+def test_truncated_lines_are_bad_lines(line: int) -> None:
+    lines = PING.read_text().splitlines()
+    result = outcomes([lines[0], lines[line][: len(lines[line]) // 2]])
+    assert result
+    assert all(isinstance(o, BadLine) for o in result), result
+
+
+@pytest.mark.parametrize("sample", NFT_SAMPLES, ids=SAMPLE_IDS)
+def test_the_cli_gives_packets_with_rules_and_verdicts(sample: Path, run_cli: RunCli) -> None:
+    run = run_cli("parse", "--format", "jsonl", str(sample))
+    assert run.status == 0, run.stderr
+    steps = [step for record in run.records() for step in record["steps"]]
+    assert len(steps) == len(sample_events(sample))
+    assert all(step["verdict"] for step in steps)
+    rules = [step for step in steps if step["kind"] == "rule"]
+    assert rules
+    assert all(step["rule"] for step in rules)
+    assert all(step["handle"] is None for step in steps)
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    for prefix in ("trace id 6773a007 ip filter FORWARD ", "trace id 6773a007 ip filter FORWARD packet: ", ""):
+        for outcome in outcomes([prefix + text]):
+            assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)
+
+
+NFT_WORDS = ["ip", "ip6", "saddr", "daddr", "1.2.3.4", "::1", "tcp", "flags", "==", "|", "syn", "0x12", "icmp",
+             "icmpv6", "type", "echo-request", "parameter-problem", "@ll,0,112", "@th,8,16", "0xfff", "iif", '"lo"',
+             "ether", "arp", "rule", "(verdict", "accept)", "jump", "policy", "meta", "mark", "length", "99999999999"]
+
+
+@given(st.lists(st.sampled_from(NFT_WORDS), max_size=40).map(" ".join))
+def test_nft_shaped_garbage_never_raises(text: str) -> None:
+    lines = PING.read_text().splitlines()
+    header = "trace id 6773a007 ip filter FORWARD "
+    for outcome in outcomes([header + "packet: " + text, header + text, lines[1]]):
+        assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)

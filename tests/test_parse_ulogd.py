@@ -1,0 +1,187 @@
+"""ulogd2's LOGEMU and JSON renderings of legacy TRACE records, on the real captures in samples/lab-ulogd."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import RunCli
+from tests.samples import SAMPLES
+from tracelog.events import SourceLine, TraceEvent
+from tracelog.parse import BadLine, Caveat, LineParser, Skip
+
+LOGEMU = SAMPLES / "lab-ulogd/syslogemu.log"
+JSON = SAMPLES / "lab-ulogd/ulogd.json"
+
+
+def outcomes(lines: list[str], source: str = "x.log") -> list[object]:
+    parser = LineParser(year=2026)
+    return [o for number, text in enumerate(lines, start=1) for o in parser.parse(SourceLine(source, number, text))]
+
+
+def sample_events(path: Path) -> list[TraceEvent]:
+    result = outcomes(path.read_text().splitlines(), str(path))
+    assert all(isinstance(o, TraceEvent) for o in result), [o for o in result if not isinstance(o, TraceEvent)]
+    return result  # type: ignore[return-value]
+
+
+def event_at(path: Path, line: int) -> TraceEvent:
+    (event,) = [e for e in sample_events(path) if e.origin.line == line]
+    return event
+
+
+def json_lines() -> list[str]:
+    return JSON.read_text().splitlines()
+
+
+def test_every_logemu_record_is_one_event() -> None:
+    records = [n for n, text in enumerate(LOGEMU.read_text().splitlines(), start=1) if " TRACE: " in text]
+    assert [event.origin.line for event in sample_events(LOGEMU)] == records
+
+
+def test_every_json_trace_record_is_one_event() -> None:
+    records = [n for n, text in enumerate(json_lines(), start=1) if '"oob.prefix": "TRACE: ' in text]
+    assert [event.origin.line for event in sample_events(JSON)] == records
+
+
+def test_logemu_record() -> None:
+    """`TOS=00` (no 0x) and `MARK=0x0` are ulogd's spellings; the rest is the kernel logger's."""
+    event = event_at(LOGEMU, 1)
+    assert (event.table, event.chain, event.kind, event.rulenum, event.host) == (
+        "raw", "PREROUTING", "policy", 3, "vm")
+    assert (event.stamp.wallclock, event.stamp.assumed_year) == (datetime(2026, 11, 28, 4, 9, 39), True)
+    header = event.header
+    assert (str(header.src), str(header.dst), header.in_iface, header.out_iface) == (
+        "172.18.0.2", "172.18.0.3", "docker0", None)
+    assert (header.length, header.tos, header.prec, header.ttl, header.ip_id, header.ip_flags) == (
+        84, 0, 0, 64, 62703, ("DF",))
+    assert (header.proto, header.icmp_type, header.icmp_code, header.icmp_id, header.icmp_seq) == (
+        "ICMP", 8, 0, 21273, 0)
+    assert (header.mark, header.extra) == (0, ())
+
+
+def test_logemu_tcp_record() -> None:
+    header = event_at(LOGEMU, 29).header
+    assert (header.proto, header.sport, header.dport, header.tcp_seq, header.tcp_ack) == (
+        "TCP", 51534, 80, 2087526836, 0)
+    assert (header.tcp_window, header.tcp_flags, header.tcp_urgp) == (64240, ("SYN",), 0)
+
+
+def test_json_record() -> None:
+    event = event_at(JSON, 3)
+    assert (event.table, event.chain, event.kind, event.rulenum, event.nf_family, event.host) == (
+        "filter", "FORWARD", "rule", 1, "ip", None)
+    # oob.time.sec/usec: the kernel's time stamp, in UTC
+    assert event.stamp.wallclock == datetime(2026, 11, 28, 4, 9, 42, 888388, tzinfo=UTC)
+    header = event.header
+    assert (str(header.src), str(header.dst), header.in_iface, header.out_iface, header.mac) == (
+        "172.18.0.2", "172.18.0.3", "docker0", "docker0", "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00")
+    assert (header.length, header.tos, header.prec, header.ttl, header.ip_id, header.ip_flags) == (
+        84, 0, 0, 64, 63108, ("DF",))  # "ip.fragoff": 16384 is the DF bit
+    assert (header.proto, header.icmp_type, header.icmp_code, header.icmp_id, header.icmp_seq, header.mark) == (
+        "ICMP", 8, 0, 21301, 0, 0)
+    # keys with no Header attribute are kept, in the record's order
+    assert ("ip.csum", "60410") in header.extra
+    assert not {"oob.prefix", "timestamp", "src_ip", "tcp.syn"} & {key for key, _ in header.extra}
+
+
+def test_json_tcp_record() -> None:
+    header = event_at(JSON, 29).header
+    assert (header.proto, header.sport, header.dport, header.tcp_seq, header.tcp_ack) == (
+        "TCP", 51536, 80, 2050982658, 0)
+    # tcp.urgp is only sent with the URG flag
+    assert (header.tcp_window, header.tcp_flags, header.tcp_urgp) == (64240, ("SYN",), None)
+
+
+def test_json_postrouting_record_has_no_mac() -> None:
+    event = next(e for e in sample_events(JSON) if e.chain == "POSTROUTING")
+    assert (event.header.in_iface, event.header.out_iface, event.header.mac) == (None, "docker0", None)
+
+
+def test_both_renderings_of_the_same_scenarios_agree() -> None:
+    """LOGEMU and JSON captured the same scenarios one after the other: same steps, same stable fields."""
+    logemu, js = sample_events(LOGEMU), sample_events(JSON)
+    stable = ("family", "proto", "in_iface", "out_iface", "length", "tos", "prec", "ttl", "ip_flags", "icmp_type",
+              "icmp_code", "tcp_flags", "mark")
+    assert len(logemu) == len(js)
+    for a, b in zip(logemu, js, strict=True):
+        assert (a.table, a.chain, a.kind, a.rulenum) == (b.table, b.chain, b.kind, b.rulenum)
+        assert [getattr(a.header, name) for name in stable] == [getattr(b.header, name) for name in stable]
+
+
+def test_logemu_lookalikes_are_skipped() -> None:
+    """Another NFLOG prefix that starts with TRACE: is not a TRACE record."""
+    line = LOGEMU.read_text().splitlines()[0].replace("TRACE: raw:PREROUTING:policy:3", "TRACE: eb:in")
+    assert outcomes([line]) == [Skip.LOOKALIKE]
+
+
+def test_a_cut_logemu_record_is_a_bad_line() -> None:
+    line = LOGEMU.read_text().splitlines()[0]
+    (bad,) = outcomes([line[: line.index(" SRC=") + 8]])
+    assert isinstance(bad, BadLine)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"oob.prefix": "IPTABLES-DROP: "}, Skip.OTHER),
+        ({"oob.prefix": "TRACE: eb:in "}, Skip.LOOKALIKE),
+        ({"oob.prefix": None}, Skip.OTHER),
+    ],
+)
+def test_json_records_of_other_nflog_rules(change: dict[str, object], expected: Skip) -> None:
+    record = json.loads(json_lines()[0]) | change
+    assert outcomes([json.dumps(record)]) == [expected]
+
+
+def test_damaged_json_records_are_bad_lines() -> None:
+    line = json_lines()[0]
+    (cut,) = outcomes([line[: len(line) // 2]])
+    assert isinstance(cut, BadLine)
+    assert cut.reason.startswith("not JSON")
+    record = json.loads(line) | {"src_ip": "172.18.0.299"}
+    (bad,) = outcomes([json.dumps(record)])
+    assert isinstance(bad, BadLine)
+    record = json.loads(line) | {"ip.ttl": "64"}
+    (bad,) = outcomes([json.dumps(record)])
+    assert isinstance(bad, BadLine)
+    assert "ip.ttl" in bad.reason
+
+
+def test_json_without_the_kernel_time_uses_ulogds() -> None:
+    record = {key: value for key, value in json.loads(json_lines()[0]).items() if not key.startswith("oob.time")}
+    (event,) = outcomes([json.dumps(record)])
+    assert isinstance(event, TraceEvent)
+    assert event.stamp.wallclock == datetime(2026, 11, 28, 4, 9, 42, 888352)
+
+
+@pytest.mark.parametrize("sample", [LOGEMU, JSON], ids=["syslogemu.log", "ulogd.json"])
+def test_the_cli_reads_both_renderings(sample: Path, run_cli: RunCli) -> None:
+    run = run_cli("parse", "--format", "jsonl", "--year", "2026", str(sample))
+    assert run.status == 0, run.stderr
+    steps = [step for record in run.records() for step in record["steps"]]
+    assert len(steps) == len(sample_events(sample))
+    assert all(step["rulenum"] for step in steps)
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    for prefix in ("Nov 28 04:09:39 vm TRACE: ", "Nov 28 04:09:39 vm TRACE: raw:PREROUTING:policy:3 ", "{", ""):
+        for outcome in outcomes([prefix + text]):
+            assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)
+
+
+json_values = st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.floats(allow_nan=False)
+
+
+@given(st.dictionaries(st.sampled_from(sorted(json.loads(json_lines()[28]))), json_values, max_size=12))
+def test_json_records_with_odd_values_never_raise(changes: dict[str, object]) -> None:
+    record = json.loads(json_lines()[28]) | changes
+    for outcome in outcomes([json.dumps(record)]):
+        assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)

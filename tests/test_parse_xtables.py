@@ -1,0 +1,271 @@
+"""`xtables-monitor --trace` lines, on the real captures in samples/docker-nft and samples/lab-nft."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import RunCli
+from tests.samples import SAMPLES
+from tracelog.events import Header, SourceLine, TraceEvent
+from tracelog.parse import BadLine, Caveat, LineParser, Skip
+from tracelog.parse.netlink import UNSEEN_PACKET
+
+XTABLES_SAMPLES = sorted(SAMPLES.glob("*/*.xtables-monitor"))
+SAMPLE_IDS = [str(path.relative_to(SAMPLES)) for path in XTABLES_SAMPLES]
+PING = SAMPLES / "docker-nft/ping.xtables-monitor"
+
+
+def outcomes(lines: list[str], source: str = "x.log") -> list[object]:
+    parser = LineParser(year=2026)
+    return [o for number, text in enumerate(lines, start=1) for o in parser.parse(SourceLine(source, number, text))]
+
+
+def sample_events(path: Path) -> list[TraceEvent]:
+    result = outcomes(path.read_text().splitlines(), str(path))
+    assert all(isinstance(o, TraceEvent) for o in result), [o for o in result if not isinstance(o, TraceEvent)]
+    return result  # type: ignore[return-value]
+
+
+def event_at(path: Path, line: int) -> TraceEvent:
+    (event,) = [e for e in sample_events(path) if e.origin.line == line]
+    return event
+
+
+@pytest.mark.parametrize("sample", XTABLES_SAMPLES, ids=SAMPLE_IDS)
+def test_every_trace_line_is_one_event(sample: Path) -> None:
+    """PACKET lines only describe packets: the steps are the TRACE lines, nothing is skipped."""
+    trace_lines = [n for n, text in enumerate(sample.read_text().splitlines(), start=1) if text.startswith(" TRACE: ")]
+    assert [event.origin.line for event in sample_events(sample)] == trace_lines
+
+
+def test_rule_steps_carry_handle_verdict_and_rule() -> None:
+    first = event_at(PING, 2)
+    assert (first.table, first.chain, first.kind, first.handle, first.verdict) == (
+        "raw", "PREROUTING", "rule", "0x2", "CONTINUE")
+    assert first.rule == "-4 -t raw -A PREROUTING -p icmp -j TRACE"
+    assert (first.rulenum, first.trace_id, first.nf_family) == (None, "6773a007", "ip")
+    jump = event_at(PING, 7)
+    assert (jump.chain, jump.handle, jump.verdict, jump.rule) == (
+        "FORWARD", "0x17", "JUMP:DOCKER-USER", "-4 -t filter -A FORWARD -j DOCKER-USER")
+
+
+def test_the_raw_return_verdict_is_named() -> None:
+    """NFT_RETURN has no word in print_verdict(): `0xfffffffb`."""
+    event = event_at(PING, 8)
+    assert (event.chain, event.kind, event.handle, event.verdict) == ("DOCKER-USER", "rule", "0x16", "RETURN")
+
+
+def test_policy_steps_have_no_rule() -> None:
+    event = event_at(PING, 3)
+    assert (event.table, event.chain, event.kind, event.handle, event.rule, event.verdict) == (
+        "raw", "PREROUTING", "policy", None, None, "ACCEPT")
+
+
+def test_drop_in_a_user_chain() -> None:
+    event = event_at(SAMPLES / "lab-nft/drop.xtables-monitor", 8)
+    assert (event.chain, event.handle, event.verdict) == ("DOCKER-USER", "0x14", "DROP")
+    assert event.rule is not None
+    assert event.rule.endswith("--dport 8080 -j DROP")
+    assert (event.header.sport, event.header.dport, event.header.tcp_flags) == (53790, 8080, ("SYN",))
+
+
+def test_packet_fields_in_the_kernel_loggers_terms() -> None:
+    header = event_at(PING, 2).header
+    assert (header.family, str(header.src), str(header.dst), header.in_iface, header.out_iface) == (
+        "ipv4", "172.18.0.2", "172.18.0.3", "docker0", None)
+    # MACSRC=2:42:ac:12:0:2 MACDST=2:42:ac:12:0:3 MACPROTO=0800, written as the kernel's MAC=
+    assert header.mac == "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00"
+    assert (header.length, header.tos, header.prec, header.ttl, header.ip_id, header.ip_flags) == (
+        84, 0, 0, 64, 52221, ("DF",))
+    # xtables-monitor prints no protocol and no ports for ICMP
+    assert (header.proto, header.sport, header.icmp_type) == ("?", None, None)
+
+
+def test_each_step_has_its_hooks_packet_line() -> None:
+    forward = event_at(PING, 7).header
+    assert (forward.in_iface, forward.out_iface) == ("docker0", "docker0")
+    postrouting = event_at(PING, 14).header
+    assert (postrouting.in_iface, postrouting.out_iface) == (None, "docker0")
+
+
+def test_sign_extended_link_layer_bytes_are_read() -> None:
+    """`LL=0x0 0242ffffffac1200030242ffffffac1200020800`: 0xac printed from a signed char."""
+    assert event_at(PING, 14).header.mac == event_at(PING, 2).header.mac
+
+
+def test_tcp_packets_get_their_protocol_and_kernel_flag_order() -> None:
+    header = event_at(SAMPLES / "docker-nft/http.xtables-monitor", 16).header  # `SYN ACK`
+    assert (header.proto, header.sport, header.dport, header.tcp_flags) == ("TCP", 80, 40654, ("ACK", "SYN"))
+    assert header.ip_id == 0
+
+
+def test_ipv6_length_is_the_whole_packet() -> None:
+    """xtables-monitor adds 20, not the 40 of the IPv6 header, to the payload length it prints."""
+    event = event_at(SAMPLES / "lab-nft/ipv6-ping.xtables-monitor", 2)
+    header = event.header
+    assert (header.family, str(header.src), str(header.dst), event.nf_family) == (
+        "ipv6", "fd00:18::2", "ff02::1:ff00:3", "ip6")
+    assert (header.length, header.tc, header.ttl, header.flowlabel) == (72, 0, 255, 0)  # printed LEN=52
+
+
+def test_a_step_before_any_packet_line_is_a_caveat() -> None:
+    """A monitor started mid-packet: the line is fine, but there is no header to make a step from."""
+    (caveat,) = outcomes(PING.read_text().splitlines()[1:2])
+    assert isinstance(caveat, Caveat)
+    assert caveat.message == UNSEEN_PACKET
+
+
+def test_steps_follow_the_packet_line_of_their_own_id() -> None:
+    lines = PING.read_text().splitlines()
+    request, reply = lines[0], lines[14]  # trace ids 6773a007 and b459619b
+    result = outcomes([request, reply, lines[1], lines[15]])
+    assert [str(event.header.src) for event in result if isinstance(event, TraceEvent)] == ["172.18.0.2", "172.18.0.3"]
+
+
+def test_an_unreadable_packet_line_is_bad_and_its_steps_are_not_misattributed() -> None:
+    lines = PING.read_text().splitlines()
+    broken = lines[0].replace("SRC=172.18.0.2", "SRC=172.18.0.299")
+    bad, caveat = outcomes([lines[0], broken, lines[1]])
+    assert isinstance(bad, BadLine)
+    assert "not an IP address" in bad.reason
+    assert bad.column == broken.index("172.18.0.299") + 1
+    assert isinstance(caveat, Caveat)
+
+
+@pytest.mark.parametrize("cut", [25, 60, 120])
+def test_truncated_lines_are_bad_lines(cut: int) -> None:
+    lines = PING.read_text().splitlines()
+    result = outcomes([lines[0][:cut], lines[1][:cut]])
+    assert result
+    assert all(isinstance(o, BadLine | Caveat) for o in result), result
+
+
+def test_truncated_trace_line_says_it_ends_early() -> None:
+    lines = PING.read_text().splitlines()
+    (bad,) = outcomes([lines[0], lines[6][: lines[6].index("rule:") + 5]])
+    assert isinstance(bad, BadLine)
+    assert bad.reason == "line ends early"
+
+
+def test_a_packet_that_is_not_ip_skips_its_steps() -> None:
+    """Without an IPv4/IPv6 header xtables-monitor dumps the network header as `NH=`."""
+    lines = PING.read_text().splitlines()
+    arp = lines[0][: lines[0].index("SRC=")] + "NFPROTO=3 NH=0001080006040001"
+    assert outcomes([arp, lines[1]]) == [Skip.NON_IP]
+
+
+def test_each_lines_format_is_recognised_by_itself() -> None:
+    """One input may interleave kernel log, xtables-monitor, nft monitor and ulogd lines."""
+    files = ["docker-nft/ping.dmesg", "docker-nft/ping.xtables-monitor", "lab-nft/native.nft-monitor",
+             "lab-ulogd/syslogemu.log", "lab-ulogd/ulogd.json"]
+    texts = [(SAMPLES / name).read_text().splitlines() for name in files]
+    alone = [len(outcomes(lines)) for lines in texts]
+    mixed = [line for group in itertools.zip_longest(*texts) for line in group if line is not None]
+    result = outcomes(mixed)
+    assert all(isinstance(o, TraceEvent) for o in result)
+    assert len(result) == sum(alone)
+
+
+@pytest.mark.parametrize("sample", XTABLES_SAMPLES, ids=SAMPLE_IDS)
+def test_the_cli_gives_packets_with_rule_verdict_and_handle(sample: Path, run_cli: RunCli) -> None:
+    run = run_cli("parse", "--format", "jsonl", str(sample))
+    assert run.status == 0, run.stderr
+    steps = [step for record in run.records() for step in record["steps"]]
+    assert len(steps) == len(sample_events(sample))
+    assert all(step["verdict"] for step in steps)
+    rules = [step for step in steps if step["kind"] == "rule"]
+    assert rules
+    assert all(step["rule"] and step["handle"].startswith("0x") for step in rules)
+
+
+# ---- property tests: xtables-monitor's printf()s, from iptables/xtables-monitor.c
+
+XTABLES_TCP_FLAGS = ("SYN", "ACK", "FIN", "RST", "PSH", "URG")  # the order it prints them in
+
+
+def render_packet_line(h: Header, trace_id: int, fused_id: bool) -> str:
+    """A PACKET line for `h`; `fused_id` is the older `ID=%d` without a space before the IP flags."""
+    parts = [f"PACKET: {2 if h.family == 'ipv4' else 10} {trace_id:08x}"]
+    parts += [f"{key}={value}" for key, value in (("IN", h.in_iface), ("OUT", h.out_iface)) if value]
+    if h.mac is not None:
+        octets = [octet.lstrip("0") or "0" for octet in h.mac.split(":")]
+        parts += [f"MACSRC={':'.join(octets[6:12])}", f"MACDST={':'.join(octets[:6])}",
+                  f"MACPROTO={''.join(h.mac.split(':')[12:])}"]
+    parts += [f"SRC={h.src}", f"DST={h.dst}"]
+    if h.family == "ipv4":
+        assert h.tos is not None
+        assert h.prec is not None
+        ident = f"ID={h.ip_id}" + ("" if fused_id else " ")
+        parts += [f"LEN={h.length}", f"TOS=0x{h.tos | h.prec:x}", f"TTL={h.ttl}", ident + " ".join(h.ip_flags)]
+    else:
+        assert h.length is not None
+        parts += [f"LEN={h.length - 20}", f"TC={h.tc}", f"HOPLIMIT={h.ttl}", f"FLOWLBL={h.flowlabel}"]
+    if h.sport is not None:
+        parts += [f"SPORT={h.sport}", f"DPORT={h.dport}", *(f for f in XTABLES_TCP_FLAGS if f in h.tcp_flags)]
+    if h.mark is not None:
+        parts.append(f"MARK=0x{h.mark:x}")
+    return " ".join(part for part in parts if part) + " "
+
+
+u8 = st.integers(0, 255)
+u16 = st.integers(0, 65535)
+ifaces = st.none() | st.from_regex(r"[a-z][a-z0-9.@_-]{0,14}", fullmatch=True)
+macs = st.lists(u8, min_size=14, max_size=14).map(lambda b: ":".join(f"{x:02x}" for x in b))
+kernel_flag_order = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
+
+
+@st.composite
+def xtables_headers(draw: st.DrawFn) -> Header:
+    """Headers with only what xtables-monitor prints, in the kernel logger's terms."""
+    family = draw(st.sampled_from(["ipv4", "ipv6"]))
+    ipv4 = family == "ipv4"
+    address = st.builds(ipaddress.IPv4Address if ipv4 else ipaddress.IPv6Address,
+                        st.integers(0, 2**32 - 1 if ipv4 else 2**128 - 1))
+    ports = draw(st.booleans())
+    flags = draw(st.sets(st.sampled_from(XTABLES_TCP_FLAGS))) if ports else set()
+    values: dict[str, object] = {
+        "family": family, "src": draw(address), "dst": draw(address), "ttl": draw(u8),
+        "in_iface": draw(ifaces), "out_iface": draw(ifaces), "mac": draw(st.none() | macs),
+        "proto": "TCP" if flags else "?", "tcp_flags": tuple(f for f in kernel_flag_order if f in flags),
+        "sport": draw(u16) if ports else None, "dport": draw(u16) if ports else None,
+        "mark": draw(st.none() | st.integers(1, 2**32 - 1)),
+    }
+    if ipv4:
+        values |= {"length": draw(u16), "tos": draw(u8) & 0x1E, "prec": draw(u8) & 0xE0, "ip_id": draw(u16),
+                   "ip_flags": tuple(f for f in ("CE", "DF", "MF") if draw(st.booleans()))}
+    else:
+        values |= {"length": draw(st.integers(20, 65535 + 20)), "tc": draw(u8),
+                   "flowlabel": draw(st.integers(0, 2**20 - 1))}
+    return Header(**values)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300)
+@given(header=xtables_headers(), trace_id=st.integers(0, 2**32 - 1), fused_id=st.booleans())
+def test_a_rendered_packet_line_parses_back_to_its_header(header: Header, trace_id: int, fused_id: bool) -> None:
+    packet = render_packet_line(header, trace_id, fused_id)
+    step = f" TRACE: 2 {trace_id:08x} filter:FORWARD:policy:ACCEPT "
+    (event,) = outcomes([packet, step])
+    assert isinstance(event, TraceEvent), (packet, event)
+    assert event.header == header
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    for prefix in ("PACKET: 2 6773a007 ", " TRACE: 2 6773a007 ", ""):
+        for outcome in outcomes([prefix + text]):
+            assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)
+
+
+@given(st.text(alphabet=st.sampled_from(list("PACKET:TRACE 2 6773a007 raw:filter:rule:policy:return:0x1e:JUMP=SRC.")),
+               max_size=200))
+def test_xtables_shaped_garbage_never_raises(text: str) -> None:
+    lines = PING.read_text().splitlines()
+    for outcome in outcomes([lines[0], "PACKET: 2 6773a007 " + text, " TRACE: 2 6773a007 " + text]):
+        assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)

@@ -1,0 +1,144 @@
+"""What the netlink trace formats share: trace-id memory, verdict words, header encodings.
+
+xtables-monitor and `nft monitor trace` print a packet's headers once per
+hook, then its steps by trace id; those formats and ulogd's JSON also share
+the kernel's numeric encodings (nfproto numbers, TCP flag bits, the TOS byte),
+which are turned into the kernel packet logger's spellings so that a `Header`
+means the same whatever the format.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+from lark import UnexpectedInput, UnexpectedToken
+
+from tracelog.events import Header, NfFamily, SourceLine, StepKind, TraceEvent
+from tracelog.parse.fields import FieldError
+from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
+
+# NFPROTO_* (include/uapi/linux/netfilter.h) → nft family names
+NFPROTO_FAMILIES: dict[int, NfFamily] = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
+
+# IP protocol numbers the kernel logger names in PROTO=; it prints the others as numbers
+_PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 50: "ESP", 51: "AH", 58: "ICMPv6", 136: "UDPLITE"}
+
+# TCP flag bits, in the order the kernel packet logger prints them (nf_log_syslog.c)
+_TCP_FLAG_BITS = (("CWR", 0x80), ("ECE", 0x40), ("URG", 0x20), ("ACK", 0x10), ("PSH", 0x08), ("RST", 0x04),
+                  ("SYN", 0x02), ("FIN", 0x01))
+_TCP_FLAG_VALUES = dict(_TCP_FLAG_BITS)
+
+# the kernel logger splits the IPv4 TOS byte (IPTOS_TOS_MASK, IPTOS_PREC_MASK)
+_TOS_MASK = 0x1E
+_PREC_MASK = 0xE0
+
+# how long a trace id is remembered: its lines arrive within microseconds, so
+# thousands of other ids in between mean its packet is long gone
+TRACE_ID_MEMORY = 4096
+
+UNSEEN_PACKET = "step without a readable packet line before it (monitor started mid-packet?): step dropped"
+
+
+def proto_name(number: int) -> str:
+    """The kernel logger's `PROTO=` value for an IP protocol number."""
+    return _PROTO_NAMES.get(number, str(number))
+
+
+def tcp_flag_names(bits: int) -> tuple[str, ...]:
+    """The TCP flags set in `bits`, named and ordered as the kernel logger prints them."""
+    return tuple(name for name, bit in _TCP_FLAG_BITS if bits & bit)
+
+
+def tcp_flag_bits(names: tuple[str, ...] | list[str]) -> int:
+    """The flag byte for kernel-style flag names (for formats that print them in another order)."""
+    return sum(_TCP_FLAG_VALUES[name] for name in set(names))
+
+
+def tos_fields(tos: int) -> tuple[int, int]:
+    """The kernel logger's `TOS=` and `PREC=` values for a whole IPv4 TOS byte."""
+    return tos & _TOS_MASK, tos & _PREC_MASK
+
+
+def bad_line(origin: SourceLine, error: UnexpectedInput | FieldError) -> BadLine:
+    """Where a whole-line parse stopped, and why."""
+    if isinstance(error, UnexpectedToken) and error.token.type == "$END":
+        return BadLine(origin, len(origin.text.rstrip()) + 1, "line ends early")
+    if isinstance(error, UnexpectedInput):
+        found = origin.text[error.column - 1 :].split(" ", 1)[0][:12]
+        return BadLine(origin, error.column, f"unexpected {found!r}" if found else "line ends early")
+    return BadLine(origin, error.column, str(error))
+
+
+def verdict_name(word: str, chain: str | None = None) -> str:
+    """One spelling for every format: `ACCEPT`, `DROP`, `RETURN`, `JUMP:<chain>`, ..."""
+    return f"{word.upper()}:{chain}" if chain else word.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """A step line as read, waiting for the packet header its trace id refers to.
+
+    `mark` is the packet mark when the step line prints one (nft policy and
+    chain-end lines), which then overrides the header's.
+    """
+
+    trace_id: str
+    nf_family: NfFamily | None
+    table: str
+    chain: str
+    kind: StepKind
+    verdict: str
+    handle: str | None = None
+    rule: str | None = None
+    mark: int | None = None
+
+
+class PacketMemory:
+    """The last packet header printed for each recent trace id of one run.
+
+    `None` stands for a packet that is not IP: its steps are skipped, not
+    reported as damaged.  Only the most recent `size` ids are kept, so a long
+    live stream does not grow without bound.
+    """
+
+    def __init__(self, size: int = TRACE_ID_MEMORY) -> None:
+        self._size = size
+        self._headers: OrderedDict[str, Header | None] = OrderedDict()
+
+    def remember(self, trace_id: str, header: Header | None) -> None:
+        self._headers[trace_id] = header
+        self._headers.move_to_end(trace_id)
+        if len(self._headers) > self._size:
+            self._headers.popitem(last=False)
+
+    def forget(self, trace_id: str) -> None:
+        """Drop what is known of `trace_id` (its latest packet line was unreadable)."""
+        self._headers.pop(trace_id, None)
+
+    def step_outcome(self, step: TraceStep, origin: SourceLine) -> Outcome:
+        """The event for `step`, with its packet's last header.
+
+        A step whose trace id has no packet line yet (the monitor started
+        mid-packet, or the id was forgotten) is a `Caveat`: the line itself is
+        fine, but there is no header to make an event from.
+        """
+        if step.trace_id not in self._headers:
+            return Caveat(origin, UNSEEN_PACKET)
+        header = self._headers[step.trace_id]
+        if header is None:
+            return Skip.NON_IP
+        if step.mark is not None:
+            header = replace(header, mark=step.mark)
+        return TraceEvent(
+            table=step.table,
+            chain=step.chain,
+            kind=step.kind,
+            header=header,
+            handle=step.handle,
+            trace_id=step.trace_id,
+            rule=step.rule,
+            verdict=step.verdict,
+            nf_family=step.nf_family,
+            origin=origin,
+        )

@@ -1,0 +1,207 @@
+"""`xtables-monitor --trace` lines (iptables-nft): PACKET headers and the TRACE steps that use them.
+
+A TRACE line has no header of its own: its packet is the last PACKET line
+printed with the same trace id, so the parser keeps per-run state.  PACKET
+fields are read with the kernel logger's field grammar and rewritten into its
+spellings (one `MAC=`, `TOS=` split from `PREC=`, a `PROTO=` before the ports)
+so that `build_header` gives a `Header` that means what a kernel-log one does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+from lark import Token, Transformer, UnexpectedInput
+from lark.visitors import merge_transformers
+
+from tracelog.events import Header, SourceLine, StepKind
+from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
+from tracelog.parse.grammar import load_parser
+from tracelog.parse.netlink import (
+    NFPROTO_FAMILIES,
+    PacketMemory,
+    TraceStep,
+    bad_line,
+    tcp_flag_bits,
+    tcp_flag_names,
+    tos_fields,
+    verdict_name,
+)
+from tracelog.parse.outcome import Outcome
+
+_NFT_RETURN = 0xFFFFFFFB  # NFT_RETURN (-5): print_verdict() has no word for it
+_TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
+# xtables-monitor adds sizeof(struct iphdr), 20, to the IPv6 payload length
+# where the kernel logger adds the 40 of the IPv6 header
+_IPV6_LEN_SHORTFALL = 20
+# one byte printed with %02x from a signed char: 00..7f, or ffffff80..ffffffff
+_SIGNED_BYTE = re.compile(r"([0-7][0-9a-f])|ffffff([89a-f][0-9a-f])", re.IGNORECASE)
+
+_StepParts = tuple[StepKind, str | None, str, str | None]
+"""kind, handle, verdict, rule text"""
+
+
+@dataclass(frozen=True, slots=True)
+class _PacketLine:
+    trace_id: str
+    fields: list[Field]
+
+
+def _unsigned_bytes(text: str) -> list[str] | None:
+    """The bytes of a hex dump printed from signed chars, or None if it is not one."""
+    matches = list(_SIGNED_BYTE.finditer(text))
+    if sum(len(match[0]) for match in matches) != len(text):
+        return None
+    return [(match[1] or match[2]).lower() for match in matches]
+
+
+class _XtablesTransformer(Transformer[Token, Any]):
+    """Turns the `xtables.lark` rules into a `_PacketLine` or a `TraceStep`.
+
+    The kernel logger's field rules come namespaced from logfields.lark and
+    are merged in below, as the kernel parser does.
+    """
+
+    def packet(self, children: list[Any]) -> _PacketLine:
+        return _PacketLine(str(children[1]), children[2])
+
+    def packet_fields(self, children: list[Field]) -> list[Field]:
+        return children
+
+    def port(self, children: list[Token]) -> Field:
+        return ("SPT" if children[0] == "SPORT=" else "DPT", int(children[1]))
+
+    def mac_address(self, children: list[Token]) -> Field:
+        return (children[0][:-1], str(children[1]))
+
+    def mac_proto(self, children: list[Token]) -> Field:
+        return ("MACPROTO", str(children[1]))
+
+    def link_layer(self, children: list[Token]) -> Field:
+        return ("LL", str(children[2]) if len(children) > 2 else "")
+
+    def loopback(self, children: list[Token]) -> Field:
+        return ("EXTRA", ("LOOPBACK", ""))
+
+    def step(self, children: list[Any]) -> TraceStep:
+        nfproto, trace_id, table, chain, (kind, handle, verdict, rule) = children
+        family = NFPROTO_FAMILIES.get(int(nfproto))
+        return TraceStep(str(trace_id), family, str(table), str(chain), kind, verdict, handle, rule)
+
+    def rule_step(self, children: list[Any]) -> _StepParts:
+        rule = children[2].rstrip() if len(children) > 2 else None
+        return "rule", str(children[0]), children[1], rule
+
+    def policy_step(self, children: list[Any]) -> _StepParts:
+        return "policy", None, children[0], None
+
+    def return_step(self, children: list[Any]) -> _StepParts:
+        # xtables-monitor does not print the verdict of a chain's end: it is
+        # the return to the calling chain
+        return "return", None, "RETURN", None
+
+    def verdict(self, children: list[Token]) -> str:
+        word = children[0]
+        if word.type == "HEX":
+            return "RETURN" if int(word, 16) == _NFT_RETURN else str(word)
+        return verdict_name(word, str(children[1]) if len(children) > 1 else None)
+
+
+_TRANSFORMER = merge_transformers(_XtablesTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
+
+
+def _parse(text: str) -> _PacketLine | TraceStep:
+    return cast(_PacketLine | TraceStep, load_parser("xtables", ("line",), _TRANSFORMER).parse(text))
+
+
+def _ethernet(parts: dict[str, str]) -> str:
+    """MACDST:MACSRC:MACPROTO as the kernel's `MAC=` prints them: zero-padded octets."""
+    octets = [*parts["MACDST"].split(":"), *parts["MACSRC"].split(":"), parts["MACPROTO"][:2], parts["MACPROTO"][2:]]
+    return ":".join(octet.zfill(2).lower() for octet in octets)
+
+
+def _rewrite(key: str, value: Any, macs: dict[str, str]) -> list[Field]:
+    """One xtables-monitor field as kernel logger fields (none while a MAC is incomplete)."""
+    if key in ("MACSRC", "MACDST", "MACPROTO"):
+        macs[key] = value
+        return [("MAC", _ethernet(macs))] if len(macs) == 3 else []
+    if key == "LL":
+        octets = _unsigned_bytes(value)
+        return [("MAC", ":".join(octets))] if octets else [("EXTRA", ("LL", value))]
+    if key == "TOS":
+        tos, prec = tos_fields(value)
+        return [("TOS", tos), ("PREC", prec)]
+    if key == "OPT":
+        octets = _unsigned_bytes(value)
+        return [("OPT", "".join(octets).upper() if octets is not None else value)]
+    return [(key, value)]
+
+
+def _proto(fields: list[Field]) -> Field:
+    """PROTO=, which xtables-monitor does not print: TCP when it printed TCP flags.
+
+    Ports alone may be UDP, UDP-Lite, SCTP or DCCP, and a header without ports
+    anything else, so the protocol stays unknown ("?").
+    """
+    tcp = any(key == "FLAG" and value in _TCP_FLAGS for key, value in fields)
+    return ("PROTO", "TCP" if tcp else "?")
+
+
+def _kernel_fields(fields: list[Field]) -> list[Field]:
+    """The fields of a PACKET line in the kernel logger's spellings and order."""
+    macs: dict[str, str] = {}
+    rewritten = [pair for key, value in fields for pair in _rewrite(key, value, macs)]
+    ports = next((index for index, (key, _) in enumerate(rewritten) if key in ("SPT", "DPT")), len(rewritten))
+    transport = rewritten[ports:]
+    flags = [value for key, value in transport if key == "FLAG" and value in _TCP_FLAGS]
+    others = [pair for pair in transport if not (pair[0] == "FLAG" and pair[1] in _TCP_FLAGS)]
+    ordered_flags: list[Field] = [("FLAG", name) for name in tcp_flag_names(tcp_flag_bits(flags))]
+    return [*rewritten[:ports], _proto(transport), *others, *ordered_flags]
+
+
+def _header(fields: list[Field]) -> Header | None:
+    """The header of a PACKET line; None for a packet that is not IP (`NH=` instead of addresses)."""
+    if not any(key == "SRC" for key, _ in fields) and any(value[0] == "NH" for key, value in fields if key == "EXTRA"):
+        return None
+    header = build_header(_kernel_fields(fields), complete=False)
+    if header.family == "ipv6" and header.length is not None:
+        header = replace(header, length=header.length + _IPV6_LEN_SHORTFALL)
+    return header
+
+
+class XtablesMonitorParser:
+    """Reads the `xtables-monitor --trace` lines of one run.
+
+    PACKET lines yield nothing: they update the header their trace id stands
+    for; each TRACE line yields one step (see `PacketMemory.step_outcome`).
+    """
+
+    def __init__(self) -> None:
+        self._packets = PacketMemory()
+
+    def parse(self, origin: SourceLine) -> Iterator[Outcome]:
+        try:
+            line = _parse(origin.text)
+        except (UnexpectedInput, FieldError) as error:
+            self._forget_damaged_packet(origin.text)
+            yield bad_line(origin, error)
+            return
+        if isinstance(line, TraceStep):
+            yield self._packets.step_outcome(line, origin)
+            return
+        try:
+            header = _header(line.fields)
+        except FieldError as error:
+            self._packets.forget(line.trace_id)
+            yield bad_line(origin, error)
+            return
+        self._packets.remember(line.trace_id, header)
+
+    def _forget_damaged_packet(self, text: str) -> None:
+        """A PACKET line that does not parse still names its trace id: its steps must not keep an older header."""
+        words = text.split(maxsplit=3)
+        if len(words) > 2 and words[0] == "PACKET:":
+            self._packets.forget(words[2])
