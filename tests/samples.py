@@ -11,9 +11,18 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KERNEL_LOG_PATTERNS = ("*.dmesg", "*.dmesg-T", "*.dmesg-r", "rsyslog-*.log", "journalctl.txt", "kmsg.txt")
 
 
+NETLINK_PATTERNS = ("*.xtables-monitor", "*.nft-monitor", "syslogemu.log", "ulogd.json")
+
+
 def kernel_log_samples() -> list[Path]:
     """Every legacy kernel-log capture, whatever its rendering."""
     return sorted(path for pattern in KERNEL_LOG_PATTERNS for path in SAMPLES.glob(f"*/{pattern}"))
+
+
+def trace_samples() -> list[Path]:
+    """Every capture of TRACE output in any format: kernel logs, both monitors, ulogd."""
+    netlink = [path for pattern in NETLINK_PATTERNS for path in SAMPLES.glob(f"*/{pattern}")]
+    return sorted([*kernel_log_samples(), *netlink])
 
 
 @cache

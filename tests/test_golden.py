@@ -26,6 +26,10 @@ CASES: list[tuple[str, ...]] = [
     ("docker-legacy/ping.dmesg", "jsonl"),
     ("lab-legacy/dnat.dmesg", "jsonl"),
     ("lab-legacy/udp-closed.dmesg", "csv"),
+    ("lab-nft/dnat.nft-monitor", "table"),
+    ("lab-nft/native.nft-monitor", "table"),
+    ("docker-nft/ping.xtables-monitor", "jsonl"),
+    ("lab-ulogd/ulogd.json", "table"),
 ]
 
 

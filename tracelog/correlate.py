@@ -69,11 +69,16 @@ class Packet:
         return self.steps[-1].event
 
 
+Stage = tuple[str | None, int | None]
+"""Hook and priority of a step; either may be unknown (native nf_tables chains)."""
+
+
 @dataclass(slots=True)
 class _OpenPacket:
     number: int
     identity: Identity
     steps: list[Step]
+    stage: Stage
     rewrites: list[Rewrite] = field(default_factory=list)
     touched: int = 0
     arrival: float = 0.0
@@ -83,10 +88,8 @@ class _OpenPacket:
         return self.steps[-1].event.header
 
     @property
-    def stage(self) -> netfilter.Stage:
-        step = self.steps[-1]
-        hook = step.hook or ""
-        return hook, netfilter.table_priority(step.event.table, hook)
+    def trace_id(self) -> str | None:
+        return self.steps[-1].event.trace_id
 
     def freeze(self) -> Packet:
         return Packet(self.number, tuple(self.steps), tuple(self.rewrites))
@@ -111,20 +114,38 @@ def identity(event: TraceEvent) -> Identity:
     )
 
 
-def _hook_of(event: TraceEvent, packet: _OpenPacket) -> str | None:
-    """The event's hook if it may continue `packet`; None if it cannot."""
-    if event.chain in netfilter.BUILTIN_CHAINS:
-        return event.chain
-    last = packet.steps[-1]
-    return last.hook if last.event.table == event.table else None
+def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
+    """Where `event` ran, as far as the log and the packet so far tell.
+
+    iptables built-in chains name their hook and have known priorities; a
+    native nf_tables chain named after its hook (`prerouting`, fw4's `dstnat`)
+    gives the hook only; any other chain is a user chain and ran where the
+    step before it in the same table ran.
+    """
+    chain = event.chain
+    if chain in netfilter.BUILTIN_CHAINS:
+        return chain, netfilter.table_priority(event.table, chain)
+    native_hook = netfilter.hook_of_chain(chain) if chain.islower() else None
+    if native_hook is not None:
+        return native_hook, None
+    if packet is not None and packet.steps[-1].event.table == event.table:
+        return packet.stage
+    return None, None
 
 
-def _follows(packet: _OpenPacket, event: TraceEvent, hook: str) -> bool:
-    """Whether `event` at `hook` can come after the packet's last step."""
+def _same_trace(packet: _OpenPacket, event: TraceEvent) -> bool:
+    return event.trace_id is not None and event.trace_id == packet.trace_id
+
+
+def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
+    """Whether `event`, run at `stage`, can come after the packet's last step."""
     last = packet.steps[-1]
-    before_hook, before_priority = packet.stage
+    (before_hook, before_priority), (hook, priority) = packet.stage, stage
+    if hook is None or before_hook is None:
+        return _same_trace(packet, event)  # nothing but the trace id can tell
     if hook == before_hook:
-        priority = netfilter.table_priority(event.table, hook)
+        if priority is None or before_priority is None:
+            return True  # native tables: their order within a hook is in the ruleset only
         if priority != before_priority:
             return priority > before_priority
         # same table: a jump, a return or the next rule; a built-in chain's
@@ -140,7 +161,7 @@ def _follows(packet: _OpenPacket, event: TraceEvent, hook: str) -> bool:
     return before_in is None or after_in is None or before_in == after_in
 
 
-def _nat_changes(packet: _OpenPacket, event: TraceEvent, hook: str) -> list[str] | None:
+def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[str] | None:
     """The NAT fields that differ, or None if one differs where NAT cannot run."""
     before, after = packet.header, event.header
     if before.physin and after.physin and before.physin != after.physin:
@@ -148,12 +169,13 @@ def _nat_changes(packet: _OpenPacket, event: TraceEvent, hook: str) -> list[str]
     changed = [name for name in _NAT_FIELDS if getattr(before, name) != getattr(after, name)]
     if not changed:
         return changed
-    stage = (hook, netfilter.table_priority(event.table, hook))
     allowed: set[str] = set()
-    if netfilter.crosses_dnat(packet.stage, stage):
-        allowed |= _DNAT_FIELDS
-    if netfilter.crosses_snat(packet.stage, stage):
-        allowed |= _SNAT_FIELDS
+    before_hook, after_hook = packet.stage[0], stage[0]
+    if before_hook is not None and after_hook is not None:
+        if netfilter.crosses_dnat((before_hook, packet.stage[1]), (after_hook, stage[1])):
+            allowed |= _DNAT_FIELDS
+        if netfilter.crosses_snat((before_hook, packet.stage[1]), (after_hook, stage[1])):
+            allowed |= _SNAT_FIELDS
     return changed if allowed.issuperset(changed) else None
 
 
@@ -208,11 +230,14 @@ class Correlator:
         return self._ready()
 
     def _continue(self, event: TraceEvent, key: Identity) -> _OpenPacket | None:
-        for packet in reversed(self._by_identity.get(key, ())):
-            hook = _hook_of(event, packet)
-            if hook is None or not _follows(packet, event, hook):
+        candidates = list(reversed(self._by_identity.get(key, ())))
+        # the trace id is a strong hint, not a packet id: same-id packets go first
+        candidates.sort(key=lambda packet: not _same_trace(packet, event))
+        for packet in candidates:
+            stage = _stage(event, packet)
+            if not _follows(packet, event, stage):
                 continue
-            changes = _nat_changes(packet, event, hook)
+            changes = _nat_changes(packet, event, stage)
             if changes is None:
                 continue
             step = len(packet.steps) + 1
@@ -220,14 +245,15 @@ class Correlator:
             for name in changes:
                 old, new = getattr(before, name), getattr(event.header, name)
                 packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
-            packet.steps.append(Step(event, hook))
+            packet.steps.append(Step(event, stage[0]))
+            packet.stage = stage
             return packet
         return None
 
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
-        hook = event.chain if event.chain in netfilter.BUILTIN_CHAINS else None
-        packet = _OpenPacket(self._numbers, key, [Step(event, hook)])
+        stage = _stage(event, None)
+        packet = _OpenPacket(self._numbers, key, [Step(event, stage[0])], stage)
         self._open[packet.number] = packet
         self._by_identity.setdefault(key, []).append(packet)
         return packet

@@ -32,12 +32,26 @@ _NEXT_HOOKS: dict[str, frozenset[str]] = {
 }
 LOOPBACK_HOOKS = frozenset({PREROUTING, INPUT})
 
-Stage = tuple[str, int]
-"""Where a step ran: its hook and its table's priority at that hook."""
+# Native nf_tables base chains are named by their authors; these names (and
+# fw4's dstnat/srcnat) say their hook.  Their priority is in the ruleset only.
+_NATIVE_HOOK_WORDS = {
+    "prerouting": PREROUTING, "input": INPUT, "forward": FORWARD, "output": OUTPUT,
+    "postrouting": POSTROUTING, "dstnat": PREROUTING, "srcnat": POSTROUTING,
+}
+
+
+def hook_of_chain(chain: str) -> str | None:
+    """The hook a chain name implies: iptables built-ins, or a native chain named after its hook."""
+    if chain in BUILTIN_CHAINS:
+        return chain
+    for word in chain.lower().split("_"):
+        if word in _NATIVE_HOOK_WORDS:
+            return _NATIVE_HOOK_WORDS[word]
+    return None
 
 
 def table_priority(table: str, hook: str) -> int:
-    """The priority `table` runs at in `hook` (nat depends on the hook)."""
+    """The priority an iptables `table` runs at in `hook` (nat depends on the hook)."""
     if table == "nat":
         return _DNAT_PRIORITY if hook in _DNAT_HOOKS else _SNAT_PRIORITY
     return _TABLE_PRIORITY.get(table, 0)
@@ -48,7 +62,7 @@ def is_later_hook(before: str, after: str) -> bool:
     return after in _NEXT_HOOKS.get(before, frozenset())
 
 
-def crosses_dnat(before: Stage, after: Stage) -> bool:
+def crosses_dnat(before: tuple[str, int | None], after: tuple[str, int | None]) -> bool:
     """Whether destination NAT ran between two stages of one packet.
 
     The trace of a nat rule is printed before its target runs, so the new
@@ -56,10 +70,14 @@ def crosses_dnat(before: Stage, after: Stage) -> bool:
     reply direction's un-SNAT, which happens there without a nat line.
     """
     hook, priority = before
-    return hook in _DNAT_HOOKS and priority <= _DNAT_PRIORITY and (after[0] != hook or after[1] > _DNAT_PRIORITY)
+    if hook not in _DNAT_HOOKS:
+        return False
+    if priority is None or after[1] is None:  # native tables: NAT may run anywhere in the hook
+        return True
+    return priority <= _DNAT_PRIORITY and (after[0] != hook or after[1] > _DNAT_PRIORITY)
 
 
-def crosses_snat(before: Stage, after: Stage) -> bool:
+def crosses_snat(before: tuple[str, int | None], after: tuple[str, int | None]) -> bool:
     """Whether source NAT ran between two stages of one packet.
 
     It runs at nat POSTROUTING (and nat INPUT, after which nothing prints), so

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracelog.correlate import Packet, Step
-from tracelog.events import Stamp
+from tracelog.events import Stamp, TraceEvent
 
 from tracelog.ruleset import FINAL_TARGETS
 
@@ -25,6 +25,13 @@ def stamp_value(stamp: Stamp) -> str | float | None:
     return stamp.wallclock.isoformat() if stamp.wallclock is not None else None
 
 
+def step_name(event: TraceEvent) -> str:
+    """`filter:DOCKER-USER:rule:1`: table, chain, kind and rule number or handle when known."""
+    number = event.rulenum if event.handle is None else event.handle
+    name = f"{event.table}:{event.chain}:{event.kind}"
+    return name if number is None else f"{name}:{number}"
+
+
 def step_record(step: Step) -> dict[str, Any]:
     event, header = step.event, step.event.header
     return {
@@ -33,6 +40,7 @@ def step_record(step: Step) -> dict[str, Any]:
         "kind": event.kind,
         "rulenum": event.rulenum,
         "handle": event.handle,
+        "nf_family": event.nf_family,
         "hook": step.hook,
         "time": stamp_value(event.stamp),
         "src": str(header.src),
@@ -65,8 +73,7 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     event = packet.steps[index].event
     if event.verdict not in FINAL_TARGETS:
         return None, None, None
-    number = event.rulenum if event.handle is None else event.handle
-    return event.verdict, f"{event.table}:{event.chain}:{event.kind}:{number}", index + 1
+    return event.verdict, step_name(event), index + 1
 
 
 def packet_record(packet: Packet) -> dict[str, Any]:

@@ -118,6 +118,11 @@ def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Rec
 _DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
 
 
+def _kind_and_number(step: Record) -> str:
+    number = step["rulenum"] if step["rulenum"] is not None else step["handle"]
+    return step["kind"] if number is None else f"{step['kind']} {number}"
+
+
 def _rule_args(step: Record) -> str:
     """The rule text without `-A CHAIN`, which the row already shows."""
     rule = step["rule"] or ""
@@ -145,11 +150,11 @@ def _ending(record: Record) -> Text:
         style = "bold red" if verdict in ("DROP", "REJECT") else "bold green"
         where = f" by {step['table']} {step['chain']}"
         if step["rule"]:
-            return Text.assemble((_DONE_BY.get(verdict, verdict), style), f"{where} {step['kind']} "
-                                 f"{step['rulenum'] or step['handle']}: {_rule_args(step)}")
+            return Text.assemble((_DONE_BY.get(verdict, verdict), style), f"{where} {_kind_and_number(step)}: "
+                                 f"{_rule_args(step)}")
         return Text.assemble((_DONE_BY.get(verdict, verdict), style), f" by the policy of{where[3:]}")
     last = record["steps"][-1]
-    where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {last['kind']} {last['rulenum'] or last['handle']}"
+    where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {_kind_and_number(last)}"
     unknown = "verdict unknown: the trace does not say"
     if all(step["verdict"] is None for step in record["steps"]):
         unknown = "verdict unknown: give --rules to name rules and verdicts"
@@ -181,12 +186,11 @@ def timeline_table(record: Record) -> Table:
     start = record["steps"][0]["time"]
     for number, step in enumerate(record["steps"], start=1):
         hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
-        number_text = step["rulenum"] if step["rulenum"] is not None else step["handle"]
         table.add_row(
             _elapsed(step, start),
             hook or "",
             f"{step['table']}:{step['chain']}",
-            f"{step['kind']} {number_text}",
+            _kind_and_number(step),
             _changes(step, previous, rewrites, number),
             _decision(step),
         )
