@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tracelog.errors import InputError, UsageError
-from tracelog.ruleset import Resolution, load_rulesets, parse_ruleset
 from tests.conftest import RunCli
 from tests.samples import SAMPLES
+from tracelog.errors import InputError, UsageError
+from tracelog.ruleset import Resolution, load_rulesets, parse_ruleset
 
 DOCKER = SAMPLES / "docker-legacy/iptables-save.txt"
 
@@ -82,7 +82,8 @@ def test_drops_are_named_with_their_rule(run_cli: RunCli) -> None:
     for record in records:
         assert (record["verdict"], record["verdict_at"], record["verdict_step"]) == (
             "DROP", "filter:DOCKER-USER:rule:1", len(record["steps"]))
-        assert record["steps"][-1]["rule"] == "-A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP"
+        assert record["steps"][-1]["rule"] == (
+            "-A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP")
 
 
 def test_a_stale_snapshot_is_reported_per_step(run_cli: RunCli) -> None:
@@ -95,7 +96,8 @@ def test_a_stale_snapshot_is_reported_per_step(run_cli: RunCli) -> None:
 
 
 def test_accepts_and_policies_without_a_drop(run_cli: RunCli) -> None:
-    records = run_cli("parse", "-f", "jsonl", "--rules", str(DOCKER), str(SAMPLES / "docker-legacy/ping.dmesg")).records()
+    ping = str(SAMPLES / "docker-legacy/ping.dmesg")
+    records = run_cli("parse", "-f", "jsonl", "--rules", str(DOCKER), ping).records()
     assert [(r["verdict"], r["verdict_at"]) for r in records] == [
         ("ACCEPT", "nat:POSTROUTING:policy:3"),
         ("ACCEPT", "filter:FORWARD:rule:3"),
@@ -109,7 +111,8 @@ def test_counters_comments_and_families() -> None:
     assert counted.family == "ipv4"
     assert counted.resolve("filter", "INPUT", "rule", 1).rule == (
         '-A INPUT -i lo -m comment --comment "allow loopback, said the admin" -j ACCEPT')
-    assert counted.resolve("filter", "LOGDROP", "rule", 1) == Resolution('-A LOGDROP -j LOG --log-prefix "DROP: "', "LOG")
+    log = Resolution('-A LOGDROP -j LOG --log-prefix "DROP: "', "LOG")
+    assert counted.resolve("filter", "LOGDROP", "rule", 1) == log
     assert counted.resolve("filter", "LOGDROP", "return", 2) == Resolution("-A LOGDROP -j DROP", "DROP")
     v6 = parse_ruleset((SAMPLES / "lab-legacy/ruleset.ip6tables-save").read_text(), "6")
     assert v6.family == "ipv6"
@@ -129,7 +132,7 @@ def test_bad_snapshots_name_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"bad.txt:2: rule for undeclared chain NOPE"):
         load_rulesets([str(bad)])
     bad.write_bytes(b"\x00\xff garbage")
-    with pytest.raises(InputError, match="bad.txt:1:"):
+    with pytest.raises(InputError, match=r"bad\.txt:1:"):
         load_rulesets([str(bad)])
     with pytest.raises(InputError, match="cannot read"):
         load_rulesets([str(tmp_path / "missing")])

@@ -137,20 +137,24 @@ def _same_trace(packet: _OpenPacket, event: TraceEvent) -> bool:
     return event.trace_id is not None and event.trace_id == packet.trace_id
 
 
+def _follows_within_hook(last: TraceEvent, before: int | None, event: TraceEvent, after: int | None) -> bool:
+    """Table order within one hook: later priority, or the same table going on."""
+    if before is None or after is None:
+        return True  # native tables: their order within a hook is in the ruleset only
+    if before != after:
+        return after > before
+    # same table: a jump, a return or the next rule; a built-in chain's
+    # policy line is always that table's last word for this hook
+    return event.table == last.table and last.kind != "policy"
+
+
 def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
     """Whether `event`, run at `stage`, can come after the packet's last step."""
-    last = packet.steps[-1]
-    (before_hook, before_priority), (hook, priority) = packet.stage, stage
+    before_hook, hook = packet.stage[0], stage[0]
     if hook is None or before_hook is None:
         return _same_trace(packet, event)  # nothing but the trace id can tell
     if hook == before_hook:
-        if priority is None or before_priority is None:
-            return True  # native tables: their order within a hook is in the ruleset only
-        if priority != before_priority:
-            return priority > before_priority
-        # same table: a jump, a return or the next rule; a built-in chain's
-        # policy line is always that table's last word for this hook
-        return event.table == last.event.table and last.event.kind != "policy"
+        return _follows_within_hook(packet.steps[-1].event, packet.stage[1], event, stage[1])
     if not netfilter.is_later_hook(before_hook, hook):
         return False
     header = packet.header

@@ -10,7 +10,6 @@ from typing import Any
 
 from tracelog.correlate import Packet, Step
 from tracelog.events import Stamp, TraceEvent
-
 from tracelog.ruleset import FINAL_TARGETS
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})

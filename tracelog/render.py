@@ -147,12 +147,11 @@ def _ending(record: Record) -> Text:
     verdict = record["verdict"]
     if verdict:
         step = record["steps"][record["verdict_step"] - 1]
-        style = "bold red" if verdict in ("DROP", "REJECT") else "bold green"
+        label = (_DONE_BY.get(verdict, str(verdict)), "bold red" if verdict in ("DROP", "REJECT") else "bold green")
         where = f" by {step['table']} {step['chain']}"
         if step["rule"]:
-            return Text.assemble((_DONE_BY.get(verdict, verdict), style), f"{where} {_kind_and_number(step)}: "
-                                 f"{_rule_args(step)}")
-        return Text.assemble((_DONE_BY.get(verdict, verdict), style), f" by the policy of{where[3:]}")
+            return Text.assemble(label, f"{where} {_kind_and_number(step)}: {_rule_args(step)}")
+        return Text.assemble(label, f" by the policy of{where[3:]}")
     last = record["steps"][-1]
     where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {_kind_and_number(last)}"
     unknown = "verdict unknown: the trace does not say"

@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lark import Token, Transformer, UnexpectedInput
 
@@ -124,7 +124,8 @@ class Ruleset:
     def _chain_end(self, chain: Chain, table: str, kind: str, number: int) -> Resolution:
         builtin = chain.name in BUILTIN_CHAINS
         if (kind == "policy") != builtin:
-            return Resolution(mismatch=f"a {kind} step in {'built-in' if builtin else 'user'} chain {table}:{chain.name}")
+            which = "built-in" if builtin else "user"
+            return Resolution(mismatch=f"a {kind} step in {which} chain {table}:{chain.name}")
         if number == len(chain.rules) + 1:
             return Resolution(verdict=chain.policy if builtin else "RETURN")
         if number <= len(chain.rules):
@@ -182,7 +183,7 @@ def parse_ruleset(text: str, source: str) -> Ruleset:
         if not line.strip():
             continue
         try:
-            kind, *values = parser.parse(line)
+            kind, *values = cast(tuple[Any, ...], parser.parse(line))
         except UnexpectedInput as error:
             raise InputError(f"{source}:{number}:{error.column}: not an iptables-save line: {line.strip()[:60]}",
                              hint="give iptables-save or ip6tables-save output") from None
