@@ -14,7 +14,7 @@ import typer
 
 from tracelog.errors import ExitStatus, InputError, TracelogError
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.record import packet_record
+from tracelog.record import packet_records
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
 
@@ -105,7 +105,7 @@ def parse(
     if year is not None:
         options = replace(options, year=year)
     stats = RunStats()
-    records = (packet_record(packet) for packet in trace_packets(inputs, options, stats))
+    records = packet_records(trace_packets(inputs, options, stats))
     try:
         _write(records, output)
     except (KeyboardInterrupt, BrokenPipeError):

@@ -6,10 +6,12 @@ or removed.  The analysis frames and every renderer start from them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tracelog.correlate import Packet, Step
-from tracelog.events import Stamp, TraceEvent
+from tracelog.events import Header, Stamp, TraceEvent
+from tracelog.flows import FlowTracker
 from tracelog.ruleset import FINAL_TARGETS
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
@@ -46,6 +48,7 @@ def step_record(step: Step) -> dict[str, Any]:
         "dst": str(header.dst),
         "sport": header.sport,
         "dport": header.dport,
+        "icmp_id": header.icmp_id,
         "in": header.in_iface,
         "out": header.out_iface,
         "physin": header.physin,
@@ -56,6 +59,16 @@ def step_record(step: Step) -> dict[str, Any]:
         "rule": event.rule,
         "verdict": event.verdict,
         "mismatch": event.mismatch,
+    }
+
+
+def inner_record(inner: Header | None) -> dict[str, Any] | None:
+    """The packet an ICMP error quotes, as far as the kernel printed it."""
+    if inner is None:
+        return None
+    return {
+        "src": str(inner.src), "dst": str(inner.dst), "proto": inner.proto, "sport": inner.sport,
+        "dport": inner.dport, "icmp_type": inner.icmp_type, "icmp_id": inner.icmp_id,
     }
 
 
@@ -75,6 +88,15 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     return event.verdict, step_name(event), index + 1
 
 
+def packet_records(packets: Iterable[Packet]) -> Iterator[dict[str, Any]]:
+    """The contract records of a packet stream, each with the `flow` it belongs to."""
+    flows = FlowTracker()
+    for packet in packets:
+        record = packet_record(packet)
+        record["flow"] = flows.assign(record)
+        yield record
+
+
 def packet_record(packet: Packet) -> dict[str, Any]:
     """The JSON contract record of one packet (see README, "Output contract")."""
     first, last = packet.first, packet.last
@@ -92,7 +114,9 @@ def packet_record(packet: Packet) -> dict[str, Any]:
         "dport": header.dport,
         "icmp_type": header.icmp_type,
         "icmp_code": header.icmp_code,
+        "icmp_id": header.icmp_id,
         "tcp_flags": list(header.tcp_flags),
+        "inner": inner_record(header.inner),
         "first_seen": stamp_value(first.stamp),
         "last_seen": stamp_value(last.stamp),
         "steps": [step_record(step) for step in packet.steps],

@@ -162,6 +162,8 @@ def _ending(record: Record) -> Text:
 
 def _title(record: Record) -> Text:
     title = Text.assemble((f"#{record['packet']}", "bold"), f" {describe(record)}")
+    if "flow" in record:
+        title.append(f"  flow {record['flow']}", style="dim")
     if record["host"]:
         title.append(f"  on {record['host']}", style="dim")
     return title

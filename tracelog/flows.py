@@ -1,0 +1,180 @@
+"""Packets → flows: which packet records are one conversation (a request and its replies), streaming.
+
+Packets pair up the way conntrack pairs them: TCP and UDP by the reversed
+5-tuple, ICMP queries (echo, …) by their addresses and identifier, ICMP errors
+with the flow of the packet they quote.  NAT is seen through because a packet
+is known by the addresses of every one of its steps: a DNAT'ed request's last
+step shows the address its reply comes from.  Memory is bounded: a flow that
+has seen no packet for `idle` packets is over.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+# Packets of one conversation come seconds apart at most, thousands of other
+# packets on a busy host; the live flows never outnumber this gap.
+DEFAULT_IDLE = 10_000
+
+# Error types that quote the offending packet (the types conntrack relates to a connection).
+_ICMP_ERRORS = {"ICMP": frozenset({3, 4, 5, 11, 12}), "ICMPV6": frozenset({1, 2, 3, 4})}
+# Query types, each mapped to its request type, so that a request and its reply share a key.
+_ICMP_QUERIES = {
+    "ICMP": {8: 8, 0: 8, 13: 13, 14: 13, 15: 15, 16: 15, 17: 17, 18: 17},
+    "ICMPV6": {128: 128, 129: 128},
+}
+
+FlowKey = tuple[object, ...]
+R = TypeVar("R", bound=Mapping[str, Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Ends:
+    """One packet's conversation as a header shows it: who talks to whom about what."""
+
+    proto: str
+    src: str
+    dst: str
+    sport: int | None = None
+    dport: int | None = None
+    icmp_type: int | None = None
+    icmp_id: int | None = None
+
+    def key(self, host: str | None) -> FlowKey:
+        """The same key for both directions: endpoints as a set, ICMP told apart by query and identifier."""
+        endpoints = frozenset({(self.src, self.sport), (self.dst, self.dport)})
+        queries = _ICMP_QUERIES.get(self.proto, {})
+        if self.icmp_type in queries:
+            return (host, self.proto, endpoints, queries[self.icmp_type], self.icmp_id)
+        # other ICMP (neighbour discovery, …) has no reply type: one flow per type and address pair
+        return (host, self.proto, endpoints, self.icmp_type)
+
+
+def packet_ends(record: Mapping[str, Any]) -> list[Ends]:
+    """The conversation as each step of the record shows it, NAT rewrites included.
+
+    `icmp_id` (the echo identifier) is read where the record has it: per step
+    first, because NAT may rewrite it, else for the whole packet.
+    """
+    proto, icmp_type = str(record["proto"]).upper(), record.get("icmp_type")
+    return [
+        Ends(
+            proto,
+            step["src"],
+            step["dst"],
+            step.get("sport"),
+            step.get("dport"),
+            icmp_type,
+            step.get("icmp_id", record.get("icmp_id")),
+        )
+        for step in record["steps"]
+    ]
+
+
+def quoted_ends(inner: Mapping[str, Any]) -> Ends:
+    """The packet an ICMP error quotes (`inner`: src, dst, proto, sport, dport; icmp_type, icmp_id optional)."""
+    return Ends(
+        str(inner["proto"]).upper(),
+        inner["src"],
+        inner["dst"],
+        inner.get("sport"),
+        inner.get("dport"),
+        inner.get("icmp_type"),
+        inner.get("icmp_id"),
+    )
+
+
+def is_icmp_error(record: Mapping[str, Any]) -> bool:
+    """Whether the packet is an ICMP error, which belongs to the flow of the packet it quotes."""
+    return record.get("icmp_type") in _ICMP_ERRORS.get(str(record["proto"]).upper(), ())
+
+
+def flow_keys(record: Mapping[str, Any]) -> list[FlowKey]:
+    """Every key the packet's flow is known by, first step first, without repeats.
+
+    An ICMP error is known only by the packet it quotes: its own addresses
+    would tie together unrelated errors between the same two hosts.  Without
+    `inner` it is a flow of its own.
+    """
+    host = record.get("host")
+    if is_icmp_error(record):
+        inner = record.get("inner")
+        return [quoted_ends(inner).key(host)] if inner else []
+    return list(dict.fromkeys(ends.key(host) for ends in packet_ends(record)))
+
+
+@dataclass(slots=True)
+class _Flow:
+    number: int
+    keys: set[FlowKey]
+    touched: int
+
+
+class FlowTracker:
+    """Streaming flow assignment: give it packet records in packet order, get flow ids back.
+
+    Flow ids are 1-based in order of first appearance.  A flow that has not
+    seen a packet for `idle` packets is forgotten, so a later packet with the
+    same addresses starts a new flow, and at most `idle` + 1 flows are kept.
+    """
+
+    def __init__(self, idle: int = DEFAULT_IDLE) -> None:
+        self._idle = idle
+        self._packets = 0
+        self._flows = 0
+        self._live: OrderedDict[int, _Flow] = OrderedDict()
+        self._by_key: dict[FlowKey, _Flow] = {}
+
+    @property
+    def live_flows(self) -> int:
+        """How many flows are still remembered."""
+        return len(self._live)
+
+    def assign(self, record: Mapping[str, Any]) -> int:
+        """The flow id of the next packet record.
+
+        When a packet's keys point at two live flows (its first step at one,
+        its last at another), it joins the one its first step names; ids
+        already handed out never change, so flows are never merged.
+        """
+        self._packets += 1
+        self._expire()
+        keys = flow_keys(record)
+        flow = next((self._by_key[key] for key in keys if key in self._by_key), None) or self._start()
+        for key in keys:
+            self._claim(flow, key)
+        flow.touched = self._packets
+        self._live.move_to_end(flow.number)
+        return flow.number
+
+    def _start(self) -> _Flow:
+        self._flows += 1
+        flow = _Flow(self._flows, set(), self._packets)
+        self._live[flow.number] = flow
+        return flow
+
+    def _claim(self, flow: _Flow, key: FlowKey) -> None:
+        owner = self._by_key.get(key)
+        if owner is not None and owner is not flow:
+            owner.keys.discard(key)
+        self._by_key[key] = flow
+        flow.keys.add(key)
+
+    def _expire(self) -> None:
+        while self._live:
+            oldest = next(iter(self._live.values()))
+            if self._packets - oldest.touched <= self._idle:
+                break
+            del self._live[oldest.number]
+            for key in oldest.keys:
+                del self._by_key[key]
+
+
+def assign_flows(records: Iterable[R], idle: int = DEFAULT_IDLE) -> Iterator[tuple[int, R]]:
+    """Each record with its flow id, in the order given (records must come in packet order)."""
+    tracker = FlowTracker(idle)
+    for record in records:
+        yield tracker.assign(record), record
