@@ -27,8 +27,8 @@ def only_event(text: str) -> TraceEvent:
 
 
 @pytest.mark.parametrize("sample", kernel_log_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
-def test_split_parse_agrees_with_the_whole_line_rule(sample: Path) -> None:
-    """The fast path parses prefix and trace apart; the grammar's `line` rule is the reference."""
+def test_fast_path_agrees_with_the_grammar_on_every_sample_line(sample: Path) -> None:
+    """The parser splits prefix and trace and memoises; the grammar's `line` rule is the reference."""
     for number, text in enumerate(sample.read_text().splitlines(), start=1):
         split = [o for o in PARSER.parse(SourceLine(str(sample), number, text)) if isinstance(o, TraceEvent)]
         whole = parse_whole_line(SourceLine(str(sample), number, text), year=2026)

@@ -12,6 +12,7 @@ from tests.kernel_lines import render_line
 from tracelog.events import Header, SourceLine, TraceEvent
 from tracelog.parse import BadLine, Caveat, LineParser, Skip
 from tracelog.parse.fields import ECHO_TYPES
+from tracelog.parse.kernel import parse_whole_line
 
 PARSER = LineParser(year=2026)
 
@@ -94,6 +95,13 @@ def test_rendered_line_parses_back_to_the_same_event(
     assert isinstance(event, TraceEvent), event
     assert (event.table, event.chain, event.kind, event.rulenum) == tag
     assert event.header == header
+
+
+@settings(max_examples=300)
+@given(header=headers(), prefix=prefixes, tag=tags)
+def test_fast_path_agrees_with_the_grammar(header: Header, prefix: str, tag: tuple[str, str, str, int]) -> None:
+    line = SourceLine("-", 1, render_line(prefix, ":".join(map(str, tag)), header))
+    assert [o for o in PARSER.parse(line) if isinstance(o, TraceEvent)] == [parse_whole_line(line, year=2026)]
 
 
 def without_optional(header: Header) -> Header:

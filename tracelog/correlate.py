@@ -234,9 +234,10 @@ class Correlator:
         return self._ready()
 
     def _continue(self, event: TraceEvent, key: Identity) -> _OpenPacket | None:
-        candidates = list(reversed(self._by_identity.get(key, ())))
-        # the trace id is a strong hint, not a packet id: same-id packets go first
-        candidates.sort(key=lambda packet: not _same_trace(packet, event))
+        candidates: Iterable[_OpenPacket] = reversed(self._by_identity.get(key, ()))
+        if event.trace_id is not None:
+            # the trace id is a strong hint, not a packet id: same-id packets go first
+            candidates = sorted(candidates, key=lambda packet: not _same_trace(packet, event))
         for packet in candidates:
             stage = _stage(event, packet)
             if not _follows(packet, event, stage):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lark import Token, UnexpectedInput
+from lark import Lark, Token, UnexpectedInput
 from lark.visitors import merge_transformers
 
 from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent
-from tracelog.parse.fields import FieldError, FieldsTransformer, build_header
+from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 
@@ -41,19 +42,26 @@ class _Prefix:
     clock_kind: str | None = None
 
 
-def _stamp(prefix: _Prefix, year: int) -> Stamp:
-    if prefix.clock is None:
-        return Stamp(uptime=prefix.uptime)
-    text = prefix.clock
-    if prefix.clock_kind == "ISO_TIME":
-        return Stamp(prefix.uptime, datetime.fromisoformat(text))
-    if prefix.clock_kind == "CTIME":
-        return Stamp(prefix.uptime, datetime.strptime(text.strip("[]"), "%a %b %d %H:%M:%S %Y"))
+@functools.lru_cache(maxsize=4096)
+def _wallclock(kind: str, text: str, year: int) -> datetime | None:
+    """A log's wall-clock text as a datetime; cached, as consecutive lines share their second."""
+    if kind == "ISO_TIME":
+        return datetime.fromisoformat(text)
+    if kind == "CTIME":
+        return datetime.strptime(text.strip("[]"), "%a %b %d %H:%M:%S %Y")
     fmt = "%Y %b %d %H:%M:%S.%f" if "." in text else "%Y %b %d %H:%M:%S"
     try:
-        return Stamp(prefix.uptime, datetime.strptime(f"{year} {text}", fmt), assumed_year=True)
+        return datetime.strptime(f"{year} {text}", fmt)
     except ValueError:  # Feb 29 in an assumed year that has none
-        return Stamp(prefix.uptime)
+        return None
+
+
+def _stamp(prefix: _Prefix, year: int) -> Stamp:
+    if prefix.clock is None or prefix.clock_kind is None:
+        return Stamp(uptime=prefix.uptime)
+    clock = _wallclock(prefix.clock_kind, prefix.clock, year)
+    assumed = prefix.clock_kind == "SYSLOG_TIME"
+    return Stamp(prefix.uptime, clock, assumed_year=assumed and clock is not None)
 
 
 class _KernelTransformer(FieldsTransformer):
@@ -98,8 +106,115 @@ class _KernelTransformer(FieldsTransformer):
 _TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
 
 
+def _parser() -> Lark:
+    return load_parser("kernel", ("line", "prefix", "trace", "fields"), _TRANSFORMER)
+
+
 def _parse(text: str, start: str) -> Any:
-    return load_parser("kernel", ("line", "prefix", "trace"), _TRANSFORMER).parse(text, start=start)
+    return _parser().parse(text, start=start)
+
+
+# ---- the fast path -------------------------------------------------------------------------------
+# The same results as the grammar, found cheaply for the shapes real logs use;
+# anything else, and every error, goes to the grammar.  Checked against the
+# grammar on every sample line and on generated lines (tests).
+
+_TAG = re.compile(r"[ \t]*(raw|mangle|nat|filter|security):([^\s:]+):(rule|return|policy):(\d+)(?=[ \t]|$)")
+# `OPT (…)` is one field with a blank inside; everything else is blank-separated
+_FIELD_TOKEN = re.compile(r"OPT \([0-9A-Fa-f]*\)|\S+")
+_MEMO_LIMIT = 1 << 16
+
+
+@functools.cache
+def _prefix_pattern() -> re.Pattern[str]:
+    """The usual prefixes as one regex, made of the grammar's own terminal patterns."""
+    parser = _parser()
+
+    def term(name: str) -> str:
+        return f"(?:{parser.get_terminal(name).pattern.to_regexp()})"
+
+    blank = r"[ \t]*"
+    caller = f"(?:{term('CALLER')}{blank})?"
+    return re.compile(
+        rf"{blank}(?:{term('PRIO')}{blank})?(?:"
+        rf"(?P<uptime>{term('UPTIME')}){blank}{caller}"
+        rf"|(?P<ctime>{term('CTIME')}){blank}{caller}"
+        rf"|(?:(?P<syslog>{term('SYSLOG_TIME')})|(?P<iso>{term('ISO_TIME')})){blank}(?P<host>{term('HOST')}){blank}"
+        rf"{term('PROGRAM')}{blank}(?:(?P<inner>{term('UPTIME')}){blank}{caller})?"
+        rf"|(?P<kmsg>{term('KMSG_RECORD')}){blank}"
+        rf")?"
+    )
+
+
+def _fast_prefix(text: str) -> _Prefix | None:
+    match = _prefix_pattern().fullmatch(text)
+    if match is None:
+        return None
+    uptime, ctime, syslog, iso, host, inner, kmsg = match.group("uptime", "ctime", "syslog", "iso", "host", "inner",
+                                                                "kmsg")
+    if uptime:
+        return _Prefix(uptime=float(uptime.strip("[] ")))
+    if ctime:
+        return _Prefix(clock=ctime, clock_kind="CTIME")
+    if syslog or iso:
+        kind = "SYSLOG_TIME" if syslog else "ISO_TIME"
+        return _Prefix(host, float(inner.strip("[] ")) if inner else None, syslog or iso, kind)
+    if kmsg:
+        return _Prefix(uptime=int(kmsg.split(",")[2]) / 1e6)
+    return _Prefix()
+
+
+_token_fields: dict[str, tuple[Field, ...]] = {}
+_headers: dict[str, Header] = {}
+
+
+def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+
+
+def _fast_fields(text: str) -> list[Field] | None:
+    """The field pairs of `text`, each distinct token parsed once by the grammar."""
+    pairs: list[Field] = []
+    for token in _FIELD_TOKEN.findall(text):
+        known = _token_fields.get(token)
+        if known is None:
+            if "[" in token or "]" in token:
+                return None  # an ICMP error's inner packet or an INCOMPLETE note
+            try:
+                known = tuple(_parse(token, "fields"))
+            except (UnexpectedInput, FieldError):
+                return None
+            _remember(_token_fields, token, known)
+        pairs.extend(known)
+    return pairs
+
+
+def _fast_header(text: str) -> Header | None:
+    """All steps of a packet at one hook print the same fields: build their header once."""
+    header = _headers.get(text)
+    if header is None:
+        pairs = _fast_fields(text)
+        if pairs is None:
+            return None
+        try:
+            header = build_header(pairs)
+        except FieldError:
+            return None
+        _remember(_headers, text, header)
+    return header
+
+
+def _fast_trace(text: str, start: int, end: int) -> Trace | None:
+    tag = _TAG.match(text, start, end)
+    if tag is None:
+        return None
+    header = _fast_header(text[tag.end() : end].strip())
+    if header is None:
+        return None
+    table, chain, kind, number = tag.groups()
+    return (table, chain, kind, int(number)), header
 
 
 def _event(trace: Trace, prefix: _Prefix, origin: SourceLine, year: int) -> TraceEvent:
@@ -127,6 +242,9 @@ def _error(origin: SourceLine, offset: int, error: Exception) -> BadLine:
 
 def _parse_trace(origin: SourceLine, start: int, end: int) -> tuple[Any, BadLine | None]:
     """Parse the trace between `start` and `end`; on failure, say where."""
+    fast = _fast_trace(origin.text, start, end)
+    if fast is not None:
+        return fast, None
     text = origin.text[start:end]
     try:
         return _parse(text, "trace"), None
@@ -135,6 +253,9 @@ def _parse_trace(origin: SourceLine, start: int, end: int) -> tuple[Any, BadLine
 
 
 def _parse_prefix(text: str) -> _Prefix | None:
+    fast = _fast_prefix(text)
+    if fast is not None:
+        return fast
     try:
         prefix: _Prefix = _parse(text, "prefix")
     except UnexpectedInput:
