@@ -155,3 +155,192 @@ def main_exit() -> None:
     """Console-script entry point."""
     sys.exit(main())
 
+
+# -- Tracing rules (issue 4): enable, watch, status, disable, doctor -----------------------------------
+
+
+class TraceProto(enum.StrEnum):
+    icmp = "icmp"
+    tcp = "tcp"
+    udp = "udp"
+    icmpv6 = "icmpv6"
+    all = "all"
+
+
+class BackendChoice(enum.StrEnum):
+    auto = "auto"
+    legacy = "legacy"
+    nft = "nft"
+
+
+ProtoArgument = Annotated[TraceProto, typer.Argument(help="Protocol to trace.", show_default=False)]
+SrcOption = Annotated[str | None, typer.Option("--src", help="Source address or network.")]
+DstOption = Annotated[str | None, typer.Option("--dst", help="Destination address or network.")]
+SportOption = Annotated[int | None, typer.Option("--sport", min=1, max=65535, help="Source port (tcp, udp).")]
+DportOption = Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port (tcp, udp).")]
+IfaceOption = Annotated[str | None, typer.Option("--iface", help="Interface: input in PREROUTING, output in OUTPUT.")]
+ContainerOption = Annotated[str | None, typer.Option(
+    "--container", help="A running Docker container: its address fills --src or --dst (both ways if neither is set).")]
+Ipv6Option = Annotated[bool, typer.Option("-6", "--ipv6", help="Trace IPv6 (ip6tables).")]
+ForOption = Annotated[str, typer.Option("--for", help="Expiry enforced by the kernel: 30s, 5m, 1h30m, or none.")]
+LimitOption = Annotated[str, typer.Option("--limit", help="Rate limit of each rule: 10/second, 5/minute, or none.")]
+BackendOption = Annotated[BackendChoice, typer.Option(
+    "--backend", help="auto follows the backend that holds this host's rules.")]
+
+
+@app.command()
+@_ends_quietly
+def enable(
+    proto: ProtoArgument,
+    *,
+    src: SrcOption = None,
+    dst: DstOption = None,
+    sport: SportOption = None,
+    dport: DportOption = None,
+    iface: IfaceOption = None,
+    container: ContainerOption = None,
+    ipv6: Ipv6Option = False,
+    duration: ForOption = "1h",
+    limit: LimitOption = "10/second",
+    backend: BackendOption = BackendChoice.auto,
+) -> None:
+    """Install TRACE rules for the packets you name, in raw PREROUTING and raw OUTPUT.
+
+    Uses the iptables backend this host's rules live in (or --backend) and
+    says why.  Every rule carries a "tracelog:" comment, is rate-limited
+    (10/second unless --limit) and stops matching in the kernel after --for
+    (1h unless --for none), even if tracelog is killed.  Enabling the same
+    match again adds nothing (a new --for or --limit replaces the old rule).
+    Prints where this host puts the trace and the command that reads it; the
+    ruleset is saved to $TRACELOG_STATE_DIR (default /var/lib/tracelog).
+    Examples:
+
+        tracelog enable icmp --dst 172.18.0.3
+
+        tracelog enable tcp --container nginx-2 --dport 80 --for 10m
+    """
+    from tracelog.rules import manage
+    from tracelog.rules.spec import TraceRequest
+
+    now = manage.utc_now()
+    request = TraceRequest(proto.value, src, dst, sport, dport, iface, container, ipv6, duration, limit)
+    report = manage.enable_tracing(manage.plan_tracing(request, backend.value, now), now)
+    for line in report.lines():
+        typer.echo(line)
+
+
+@app.command()
+@_ends_quietly
+def watch(
+    proto: ProtoArgument,
+    *,
+    src: SrcOption = None,
+    dst: DstOption = None,
+    sport: SportOption = None,
+    dport: DportOption = None,
+    iface: IfaceOption = None,
+    container: ContainerOption = None,
+    ipv6: Ipv6Option = False,
+    duration: ForOption = "1h",
+    limit: LimitOption = "10/second",
+    backend: BackendOption = BackendChoice.auto,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    idle: Annotated[float, typer.Option(help="Seconds without a new line before a packet is complete.",
+                                        min=0.05)] = 1.0,
+) -> None:
+    """Trace live: enable, print each packet's timeline as it completes, remove the rules on exit.
+
+    Takes the options of `tracelog enable`.  Reads /dev/kmsg (legacy) or
+    `xtables-monitor --trace` (nft) from now on, with the ruleset snapshot
+    taken at start naming the rules behind legacy rule numbers.  Ctrl-C, SIGTERM and SIGHUP
+    stop it and remove exactly the rules it added; if it is killed outright,
+    the kernel still stops them after --for.  Examples:
+
+        tracelog watch icmp --dst 172.18.0.3
+
+        tracelog watch tcp --dport 80 --for 5m --format jsonl
+    """
+    from tracelog.pipeline import correlate_lines
+    from tracelog.rules import live, manage
+    from tracelog.rules.spec import TraceRequest
+
+    now = manage.utc_now()
+    request = TraceRequest(proto.value, src, dst, sport, dport, iface, container, ipv6, duration, limit)
+    plan = manage.plan_tracing(request, backend.value, now)
+    stats = RunStats()
+    with live.watching(plan, now, say=_say) as session:
+        for line in session.report.watch_lines():
+            _say(line)
+        snapshot = [str(path) for path in session.report.rule_files(plan.choice.backend)]
+        options = ParseOptions(idle=idle, rulesets=load_rulesets(snapshot) if snapshot else None)
+        packets = correlate_lines(session.source.lines(idle / 4), options, stats)
+        try:
+            _write(packet_records(packets), output)
+        finally:
+            _print_summary(stats, 1)
+
+
+def _say(line: str) -> None:
+    typer.echo(f"tracelog: {line}", err=True)
+
+
+@app.command()
+@_ends_quietly
+def status(backend: BackendOption = BackendChoice.auto) -> None:
+    """List tracelog's TRACE rules with their time left, and TRACE rules tracelog did not install.
+
+    Rules whose --for ran out are removed first.  Rules without tracelog's
+    tag are only reported, never touched.  Example:
+
+        tracelog status
+    """
+    from tracelog.rules import manage
+
+    for line in manage.status_lines(backend.value, manage.utc_now()):
+        typer.echo(line)
+
+
+@app.command()
+@_ends_quietly
+def disable(backend: BackendOption = BackendChoice.auto) -> None:
+    """Remove every TRACE rule tracelog installed, each by exact match; nothing else is touched.
+
+    A tagged rule someone changed since is reported and left in place.
+    Examples:
+
+        tracelog disable
+
+        ip netns exec blue tracelog disable --backend legacy
+    """
+    from tracelog.rules import manage
+
+    for line in manage.disable_lines(backend.value):
+        typer.echo(line)
+
+
+@app.command()
+@_ends_quietly
+def doctor(backend: BackendOption = BackendChoice.auto) -> None:
+    """Explain why a trace may show nothing here, with the fix for each problem.
+
+    Checks which iptables backends hold rules, the TRACE target, the nf_log
+    binding per family, nf_log_all_netns outside the initial namespace,
+    br_netfilter for bridged traffic, and where kernel messages end up.
+    Exits 0 when tracing will work and 7 when it will not.  Examples:
+
+        tracelog doctor
+
+        ip netns exec blue tracelog doctor --backend legacy
+    """
+    from tracelog import doctor as checks
+
+    findings = checks.diagnose(checks.probe_host(), backend.value)
+    for finding in findings:
+        typer.echo(f"{finding.level:<4}  {finding.check}: {finding.message}")
+        if finding.fix and finding.level != "ok":
+            typer.echo(f"      fix: {finding.fix}")
+    failed = sum(finding.level == "fail" for finding in findings)
+    if failed:
+        typer.echo(f"tracing will not work here: {failed} problem{'s' if failed != 1 else ''} to fix")
+        raise typer.Exit(ExitStatus.DOCTOR_FAILED)
+    typer.echo("tracing should work here")

@@ -1,0 +1,380 @@
+"""Root only: `tracelog enable/disable/status/watch` on a real kernel, inside namespaces this module creates.
+
+Each test gets a fresh namespace (`tl-rules-…`, always deleted) that already
+holds the user's own raw and filter rules, including a TRACE rule tracelog
+did not write.  Traffic is busybox ping to an address on the namespace's
+loopback, so nothing leaves it; the initial namespace's firewall is never
+touched (only the global nf_log_all_netns knob, set and restored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab import dockerlab, kernlog
+
+pytestmark = [pytest.mark.lab, pytest.mark.root_only]
+
+REPO = Path(__file__).resolve().parents[2]
+BUSYBOX = "/bin/busybox"
+TIMEOUT = 60.0
+MONITOR_SETTLE = 0.7
+_COUNTERS = re.compile(r"\[\d+:\d+\]")
+_TAGGED_ROW = re.compile(r"^\s*(?P<pkts>\d+)\s+\d+\s+TRACE\b.*/\* tracelog:")
+
+USER_RULES = {
+    "ipv4": """\
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -s 192.0.2.99/32 -p udp -m udp --dport 9 -j CT --notrack
+-A PREROUTING -s 192.0.2.98/32 -m comment --comment "ops: trace the lab box" -j TRACE
+-A OUTPUT -p tcp -m tcp --dport 9 -m comment --comment "user rule" -j ACCEPT
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:USER-CHAIN - [0:0]
+-A INPUT -i lo -j USER-CHAIN
+-A INPUT -p tcp -m tcp --dport 22 -j DROP
+-A USER-CHAIN -s 127.0.0.0/8 -j RETURN
+COMMIT
+""",
+    "ipv6": """\
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -s 2001:db8::99/128 -j CT --notrack
+-A PREROUTING -s 2001:db8::98/128 -m comment --comment "ops: trace the lab box" -j TRACE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+COMMIT
+""",
+}
+
+
+@dataclass
+class LabNamespace:
+    """A namespace of our own with an IPv4 and an IPv6 address on its loopback."""
+
+    name: str
+    state: Path
+    ipv4: str
+    ipv6: str
+
+    def run(self, *argv: str, check: bool = True, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """A command inside the namespace."""
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], capture_output=True, text=True,
+                              timeout=timeout, check=check)
+
+    def tracelog_argv(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, sys.executable, "-m", "tracelog", *args]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "TRACELOG_STATE_DIR": str(self.state), **extra}
+
+    def tracelog(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """`python -m tracelog ARGS` inside the namespace, as a user would run it."""
+        return subprocess.run(self.tracelog_argv(*args), capture_output=True, text=True, cwd=REPO,
+                              env=self.env(**env), timeout=TIMEOUT, check=False)
+
+    def address(self, family: str) -> str:
+        return self.ipv4 if family == "ipv4" else self.ipv6
+
+    def tool(self, backend: str, family: str, verb: str = "") -> str:
+        return f"{'iptables' if family == 'ipv4' else 'ip6tables'}-{backend}" + (f"-{verb}" if verb else "")
+
+    def load_user_rules(self, backend: str) -> None:
+        for family, rules in USER_RULES.items():
+            subprocess.run(["ip", "netns", "exec", self.name, self.tool(backend, family, "restore")], input=rules,
+                           text=True, capture_output=True, timeout=TIMEOUT, check=True)
+
+    def save(self, backend: str, family: str) -> str:
+        """`iptables-save` without its time stamps and counters."""
+        text = self.run(self.tool(backend, family, "save")).stdout
+        return "\n".join(_COUNTERS.sub("[0:0]", line) for line in text.splitlines() if not line.startswith("#"))
+
+    def tagged_packets(self, backend: str, family: str, chain: str = "OUTPUT") -> int:
+        """Packets the kernel counted on tracelog's rules in one raw chain."""
+        listing = self.run(self.tool(backend, family), "-t", "raw", "-L", chain, "-v", "-x", "-n").stdout
+        return sum(int(row["pkts"]) for line in listing.splitlines() if (row := _TAGGED_ROW.match(line)))
+
+    def ping(self, family: str, count: int = 1) -> None:
+        flags = ["-6"] if family == "ipv6" else []
+        self.run(BUSYBOX, "ping", *flags, "-c", str(count), "-W", "1", self.address(family), timeout=10 + count)
+
+
+@contextmanager
+def lab_namespace(state: Path) -> Iterator[LabNamespace]:
+    """A fresh `tl-rules-<hex>` namespace, deleted however the test ends."""
+    token = uuid.uuid4().hex[:8]
+    octets = int(token[:4], 16)
+    namespace = LabNamespace(f"tl-rules-{token}", state, f"10.254.{octets >> 8}.{(octets & 0xFF) | 1}",
+                             str(ip_address(f"fd00:7a:{token[:4]}:{token[4:]}::1")))
+    subprocess.run(["ip", "netns", "add", namespace.name], check=True, timeout=TIMEOUT)
+    try:
+        namespace.run("ip", "link", "set", "lo", "up")
+        namespace.run("ip", "addr", "add", f"{namespace.ipv4}/32", "dev", "lo")
+        namespace.run("ip", "-6", "addr", "add", f"{namespace.ipv6}/128", "dev", "lo", "nodad")
+        yield namespace
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace.name], check=False, timeout=TIMEOUT)
+
+
+def require_backend(backend: str) -> None:
+    tools = ["iptables-nft", "ip6tables-nft", "xtables-monitor"] if backend == "nft" else ["iptables-legacy-save"]
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{backend} backend tools missing: {', '.join(missing)}")
+    if backend == "legacy":
+        pytest.importorskip("iptc", reason="python-iptables is not installed")
+
+
+@pytest.fixture(params=["legacy", "nft"])
+def backend(request: pytest.FixtureRequest) -> str:
+    require_backend(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def ns(tmp_path: Path, backend: str) -> Iterator[LabNamespace]:
+    with lab_namespace(tmp_path / "state") as namespace:
+        namespace.load_user_rules(backend)
+        yield namespace
+
+
+def proto_for(family: str) -> str:
+    return "icmp" if family == "ipv4" else "icmpv6"
+
+
+def enable(ns: LabNamespace, backend: str, family: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    done = ns.tracelog("enable", proto_for(family), "--dst", ns.address(family), "--backend", backend, *extra)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done
+
+
+# -- tracing real traffic -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_enabled_rules_trace_real_traffic(ns: LabNamespace, backend: str, family: str, tmp_path: Path) -> None:
+    report = enable(ns, backend, family).stdout
+    assert f"backend: {backend}, because --backend {backend} asked for" in report
+    assert "ruleset snapshot: " in report
+    if backend == "legacy":
+        lines = legacy_trace_of_one_ping(ns, family)
+        # Appended after the user's two raw PREROUTING rules; the flag set in OUTPUT shows it matching there.
+        assert any("TRACE: raw:PREROUTING:rule:3 " in line for line in lines), lines
+        packets = parse(lines, tmp_path)
+        destination = ns.address(family)
+        assert [packet["dst"] for packet in packets] == [destination, destination]  # request and reply
+        assert packets[0]["steps"][0]["table"] == "raw"
+    else:
+        lines = monitor_trace_of_one_ping(ns, family)
+        traced = [line for line in lines if " TRACE: " in line and "--comment \"tracelog:1," in line]
+        assert traced, lines
+        packets = parse(lines, tmp_path)
+        assert [packet["dst"] for packet in packets] == [ns.address(family)] * 2
+    assert ns.tagged_packets(backend, family) >= 2
+
+
+def legacy_trace_of_one_ping(ns: LabNamespace, family: str) -> list[str]:
+    """Kernel-log TRACE lines naming our address, between two markers around one ping."""
+    printed = ip_address(ns.address(family)).exploded if family == "ipv6" else ns.address(family)
+    with kernlog.nf_log_all_netns():
+        kernlog.ensure_nf_log_all_netns()
+        window = kernlog.Window.new(ns.name)
+        window.open()
+        ns.ping(family)
+        window.close()
+        lines = kernlog.slice_window(kernlog.read_dmesg(), window)
+    return [line for line in lines if "TRACE:" in line and f"DST={printed} " in line]
+
+
+def monitor_trace_of_one_ping(ns: LabNamespace, family: str) -> list[str]:
+    """What `xtables-monitor --trace` in the namespace printed while one ping ran."""
+    monitor = subprocess.Popen(["ip", "netns", "exec", ns.name, "stdbuf", "-oL", "xtables-monitor", "--trace"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(MONITOR_SETTLE)
+        ns.ping(family)
+        time.sleep(MONITOR_SETTLE)
+    finally:
+        monitor.terminate()
+        output, _ = monitor.communicate(timeout=10)
+    return output.splitlines()
+
+
+def parse(lines: list[str], tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "trace.log"
+    path.write_text("".join(line + "\n" for line in lines))
+    done = subprocess.run([sys.executable, "-m", "tracelog", "parse", "-f", "jsonl", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+# -- idempotence and exact removal --------------------------------------------------------------------
+
+
+def test_enabling_twice_adds_nothing(ns: LabNamespace, backend: str) -> None:
+    enable(ns, backend, "ipv4", "--for", "none")
+    once = ns.save(backend, "ipv4")
+    again = enable(ns, backend, "ipv4", "--for", "none").stdout
+    assert "present  " in again
+    assert ns.save(backend, "ipv4") == once
+    enable(ns, backend, "ipv4", "--for", "5m")  # new settings replace the old rules
+    assert ns.save(backend, "ipv4").count("tracelog:1,") == 2
+
+
+def test_disable_leaves_the_users_rules_byte_identical(ns: LabNamespace, backend: str) -> None:
+    before = {family: ns.save(backend, family) for family in ("ipv4", "ipv6")}
+    enable(ns, backend, "ipv4")
+    enable(ns, backend, "ipv6", "--limit", "none")
+    ns.tracelog("enable", "tcp", "--dport", "443", "--iface", "lo", "--backend", backend)
+    assert ns.save(backend, "ipv4") != before["ipv4"]
+    status = ns.tracelog("status", "--backend", backend)
+    assert status.returncode == 0, status.stderr
+    assert "tracelog rules (6):" in status.stdout
+    assert status.stdout.count("ops: trace the lab box") == 2  # the user's TRACE rules: reported, not touched
+    done = ns.tracelog("disable", "--backend", backend)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "removed 6 tracelog rules"
+    assert {family: ns.save(backend, family) for family in ("ipv4", "ipv6")} == before
+    assert ns.tracelog("disable", "--backend", backend).stdout == "no tracelog rules found\n"
+
+
+# -- expiry ----------------------------------------------------------------------------------------------
+
+
+def test_for_stops_tracing_in_the_kernel_after_tracelog_exited(ns: LabNamespace, backend: str) -> None:
+    enable(ns, backend, "ipv4", "--for", "2s")
+    ns.ping("ipv4")
+    assert ns.tagged_packets(backend, "ipv4") >= 2, "the rule did not match while it was live"
+    time.sleep(3.5)  # --for 2s ends at most 3 s after enabling, rounded up to the second
+    stopped = ns.tagged_packets(backend, "ipv4")
+    ns.ping("ipv4", count=2)
+    assert ns.tagged_packets(backend, "ipv4") == stopped, "the expired rule still matches"
+    status = ns.tracelog("status", "--backend", backend)
+    assert [line.split()[0] for line in status.stdout.splitlines()[:2]] == ["removed", "removed"]
+    assert "no tracelog rules are installed" in status.stdout
+    assert "tracelog:" not in ns.save(backend, "ipv4")
+
+
+# -- watch ---------------------------------------------------------------------------------------------
+
+
+def test_watch_prints_packets_and_cleans_up_on_sigterm(ns: LabNamespace, backend: str) -> None:
+    before = ns.save(backend, "ipv4")
+    with kernlog.nf_log_all_netns():
+        watch = subprocess.Popen(
+            ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "-f", "jsonl", "--idle", "0.3"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ns.env())
+        try:
+            wait_for_rules(ns, backend)
+            time.sleep(MONITOR_SETTLE)
+            kernlog.ensure_nf_log_all_netns()
+            ns.ping("ipv4")
+            time.sleep(1.0)
+            watch.send_signal(signal.SIGTERM)
+            stdout, stderr = watch.communicate(timeout=20)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+    assert watch.returncode == 130, stderr  # ended like Ctrl-C
+    assert "Traceback" not in stderr
+    assert stderr.count("tracelog: removed  ") == 2, stderr
+    assert ns.save(backend, "ipv4") == before
+    packets = [json.loads(line) for line in stdout.splitlines()]
+    assert [packet["dst"] for packet in packets] == [ns.ipv4, ns.ipv4], stderr
+    rules = [str(step["rule"]) for step in packets[0]["steps"]]
+    # legacy: named by the snapshot watch took at start; nft: printed by the monitor itself
+    assert any("tracelog:1," in rule for rule in rules), rules
+
+
+def test_a_killed_watch_leaves_no_monitor_and_its_rules_expire(tmp_path: Path) -> None:
+    require_backend("nft")
+    with lab_namespace(tmp_path / "state") as ns:
+        ns.load_user_rules("nft")
+        watch = subprocess.Popen(ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s"),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=ns.env())
+        try:
+            wait_for_rules(ns, "nft")
+            monitors = children(watch.pid)
+            assert monitors, "watch started no monitor"
+        finally:
+            watch.kill()
+            watch.wait(timeout=10)
+        assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in monitors), 5.0)
+        assert "tracelog:" in ns.save("nft", "ipv4")  # a SIGKILLed tracelog cleans nothing ...
+        time.sleep(3.5)
+        counted = ns.tagged_packets("nft", "ipv4")
+        ns.ping("ipv4")
+        assert ns.tagged_packets("nft", "ipv4") == counted  # ... but the kernel stopped the rules
+        assert "removed" in ns.tracelog("status").stdout  # and the next command tidies them
+
+
+def wait_for_rules(ns: LabNamespace, backend: str, timeout: float = 20.0) -> None:
+    if not wait_until(lambda: "tracelog:" in ns.save(backend, "ipv4"), timeout):
+        pytest.fail(f"no tracelog rule appeared within {timeout:.0f}s")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return bool(condition())
+
+
+def children(pid: int) -> list[int]:
+    """All descendants of a process (the monitor runs under stdbuf's exec, so one level suffices)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+# -- Docker -------------------------------------------------------------------------------------------
+
+
+def test_container_address_comes_from_a_real_docker_daemon(tmp_path: Path) -> None:
+    """dockerd runs in the initial namespace (dockerlab saves and restores its firewall); our rules do not."""
+    require_backend("legacy")
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(dockerlab.docker_lab(tmp_path / "docker", "legacy"))
+        except dockerlab.DockerUnavailable as error:
+            pytest.skip(f"the Docker lab cannot run here: {error}")
+        ns = stack.enter_context(lab_namespace(tmp_path / "state"))
+        done = ns.tracelog("enable", "icmp", "--container", dockerlab.NGINX_1, "--backend", "legacy")
+        assert done.returncode == 0, done.stderr
+        saved = ns.save("legacy", "ipv4")
+        assert f"-s {dockerlab.NGINX_1_IP}/32" in saved
+        assert f"-d {dockerlab.NGINX_1_IP}/32" in saved
+        assert f"ctr={dockerlab.NGINX_1}" in saved
+        assert ns.tracelog("disable").stdout.splitlines()[-1] == "removed 4 tracelog rules"

@@ -1,0 +1,142 @@
+"""Which iptables backend this network namespace really uses, and the reason, in words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from tracelog.errors import UsageError
+from tracelog.rules.backends import SAVE_TOOLS, BackendName, Probe, run_probe
+from tracelog.rules.spec import TAG_PREFIX
+
+Requested = Literal["auto", "legacy", "nft"]
+REQUESTED: tuple[Requested, ...] = get_args(Requested)
+LEGACY_TABLE_NAMES = ("proc/net/ip_tables_names", "proc/net/ip6_tables_names")
+# Tables iptables-nft (and its arptables/ebtables siblings) create; any other nft table is native nftables.
+_XTABLES_NFT_TABLES = {
+    f"{family} {name}"
+    for family in ("ip", "ip6")
+    for name in ("raw", "mangle", "nat", "filter", "security")
+} | {"arp filter", "bridge filter", "bridge nat", "bridge broute"}
+
+
+@dataclass(frozen=True, slots=True)
+class BackendUsage:
+    """What each backend holds in this namespace, tracelog's own rules left out."""
+
+    legacy_tables: tuple[str, ...] = ()
+    legacy_rules: int | None = 0
+    nft_rules: int | None = 0
+    nft_native_tables: tuple[str, ...] = ()
+    iptables_flavour: BackendName | None = None
+
+    @property
+    def legacy_used(self) -> bool:
+        return bool(self.legacy_rules)
+
+    @property
+    def nft_used(self) -> bool:
+        return bool(self.nft_rules) or bool(self.nft_native_tables)
+
+    def describe(self) -> str:
+        """`legacy: 12 rules; nf_tables: 3 rules, native tables inet fw4` for people."""
+        legacy = "no tables" if not self.legacy_tables else (
+            "tables present, rules unreadable (iptables-legacy-save missing or refused)"
+            if self.legacy_rules is None else _count(self.legacy_rules))
+        nft = "unreadable (iptables-nft-save missing or refused)" if self.nft_rules is None else _count(self.nft_rules)
+        if self.nft_native_tables:
+            nft += f", native tables {', '.join(self.nft_native_tables)}"
+        return f"legacy: {legacy}; nf_tables: {nft}"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The backend tracelog will use and why; `both` when the other backend holds rules too."""
+
+    backend: BackendName
+    reason: str
+    both: bool = False
+
+
+def _count(rules: int) -> str:
+    return f"{rules} rule{'s' if rules != 1 else ''}"
+
+
+def count_rules(saved: str) -> int:
+    """Rules and non-ACCEPT built-in policies in `iptables-save` text, tracelog's own not counted."""
+    lines = saved.splitlines()
+    rules = sum(1 for line in lines if line.startswith("-A ") and not _tagged(line))
+    policies = sum(1 for line in lines if line.startswith(":") and line.split()[1:2] not in (["ACCEPT"], ["-"]))
+    return rules + policies
+
+
+def _tagged(line: str) -> bool:
+    return f'--comment "{TAG_PREFIX}' in line or f"--comment {TAG_PREFIX}" in line
+
+
+def native_tables(listing: str) -> tuple[str, ...]:
+    """nft tables from `nft list tables` that iptables-nft did not create."""
+    tables = (line.removeprefix("table ").strip() for line in listing.splitlines() if line.startswith("table "))
+    return tuple(table for table in tables if table not in _XTABLES_NFT_TABLES)
+
+
+def iptables_flavour(version: str | None) -> BackendName | None:
+    """`iptables v1.8.9 (nf_tables)` → nft; `(legacy)`, or no suffix before 1.8, → legacy."""
+    if version is None or not version.startswith("iptables v"):
+        return None
+    return "nft" if "(nf_tables)" in version else "legacy"
+
+
+def probe_usage(probe: Probe = run_probe, root: Path = Path("/")) -> BackendUsage:
+    """Read both backends with their save tools; nothing is loaded or created by looking."""
+    legacy_tables = tuple(
+        f"{'ipv4' if 'ip_' in name else 'ipv6'} {table}"
+        for name in LEGACY_TABLE_NAMES
+        for table in _read_words(root / name)
+    )
+    legacy_rules: int | None = 0
+    if legacy_tables:
+        saved = [probe([tool]) for tool in SAVE_TOOLS["legacy"].values()]
+        legacy_rules = None if None in saved else sum(count_rules(text or "") for text in saved)
+    nft_saved = [probe([tool]) for tool in SAVE_TOOLS["nft"].values()]
+    return BackendUsage(
+        legacy_tables=legacy_tables,
+        legacy_rules=legacy_rules,
+        nft_rules=None if None in nft_saved else sum(count_rules(text or "") for text in nft_saved),
+        nft_native_tables=native_tables(probe(["nft", "list", "tables"]) or ""),
+        iptables_flavour=iptables_flavour(probe(["iptables", "-V"])),
+    )
+
+
+def _read_words(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
+
+
+def parse_requested(text: str) -> Requested:
+    """`--backend`: auto, legacy or nft."""
+    for name in REQUESTED:
+        if text == name:
+            return name
+    raise UsageError(f"unknown backend {text!r}", hint="auto, legacy or nft")
+
+
+def choose_backend(usage: BackendUsage, requested: Requested = "auto") -> Choice:
+    """Follow the backend that holds the rules; with both or neither, follow what `iptables` runs."""
+    both = usage.legacy_used and usage.nft_used
+    if requested != "auto":
+        return Choice(requested, f"--backend {requested} asked for ({usage.describe()})", both)
+    if usage.legacy_used and not usage.nft_used:
+        return Choice("legacy", f"only the legacy tables hold rules ({usage.describe()})")
+    if usage.nft_used and not usage.legacy_used:
+        return Choice("nft", f"only nf_tables holds rules ({usage.describe()})")
+    flavour = usage.iptables_flavour
+    held = "both backends hold rules" if both else "neither backend holds rules"
+    if flavour is None:
+        return Choice("nft", f"{held} and `iptables` says nothing; nf_tables is today's default "
+                             f"({usage.describe()})", both)
+    name = "nf_tables" if flavour == "nft" else "legacy"
+    return Choice(flavour, f"{held}; following `iptables`, which is {name} ({usage.describe()})", both)
