@@ -1,0 +1,208 @@
+"""Names from the real Docker lab's inspect files, their errors, and the daemon client without a daemon."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import socketserver
+import threading
+from collections.abc import Iterator
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.samples import SAMPLES
+from tracelog.errors import InputError, Unavailable
+from tracelog.names import (
+    Link,
+    Names,
+    docker_names,
+    links_from_ip_json,
+    load_names,
+    name_fields,
+    names_from_inspect,
+    veth_peers,
+)
+from tracelog.pipeline import ParseOptions, RunStats, trace_packets
+from tracelog.record import packet_record
+
+DOCKER = SAMPLES / "docker-legacy"
+CONTAINERS = DOCKER / "docker-inspect.json"
+NETWORKS = DOCKER / "docker-network-inspect.json"
+META = json.loads((DOCKER / "meta.json").read_text())
+# Ground truth: which host veth is which container's, as the lab found it.
+LAB_VETHS = {entry["host_veth"]: name for name, entry in META["containers"].items()}
+LAB_ADDRESSES = {ip_address(entry["ip"]): name for name, entry in META["containers"].items()}
+
+
+def test_container_inspect_names_addresses() -> None:
+    assert load_names([CONTAINERS]) == Names(containers=LAB_ADDRESSES)
+
+
+def test_network_inspect_names_the_bridge_and_its_containers() -> None:
+    assert load_names([NETWORKS]) == Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"})
+
+
+def test_several_files_add_up() -> None:
+    names = load_names([str(CONTAINERS), NETWORKS])
+    assert names == Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"})
+
+
+def test_each_object_is_told_apart_in_one_list() -> None:
+    """Plain `docker inspect nginx-1 bridge` answers with a container and a network in one list."""
+    mixed = [*json.loads(CONTAINERS.read_text()), *json.loads(NETWORKS.read_text())]
+    assert names_from_inspect(mixed, "mixed") == load_names([CONTAINERS, NETWORKS])
+
+
+def test_a_network_without_a_bridge_option_uses_dockers_default_name() -> None:
+    (network,) = json.loads(NETWORKS.read_text())
+    del network["Options"]["com.docker.network.bridge.name"]
+    assert names_from_inspect([network], "user-defined").networks == {"br-71f4deccbf61": "bridge"}
+
+
+def test_a_stopped_container_has_no_address_to_name() -> None:
+    container = json.loads(CONTAINERS.read_text())[0]
+    container["State"]["Running"] = False
+    assert names_from_inspect([container], "stopped") == Names()
+
+
+def test_text_that_is_not_json_is_an_input_error_with_its_position(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.json"
+    cut.write_text(CONTAINERS.read_text()[:200])
+    with pytest.raises(InputError, match=rf"^{re.escape(str(cut))}:\d+:\d+: not JSON: ") as caught:
+        load_names([cut])
+    assert "docker inspect" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("sample", "message"),
+    [
+        ("ip-link.json", "object 1 is neither a container nor a network"),
+        ("meta.json", "not a list of Docker objects"),
+    ],
+)
+def test_other_json_is_an_input_error_naming_the_file(sample: str, message: str) -> None:
+    with pytest.raises(InputError, match=re.escape(f"{DOCKER / sample}: {message}")):
+        load_names([DOCKER / sample])
+
+
+def test_a_malformed_address_is_an_input_error_naming_the_object() -> None:
+    containers = json.loads(CONTAINERS.read_text())
+    containers[1]["NetworkSettings"]["IPAddress"] = "172.18.0.300"
+    with pytest.raises(InputError, match=r"^edited: object 2 \(/nginx-2\) is malformed: "):
+        names_from_inspect(containers, "edited")
+
+
+def test_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"^cannot read .*absent\.json: No such file"):
+        load_names([tmp_path / "absent.json"])
+
+
+def test_name_fields_name_addresses_bridges_and_veths() -> None:
+    """nginx-1 pings nginx-2 across docker0; the veths come from the lab's ground truth."""
+    names = load_names([CONTAINERS, NETWORKS]).merge(Names(veths=LAB_VETHS))
+    packets = trace_packets([str(DOCKER / "ping.dmesg")], ParseOptions(year=2026), RunStats())
+    first = packet_record(next(iter(packets)))
+    fields = name_fields(first, names)
+    assert (fields["src_name"], fields["dst_name"]) == ("nginx-1", "nginx-2")
+    assert len(fields["steps"]) == len(first["steps"])
+    assert fields["steps"][0] == {"in_name": "bridge", "out_name": None, "physin_name": "nginx-1", "physout_name": None}
+    forward = next(named for named, step in zip(fields["steps"], first["steps"], strict=True) if step["out"])
+    assert forward == {"in_name": "bridge", "out_name": "bridge", "physin_name": "nginx-1", "physout_name": "nginx-2"}
+
+
+def test_unknown_addresses_and_interfaces_have_no_name() -> None:
+    packets = trace_packets([str(SAMPLES / "lab-legacy/dnat.dmesg")], ParseOptions(year=2026), RunStats())
+    fields = name_fields(packet_record(next(iter(packets))), load_names([CONTAINERS]))
+    assert (fields["src_name"], fields["dst_name"]) == (None, None)
+    assert {value for step in fields["steps"] for value in step.values()} == {None}
+
+
+# --- host-side veths, offline ------------------------------------------------------
+
+
+HOST_LINKS = links_from_ip_json(json.loads((DOCKER / "ip-link.json").read_text()))
+
+
+def test_host_links_know_the_other_end_of_each_veth() -> None:
+    peers = {link.name: link.peer for link in HOST_LINKS}
+    assert peers == {"lo": None, "ifb0": None, "ifb1": None, "eth0": None, "docker0": None,
+                     "veth1e06770": 31, "veth1332838": 33}  # fmt: skip
+
+
+def test_a_veth_is_named_when_both_ends_name_each_other() -> None:
+    """ip-link.txt shows `veth1e06770@if31`: inside nginx-1, eth0 is ifindex 31 and its peer is 32."""
+    assert veth_peers(HOST_LINKS, [Link(1, "lo"), Link(31, "eth0", peer=32)]) == ["veth1e06770"]
+    # ifindexes are per namespace: another namespace's eth0 33 pointing at 32 is not veth1e06770's end
+    assert veth_peers(HOST_LINKS, [Link(33, "eth0", peer=32)]) == []
+
+
+# --- the daemon client ----------------------------------------------------------------
+
+
+def test_no_daemon_is_one_unavailable_error(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable, match=r"^cannot reach the Docker daemon at .*docker.sock: No such file"):
+        docker_names(tmp_path / "docker.sock")
+
+
+def test_a_docker_host_that_is_not_a_unix_socket_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    with pytest.raises(Unavailable, match="not a Unix socket"):
+        docker_names()
+
+
+class _StandIn(http.server.BaseHTTPRequestHandler):
+    """Answers the Engine API paths `docker_names` asks for with the lab's saved inspect output."""
+
+    answers: ClassVar[dict[str, Any]] = {}
+
+    def do_GET(self) -> None:
+        found = self.answers.get(self.path)
+        body = json.dumps(found if found is not None else {"message": "No such container"}).encode()
+        self.send_response(200 if found is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads answers, not access logs."""
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self) -> tuple[Any, Any]:
+        # http.server wants a (host, port) client address; a Unix socket has none
+        request, _ = super().get_request()
+        return request, ("local", 0)
+
+
+@pytest.fixture
+def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
+    """A Unix socket serving the saved containers and networks; a third listed container is gone (404)."""
+    containers = json.loads(CONTAINERS.read_text())
+    listed = [{"Id": item["Id"]} for item in containers] + [{"Id": "gone"}]
+    _StandIn.answers = {
+        "/containers/json": listed,
+        "/networks": json.loads(NETWORKS.read_text()),
+        **{f"/containers/{item['Id']}/json": item for item in containers},
+    }
+    path = tmp_path / "docker.sock"
+    server = _UnixHTTPServer(str(path), _StandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_docker_names_reads_containers_and_networks_from_the_daemon(stand_in_daemon: Path) -> None:
+    """The saved sandboxes do not exist here, so no veth can be named, and that is not an error."""
+    assert docker_names(stand_in_daemon) == Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"})

@@ -1,0 +1,313 @@
+"""Names for what a trace shows as numbers: container addresses, Docker bridges and host-side veths.
+
+A timeline says `172.18.0.2` and `PHYSIN=veth1e06770`; a reader thinks `nginx-1`.
+The names come from `docker inspect` / `docker network inspect` files saved
+while tracing, or live from the Docker daemon.  Inspect output never names a
+container's host-side veth, so only the live daemon (with root, to look inside
+the container's network namespace) can name those.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
+from pathlib import Path
+from typing import Any
+
+# The Unix-socket transport and error text of the Engine API client already
+# written for `tracelog docker`: one client, not two.
+from tracelog.docker import TIMEOUT, _message, _UnixConnection, container_from_inspect, docker_socket
+from tracelog.errors import InputError, PermissionDenied, Unavailable, UsageError
+
+Address = IPv4Address | IPv6Address
+
+INSPECT_HINT = "expected the JSON of docker inspect or docker network inspect"
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+# Seconds for `ip link` inside a container's namespace: a local netlink dump.
+LINK_TIMEOUT = 10.0
+STEP_INTERFACES = ("in", "out", "physin", "physout")
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """What a timeline may call an address or an interface instead of its number.
+
+    `containers`: address → container name; `networks`: bridge interface
+    (`docker0`, `br-<id>`) → Docker network name; `veths`: host-side veth →
+    container name.
+    """
+
+    containers: Mapping[Address, str] = field(default_factory=dict)
+    networks: Mapping[str, str] = field(default_factory=dict)
+    veths: Mapping[str, str] = field(default_factory=dict)
+
+    def merge(self, other: Names) -> Names:
+        """Both sets of names; `other` wins where they disagree (a later snapshot)."""
+        return Names(
+            containers={**self.containers, **other.containers},
+            networks={**self.networks, **other.networks},
+            veths={**self.veths, **other.veths},
+        )
+
+    def address(self, text: str | None) -> str | None:
+        """The container that owns an address as a record prints it, or None."""
+        if text is None:
+            return None
+        try:
+            return self.containers.get(ip_address(text))
+        except ValueError:
+            return None
+
+    def interface(self, name: str | None) -> str | None:
+        """A bridge's network name or a host veth's container name, or None."""
+        if name is None:
+            return None
+        return self.networks.get(name) or self.veths.get(name)
+
+
+def name_fields(record: Mapping[str, Any], names: Names) -> dict[str, Any]:
+    """The naming extension of one packet record (see README, "Output contract").
+
+    Returns `{"src_name", "dst_name", "steps": [{"in_name", "out_name",
+    "physin_name", "physout_name"}, …]}`, one step entry per record step in
+    order, each value a name or None, ready to merge into the record.
+    """
+    return {
+        "src_name": names.address(record["src"]),
+        "dst_name": names.address(record["dst"]),
+        "steps": [{f"{key}_name": names.interface(step[key]) for key in STEP_INTERFACES} for step in record["steps"]],
+    }
+
+
+# --- inspect files ------------------------------------------------------------
+
+
+def load_names(paths: Iterable[str | Path]) -> Names:
+    """Names from saved `docker inspect` and `docker network inspect` files, later files winning.
+
+    Raises `InputError` naming the file for one that cannot be read, is not
+    JSON (with line:column) or is not inspect output.
+    """
+    names = Names()
+    for path in paths:
+        names = names.merge(names_from_inspect(_read_json(Path(path)), str(path)))
+    return names
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not text", hint=INSPECT_HINT) from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}:{error.lineno}:{error.colno}: not JSON: {error.msg}", hint=INSPECT_HINT) from error
+
+
+def names_from_inspect(objects: Any, source: str) -> Names:
+    """Names from decoded inspect output: a list of containers, networks, or both.
+
+    Each object's kind is told by its own keys, because plain `docker inspect`
+    mixes kinds when given a container and a network.  `source` names the
+    input in errors.
+    """
+    if not isinstance(objects, list):
+        raise InputError(f"{source}: not a list of Docker objects", hint=INSPECT_HINT)
+    names = Names()
+    for number, item in enumerate(objects, start=1):
+        if _is_container(item):
+            read = _container_names
+        elif _is_network(item):
+            read = _network_names
+        else:
+            raise InputError(f"{source}: object {number} is neither a container nor a network", hint=INSPECT_HINT)
+        try:
+            names = names.merge(read(item))
+        # a field missing or of the wrong type, or an address that is not one
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise InputError(
+                f"{source}: object {number} ({item['Name']}) is malformed: {error}", hint=INSPECT_HINT
+            ) from error
+    return names
+
+
+def _is_container(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("Name"), str) and "NetworkSettings" in item
+
+
+def _is_network(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("Name"), str) and "IPAM" in item and "Driver" in item
+
+
+def container_name(item: Mapping[str, Any]) -> str:
+    """A container's name without the `/` the Engine API puts in front of it."""
+    return str(item["Name"]).lstrip("/")
+
+
+def container_addresses(item: Mapping[str, Any]) -> tuple[Address, ...]:
+    """A running container's own addresses on every network it is attached to."""
+    try:
+        found = container_from_inspect(container_name(item), dict(item))
+    except UsageError:  # stopped, or sharing another's network: no address of its own to name
+        return ()
+    return tuple(ip_address(text) for text in found.addresses)
+
+
+def _container_names(item: Mapping[str, Any]) -> Names:
+    return Names(containers=dict.fromkeys(container_addresses(item), container_name(item)))
+
+
+def _network_names(item: Mapping[str, Any]) -> Names:
+    """The bridge interface of a bridge network, and the addresses of the containers it lists."""
+    name = str(item["Name"])
+    networks = {}
+    if item["Driver"] == "bridge":
+        # Docker names a user-defined network's bridge after its id unless an option says otherwise.
+        options = item.get("Options") or {}
+        networks[options.get(BRIDGE_NAME_OPTION) or f"br-{str(item['Id'])[:12]}"] = name
+    containers = {
+        ip_interface(text).ip: str(endpoint["Name"])
+        for endpoint in (item.get("Containers") or {}).values()
+        for text in (endpoint.get("IPv4Address"), endpoint.get("IPv6Address"))
+        if text
+    }
+    return Names(containers=containers, networks=networks)
+
+
+# --- the live daemon ------------------------------------------------------------
+
+
+def docker_names(sock: Path | None = None, timeout: float = TIMEOUT) -> Names:
+    """Names of the running containers and the networks of the local Docker daemon.
+
+    Host-side veths are named only where the container's network namespace
+    can be entered (root); elsewhere they stay unnamed and the rest is still
+    returned.  Raises `Unavailable` when the daemon cannot be reached.
+    """
+    listed = docker_get("/containers/json", sock, timeout) or []
+    inspected = [
+        item for entry in listed if (item := docker_get(f"/containers/{entry['Id']}/json", sock, timeout)) is not None
+    ]
+    networks = docker_get("/networks", sock, timeout) or []
+    names = names_from_inspect([*inspected, *networks], "the Docker daemon")
+    return replace(names, veths=container_veths(inspected))
+
+
+def docker_get(api_path: str, sock: Path | None = None, timeout: float = TIMEOUT) -> Any:
+    """GET an Engine API path and decode its JSON; None when Docker says it does not exist (404).
+
+    A 404 is how a container that went away between listing and inspecting
+    shows up: not an error for a snapshot of names.
+    """
+    path = sock or docker_socket()
+    connection = _UnixConnection(path, timeout)
+    try:
+        connection.request("GET", api_path)
+        response = connection.getresponse()
+        body = response.read()
+    except PermissionError as error:
+        raise PermissionDenied(f"cannot talk to Docker at {path}", hint="run as root or in the docker group") from error
+    except (OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise Unavailable(
+            f"cannot reach the Docker daemon at {path}: {reason}",
+            hint="is dockerd running? DOCKER_HOST=unix:///path picks another socket",
+        ) from error
+    finally:
+        connection.close()
+    if response.status == 404:
+        return None
+    if response.status != 200:
+        raise Unavailable(f"Docker answered {response.status} to GET {api_path}: {_message(body)}")
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise Unavailable(f"Docker answered GET {api_path} with something that is not JSON") from error
+
+
+# --- host-side veths ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One network interface as `ip -j link` shows it in its namespace.
+
+    `peer` is the ifindex of the other end when that end lives in another
+    namespace (a veth's `link_index` with `link_netnsid`), else None.
+    """
+
+    ifindex: int
+    name: str
+    peer: int | None = None
+
+
+def links_from_ip_json(entries: Iterable[Mapping[str, Any]]) -> list[Link]:
+    """The links of decoded `ip -j link show` output."""
+    return [
+        Link(
+            int(entry["ifindex"]),
+            str(entry["ifname"]),
+            int(entry["link_index"]) if "link_index" in entry and "link_netnsid" in entry else None,
+        )
+        for entry in entries
+    ]
+
+
+def read_links(netns: str | None = None) -> list[Link] | None:
+    """The links of the host, or of the network namespace bound at `netns`; None when they cannot be read.
+
+    Inside a namespace only netlink tells the truth: after `nsenter --net`
+    alone, /sys/class/net still shows the host's interfaces (sysfs belongs to
+    the mount namespace), so `ip` is run there rather than reading `iflink`.
+    """
+    argv = ["ip", "-j", "link", "show"]
+    if netns is not None:
+        argv = ["nsenter", f"--net={netns}", *argv]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=LINK_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return links_from_ip_json(json.loads(done.stdout))
+
+
+def veth_peers(host: Iterable[Link], inside: Iterable[Link]) -> list[str]:
+    """Host interfaces that are the other end of a namespace's interfaces.
+
+    ifindexes are numbered per namespace, so one side's number alone could
+    match an unrelated host interface: both ends must name each other.
+    """
+    by_index = {link.ifindex: link for link in host}
+    return [
+        by_index[link.peer].name
+        for link in inside
+        if link.peer in by_index and by_index[link.peer].peer == link.ifindex
+    ]
+
+
+def container_veths(containers: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Host veth → container name for inspected containers with addresses of their own.
+
+    Containers without an address (host network, `container:` mode) share
+    another namespace's interfaces, which would name veths after the wrong
+    container.
+    """
+    host = read_links()
+    if host is None:
+        return {}
+    veths: dict[str, str] = {}
+    for item in containers:
+        sandbox = (item.get("NetworkSettings") or {}).get("SandboxKey")
+        if not sandbox or not container_addresses(item):
+            continue
+        inside = read_links(sandbox)
+        veths.update(dict.fromkeys(veth_peers(host, inside or []), container_name(item)))
+    return veths
