@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog.errors import InputError, Unavailable
 from tracelog.names import (
@@ -206,3 +207,27 @@ def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
 def test_docker_names_reads_containers_and_networks_from_the_daemon(stand_in_daemon: Path) -> None:
     """The saved sandboxes do not exist here, so no veth can be named, and that is not an error."""
     assert docker_names(stand_in_daemon) == Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"})
+
+
+def test_parse_names_containers_and_bridge_in_the_contract(run_cli: RunCli) -> None:
+    inspect = SAMPLES / "docker-legacy"
+    run = run_cli("parse", "-f", "jsonl", "--names", str(inspect / "docker-inspect.json"),
+                  "--names", str(inspect / "docker-network-inspect.json"), str(inspect / "ping.dmesg"))
+    request = run.records()[0]
+    assert (request["src_name"], request["dst_name"]) == ("nginx-1", "nginx-2")
+    assert {step["in_name"] for step in request["steps"] if step["in"]} == {"bridge"}
+    assert all(step["physin_name"] is None for step in request["steps"])  # veths need the live daemon
+
+
+def test_names_are_null_when_unknown(run_cli: RunCli) -> None:
+    record = run_cli("parse", "-f", "jsonl", str(SAMPLES / "docker-legacy/ping.dmesg")).records()[0]
+    assert record["src_name"] is record["dst_name"] is None
+    assert set(record["steps"][0]) >= {"in_name", "out_name", "physin_name", "physout_name"}
+
+
+def test_names_from_an_absent_daemon_is_one_line(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no.sock'}")
+    run = run_cli("parse", "--names", "docker", str(SAMPLES / "docker-legacy/ping.dmesg"))
+    assert run.status == 6
+    assert run.stderr.count("\n") == 1

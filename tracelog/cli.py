@@ -14,6 +14,7 @@ import typer
 
 from tracelog.errors import ExitStatus, InputError, TracelogError
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
+from tracelog.names import Names, docker_names, load_names
 from tracelog.record import packet_records
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
@@ -85,6 +86,11 @@ def parse(
         list[str] | None,
         typer.Option("--rules", help="iptables-save / ip6tables-save snapshot taken while tracing (repeatable)."),
     ] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Option("--names", help="docker inspect / docker network inspect output (repeatable), or 'docker' "
+                                     "to ask the running daemon."),
+    ] = None,
 ) -> None:
     """Turn TRACE log lines into one timeline per packet.
 
@@ -96,6 +102,8 @@ def parse(
         tracelog parse --format jsonl /var/log/kern.log /var/log/kern.log.2.gz
 
         tracelog parse --rules iptables-save.txt kern.log
+
+        tracelog parse --names docker --rules iptables-save.txt kern.log
     """
     inputs = files or [STDIN]
     if STDIN in inputs and sys.stdin.isatty():
@@ -105,7 +113,7 @@ def parse(
     if year is not None:
         options = replace(options, year=year)
     stats = RunStats()
-    records = packet_records(trace_packets(inputs, options, stats))
+    records = packet_records(trace_packets(inputs, options, stats), _load_names(names or []))
     try:
         _write(records, output)
     except (KeyboardInterrupt, BrokenPipeError):
@@ -116,6 +124,13 @@ def parse(
         raise typer.Exit(ExitStatus.INPUT)
     if stats.bad:
         raise typer.Exit(ExitStatus.BAD_LINES)
+
+
+def _load_names(sources: list[str]) -> Names:
+    """Names from inspect files, and from the live daemon for the word `docker`."""
+    files = [source for source in sources if source != "docker"]
+    found = load_names(files)
+    return found.merge(docker_names()) if "docker" in sources else found
 
 
 def _print_summary(stats: RunStats, inputs: int) -> None:

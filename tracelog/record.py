@@ -12,6 +12,7 @@ from typing import Any
 from tracelog.correlate import Packet, Step
 from tracelog.events import Header, Stamp, TraceEvent
 from tracelog.flows import FlowTracker
+from tracelog.names import Names, name_fields
 from tracelog.ruleset import FINAL_TARGETS
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
@@ -88,12 +89,17 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     return event.verdict, step_name(event), index + 1
 
 
-def packet_records(packets: Iterable[Packet]) -> Iterator[dict[str, Any]]:
-    """The contract records of a packet stream, each with the `flow` it belongs to."""
+def packet_records(packets: Iterable[Packet], names: Names | None = None) -> Iterator[dict[str, Any]]:
+    """The contract records of a packet stream, with their `flow` and the names known for them."""
     flows = FlowTracker()
+    names = names or Names()
     for packet in packets:
         record = packet_record(packet)
         record["flow"] = flows.assign(record)
+        named = name_fields(record, names)
+        record["src_name"], record["dst_name"] = named["src_name"], named["dst_name"]
+        for step, step_names in zip(record["steps"], named["steps"], strict=True):
+            step.update(step_names)
         yield record
 
 

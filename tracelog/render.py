@@ -65,16 +65,30 @@ def write_csv(records: Iterable[Record], out: TextIO) -> None:
         out.flush()
 
 
-def _endpoint(address: str, port: int | None) -> str:
-    if port is None:
-        return address
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+def _endpoint(address: str, port: int | None, name: str | None) -> str:
+    text = address if port is None else f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return f"{text} ({name})" if name else text
 
 
-def _interface(name: str | None, port: str | None) -> str | None:
+def _named(interface: str | None, name: str | None) -> str | None:
+    return f"{interface} [{name}]" if interface and name else interface
+
+
+def _interface(step: Record, direction: str) -> str | None:
+    """`docker0 [bridge] (veth1e06770 [nginx-1])`: the interface, its bridge port, their names."""
+    name = _named(step[direction], step.get(f"{direction}_name"))
+    port = _named(step[f"phys{direction}"], step.get(f"phys{direction}_name"))
     if port and name:
         return f"{name} ({port})"
     return port or name
+
+
+def _side(step: Record, direction: str) -> str | None:
+    """The bridge port if there is one, else the interface, with its name."""
+    port = step[f"phys{direction}"]
+    if port:
+        return _named(port, step.get(f"phys{direction}_name"))
+    return _named(step[direction], step.get(f"{direction}_name"))
 
 
 def describe(record: Record) -> str:
@@ -87,10 +101,11 @@ def describe(record: Record) -> str:
             code = record["icmp_code"]
             what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
     title = f"{proto} {what}".strip()
-    route = f"{_endpoint(record['src'], record['sport'])} → {_endpoint(record['dst'], record['dport'])}"
+    route = (f"{_endpoint(record['src'], record['sport'], record.get('src_name'))} → "
+             f"{_endpoint(record['dst'], record['dport'], record.get('dst_name'))}")
     steps = record["steps"]
-    ins = next((s["physin"] or s["in"] for s in steps if s["physin"] or s["in"]), None)
-    outs = next((s["physout"] or s["out"] for s in reversed(steps) if s["physout"] or s["out"]), None)
+    ins = next((_side(s, "in") for s in steps if s["physin"] or s["in"]), None)
+    outs = next((_side(s, "out") for s in reversed(steps) if s["physout"] or s["out"]), None)
     hops = "  ".join(part for part in (f"in {ins}" if ins else "", f"out {outs}" if outs else "") if part)
     return f"{title} {route}" + (f"  {hops.replace('  ', ' → ')}" if hops else "")
 
@@ -105,9 +120,9 @@ def _elapsed(step: Record, start: float | str | None) -> str:
 def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Record]], number: int) -> Text:
     text = Text()
     if step["in"] and (previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"])):
-        text.append(f"in {_interface(step['in'], step['physin'])} ")
+        text.append(f"in {_interface(step, 'in')} ")
     if step["out"] and (previous is None or (step["out"], step["physout"]) != (previous["out"], previous["physout"])):
-        text.append(f"out {_interface(step['out'], step['physout'])} ")
+        text.append(f"out {_interface(step, 'out')} ")
     for rewrite in rewrites.get(number, []):
         text.append(f"NAT {rewrite['field']} {rewrite['from']} → {rewrite['to']} ", style="bold yellow")
     if previous is not None and step["ttl"] is not None and previous["ttl"] not in (None, step["ttl"]):
