@@ -13,8 +13,8 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from tracelog.errors import ExitStatus, InputError, TracelogError
-from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.names import Names, docker_names, load_names
+from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.record import packet_records
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
