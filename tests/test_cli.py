@@ -130,8 +130,12 @@ def test_live_stream_prints_packets_while_the_pipe_stays_open() -> None:
     assert b'"packet":1' in first
     assert time.monotonic() - started < 5
     assert process.poll() is None  # still running: the stream is open
-    rest, _ = process.communicate(timeout=10)
-    assert process.returncode == 0
+    process.stdin.close()
+    rest = process.stdout.read()  # the same buffered reader as readline: nothing is skipped
+    process.stdout.close()
+    assert process.stderr is not None
+    process.stderr.close()
+    assert process.wait(timeout=10) == 0
     assert len(rest.splitlines()) == 3
 
 

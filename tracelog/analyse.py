@@ -1,4 +1,4 @@
-"""Analysis with pandas: the steps frame and the packets frame, behind a declared schema.
+"""Analysis with pandas: steps, packets, flows, rule hits and drops, behind declared schemas.
 
 pandas is imported inside the functions that need it, so commands that never
 analyse (`tracelog --help`, `tracelog enable`) start fast.  The row builders
@@ -7,7 +7,10 @@ are plain functions: the CSV renderer streams them without pandas.
 
 from __future__ import annotations
 
+import numbers
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,24 +45,15 @@ STEP_COLUMNS = (
     "line",
 )
 PACKET_COLUMNS = (
-    "packet",
-    "host",
-    "family",
-    "proto",
-    "src",
-    "dst",
-    "sport",
-    "dport",
-    "first_seen",
-    "last_seen",
-    "steps",
-    "first_hook",
-    "last_hook",
-    "path",
-    "rewrites",
-    "verdict",
-    "verdict_at",
+    "packet", "flow", "host", "family", "proto", "src", "dst", "sport", "dport", "src_name", "dst_name",
+    "first_seen", "last_seen", "steps", "first_hook", "last_hook", "path", "rewrites", "verdict", "verdict_at",
+    "verdict_rule",
 )
+FLOW_COLUMNS = ("flow", "host", "proto", "client", "server", "packets", "requests", "replies", "path", "verdict",
+                "verdict_at", "verdict_rule")
+RULE_COLUMNS = ("table", "chain", "kind", "number", "rule", "verdict", "hits")
+DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example")
+_DROPPED = ("DROP", "REJECT")
 
 
 def step_rows(record: Record) -> list[Record]:
@@ -87,7 +81,9 @@ def packet_row(record: Record) -> Record:
     """One row per packet, in `PACKET_COLUMNS` order."""
     path = hook_path(record)
     row = {column: record.get(column) for column in PACKET_COLUMNS}
+    decisive = record["steps"][record["verdict_step"] - 1] if record.get("verdict_step") else None
     row.update(
+        verdict_rule=decisive["rule"] if decisive else None,
         steps=len(record["steps"]),
         first_hook=path[0] if path else None,
         last_hook=path[-1] if path else None,
@@ -110,3 +106,132 @@ def packets_frame(records: Iterable[Record]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame([packet_row(record) for record in records], columns=list(PACKET_COLUMNS))
+
+
+def _endpoint(address: str, port: object, name: object) -> str:
+    """`172.18.0.2:56586 (nginx-1)`; pandas gives a missing port as NaN."""
+    # a numpy integer when known; NaN, a float, when pandas had none
+    text = f"{address}:{int(port)}" if isinstance(port, numbers.Integral) else address
+    return f"{text} ({name})" if isinstance(name, str) else text
+
+
+@dataclass(slots=True)
+class Summary:
+    """What `tracelog summary` reports, gathered while packets stream past.
+
+    Only one small row per packet and a counter per rule are kept, never the
+    steps themselves, so a summary of a large log stays within memory.
+    """
+
+    packets: list[Record] = field(default_factory=list)
+    hits: Counter[tuple[str, str, str, str, str, str]] = field(default_factory=Counter)
+
+    def add(self, record: Record) -> None:
+        self.packets.append(packet_row(record))
+        for step in record["steps"]:
+            number = step["rulenum"] if step["rulenum"] is not None else step["handle"]
+            key = (step["table"], step["chain"], step["kind"], "" if number is None else str(number),
+                   step["rule"] or "", step["verdict"] or "")
+            self.hits[key] += 1
+
+    def packets_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.packets, columns=list(PACKET_COLUMNS))
+
+    def rules_frame(self) -> pd.DataFrame:
+        """Hits per rule (or policy, or chain end), most hit first."""
+        import pandas as pd
+
+        rows = [(*key, count) for key, count in self.hits.items()]
+        frame = pd.DataFrame(rows, columns=list(RULE_COLUMNS))
+        return frame.sort_values(["hits", "table", "chain"], ascending=[False, True, True], ignore_index=True)
+
+    def flows_frame(self) -> pd.DataFrame:
+        """One row per flow: who started it, packets each way, the first packet's path, its fate."""
+        import pandas as pd
+
+        packets = self.packets_frame()
+        if packets.empty:
+            return pd.DataFrame(columns=list(FLOW_COLUMNS))
+        groups = packets.groupby("flow", sort=True)
+        rows = [_flow_row(int(flow), group) for flow, group in groups]  # type: ignore[arg-type]
+        return pd.DataFrame(rows, columns=list(FLOW_COLUMNS))
+
+    def drops_frame(self) -> pd.DataFrame:
+        """Dropped and rejected packets by the rule that did it, most first."""
+        import pandas as pd
+
+        packets = self.packets_frame()
+        dropped = packets[packets["verdict"].isin(_DROPPED)]
+        if dropped.empty:
+            return pd.DataFrame(columns=list(DROP_COLUMNS))
+        grouped = dropped.groupby(["verdict", "verdict_at", "verdict_rule"], dropna=False, sort=False)
+        frame = grouped.agg(packets=("packet", "size"), flows=("flow", "nunique"), first=("packet", "min"))
+        frame = frame.reset_index()
+        examples = packets.set_index("packet")
+        frame["example"] = [
+            f"{_endpoint(row.src, row.sport, row.src_name)} → {_endpoint(row.dst, row.dport, row.dst_name)}"
+            for row in (examples.loc[first] for first in frame["first"])
+        ]
+        return frame[list(DROP_COLUMNS)].sort_values("packets", ascending=False, ignore_index=True)
+
+    def answer(self) -> str:
+        """One paragraph for "why can't A reach B", from what the trace shows and nothing more."""
+        packets = self.packets_frame()
+        if packets.empty:
+            return "No traced packet matches."
+        sentences = [_drop_sentence(row) for row in self.drops_frame().itertuples()]
+        flows = self.flows_frame()
+        # only TCP and UDP promise an answer; neighbour discovery and the like have none
+        unanswered = (flows["replies"] == 0) & flows["proto"].isin(("TCP", "UDP"))
+        silent = flows[unanswered & ~flows["verdict"].isin(_DROPPED)]
+        if not silent.empty:
+            sentences.append(f"{_count(len(silent), 'flow')} got no traced reply: "
+                             + "; ".join(f"{row.client} → {row.server}" for row in silent.head(3).itertuples())
+                             + ("" if len(silent) <= 3 else "; …") + ".")
+        unknown = int(packets["verdict"].isna().sum())
+        if unknown:
+            sentences.append(f"For {_count(unknown, 'packet')} the trace shows no verdict (give --rules to name "
+                             "the rules of a kernel-log trace).")
+        accepted = int(packets["verdict"].eq("ACCEPT").sum())
+        if not sentences:
+            return f"All {_count(len(packets), 'packet')} were accepted; nothing in the trace was dropped."
+        if accepted:
+            sentences.append(f"{_count(accepted, 'packet')} were accepted.")
+        return " ".join(sentences)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _drop_sentence(row: Any) -> str:
+    done = "dropped" if row.verdict == "DROP" else "rejected"
+    rule = f": {row.verdict_rule}" if isinstance(row.verdict_rule, str) else " (its policy)"
+    source, target = row.example.split(" → ")
+    more = f" (and {_count(int(row.flows) - 1, 'more flow')})" if row.flows > 1 else ""
+    were = "was" if row.packets == 1 else "were"
+    packets = _count(int(row.packets), "packet")
+    return f"{packets} from {source} to {target}{more} {were} {done} by {row.verdict_at}{rule}."
+
+
+def _flow_row(flow: int, group: pd.DataFrame) -> Record:
+    first = group.iloc[0]
+    requests = int((group["src"] == first["src"]).sum())
+    dropped = group[group["verdict"].isin(_DROPPED)]
+    decisive = dropped.iloc[0] if not dropped.empty else group.iloc[-1]
+    return {
+        "flow": flow,
+        "host": first["host"],
+        "proto": first["proto"],
+        "client": _endpoint(first["src"], first["sport"], first["src_name"]),
+        "server": _endpoint(first["dst"], first["dport"], first["dst_name"]),
+        "packets": len(group),
+        "requests": requests,
+        "replies": len(group) - requests,
+        "path": first["path"],
+        "verdict": decisive["verdict"],
+        "verdict_at": decisive["verdict_at"],
+        "verdict_rule": decisive["verdict_rule"],
+    }

@@ -7,17 +7,21 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
-from typing import Annotated, ParamSpec, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
 from tracelog.errors import ExitStatus, InputError, TracelogError
+from tracelog.filters import PacketFilter, parse_network, select
 from tracelog.names import Names, docker_names, load_names
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.record import packet_records
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     help="Readable netfilter TRACE output: one timeline per packet.",
@@ -26,6 +30,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+class SummaryTable(enum.StrEnum):
+    flows = "flows"
+    rules = "rules"
+    drops = "drops"
+    packets = "packets"
 
 
 class OutputFormat(enum.StrEnum):
@@ -73,57 +84,163 @@ def _global(
     _Settings.traceback = traceback
 
 
+FilesArgument = Annotated[
+    list[str] | None, typer.Argument(help="Log files (plain or .gz); - or none for stdin.", show_default=False)
+]
+IdleOption = Annotated[
+    float, typer.Option(help="Seconds a live stream may stay silent before open packets print.", min=0.05)
+]
+YearOption = Annotated[int | None, typer.Option(help="Year for syslog time stamps that have none [default: now].")]
+StrictOption = Annotated[bool, typer.Option(help="Stop at the first TRACE line that cannot be parsed.")]
+RulesOption = Annotated[
+    list[str] | None,
+    typer.Option("--rules", help="iptables-save / ip6tables-save snapshot taken while tracing (repeatable)."),
+]
+NamesOption = Annotated[
+    list[str] | None,
+    typer.Option("--names", help="docker inspect / docker network inspect output (repeatable), or 'docker' to ask "
+                                 "the running daemon."),
+]
+SrcOption = Annotated[str | None, typer.Option("--src", help="Source address or network.")]
+DstOption = Annotated[str | None, typer.Option("--dst", help="Destination address or network.")]
+ProtoFilter = Annotated[str | None, typer.Option("--proto", help="Only packets of this protocol (tcp, udp, icmp, …).")]
+PortFilter = Annotated[int | None, typer.Option("--port", min=0, max=65535, help="Only packets to or from this port.")]
+VerdictFilter = Annotated[
+    str | None, typer.Option("--verdict", help="Only packets with this verdict (ACCEPT, DROP, …, unknown).")
+]
+ChainFilter = Annotated[
+    str | None, typer.Option("--chain", help="Only packets that crossed this chain (or table:chain).")
+]
+NameFilter = Annotated[str | None, typer.Option("--name", help="Only packets to, from or through this container.")]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What `parse` and `summary` read and how: the options both commands share."""
+
+    files: list[str]
+    idle: float
+    year: int | None
+    strict: bool
+    rules: list[str]
+    names: list[str]
+    wanted: PacketFilter
+
+    def records(self, stats: RunStats) -> Iterator[dict[str, Any]]:
+        """The packet records of the inputs, named, in flows, filtered."""
+        if STDIN in self.files and sys.stdin.isatty():
+            raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
+        options = ParseOptions(idle=self.idle, strict=self.strict,
+                               rulesets=load_rulesets(self.rules) if self.rules else None)
+        if self.year is not None:
+            options = replace(options, year=self.year)
+        packets = trace_packets(self.files, options, stats)
+        return select(packet_records(packets, _load_names(self.names)), self.wanted)
+
+    def run(self, write: Callable[[Iterator[dict[str, Any]]], None]) -> None:
+        """Write the records, then the run summary on stderr; exit as the run went."""
+        stats = RunStats()
+        try:
+            write(self.records(stats))
+        except (KeyboardInterrupt, BrokenPipeError):
+            _print_summary(stats, len(self.files))  # an interrupted live run still says what it read
+            raise
+        _print_summary(stats, len(self.files))
+        if stats.unreadable:
+            raise typer.Exit(ExitStatus.INPUT)
+        if stats.bad:
+            raise typer.Exit(ExitStatus.BAD_LINES)
+
+
+def _inputs(files: list[str] | None, idle: float, year: int | None, strict: bool, rules: list[str] | None,
+            names: list[str] | None, src: str | None, dst: str | None, proto: str | None, port: int | None,
+            verdict: str | None, chain: str | None, name: str | None) -> _Inputs:
+    wanted = PacketFilter(
+        src=parse_network(src) if src else None, dst=parse_network(dst) if dst else None, proto=proto, port=port,
+        verdict=verdict, chain=chain, name=name,
+    )
+    return _Inputs(files or [STDIN], idle, year, strict, rules or [], names or [], wanted)
+
+
 @app.command()
 @_ends_quietly
 def parse(
-    files: Annotated[list[str] | None, typer.Argument(help="Log files (plain or .gz); - or none for stdin.")] = None,
+    files: FilesArgument = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
-    idle: Annotated[float, typer.Option(help="Seconds a live stream may stay silent before open packets print.",
-                                        min=0.05)] = 1.0,
-    year: Annotated[int | None, typer.Option(help="Year for syslog time stamps that have none [default: now].")] = None,
-    strict: Annotated[bool, typer.Option(help="Stop at the first TRACE line that cannot be parsed.")] = False,
-    rules: Annotated[
-        list[str] | None,
-        typer.Option("--rules", help="iptables-save / ip6tables-save snapshot taken while tracing (repeatable)."),
-    ] = None,
-    names: Annotated[
-        list[str] | None,
-        typer.Option("--names", help="docker inspect / docker network inspect output (repeatable), or 'docker' "
-                                     "to ask the running daemon."),
-    ] = None,
+    idle: IdleOption = 1.0,
+    year: YearOption = None,
+    strict: StrictOption = False,
+    rules: RulesOption = None,
+    names: NamesOption = None,
+    src: SrcOption = None,
+    dst: DstOption = None,
+    proto: ProtoFilter = None,
+    port: PortFilter = None,
+    verdict: VerdictFilter = None,
+    chain: ChainFilter = None,
+    name: NameFilter = None,
 ) -> None:
-    """Turn TRACE log lines into one timeline per packet.
+    """Turn TRACE output into one timeline per packet.
 
-    Reads kernel logs (dmesg, syslog, kern.log, journalctl -k), live from a
-    pipe or from saved files.  Examples:
+    Reads kernel logs (dmesg, syslog, kern.log, journalctl -k), xtables-monitor
+    --trace, nft monitor trace and ulogd output, live from a pipe or from saved
+    files.  Examples:
 
         tail -f /var/log/syslog | tracelog parse
 
         tracelog parse --format jsonl /var/log/kern.log /var/log/kern.log.2.gz
 
-        tracelog parse --rules iptables-save.txt kern.log
-
-        tracelog parse --names docker --rules iptables-save.txt kern.log
+        tracelog parse --rules iptables-save.txt --names docker --verdict DROP kern.log
     """
-    inputs = files or [STDIN]
-    if STDIN in inputs and sys.stdin.isatty():
-        raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
-    rulesets = load_rulesets(rules) if rules else None
-    options = ParseOptions(idle=idle, strict=strict, rulesets=rulesets)
-    if year is not None:
-        options = replace(options, year=year)
-    stats = RunStats()
-    records = packet_records(trace_packets(inputs, options, stats), _load_names(names or []))
-    try:
-        _write(records, output)
-    except (KeyboardInterrupt, BrokenPipeError):
-        _print_summary(stats, len(inputs))  # an interrupted live run still says what it read
-        raise
-    _print_summary(stats, len(inputs))
-    if stats.unreadable:
-        raise typer.Exit(ExitStatus.INPUT)
-    if stats.bad:
-        raise typer.Exit(ExitStatus.BAD_LINES)
+    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name)
+    inputs.run(lambda records: _write(records, output))
+
+
+@app.command()
+@_ends_quietly
+def summary(
+    files: FilesArgument = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    table: Annotated[SummaryTable, typer.Option(help="Which table --format csv writes.")] = SummaryTable.flows,
+    idle: IdleOption = 1.0,
+    year: YearOption = None,
+    strict: StrictOption = False,
+    rules: RulesOption = None,
+    names: NamesOption = None,
+    src: SrcOption = None,
+    dst: DstOption = None,
+    proto: ProtoFilter = None,
+    port: PortFilter = None,
+    verdict: VerdictFilter = None,
+    chain: ChainFilter = None,
+    name: NameFilter = None,
+) -> None:
+    """Summarise a trace: flows, rule hits, drops ranked by rule, and why A cannot reach B.
+
+    Examples:
+
+        tracelog summary --rules iptables-save.txt kern.log
+
+        tracelog summary --src 172.18.0.2 --dst 172.18.0.3 --rules iptables-save.txt kern.log
+
+        tracelog summary --format csv --table drops kern.log
+    """
+    from tracelog import render
+    from tracelog.analyse import Summary
+
+    def write(records: Iterator[dict[str, Any]]) -> None:
+        found = Summary()
+        for record in records:
+            found.add(record)
+        if output is OutputFormat.jsonl:
+            render.write_summary_jsonl(found, sys.stdout)
+        elif output is OutputFormat.csv:
+            render.write_summary_csv(found, table.value, sys.stdout)
+        else:
+            render.print_summary(found, _console())
+
+    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name)
+    inputs.run(write)
 
 
 def _load_names(sources: list[str]) -> Names:
@@ -140,6 +257,12 @@ def _print_summary(stats: RunStats, inputs: int) -> None:
         typer.echo(line, err=True)
 
 
+def _console() -> Console:
+    from tracelog import render
+
+    return render.PipeConsole(width=None if sys.stdout.isatty() else render.UNWRAPPED_WIDTH, highlight=False)
+
+
 def _write(records: Iterator[dict[str, object]], output: OutputFormat) -> None:
     from tracelog import render
 
@@ -148,8 +271,7 @@ def _write(records: Iterator[dict[str, object]], output: OutputFormat) -> None:
     elif output is OutputFormat.csv:
         render.write_csv(records, sys.stdout)
     else:
-        console = render.PipeConsole(width=None if sys.stdout.isatty() else render.UNWRAPPED_WIDTH, highlight=False)
-        render.print_timelines(records, console)
+        render.print_timelines(records, _console())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,8 +311,6 @@ class BackendChoice(enum.StrEnum):
 
 
 ProtoArgument = Annotated[TraceProto, typer.Argument(help="Protocol to trace.", show_default=False)]
-SrcOption = Annotated[str | None, typer.Option("--src", help="Source address or network.")]
-DstOption = Annotated[str | None, typer.Option("--dst", help="Destination address or network.")]
 SportOption = Annotated[int | None, typer.Option("--sport", min=1, max=65535, help="Source port (tcp, udp).")]
 DportOption = Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port (tcp, udp).")]
 IfaceOption = Annotated[str | None, typer.Option("--iface", help="Interface: input in PREROUTING, output in OUTPUT.")]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tracelog.analyse import STEP_COLUMNS, Record, step_rows
+from tracelog.analyse import STEP_COLUMNS, Record, Summary, step_rows
 from tracelog.pipeline import RunStats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _ICMP_TYPES = {
     "ICMP": {
@@ -231,14 +235,19 @@ def print_timelines(records: Iterable[Record], console: Console) -> None:
     Into a file or pipe, lines lose rich's cell padding so they diff cleanly.
     """
     for record in records:
-        if console.is_terminal:
-            console.print(timeline(record))
-            console.print()
-            continue
-        with console.capture() as captured:
-            console.print(timeline(record))
-        console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()) + "\n")
-        console.file.flush()
+        emit(console, timeline(record))
+
+
+def emit(console: Console, renderable: RenderableType) -> None:
+    """Print one block and a blank line; into a file or pipe without rich's cell padding."""
+    if console.is_terminal:
+        console.print(renderable)
+        console.print()
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()) + "\n")
+    console.file.flush()
 
 
 def _count(number: int, noun: str) -> str:
@@ -262,3 +271,55 @@ def summary_lines(stats: RunStats, sources: int) -> list[str]:
         if stats.bad > len(stats.bad_examples):
             lines.append(f"  ... and {stats.bad - len(stats.bad_examples)} more")
     return lines
+
+
+# ---- tracelog summary -------------------------------------------------------------------------------
+
+_SUMMARY_TOP = 20
+
+
+def _frames(found: Summary) -> dict[str, pd.DataFrame]:
+    return {"flows": found.flows_frame(), "rules": found.rules_frame(), "drops": found.drops_frame(),
+            "packets": found.packets_frame()}
+
+
+def _plain(value: object) -> object:
+    """pandas' missing values and numpy scalars as JSON's null and numbers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def write_summary_jsonl(found: Summary, out: TextIO) -> None:
+    """Every summary row as one JSON object with its `section`; the answer last."""
+    for section, frame in _frames(found).items():
+        for row in frame.to_dict(orient="records"):
+            out.write(json.dumps({"section": section, **{k: _plain(v) for k, v in row.items()}}) + "\n")
+    out.write(json.dumps({"section": "answer", "text": found.answer()}) + "\n")
+
+
+def write_summary_csv(found: Summary, table: str, out: TextIO) -> None:
+    """One summary table as CSV."""
+    _frames(found)[table].to_csv(out, index=False, lineterminator="\n")
+
+
+def _rich_table(title: str, frame: pd.DataFrame, columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in frame[columns].head(_SUMMARY_TOP).itertuples(index=False):
+        table.add_row(*("" if _plain(value) is None else str(value) for value in row))
+    return table
+
+
+def print_summary(found: Summary, console: Console) -> None:
+    """The summary for a person: flows, drops, the rules hit most, and the answer."""
+    frames = _frames(found)
+    emit(console, _rich_table("Flows", frames["flows"], ["flow", "proto", "client", "server", "requests", "replies",
+                                                         "path", "verdict", "verdict_at"]))
+    if not frames["drops"].empty:
+        emit(console, _rich_table("Drops by rule", frames["drops"], ["packets", "flows", "verdict", "verdict_at",
+                                                                    "verdict_rule", "example"]))
+    emit(console, _rich_table("Rules hit most", frames["rules"], ["hits", "table", "chain", "kind", "number",
+                                                                 "verdict", "rule"]))
+    emit(console, Text(found.answer()))
