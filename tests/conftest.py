@@ -28,6 +28,12 @@ class Run:
 RunCli = Callable[..., Run]
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test away from the machine's /var/lib/tracelog (snapshots there would name rules)."""
+    monkeypatch.setenv("TRACELOG_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[RunCli]:
     """Call `tracelog ARGS…` in-process; `stdin=` feeds standard input."""

@@ -10,6 +10,7 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog.errors import InputError, UsageError
 from tracelog.ruleset import Resolution, load_rulesets, parse_ruleset
+from tracelog.state import namespace_id
 
 DOCKER = SAMPLES / "docker-legacy/iptables-save.txt"
 
@@ -146,3 +147,15 @@ def test_bad_snapshot_is_one_line_and_exit_3(run_cli: RunCli, tmp_path: Path) ->
     run = run_cli("parse", "--rules", str(bad), str(SAMPLES / "docker-legacy/ping.dmesg"))
     assert run.status == 3
     assert run.stderr.count("\n") == 1
+
+
+def test_the_snapshot_enable_saved_is_the_default(run_cli: RunCli, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = tmp_path / "snapshots" / f"20261128T040000.000000Z-{namespace_id()}"
+    taken.mkdir(parents=True)
+    (taken / "iptables-legacy-save").write_text((SAMPLES / "docker-legacy/iptables-save.drop.txt").read_text())
+    (taken / "iptables-nft-save").write_text("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
+    monkeypatch.setenv("TRACELOG_STATE_DIR", str(tmp_path))
+    run = run_cli("parse", "-f", "jsonl", str(SAMPLES / "docker-legacy/drop.dmesg"))
+    assert f"naming rules from the snapshot tracelog enable saved: {taken / 'iptables-legacy-save'}" in run.stderr
+    assert {record["verdict"] for record in run.records()} == {"DROP"}

@@ -19,6 +19,7 @@ from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.record import packet_records
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
+from tracelog.state import latest_snapshot
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -130,8 +131,8 @@ class _Inputs:
         """The packet records of the inputs, named, in flows, filtered."""
         if STDIN in self.files and sys.stdin.isatty():
             raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
-        options = ParseOptions(idle=self.idle, strict=self.strict,
-                               rulesets=load_rulesets(self.rules) if self.rules else None)
+        rules = self.rules or _default_rules()
+        options = ParseOptions(idle=self.idle, strict=self.strict, rulesets=load_rulesets(rules) if rules else None)
         if self.year is not None:
             options = replace(options, year=self.year)
         packets = trace_packets(self.files, options, stats)
@@ -150,6 +151,15 @@ class _Inputs:
             raise typer.Exit(ExitStatus.INPUT)
         if stats.bad:
             raise typer.Exit(ExitStatus.BAD_LINES)
+
+
+def _default_rules() -> list[str]:
+    """The snapshot `tracelog enable` saved in this namespace, said out loud when used."""
+    found = [str(path) for path in latest_snapshot()]
+    if found:
+        typer.echo(f"tracelog: naming rules from the snapshot tracelog enable saved: {', '.join(found)} "
+                   "(--rules chooses another)", err=True)
+    return found
 
 
 def _inputs(files: list[str] | None, idle: float, year: int | None, strict: bool, rules: list[str] | None,

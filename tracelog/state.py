@@ -47,3 +47,21 @@ def save_snapshot(rulesets: dict[str, str], now: datetime, directory: Path | Non
             hint=f"set {STATE_DIR_VARIABLE} to a writable directory",
         ) from error
     return target
+
+
+def latest_snapshot(directory: Path | None = None) -> list[Path]:
+    """The files of the newest snapshot of this network namespace, or none.
+
+    Kernel-log traces number rules of the legacy tables, so where both
+    backends were saved the legacy files are the ones that explain them.
+    """
+    snapshots = (directory or state_dir()) / "snapshots"
+    try:
+        taken = sorted(snapshots.glob(f"*-{namespace_id()}"))
+    except OSError:
+        return []
+    if not taken:
+        return []
+    files = sorted(path for path in taken[-1].iterdir() if path.is_file())
+    legacy = [path for path in files if "legacy" in path.name]
+    return legacy or files
