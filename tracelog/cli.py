@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from tracelog.errors import ExitStatus, InputError, TracelogError
+from tracelog.errors import ExitStatus, InputError, TracelogError, UsageError
 from tracelog.filters import PacketFilter, parse_network, select
 from tracelog.names import Names, docker_names, load_names
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
@@ -44,6 +44,7 @@ class OutputFormat(enum.StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
+    parquet = "parquet"
 
 
 class _Settings:
@@ -177,6 +178,9 @@ def _inputs(files: list[str] | None, idle: float, year: int | None, strict: bool
 def parse(
     files: FilesArgument = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    directory: Annotated[
+        str | None, typer.Option("--output", "-o", help="Directory for --format parquet (steps/, packets/).")
+    ] = None,
     idle: IdleOption = 1.0,
     year: YearOption = None,
     strict: StrictOption = False,
@@ -201,9 +205,11 @@ def parse(
         tracelog parse --format jsonl /var/log/kern.log /var/log/kern.log.2.gz
 
         tracelog parse --rules iptables-save.txt --names docker --verdict DROP kern.log
+
+        tracelog parse --format parquet --output trace.parquet kern.log.*.gz
     """
     inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name)
-    inputs.run(lambda records: _write(records, output))
+    inputs.run(lambda records: _write(records, output, directory))
 
 
 @app.command()
@@ -242,6 +248,8 @@ def summary(
         found = Summary()
         for record in records:
             found.add(record)
+        if output is OutputFormat.parquet:
+            raise UsageError("summary writes table, jsonl or csv", hint="parse --format parquet writes the data")
         if output is OutputFormat.jsonl:
             render.write_summary_jsonl(found, sys.stdout)
         elif output is OutputFormat.csv:
@@ -273,10 +281,14 @@ def _console() -> Console:
     return render.PipeConsole(width=None if sys.stdout.isatty() else render.UNWRAPPED_WIDTH, highlight=False)
 
 
-def _write(records: Iterator[dict[str, object]], output: OutputFormat) -> None:
+def _write(records: Iterator[dict[str, Any]], output: OutputFormat, directory: str | None = None) -> None:
     from tracelog import render
 
-    if output is OutputFormat.jsonl:
+    if output is OutputFormat.parquet:
+        from tracelog.parquet import write_parquet
+
+        write_parquet(records, directory)
+    elif output is OutputFormat.jsonl:
         render.write_jsonl(records, sys.stdout)
     elif output is OutputFormat.csv:
         render.write_csv(records, sys.stdout)

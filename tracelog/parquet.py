@@ -1,0 +1,75 @@
+"""`--format parquet`: the steps and packets tables as a Parquet dataset, partitioned by host.
+
+For analyses too large for one process: pandas, DuckDB or Dask read the
+directory without tracelog.  Rows are written in batches, so memory stays
+bounded whatever the size of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, Record, packet_row, step_rows
+from tracelog.errors import Unavailable, UsageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+BATCH_ROWS = 50_000
+_INTEGERS = frozenset({"packet", "flow", "step", "rulenum", "sport", "dport", "line", "steps"})
+
+
+def _schema(columns: Iterable[str]) -> pa.Schema:
+    """Integers where the contract has numbers, text elsewhere (a time is uptime or ISO-8601: text)."""
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.int64() if name in _INTEGERS else pa.string()) for name in columns])
+
+
+def _cell(name: str, value: Any) -> Any:
+    if value is None or name in _INTEGERS:
+        return value
+    return value if isinstance(value, str) else str(value)
+
+
+class _Table:
+    """One partitioned table, flushed every `BATCH_ROWS` rows."""
+
+    def __init__(self, root: Path, columns: tuple[str, ...]) -> None:
+        self.root, self.columns, self.rows = root, columns, list[Record]()
+        self.schema = _schema(columns)
+
+    def add(self, rows: Iterable[Record]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows:
+            return
+        data = {name: [_cell(name, row[name]) for row in self.rows] for name in self.columns}
+        data["host"] = [host or "unknown" for host in data["host"]]
+        pq.write_to_dataset(pa.table(data, schema=self.schema), str(self.root), partition_cols=["host"])
+        self.rows.clear()
+
+
+def write_parquet(records: Iterable[Record], directory: str | None) -> None:
+    """Write `<directory>/steps` and `<directory>/packets`, partitioned by host."""
+    if not directory:
+        raise UsageError("--format parquet needs --output DIRECTORY")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise Unavailable("pyarrow is not installed", hint="pip install 'tracelog[parquet]'") from None
+    root = Path(directory)
+    steps, packets = _Table(root / "steps", STEP_COLUMNS), _Table(root / "packets", PACKET_COLUMNS)
+    for record in records:
+        steps.add(step_rows(record))
+        packets.add([packet_row(record)])
+    steps.flush()
+    packets.flush()
