@@ -16,7 +16,7 @@ PING = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
 
 
 def outcomes(text: str) -> list[object]:
-    return list(PARSER.parse(SourceLine("f.log", 7, text)))
+    return [*PARSER.parse(SourceLine("f.log", 7, text)), *PARSER.flush()]
 
 
 def only_event(text: str) -> TraceEvent:
@@ -103,6 +103,28 @@ def test_wrapped_line_is_a_bad_line_with_its_position() -> None:
     assert isinstance(bad, BadLine)
     assert bad.location.startswith("f.log:7")
     assert bad.with_caret().splitlines()[0] == head
+
+
+def test_a_record_wrapped_by_a_terminal_is_joined_again() -> None:
+    """A real line cut every 80 characters, as a terminal paste has it."""
+    line = PING[0]
+    pieces = [line[i : i + 80] for i in range(0, len(line), 80)]
+    parser = LineParser(year=2026)
+    found = [o for number, piece in enumerate(pieces, start=1) for o in parser.parse(SourceLine("p", number, piece))]
+    found += parser.flush()
+    caveat, event = found
+    assert isinstance(caveat, Caveat)
+    assert "wrapped" in caveat.message
+    assert event == only_event(line)
+    assert event.origin.line == 1
+
+
+def test_a_cut_record_followed_by_another_record_stays_bad() -> None:
+    parser = LineParser(year=2026)
+    found = [*parser.parse(SourceLine("p", 1, PING[0][:120])), *parser.parse(SourceLine("p", 2, PING[1])),
+             *parser.flush()]
+    assert isinstance(found[0], BadLine)
+    assert found[1:] == [only_event(PING[1])]
 
 
 def test_elided_fields_keep_the_step_and_mark_the_header() -> None:

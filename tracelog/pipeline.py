@@ -11,7 +11,7 @@ from datetime import date
 from tracelog.correlate import DEFAULT_WINDOW, Correlator, Packet
 from tracelog.errors import BadLineError, InputError
 from tracelog.events import SourceLine, TraceEvent
-from tracelog.parse import BadLine, Caveat, LineParser, Skip
+from tracelog.parse import BadLine, Caveat, LineParser, Outcome, Skip
 from tracelog.ruleset import Rulesets
 from tracelog.sources import read_source
 
@@ -86,28 +86,37 @@ def correlate_lines(lines: Iterable[SourceLine | None], options: ParseOptions, s
     parser = LineParser(options.year)
     correlator = Correlator(options.window)
     for line in lines:
-        if line is None:
-            packets = correlator.expire(time.monotonic(), options.idle)
+        if line is None:  # a quiet moment: a held wrapped record will not be continued
+            packets = _absorb(parser.flush(), correlator, options, stats)
+            packets += correlator.expire(time.monotonic(), options.idle)
         else:
             stats.lines += 1
-            packets = []
-            for outcome in parser.parse(line):
-                if isinstance(outcome, TraceEvent):
-                    stats.events += 1
-                    event = options.rulesets.annotate(outcome) if options.rulesets else outcome
-                    if event.mismatch:
-                        stats.note_caveat(Caveat(event.origin, f"ruleset does not fit: {event.mismatch}"))
-                    packets += correlator.feed(event, time.monotonic())
-                elif isinstance(outcome, Skip):
-                    stats.skipped[outcome] += 1
-                elif isinstance(outcome, Caveat):
-                    stats.note_caveat(outcome)
-                else:
-                    if options.strict:
-                        raise BadLineError(f"{outcome.location}: {outcome.reason}\n{outcome.with_caret()}")
-                    stats.note_bad(outcome)
+            packets = _absorb(parser.parse(line), correlator, options, stats)
         stats.packets += len(packets)
         yield from packets
-    packets = correlator.finish()
+    packets = _absorb(parser.flush(), correlator, options, stats) + correlator.finish()
     stats.packets += len(packets)
     yield from packets
+
+
+def _absorb(
+    outcomes: Iterable[Outcome], correlator: Correlator, options: ParseOptions, stats: RunStats
+) -> list[Packet]:
+    """Count each outcome and feed the events; return the packets that completed."""
+    packets: list[Packet] = []
+    for outcome in outcomes:
+        if isinstance(outcome, TraceEvent):
+            stats.events += 1
+            event = options.rulesets.annotate(outcome) if options.rulesets else outcome
+            if event.mismatch:
+                stats.note_caveat(Caveat(event.origin, f"ruleset does not fit: {event.mismatch}"))
+            packets += correlator.feed(event, time.monotonic())
+        elif isinstance(outcome, Skip):
+            stats.skipped[outcome] += 1
+        elif isinstance(outcome, Caveat):
+            stats.note_caveat(outcome)
+        else:
+            if options.strict:
+                raise BadLineError(f"{outcome.location}: {outcome.reason}\n{outcome.with_caret()}")
+            stats.note_bad(outcome)
+    return packets

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from tracelog.events import SourceLine
-from tracelog.parse.kernel import parse_kernel_line
+from tracelog.parse.kernel import looks_cut, parse_kernel_line, starts_record
 from tracelog.parse.nftmonitor import NftMonitorParser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.ulogd import parse_json_line, parse_logemu_line
 from tracelog.parse.xtables import XtablesMonitorParser
 
 __all__ = ["BadLine", "Caveat", "LineParser", "Outcome", "Skip"]
+
+# A 300-character record wrapped at 40 columns spans 8 lines.
+_MAX_PIECES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A kernel-log record cut at the end of its line (or joined whole), waiting for more."""
+
+    line: SourceLine
+    outcomes: list[Outcome]
+    pieces: int = 1
+    whole: bool = False
 
 # How each format's lines start; anything else is a kernel log line.  One
 # anchored match per line, which fails within the first characters of a
@@ -44,13 +58,61 @@ class LineParser:
         self._year = year
         self._xtables = XtablesMonitorParser()
         self._nft = NftMonitorParser()
+        self._held: _Held | None = None
 
     def parse(self, line: SourceLine) -> Iterator[Outcome]:
-        """Parse one line into zero or more outcomes."""
+        """Parse one line into zero or more outcomes.
+
+        A kernel-log record cut at the end of its line (a paste from a
+        terminal that wrapped it) is held back, and joined with the lines
+        that continue it when that makes it whole.
+        """
+        if self._held is not None:
+            if not starts_record(line.text) and self._held.pieces < _MAX_PIECES and self._join(line):
+                return
+            yield from self.flush()
         match = _FORMATS.match(line.text)
-        if match is None:
-            return parse_kernel_line(line, self._year)
-        kind = match.lastgroup
+        if match is not None:
+            yield from self._dispatch(match.lastgroup, line)
+            return
+        outcomes = list(parse_kernel_line(line, self._year))
+        last = outcomes[-1] if outcomes else None
+        if isinstance(last, BadLine) and last.origin is line and looks_cut(last):
+            self._held = _Held(line, outcomes)
+            return
+        yield from outcomes
+
+    def flush(self) -> Iterator[Outcome]:
+        """Release a held record: joined if it was made whole, else its bad line as it was."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            yield from held.outcomes
+
+    def _join(self, line: SourceLine) -> bool:
+        """Take `line` as the continuation of the held record, if it fits.
+
+        A joined record that parses is still held: the next line may carry
+        its optional last fields (UID=, GID=, MARK=), and the longest whole
+        record wins.
+        """
+        assert self._held is not None
+        held = self._held
+        for glue in ("", " "):
+            text = held.line.text.rstrip("\r") + glue + line.text
+            joined = SourceLine(held.line.source, held.line.line, text)
+            outcomes = list(parse_kernel_line(joined, self._year))
+            last = outcomes[-1] if outcomes else None
+            if not any(isinstance(outcome, BadLine) for outcome in outcomes):
+                note = Caveat(joined, "a record wrapped over several lines was joined")
+                self._held = _Held(joined, [note, *outcomes], held.pieces + 1, whole=True)
+                return True
+            if not held.whole and isinstance(last, BadLine) and looks_cut(last):
+                self._held = _Held(joined, outcomes, held.pieces + 1)
+                return True
+        return False
+
+    def _dispatch(self, kind: str | None, line: SourceLine) -> Iterator[Outcome]:
+        """A line of one of the netlink-era formats, by the name its start matched."""
         if kind == "nft":
             return self._nft.parse(line)
         if kind == "xtables":

@@ -24,6 +24,8 @@ MARK = "TRACE:"
 # carrying "TRACE:" without such a tag (ebtables `TRACE: eb:` log prefixes,
 # printk messages) is a look-alike, not an event.
 _RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):\S+:(?:rule|return|policy):\d")
+# a line that ends inside a tag it started (a terminal wrapped it there)
+_CUT_TAG = re.compile(r"TRACE:[ \t]*[a-z]*(?::[^\s]*)?$")
 # a subsystem tag right before the mark (`ip_tables: TRACE:`): a printk message
 _SUBSYSTEM = re.compile(r"\b(?!kernel:)[\w.-]+:[ \t]*$")
 
@@ -263,6 +265,19 @@ def _parse_prefix(text: str) -> _Prefix | None:
     return prefix
 
 
+def looks_cut(bad: BadLine) -> bool:
+    """Whether a bad record failed only at its end, as a line wrapped by a terminal does."""
+    text = bad.origin.text.rstrip()
+    if bad.column is None:
+        return bad.reason.startswith("line ends early")
+    return bad.column > text.rfind(" ") + 1 or bad.reason == "line ends early"
+
+
+def starts_record(text: str) -> bool:
+    """Whether a line holds a record of its own (so it cannot continue a wrapped one)."""
+    return _RECORD.search(text) is not None
+
+
 def parse_whole_line(origin: SourceLine, year: int) -> TraceEvent | None:
     """Parse a line with the grammar's `line` rule in one go (None if it does not parse).
 
@@ -287,6 +302,10 @@ def parse_kernel_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
     text = origin.text
     starts = [match.start() for match in _RECORD.finditer(text)]
     if not starts:
+        cut = _CUT_TAG.search(text)
+        if cut is not None:
+            yield BadLine(origin, cut.start() + 1, "line ends early")
+            return
         yield Skip.OTHER if MARK not in text else Skip.LOOKALIKE
         return
     prefix = _parse_prefix(text[: starts[0]])
