@@ -1,0 +1,181 @@
+"""Timing one child process: wall time, CPU, peak RSS, and how far it got when it ran out of time.
+
+Why `os.wait4` and not `getrusage(RUSAGE_CHILDREN)` deltas: `ru_maxrss` of
+RUSAGE_CHILDREN is the largest child so far, not a sum, so a delta hides a
+smaller child's peak.  `wait4` returns the rusage of exactly the child
+reaped.  Why a pidfd: it wakes `select` the moment the child exits (exact
+wall time, no polling) and lets the budget kill it without any race
+against pid reuse.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKETS = re.compile(r"(\d+) TRACE events in (\d+) packets?")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for `python -m tracelog`: this working tree first, installed or not."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One run of one tool on one input.
+
+    `status` is None when the run was killed at its budget; `lines_read` is
+    then how many lines of the input it had read (from its file offset, so
+    at most one read buffer ahead of what it processed).
+    """
+
+    wall: float
+    cpu: float
+    max_rss_kb: int
+    status: int | None
+    lines_read: int | None
+    stderr: str
+
+    @property
+    def killed(self) -> bool:
+        return self.status is None
+
+    def packets(self) -> int | None:
+        """Packets tracelog reported on stderr, if it finished and said."""
+        found = PACKETS.findall(self.stderr)
+        return int(found[-1][1]) if found and not self.killed else None
+
+
+def count_lines(path: Path, upto: int) -> int:
+    """Newlines in the first `upto` bytes of `path`."""
+    count = 0
+    left = upto
+    with path.open("rb") as handle:
+        while left > 0:
+            chunk = handle.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            left -= len(chunk)
+    return count
+
+
+def file_offset(pid: int, path: Path) -> int | None:
+    """How far process `pid` has read into `path`, from /proc/PID/fdinfo."""
+    target = str(path.resolve())
+    best: int | None = None
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") != target:
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{name}").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^pos:\s+(\d+)", info, re.MULTILINE)
+        if match:
+            best = max(best or 0, int(match.group(1)))
+    return best
+
+
+def run_once(argv: Sequence[str], path: Path, budget: float | None) -> Sample:
+    """Run `argv` once with stdout to /dev/null; kill it after `budget` seconds (None: never)."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT, env=child_env()
+        )
+        pidfd = os.pidfd_open(child.pid)
+        try:
+            ready, _, _ = select.select([pidfd], [], [], budget)
+            offset = None
+            if not ready:
+                offset = file_offset(child.pid, path)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            _, status, usage = os.wait4(child.pid, 0)
+            wall = time.perf_counter() - start
+        finally:
+            os.close(pidfd)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+    killed = not ready
+    return Sample(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        max_rss_kb=usage.ru_maxrss,
+        status=None if killed else child.returncode,
+        lines_read=count_lines(path, offset) if killed and offset is not None else None,
+        stderr=stderr,
+    )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Every run of one tool on one input, and what they add up to."""
+
+    tool: str
+    lines: int
+    samples: tuple[Sample, ...]
+
+    @property
+    def killed(self) -> Sample | None:
+        return next((sample for sample in self.samples if sample.killed), None)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(sample.wall for sample in self.samples)
+
+    @property
+    def lines_per_second(self) -> float | None:
+        """Over the whole input; for a run killed at its budget, over the part it read."""
+        killed = self.killed
+        if killed is None:
+            return self.lines / self.wall if self.wall > 0 else None
+        return (killed.lines_read or 0) / killed.wall if killed.lines_read is not None else None
+
+    @property
+    def max_rss_mb(self) -> float:
+        return max(sample.max_rss_kb for sample in self.samples) / 1024
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(sample.cpu for sample in self.samples)
+
+
+COMPLETED = (0, 4)  # tracelog's OK and BAD_LINES: the rest of the input was still analysed
+
+
+def measure(tool: str, argv: Sequence[str], path: Path, lines: int, repeat: int, budget: float, kill: bool) -> Cell:
+    """Run a tool up to `repeat` times while the cell's `budget` seconds last (median of what ran).
+
+    With `kill`, a run is also stopped when the budget runs out; reference
+    tools run to completion, since every ratio depends on them.  No run starts
+    that would not fit the budget, and a run that was killed or failed is
+    not repeated: it would say the same.
+    """
+    samples: list[Sample] = []
+    spent = 0.0
+    for _ in range(repeat):
+        sample = run_once(argv, path, budget if kill else None)
+        samples.append(sample)
+        spent += sample.wall
+        if sample.status not in COMPLETED or spent + sample.wall > budget:
+            break
+    return Cell(tool, lines, tuple(samples))

@@ -1,0 +1,127 @@
+"""tracelog's benchmark (issue 6): throughput against a read-only loop and a naive script, live memory and latency.
+
+Run from the repository root:
+
+    python bench/run.py                          # defaults: 1M-line kernel log, 200k-line monitors, ~5 min
+    python bench/run.py --lines 2000 --repeat 1 --no-live   # the smoke test's quick run
+
+For each built input (see bench/build.py: copies of the real captures) it
+times, several times (median), a loop that only reads the lines (the
+ceiling), bench/naive.py, `tracelog parse --format jsonl` and `--format table`
+(and `tracelog summary` once it exists), each child's stdout to /dev/null.
+Then it streams a 10M-line kernel log into tracelog on stdin to see whether
+its memory stays flat, and times how soon a packet prints on a live pipe.
+The report is Markdown on stdout (also saved as bench/out/results.md);
+progress goes to stderr.  Per-cell time budgets keep the whole run short
+while tracelog is slow: a run that outlasts its budget is killed and its
+speed is taken over the part it read, which the report says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: import the bench package
+
+from bench import build, expect, live, report
+from bench.expect import SourceCounts
+from bench.measure import ROOT, Cell, child_env, measure
+
+CEILING_CODE = "import sys\nfor _ in open(sys.argv[1], encoding='utf-8', errors='replace'): pass"
+LATENCY_CAPTURE = build.SAMPLES / "docker-legacy/ping.dmesg"
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with defaults that finish well within 10 minutes on 2 cores."""
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000, help="kernel-log input size (default 1M)")
+    parser.add_argument("--monitor-lines", type=int, help="nft / xtables-monitor input size (default: lines / 5)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool and input; the median is reported")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per tool and input (default 20)")
+    parser.add_argument("--out", type=Path, default=build.OUT, help="where inputs and results.md go")
+    parser.add_argument("--no-live", action="store_true", help="skip the live memory and latency checks")
+    parser.add_argument("--live-lines", type=int, default=10_000_000, help="lines streamed for the memory check")
+    parser.add_argument("--live-seconds", type=float, default=60.0, help="at most this long streaming (default 60)")
+    parser.add_argument("--idle", type=float, default=0.5, help="tracelog --idle for the latency check")
+    parser.add_argument("--latency-copies", type=int, default=3, help="copies of the latency capture to write")
+    return parser.parse_args(argv)
+
+
+def has_summary() -> bool:
+    """Whether this tracelog has a `summary` command yet."""
+    probe = [sys.executable, "-m", "tracelog", "summary", "--help"]
+    return subprocess.run(probe, capture_output=True, check=False, cwd=ROOT, env=child_env()).returncode == 0
+
+
+def tools(path: Path, summary: bool) -> list[tuple[str, list[str], bool]]:
+    """(name, command, is a reference) for every tool timed on `path`."""
+    python, tracelog = sys.executable, [sys.executable, "-m", "tracelog"]
+    found = [
+        (report.CEILING, [python, "-c", CEILING_CODE, str(path)], True),
+        (report.NAIVE, [python, str(ROOT / "bench" / "naive.py"), str(path)], True),
+        ("tracelog parse --format jsonl", [*tracelog, "parse", "--format", "jsonl", str(path)], False),
+        ("tracelog parse --format table", [*tracelog, "parse", "--format", "table", str(path)], False),
+    ]
+    if summary:
+        found.append(("tracelog summary", [*tracelog, "summary", str(path)], False))
+    return found
+
+
+def bench_input(
+    manifest: build.Manifest, counts: SourceCounts, args: argparse.Namespace, summary: bool
+) -> report.InputResult:
+    """Every tool on one input."""
+    cells: list[Cell] = []
+    for name, command, reference in tools(manifest.path, summary):
+        report.progress(f"{manifest.path.name}: {name}")
+        cells.append(measure(name, command, manifest.path, manifest.lines, args.repeat, args.budget, not reference))
+    expected = expect.expected_packets(manifest.copies, counts.packets)
+    copies = sum(manifest.copies.values())
+    title = f"{build.FORMATS[manifest.fmt].title}, {copies:,} copies of {len(manifest.copies)} captures"
+    groups, packets = sum(counts.groups.values()), sum(counts.packets.values())
+    naive = f"on the captures alone: {groups:,} groups where tracelog finds {packets:,} packets"
+    return report.InputResult(manifest, title, cells, expected, naive)
+
+
+def live_checks(args: argparse.Namespace) -> tuple[live.Memory, live.Latency]:
+    """The endless-pipe memory check, then the open-pipe latency check."""
+    report.progress(f"live memory: streaming up to {args.live_lines:,} lines for at most {args.live_seconds:g} s")
+    memory = live.memory(args.live_lines, args.live_seconds)
+    report.progress(f"live latency: {args.latency_copies} copies of {LATENCY_CAPTURE.name}, --idle {args.idle:g}")
+    return memory, live.latency(LATENCY_CAPTURE, args.latency_copies, args.idle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build, measure, report."""
+    args = arguments(argv)
+    began, load = time.monotonic(), os.getloadavg()
+    sizes = {"kernel": args.lines, "nft": args.monitor_lines or max(args.lines // 5, 1)}
+    sizes["xtables"] = sizes["nft"]
+    counts = {}
+    for fmt in sizes:
+        report.progress(f"counting packets in the {fmt} captures")
+        counts[fmt] = expect.source_counts(fmt)
+    manifests = []
+    for fmt, size in sizes.items():
+        report.progress(f"input: {fmt}, {size:,} lines (built if missing) in {args.out}")
+        manifests.append(build.ensure(fmt, size, args.out))
+    summary = has_summary()
+    results = [bench_input(manifest, counts[manifest.fmt], args, summary) for manifest in manifests]
+    checks = None if args.no_live else live_checks(args)
+    settings = f"--lines {args.lines} --repeat {args.repeat} --budget {args.budget:g}" + (
+        "" if args.no_live else f" --live-lines {args.live_lines} --live-seconds {args.live_seconds:g}"
+    )
+    text = report.document(load, settings, results, list(counts.values()), checks, time.monotonic() - began)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
