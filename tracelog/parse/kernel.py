@@ -168,6 +168,8 @@ def _fast_prefix(text: str) -> _Prefix | None:
 
 _token_fields: dict[str, tuple[Field, ...]] = {}
 _headers: dict[str, Header] = {}
+# KEY → the field name the grammar gave `KEY=<decimal>`, learnt from its first such token
+_decimal_keys: dict[str, str] = {}
 
 
 def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
@@ -180,7 +182,7 @@ def _fast_fields(text: str) -> list[Field] | None:
     """The field pairs of `text`, each distinct token parsed once by the grammar."""
     pairs: list[Field] = []
     for token in _FIELD_TOKEN.findall(text):
-        known = _token_fields.get(token)
+        known = _token_fields.get(token) or _decimal_field(token)
         if known is None:
             if "[" in token or "]" in token:
                 return None  # an ICMP error's inner packet or an INCOMPLETE note
@@ -188,9 +190,25 @@ def _fast_fields(text: str) -> list[Field] | None:
                 known = tuple(_parse(token, "fields"))
             except (UnexpectedInput, FieldError):
                 return None
+            _learn_decimal(token, known)
             _remember(_token_fields, token, known)
         pairs.extend(known)
     return pairs
+
+
+def _decimal_field(token: str) -> tuple[Field, ...] | None:
+    """`ID=36399`, `SEQ=…`: a new number for a key the grammar already read as a number."""
+    key, _, value = token.partition("=")
+    name = _decimal_keys.get(key)
+    return ((name, int(value)),) if name is not None and value.isdigit() else None
+
+
+def _learn_decimal(token: str, fields: tuple[Field, ...]) -> None:
+    key, equals, value = token.partition("=")
+    if equals and value.isdigit() and len(fields) == 1:
+        name, parsed = fields[0]
+        if type(parsed) is int and parsed == int(value):
+            _decimal_keys[key] = name
 
 
 def _fast_header(text: str) -> Header | None:
