@@ -59,19 +59,13 @@ def packet_ends(record: Mapping[str, Any]) -> list[Ends]:
     `icmp_id` (the echo identifier) is read where the record has it: per step
     first, because NAT may rewrite it, else for the whole packet.
     """
-    proto, icmp_type = str(record["proto"]).upper(), record.get("icmp_type")
-    return [
-        Ends(
-            proto,
-            step["src"],
-            step["dst"],
-            step.get("sport"),
-            step.get("dport"),
-            icmp_type,
-            step.get("icmp_id", record.get("icmp_id")),
-        )
+    proto, icmp_type, icmp_id = str(record["proto"]).upper(), record.get("icmp_type"), record.get("icmp_id")
+    # most steps of a packet show the same ends: build each distinct one once
+    seen = dict.fromkeys(
+        (step["src"], step["dst"], step.get("sport"), step.get("dport"), step.get("icmp_id", icmp_id))
         for step in record["steps"]
-    ]
+    )
+    return [Ends(proto, src, dst, sport, dport, icmp_type, echo) for src, dst, sport, dport, echo in seen]
 
 
 def quoted_ends(inner: Mapping[str, Any]) -> Ends:

@@ -45,6 +45,9 @@ class Names:
     networks: Mapping[str, str] = field(default_factory=dict)
     veths: Mapping[str, str] = field(default_factory=dict)
 
+    def __bool__(self) -> bool:
+        return bool(self.containers or self.networks or self.veths)
+
     def merge(self, other: Names) -> Names:
         """Both sets of names; `other` wins where they disagree (a later snapshot)."""
         return Names(
