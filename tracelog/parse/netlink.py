@@ -10,6 +10,7 @@ means the same whatever the format.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from lark import UnexpectedInput, UnexpectedToken
@@ -115,6 +116,17 @@ class PacketMemory:
     def forget(self, trace_id: str) -> None:
         """Drop what is known of `trace_id` (its latest packet line was unreadable)."""
         self._headers.pop(trace_id, None)
+
+    def learn(self, trace_id: str, header: Callable[[], Header | None], origin: SourceLine) -> Iterator[Outcome]:
+        """Remember the header a packet line gives; a header that cannot be built is a bad line.
+
+        Either way the id's older header is gone, so later steps never borrow it.
+        """
+        try:
+            self.remember(trace_id, header())
+        except FieldError as error:
+            self.forget(trace_id)
+            yield bad_line(origin, error)
 
     def step_outcome(self, step: TraceStep, origin: SourceLine) -> Outcome:
         """The event for `step`, with its packet's last header.

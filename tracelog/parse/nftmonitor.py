@@ -373,16 +373,7 @@ class NftMonitorParser:
         elif isinstance(line, TraceStep):
             yield self._packets.step_outcome(line, origin)
         else:
-            yield from self._remember(line, origin)
-
-    def _remember(self, line: _PacketLine, origin: SourceLine) -> Iterator[Outcome]:
-        try:
-            header = _header(line.statements)
-        except FieldError as error:
-            self._packets.forget(line.trace_id)
-            yield bad_line(origin, error)
-            return
-        self._packets.remember(line.trace_id, header)
+            yield from self._packets.learn(line.trace_id, lambda: _header(line.statements), origin)
 
     def _forget_damaged_packet(self, text: str) -> None:
         """A packet line that does not parse still names its trace id: its steps must not keep an older header."""

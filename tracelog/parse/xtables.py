@@ -191,14 +191,8 @@ class XtablesMonitorParser:
             return
         if isinstance(line, TraceStep):
             yield self._packets.step_outcome(line, origin)
-            return
-        try:
-            header = _header(line.fields)
-        except FieldError as error:
-            self._packets.forget(line.trace_id)
-            yield bad_line(origin, error)
-            return
-        self._packets.remember(line.trace_id, header)
+        else:
+            yield from self._packets.learn(line.trace_id, lambda: _header(line.fields), origin)
 
     def _forget_damaged_packet(self, text: str) -> None:
         """A PACKET line that does not parse still names its trace id: its steps must not keep an older header."""
