@@ -7,6 +7,7 @@ are plain functions: the CSV renderer streams them without pandas.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections import Counter
 from collections.abc import Iterable
@@ -108,10 +109,16 @@ def packets_frame(records: Iterable[Record]) -> pd.DataFrame:
     return pd.DataFrame([packet_row(record) for record in records], columns=list(PACKET_COLUMNS))
 
 
-def _endpoint(address: str, port: object, name: object) -> str:
-    """`172.18.0.2:56586 (nginx-1)`; pandas gives a missing port as NaN."""
-    # a numpy integer when known; NaN, a float, when pandas had none
-    text = f"{address}:{int(port)}" if isinstance(port, numbers.Integral) else address
+def endpoint(address: str, port: object, name: object) -> str:
+    """`172.18.0.2:56586 (nginx-1)`, `[fd00:18::2]:80`: how timelines and summaries name an end.
+
+    From a record a port is an int or None; from a frame a numpy number, or
+    NaN when there is none.
+    """
+    text = address
+    if isinstance(port, numbers.Real) and not math.isnan(float(port)):
+        number = int(float(port))
+        text = f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
     return f"{text} ({name})" if isinstance(name, str) else text
 
 
@@ -147,62 +154,103 @@ class Summary:
         frame = pd.DataFrame(rows, columns=list(RULE_COLUMNS))
         return frame.sort_values(["hits", "table", "chain"], ascending=[False, True, True], ignore_index=True)
 
-    def flows_frame(self) -> pd.DataFrame:
-        """One row per flow: who started it, packets each way, the first packet's path, its fate."""
-        import pandas as pd
-
+    def report(self) -> Report:
+        """Every table of the summary and its answer, each computed once."""
         packets = self.packets_frame()
-        if packets.empty:
-            return pd.DataFrame(columns=list(FLOW_COLUMNS))
-        groups = packets.groupby("flow", sort=True)
-        rows = [_flow_row(int(flow), group) for flow, group in groups]  # type: ignore[arg-type]
-        return pd.DataFrame(rows, columns=list(FLOW_COLUMNS))
-
-    def drops_frame(self) -> pd.DataFrame:
-        """Dropped and rejected packets by the rule that did it, most first."""
-        import pandas as pd
-
-        packets = self.packets_frame()
-        dropped = packets[packets["verdict"].isin(_DROPPED)]
-        if dropped.empty:
-            return pd.DataFrame(columns=list(DROP_COLUMNS))
-        grouped = dropped.groupby(["verdict", "verdict_at", "verdict_rule"], dropna=False, sort=False)
-        frame = grouped.agg(packets=("packet", "size"), flows=("flow", "nunique"), first=("packet", "min"))
-        frame = frame.reset_index()
-        examples = packets.set_index("packet")
-        frame["example"] = [
-            f"{_endpoint(row.src, row.sport, row.src_name)} → {_endpoint(row.dst, row.dport, row.dst_name)}"
-            for row in (examples.loc[first] for first in frame["first"])
-        ]
-        return frame[list(DROP_COLUMNS)].sort_values("packets", ascending=False, ignore_index=True)
-
-    def answer(self) -> str:
-        """One paragraph for "why can't A reach B", from what the trace shows and nothing more."""
-        packets = self.packets_frame()
-        if packets.empty:
-            return "No traced packet matches."
-        sentences = [_drop_sentence(row) for row in self.drops_frame().itertuples()]
-        flows = self.flows_frame()
-        # only TCP and UDP promise an answer; neighbour discovery and the like have none
-        unanswered = (flows["replies"] == 0) & flows["proto"].isin(("TCP", "UDP"))
-        silent = flows[unanswered & ~flows["verdict"].isin(_DROPPED)]
-        if not silent.empty:
-            sentences.append(f"{_count(len(silent), 'flow')} got no traced reply: "
-                             + "; ".join(f"{row.client} → {row.server}" for row in silent.head(3).itertuples())
-                             + ("" if len(silent) <= 3 else "; …") + ".")
-        unknown = int(packets["verdict"].isna().sum())
-        if unknown:
-            sentences.append(f"For {_count(unknown, 'packet')} the trace shows no verdict (give --rules to name "
-                             "the rules of a kernel-log trace).")
-        accepted = int(packets["verdict"].eq("ACCEPT").sum())
-        if not sentences:
-            return f"All {_count(len(packets), 'packet')} were accepted; nothing in the trace was dropped."
-        if accepted:
-            sentences.append(f"{_count(accepted, 'packet')} were accepted.")
-        return " ".join(sentences)
+        flows, drops = _flows(packets), _drops(packets)
+        return Report(packets, flows, self.rules_frame(), drops, _answer(packets, flows, drops))
 
 
-def _count(number: int, noun: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The summary's tables (packets, flows, rules, drops) and its one-paragraph answer."""
+
+    packets: pd.DataFrame
+    flows: pd.DataFrame
+    rules: pd.DataFrame
+    drops: pd.DataFrame
+    answer: str
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"flows": self.flows, "rules": self.rules, "drops": self.drops, "packets": self.packets}
+
+
+def _flows(packets: pd.DataFrame) -> pd.DataFrame:
+    """One row per flow: who started it, packets each way, the first packet's path, its fate.
+
+    A flow's fate is its first drop or reject if it has one, else what its
+    last packet was told.
+    """
+    import pandas as pd
+
+    if packets.empty:
+        return pd.DataFrame(columns=list(FLOW_COLUMNS))
+    fate = ["verdict", "verdict_at", "verdict_rule"]
+    first = packets.drop_duplicates("flow").set_index("flow").sort_index()
+    decisive = packets.drop_duplicates("flow", keep="last").set_index("flow")[fate].reindex(first.index)
+    dropped = packets[packets["verdict"].isin(_DROPPED)].drop_duplicates("flow").set_index("flow")[fate]
+    decisive.loc[dropped.index] = dropped
+    by_flow = packets.groupby("flow", sort=True)
+    sizes = by_flow.size()
+    requests = (packets["src"] == packets["flow"].map(first["src"])).groupby(packets["flow"], sort=True).sum()
+    return pd.DataFrame({
+        "flow": first.index,
+        "host": first["host"].to_numpy(),
+        "proto": first["proto"].to_numpy(),
+        "client": [endpoint(*ends) for ends in zip(first["src"], first["sport"], first["src_name"], strict=True)],
+        "server": [endpoint(*ends) for ends in zip(first["dst"], first["dport"], first["dst_name"], strict=True)],
+        "packets": sizes.to_numpy(),
+        "requests": requests.to_numpy(),
+        "replies": (sizes - requests).to_numpy(),
+        "path": first["path"].to_numpy(),
+        **{column: decisive[column].to_numpy() for column in fate},
+    }, columns=list(FLOW_COLUMNS))
+
+
+def _drops(packets: pd.DataFrame) -> pd.DataFrame:
+    """Dropped and rejected packets by the rule that did it, most first."""
+    import pandas as pd
+
+    dropped = packets[packets["verdict"].isin(_DROPPED)]
+    if dropped.empty:
+        return pd.DataFrame(columns=list(DROP_COLUMNS))
+    grouped = dropped.groupby(["verdict", "verdict_at", "verdict_rule"], dropna=False, sort=False)
+    frame = grouped.agg(packets=("packet", "size"), flows=("flow", "nunique"), first=("packet", "min"))
+    frame = frame.reset_index()
+    examples = packets.set_index("packet")
+    frame["example"] = [
+        f"{endpoint(row.src, row.sport, row.src_name)} → {endpoint(row.dst, row.dport, row.dst_name)}"
+        for row in (examples.loc[first] for first in frame["first"])
+    ]
+    return frame[list(DROP_COLUMNS)].sort_values("packets", ascending=False, ignore_index=True)
+
+
+def _answer(packets: pd.DataFrame, flows: pd.DataFrame, drops: pd.DataFrame) -> str:
+    """One paragraph for "why can't A reach B", from what the trace shows and nothing more."""
+    if packets.empty:
+        return "No traced packet matches."
+    sentences = [_drop_sentence(row) for row in drops.itertuples()]
+    # only TCP and UDP promise an answer; neighbour discovery and the like have none
+    unanswered = (flows["replies"] == 0) & flows["proto"].isin(("TCP", "UDP"))
+    silent = flows[unanswered & ~flows["verdict"].isin(_DROPPED)]
+    if not silent.empty:
+        sentences.append(f"{plural(len(silent), 'flow')} got no traced reply: "
+                         + "; ".join(f"{row.client} → {row.server}" for row in silent.head(3).itertuples())
+                         + ("" if len(silent) <= 3 else "; …") + ".")
+    unknown = int(packets["verdict"].isna().sum())
+    if unknown:
+        sentences.append(f"For {plural(unknown, 'packet')} the trace shows no verdict (give --rules to name "
+                         "the rules of a kernel-log trace).")
+    accepted = int(packets["verdict"].eq("ACCEPT").sum())
+    if not sentences:
+        return f"All {plural(len(packets), 'packet')} were accepted; nothing in the trace was dropped."
+    if accepted:
+        sentences.append(f"{plural(accepted, 'packet')} were accepted.")
+    return " ".join(sentences)
+
+
+def plural(number: int, noun: str) -> str:
+    """`1 packet`, `3 packets`."""
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
@@ -210,28 +258,7 @@ def _drop_sentence(row: Any) -> str:
     done = "dropped" if row.verdict == "DROP" else "rejected"
     rule = f": {row.verdict_rule}" if isinstance(row.verdict_rule, str) else " (its policy)"
     source, target = row.example.split(" → ")
-    more = f" (and {_count(int(row.flows) - 1, 'more flow')})" if row.flows > 1 else ""
+    more = f" (and {plural(int(row.flows) - 1, 'more flow')})" if row.flows > 1 else ""
     were = "was" if row.packets == 1 else "were"
-    packets = _count(int(row.packets), "packet")
+    packets = plural(int(row.packets), "packet")
     return f"{packets} from {source} to {target}{more} {were} {done} by {row.verdict_at}{rule}."
-
-
-def _flow_row(flow: int, group: pd.DataFrame) -> Record:
-    first = group.iloc[0]
-    requests = int((group["src"] == first["src"]).sum())
-    dropped = group[group["verdict"].isin(_DROPPED)]
-    decisive = dropped.iloc[0] if not dropped.empty else group.iloc[-1]
-    return {
-        "flow": flow,
-        "host": first["host"],
-        "proto": first["proto"],
-        "client": _endpoint(first["src"], first["sport"], first["src_name"]),
-        "server": _endpoint(first["dst"], first["dport"], first["dst_name"]),
-        "packets": len(group),
-        "requests": requests,
-        "replies": len(group) - requests,
-        "path": first["path"],
-        "verdict": decisive["verdict"],
-        "verdict_at": decisive["verdict_at"],
-        "verdict_rule": decisive["verdict_rule"],
-    }

@@ -250,12 +250,13 @@ def summary(
             found.add(record)
         if output is OutputFormat.parquet:
             raise UsageError("summary writes table, jsonl or csv", hint="parse --format parquet writes the data")
+        report = found.report()
         if output is OutputFormat.jsonl:
-            render.write_summary_jsonl(found, sys.stdout)
+            render.write_summary_jsonl(report, sys.stdout)
         elif output is OutputFormat.csv:
-            render.write_summary_csv(found, table.value, sys.stdout)
+            render.write_summary_csv(report, table.value, sys.stdout)
         else:
-            render.print_summary(found, _console())
+            render.print_summary(report, _console())
 
     inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name)
     inputs.run(write)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tracelog.analyse import STEP_COLUMNS, Record, Summary, step_rows
+from tracelog.analyse import STEP_COLUMNS, Record, Report, endpoint, plural, step_rows
 from tracelog.pipeline import RunStats
 
 if TYPE_CHECKING:
@@ -69,11 +69,6 @@ def write_csv(records: Iterable[Record], out: TextIO) -> None:
         out.flush()
 
 
-def _endpoint(address: str, port: int | None, name: str | None) -> str:
-    text = address if port is None else f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    return f"{text} ({name})" if name else text
-
-
 def _named(interface: str | None, name: str | None) -> str | None:
     return f"{interface} [{name}]" if interface and name else interface
 
@@ -105,8 +100,8 @@ def describe(record: Record) -> str:
             code = record["icmp_code"]
             what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
     title = f"{proto} {what}".strip()
-    route = (f"{_endpoint(record['src'], record['sport'], record.get('src_name'))} → "
-             f"{_endpoint(record['dst'], record['dport'], record.get('dst_name'))}")
+    route = (f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → "
+             f"{endpoint(record['dst'], record['dport'], record.get('dst_name'))}")
     steps = record["steps"]
     ins = next((_side(s, "in") for s in steps if s["physin"] or s["in"]), None)
     outs = next((_side(s, "out") for s in reversed(steps) if s["physout"] or s["out"]), None)
@@ -189,16 +184,30 @@ def _title(record: Record) -> Text:
 
 
 def timeline(record: Record) -> Group:
-    """One packet: its title, a row per step with changes marked where they happen, its ending."""
-    return Group(_title(record), timeline_table(record), _ending(record))
-
-
-def timeline_table(record: Record) -> Table:
-    """The steps of one packet as a rich table."""
+    """One packet for a terminal: its title, a row per step with changes marked, its ending."""
     table = Table(box=None, pad_edge=False, show_header=False)
     for column in ("time", "hook", "chain", "step", "changes", "rule"):
         table.add_column(column, no_wrap=column not in ("changes", "rule"),
                          style="dim" if column in ("time", "hook") else None)
+    for cells in _step_cells(record):
+        table.add_row(*cells)
+    return Group(_title(record), table, _ending(record))
+
+
+def timeline_text(record: Record) -> str:
+    """One packet as plain text for a file or pipe: the same cells and columns, no layout engine.
+
+    Laid out as rich lays out `timeline` (columns two blanks apart, each as
+    wide as its widest cell), at a fraction of the cost on large logs.
+    """
+    rows = [[cell.plain if isinstance(cell, Text) else cell for cell in cells] for cells in _step_cells(record)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join([_title(record).plain, *lines, _ending(record).plain]) + "\n\n"
+
+
+def _step_cells(record: Record) -> Iterator[list[str | Text]]:
+    """The cells of each step: time, hook (when it changes), table:chain, kind, changes, rule."""
     rewrites: dict[int, list[Record]] = {}
     for rewrite in record["rewrites"]:
         rewrites.setdefault(rewrite["step"], []).append(rewrite)
@@ -206,16 +215,15 @@ def timeline_table(record: Record) -> Table:
     start = record["steps"][0]["time"]
     for number, step in enumerate(record["steps"], start=1):
         hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
-        table.add_row(
+        yield [
             _elapsed(step, start),
             hook or "",
             f"{step['table']}:{step['chain']}",
             _kind_and_number(step),
             _changes(step, previous, rewrites, number),
             _decision(step),
-        )
+        ]
         previous = step
-    return table
 
 
 class PipeConsole(Console):
@@ -232,10 +240,15 @@ class PipeConsole(Console):
 def print_timelines(records: Iterable[Record], console: Console) -> None:
     """The default output: one timeline per packet, printed as each completes.
 
-    Into a file or pipe, lines lose rich's cell padding so they diff cleanly.
+    Into a file or pipe, plain text: no colours to lose, and no layout engine
+    to pay for on every packet of a large log.
     """
     for record in records:
-        emit(console, timeline(record))
+        if console.is_terminal:
+            emit(console, timeline(record))
+        else:
+            console.file.write(timeline_text(record))
+            console.file.flush()
 
 
 def emit(console: Console, renderable: RenderableType) -> None:
@@ -250,23 +263,19 @@ def emit(console: Console, renderable: RenderableType) -> None:
     console.file.flush()
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
 def summary_lines(stats: RunStats, sources: int) -> list[str]:
     """The run summary for stderr: what was read, understood, skipped and not understood."""
     skipped = ", ".join(f"{count} {skip.value}" for skip, count in stats.skipped.items())
     lines = [
-        f"tracelog: {_count(stats.lines, 'line')} from {_count(sources, 'input')}: "
-        f"{_count(stats.events, 'TRACE event')} in {_count(stats.packets, 'packet')}"
+        f"tracelog: {plural(stats.lines, 'line')} from {plural(sources, 'input')}: "
+        f"{plural(stats.events, 'TRACE event')} in {plural(stats.packets, 'packet')}"
         + (f"; skipped {skipped}" if skipped else "")
     ]
     for message, count in stats.caveats.items():
-        lines.append(f"tracelog: note: {_count(count, 'line')}: {message} (first at {stats.caveat_examples[message]})")
+        lines.append(f"tracelog: note: {plural(count, 'line')}: {message} (first at {stats.caveat_examples[message]})")
     lines.extend(f"tracelog: {problem}" for problem in stats.unreadable)
     if stats.bad:
-        lines.append(f"tracelog: {_count(stats.bad, 'TRACE line')} not understood:")
+        lines.append(f"tracelog: {plural(stats.bad, 'TRACE line')} not understood:")
         lines.extend(f"  {bad.location}: {bad.reason}" for bad in stats.bad_examples)
         if stats.bad > len(stats.bad_examples):
             lines.append(f"  ... and {stats.bad - len(stats.bad_examples)} more")
@@ -278,11 +287,6 @@ def summary_lines(stats: RunStats, sources: int) -> list[str]:
 _SUMMARY_TOP = 20
 
 
-def _frames(found: Summary) -> dict[str, pd.DataFrame]:
-    return {"flows": found.flows_frame(), "rules": found.rules_frame(), "drops": found.drops_frame(),
-            "packets": found.packets_frame()}
-
-
 def _plain(value: object) -> object:
     """pandas' missing values and numpy scalars as JSON's null and numbers."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -290,17 +294,17 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
-def write_summary_jsonl(found: Summary, out: TextIO) -> None:
+def write_summary_jsonl(report: Report, out: TextIO) -> None:
     """Every summary row as one JSON object with its `section`; the answer last."""
-    for section, frame in _frames(found).items():
+    for section, frame in report.tables().items():
         for row in frame.to_dict(orient="records"):
             out.write(json.dumps({"section": section, **{k: _plain(v) for k, v in row.items()}}) + "\n")
-    out.write(json.dumps({"section": "answer", "text": found.answer()}) + "\n")
+    out.write(json.dumps({"section": "answer", "text": report.answer}) + "\n")
 
 
-def write_summary_csv(found: Summary, table: str, out: TextIO) -> None:
+def write_summary_csv(report: Report, table: str, out: TextIO) -> None:
     """One summary table as CSV."""
-    _frames(found)[table].to_csv(out, index=False, lineterminator="\n")
+    report.tables()[table].to_csv(out, index=False, lineterminator="\n")
 
 
 def _rich_table(title: str, frame: pd.DataFrame, columns: list[str]) -> Table:
@@ -312,9 +316,9 @@ def _rich_table(title: str, frame: pd.DataFrame, columns: list[str]) -> Table:
     return table
 
 
-def print_summary(found: Summary, console: Console) -> None:
+def print_summary(report: Report, console: Console) -> None:
     """The summary for a person: flows, drops, the rules hit most, and the answer."""
-    frames = _frames(found)
+    frames = report.tables()
     emit(console, _rich_table("Flows", frames["flows"], ["flow", "proto", "client", "server", "requests", "replies",
                                                          "path", "verdict", "verdict_at"]))
     if not frames["drops"].empty:
@@ -322,4 +326,4 @@ def print_summary(found: Summary, console: Console) -> None:
                                                                     "verdict_rule", "example"]))
     emit(console, _rich_table("Rules hit most", frames["rules"], ["hits", "table", "chain", "kind", "number",
                                                                  "verdict", "rule"]))
-    emit(console, Text(found.answer()))
+    emit(console, Text(report.answer))
