@@ -9,9 +9,11 @@ means the same whatever the format.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from lark import UnexpectedInput, UnexpectedToken
 
@@ -93,6 +95,38 @@ class TraceStep:
     handle: str | None = None
     rule: str | None = None
     mark: int | None = None
+
+
+_STEP_MEMO_LIMIT = 1 << 14
+T = TypeVar("T")
+
+
+class StepLineMemo:
+    """Step lines of one rule differ only in their trace id: the grammar reads each distinct one once.
+
+    `trace_id` matches the start of a line up to its id (group 1).  Only step
+    lines are remembered (packet lines are new for every packet), and only
+    lines that parsed: every error still comes from the grammar.
+    """
+
+    def __init__(self, trace_id: re.Pattern[str]) -> None:
+        self._trace_id = trace_id
+        self._steps: dict[str, TraceStep] = {}
+
+    def parse(self, text: str, parse: Callable[[str], T]) -> T | TraceStep:
+        match = self._trace_id.match(text)
+        if match is None:
+            return parse(text)
+        key = text[: match.start(1)] + text[match.end(1) :]
+        known = self._steps.get(key)
+        if known is not None:
+            return replace(known, trace_id=match.group(1))
+        parsed = parse(text)
+        if isinstance(parsed, TraceStep):
+            if len(self._steps) >= _STEP_MEMO_LIMIT:
+                self._steps.clear()
+            self._steps[key] = parsed
+        return parsed
 
 
 class PacketMemory:

@@ -20,6 +20,7 @@ events.  `conntrack:` lines (nftables >= 1.1.4) are skipped as other lines.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -31,6 +32,7 @@ from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     PacketMemory,
+    StepLineMemo,
     TraceStep,
     bad_line,
     proto_name,
@@ -163,8 +165,15 @@ class _NftTransformer(Transformer[Token, Any]):
 _TRANSFORMER = _NftTransformer()
 
 
-def _parse(text: str) -> _PacketLine | TraceStep | Skip:
+def _grammar(text: str) -> _PacketLine | TraceStep | Skip:
     return cast(_PacketLine | TraceStep | Skip, load_parser("nftmonitor", ("line",), _TRANSFORMER).parse(text))
+
+
+_STEPS = StepLineMemo(re.compile(r"trace id ([0-9a-f]+) "))
+
+
+def _parse(text: str) -> _PacketLine | TraceStep | Skip:
+    return _STEPS.parse(text, _grammar)
 
 
 def _number(statement: Statement, symbols: dict[str, int] | None = None) -> int:

@@ -23,6 +23,7 @@ from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     NFPROTO_FAMILIES,
     PacketMemory,
+    StepLineMemo,
     TraceStep,
     bad_line,
     tcp_flag_bits,
@@ -113,8 +114,15 @@ class _XtablesTransformer(Transformer[Token, Any]):
 _TRANSFORMER = merge_transformers(_XtablesTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
 
 
-def _parse(text: str) -> _PacketLine | TraceStep:
+def _grammar(text: str) -> _PacketLine | TraceStep:
     return cast(_PacketLine | TraceStep, load_parser("xtables", ("line",), _TRANSFORMER).parse(text))
+
+
+_STEPS = StepLineMemo(re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "))
+
+
+def _parse(text: str) -> _PacketLine | TraceStep:
+    return _STEPS.parse(text, _grammar)
 
 
 def _ethernet(parts: dict[str, str]) -> str:
