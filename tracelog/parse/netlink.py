@@ -13,7 +13,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lark import UnexpectedInput, UnexpectedToken
 
@@ -188,3 +188,45 @@ class PacketMemory:
             nf_family=step.nf_family,
             origin=origin,
         )
+
+
+class PacketLine(Protocol):
+    """What a monitor's packet line gives: the trace id its header is for."""
+
+    @property
+    def trace_id(self) -> str: ...
+
+
+class MonitorParser:
+    """Reads the lines of one run of a trace monitor (xtables-monitor, nft monitor).
+
+    Packet lines yield nothing: they update the header their trace id stands
+    for; each step line yields one step (see `PacketMemory.step_outcome`).
+    A packet line that does not parse still names its trace id, which is
+    forgotten, so its steps never keep an older header.
+    """
+
+    def __init__(
+        self,
+        parse: Callable[[str], PacketLine | TraceStep | Skip],
+        header: Callable[[Any], Header | None],
+        damaged_packet_id: Callable[[str], str | None],
+    ) -> None:
+        self._parse, self._header, self._damaged_packet_id = parse, header, damaged_packet_id
+        self._packets = PacketMemory()
+
+    def parse(self, origin: SourceLine) -> Iterator[Outcome]:
+        try:
+            line = self._parse(origin.text)
+        except (UnexpectedInput, FieldError) as error:
+            trace_id = self._damaged_packet_id(origin.text)
+            if trace_id is not None:
+                self._packets.forget(trace_id)
+            yield bad_line(origin, error)
+            return
+        if isinstance(line, Skip):
+            yield line
+        elif isinstance(line, TraceStep):
+            yield self._packets.step_outcome(line, origin)
+        else:
+            yield from self._packets.learn(line.trace_id, lambda: self._header(line), origin)

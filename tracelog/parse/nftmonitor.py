@@ -21,26 +21,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from lark import Token, Transformer, UnexpectedInput
+from lark import Token, Transformer
 
-from tracelog.events import Header, NfFamily, SourceLine, StepKind
+from tracelog.events import Header, NfFamily, StepKind
 from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
-    PacketMemory,
+    MonitorParser,
     StepLineMemo,
     TraceStep,
-    bad_line,
     proto_name,
     tcp_flag_names,
     tos_fields,
     verdict_name,
 )
-from tracelog.parse.outcome import Outcome, Skip
+from tracelog.parse.outcome import Skip
 
 Statement = tuple[str, str]
 """One `packet:` statement: `ip saddr`, `iif`, `@th,64,96`... and its value as printed."""
@@ -360,32 +358,13 @@ def _header(statements: list[Statement]) -> Header | None:
     return build_header(draft.fields, complete=False)
 
 
-class NftMonitorParser:
-    """Reads the `nft monitor trace` lines of one run.
+def _damaged_packet_id(text: str) -> str | None:
+    words = text.split(maxsplit=7)
+    return words[2] if len(words) > 6 and words[6] == "packet:" else None
 
-    `packet:` lines yield nothing: they update the header their trace id
-    stands for; each step line yields one step (see `PacketMemory.step_outcome`).
-    """
+
+class NftMonitorParser(MonitorParser):
+    """Reads the `nft monitor trace` lines of one run (`packet:` lines, then step lines)."""
 
     def __init__(self) -> None:
-        self._packets = PacketMemory()
-
-    def parse(self, origin: SourceLine) -> Iterator[Outcome]:
-        try:
-            line = _parse(origin.text)
-        except (UnexpectedInput, FieldError) as error:
-            self._forget_damaged_packet(origin.text)
-            yield bad_line(origin, error)
-            return
-        if isinstance(line, Skip):
-            yield line
-        elif isinstance(line, TraceStep):
-            yield self._packets.step_outcome(line, origin)
-        else:
-            yield from self._packets.learn(line.trace_id, lambda: _header(line.statements), origin)
-
-    def _forget_damaged_packet(self, text: str) -> None:
-        """A packet line that does not parse still names its trace id: its steps must not keep an older header."""
-        words = text.split(maxsplit=7)
-        if len(words) > 6 and words[6] == "packet:":
-            self._packets.forget(words[2])
+        super().__init__(_parse, lambda line: _header(line.statements), _damaged_packet_id)

@@ -10,28 +10,25 @@ so that `build_header` gives a `Header` that means what a kernel-log one does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from lark import Token, Transformer, UnexpectedInput
+from lark import Token, Transformer
 from lark.visitors import merge_transformers
 
-from tracelog.events import Header, SourceLine, StepKind
-from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
+from tracelog.events import Header, StepKind
+from tracelog.parse.fields import Field, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     NFPROTO_FAMILIES,
-    PacketMemory,
+    MonitorParser,
     StepLineMemo,
     TraceStep,
-    bad_line,
     tcp_flag_bits,
     tcp_flag_names,
     tos_fields,
     verdict_name,
 )
-from tracelog.parse.outcome import Outcome
 
 _NFT_RETURN = 0xFFFFFFFB  # NFT_RETURN (-5): print_verdict() has no word for it
 _TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
@@ -180,30 +177,13 @@ def _header(fields: list[Field]) -> Header | None:
     return header
 
 
-class XtablesMonitorParser:
-    """Reads the `xtables-monitor --trace` lines of one run.
+def _damaged_packet_id(text: str) -> str | None:
+    words = text.split(maxsplit=3)
+    return words[2] if len(words) > 2 and words[0] == "PACKET:" else None
 
-    PACKET lines yield nothing: they update the header their trace id stands
-    for; each TRACE line yields one step (see `PacketMemory.step_outcome`).
-    """
+
+class XtablesMonitorParser(MonitorParser):
+    """Reads the `xtables-monitor --trace` lines of one run (PACKET lines, then TRACE lines)."""
 
     def __init__(self) -> None:
-        self._packets = PacketMemory()
-
-    def parse(self, origin: SourceLine) -> Iterator[Outcome]:
-        try:
-            line = _parse(origin.text)
-        except (UnexpectedInput, FieldError) as error:
-            self._forget_damaged_packet(origin.text)
-            yield bad_line(origin, error)
-            return
-        if isinstance(line, TraceStep):
-            yield self._packets.step_outcome(line, origin)
-        else:
-            yield from self._packets.learn(line.trace_id, lambda: _header(line.fields), origin)
-
-    def _forget_damaged_packet(self, text: str) -> None:
-        """A PACKET line that does not parse still names its trace id: its steps must not keep an older header."""
-        words = text.split(maxsplit=3)
-        if len(words) > 2 and words[0] == "PACKET:":
-            self._packets.forget(words[2])
+        super().__init__(_parse, lambda line: _header(line.fields), _damaged_packet_id)
