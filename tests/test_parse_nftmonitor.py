@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from lark import UnexpectedInput
 
 from tests.conftest import RunCli
+from tests.outcomes import event_at, outcomes, sample_events
 from tests.samples import SAMPLES
-from tracelog.events import SourceLine, TraceEvent
-from tracelog.parse import BadLine, Caveat, LineParser, Skip
+from tracelog.events import TraceEvent
+from tracelog.parse import BadLine, Caveat, Skip
 from tracelog.parse.fields import FieldError
 from tracelog.parse.netlink import UNSEEN_PACKET
 
@@ -22,22 +23,6 @@ PING = SAMPLES / "docker-nft/ping.nft-monitor"
 NATIVE = SAMPLES / "lab-nft/native.nft-monitor"
 # captures where xtables-monitor ran beside nft monitor, on the same trace events
 PAIRED = [path for path in NFT_SAMPLES if path.with_suffix(".xtables-monitor").exists()]
-
-
-def outcomes(lines: list[str], source: str = "x.log") -> list[object]:
-    parser = LineParser(year=2026)
-    return [o for number, text in enumerate(lines, start=1) for o in parser.parse(SourceLine(source, number, text))]
-
-
-def sample_events(path: Path) -> list[TraceEvent]:
-    result = outcomes(path.read_text().splitlines(), str(path))
-    assert all(isinstance(o, TraceEvent) for o in result), [o for o in result if not isinstance(o, TraceEvent)]
-    return result  # type: ignore[return-value]
-
-
-def event_at(path: Path, line: int) -> TraceEvent:
-    (event,) = [e for e in sample_events(path) if e.origin.line == line]
-    return event
 
 
 @pytest.mark.parametrize("sample", NFT_SAMPLES, ids=SAMPLE_IDS)

@@ -11,28 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import RunCli
+from tests.outcomes import event_at, outcomes, sample_events
 from tests.samples import SAMPLES
-from tracelog.events import SourceLine, TraceEvent
-from tracelog.parse import BadLine, Caveat, LineParser, Skip
+from tracelog.events import TraceEvent
+from tracelog.parse import BadLine, Caveat, Skip
 
 LOGEMU = SAMPLES / "lab-ulogd/syslogemu.log"
 JSON = SAMPLES / "lab-ulogd/ulogd.json"
-
-
-def outcomes(lines: list[str], source: str = "x.log") -> list[object]:
-    parser = LineParser(year=2026)
-    return [o for number, text in enumerate(lines, start=1) for o in parser.parse(SourceLine(source, number, text))]
-
-
-def sample_events(path: Path) -> list[TraceEvent]:
-    result = outcomes(path.read_text().splitlines(), str(path))
-    assert all(isinstance(o, TraceEvent) for o in result), [o for o in result if not isinstance(o, TraceEvent)]
-    return result  # type: ignore[return-value]
-
-
-def event_at(path: Path, line: int) -> TraceEvent:
-    (event,) = [e for e in sample_events(path) if e.origin.line == line]
-    return event
 
 
 def json_lines() -> list[str]:
