@@ -137,3 +137,17 @@ def test_mixed_run_is_the_sum_of_its_scenarios(run_cli: RunCli) -> None:
     protos = [r["proto"] for r in run.records()]
     assert protos.count("ICMPv6") == 6
     assert "skipped 14 other" in run.stderr
+
+
+@pytest.mark.parametrize("name", ["lab-nft/dnat.nft-monitor", "lab-nft/dnat.xtables-monitor",
+                                  "lab-nft/native.nft-monitor"])
+def test_dnat_rewrite_in_the_nft_formats(name: str, run_cli: RunCli) -> None:
+    """The DNAT'ed connection from tl-ext: each client packet is one timeline showing its rewrite."""
+    records = run_cli("parse", "-f", "jsonl", str(SAMPLES / name)).records()
+    client = [r for r in records if r["src"] == "192.0.2.10" and r["dport"] == 8080]
+    assert client
+    for record in client:
+        fields = {(r["field"], r["from"], r["to"]) for r in record["rewrites"]}
+        assert ("dst", "192.0.2.1", "172.18.0.3") in fields
+        assert ("dport", "8080", "80") in fields
+    assert all(r["verdict"] is not None for r in records)  # nft traces carry their verdicts
