@@ -229,7 +229,8 @@ def test_nft_shaped_garbage_never_raises(text: str) -> None:
 
 
 def test_step_memo_agrees_with_the_grammar_on_every_sample_line() -> None:
-    """Step lines are memoised by their text without the trace id; the grammar is the reference."""
+    """Step lines (by their text without the trace id) and packet lines (by shape) are memoised; the grammar is
+    the reference."""
     from tracelog.parse import nftmonitor, xtables
 
     checked = 0

@@ -169,8 +169,42 @@ def _grammar(text: str) -> _PacketLine | TraceStep | Skip:
 
 _STEPS = StepLineMemo(re.compile(r"trace id ([0-9a-f]+) "))
 
+# Packet lines differ from packet to packet mostly in their decimal values (ip
+# id, lengths, ports, sequence numbers).  Each such word is swapped for a
+# numbered marker, the grammar reads that shape once, and the digits go back in
+# (values stay text in a `_PacketLine`, so this is exact).
+_PACKET = re.compile(r"trace id ([0-9a-f]+) (.*? packet: )(.*)$")
+_DECIMAL_WORD = re.compile(r"(?<!\S)\d+(?!\S)")
+_MARKER = "987654321{:06d}"
+_MARKER_STEM = _MARKER[:9]
+_shapes: dict[str, _PacketLine] = {}
+
+
+def _packet_line(match: re.Match[str]) -> _PacketLine | TraceStep | Skip:
+    trace_id, head, statements = match.groups()
+    words: list[str] = []
+
+    def marker(number: re.Match[str]) -> str:
+        words.append(number.group())
+        return _MARKER.format(len(words) - 1)
+
+    shape = f"trace id 0 {head}{_DECIMAL_WORD.sub(marker, statements)}"
+    template = _shapes.get(shape)
+    if template is None:
+        parsed = _grammar(shape)
+        if not isinstance(parsed, _PacketLine):
+            return _grammar(match.string)
+        if len(_shapes) >= 1 << 14:
+            _shapes.clear()
+        _shapes[shape] = template = parsed
+    values = {_MARKER.format(index): word for index, word in enumerate(words)}
+    return _PacketLine(trace_id, [(key, values.get(value, value)) for key, value in template.statements])
+
 
 def _parse(text: str) -> _PacketLine | TraceStep | Skip:
+    packet = _PACKET.match(text)
+    if packet is not None and _MARKER_STEM not in text:
+        return _packet_line(packet)
     return _STEPS.parse(text, _grammar)
 
 
