@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tracelog.record import TERMINAL_VERDICTS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -54,7 +56,6 @@ FLOW_COLUMNS = ("flow", "host", "proto", "client", "server", "packets", "request
                 "verdict_at", "verdict_rule")
 RULE_COLUMNS = ("table", "chain", "kind", "number", "rule", "verdict", "hits")
 DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example")
-_DROPPED = ("DROP", "REJECT")
 
 
 def step_rows(record: Record) -> list[Record]:
@@ -188,7 +189,7 @@ def _flows(packets: pd.DataFrame) -> pd.DataFrame:
     fate = ["verdict", "verdict_at", "verdict_rule"]
     first = packets.drop_duplicates("flow").set_index("flow").sort_index()
     decisive = packets.drop_duplicates("flow", keep="last").set_index("flow")[fate].reindex(first.index)
-    dropped = packets[packets["verdict"].isin(_DROPPED)].drop_duplicates("flow").set_index("flow")[fate]
+    dropped = packets[packets["verdict"].isin(TERMINAL_VERDICTS)].drop_duplicates("flow").set_index("flow")[fate]
     decisive.loc[dropped.index] = dropped
     by_flow = packets.groupby("flow", sort=True)
     sizes = by_flow.size()
@@ -211,7 +212,7 @@ def _drops(packets: pd.DataFrame) -> pd.DataFrame:
     """Dropped and rejected packets by the rule that did it, most first."""
     import pandas as pd
 
-    dropped = packets[packets["verdict"].isin(_DROPPED)]
+    dropped = packets[packets["verdict"].isin(TERMINAL_VERDICTS)]
     if dropped.empty:
         return pd.DataFrame(columns=list(DROP_COLUMNS))
     grouped = dropped.groupby(["verdict", "verdict_at", "verdict_rule"], dropna=False, sort=False)
@@ -232,7 +233,7 @@ def _answer(packets: pd.DataFrame, flows: pd.DataFrame, drops: pd.DataFrame) -> 
     sentences = [_drop_sentence(row) for row in drops.itertuples()]
     # only TCP and UDP promise an answer; neighbour discovery and the like have none
     unanswered = (flows["replies"] == 0) & flows["proto"].isin(("TCP", "UDP"))
-    silent = flows[unanswered & ~flows["verdict"].isin(_DROPPED)]
+    silent = flows[unanswered & ~flows["verdict"].isin(TERMINAL_VERDICTS)]
     if not silent.empty:
         sentences.append(f"{plural(len(silent), 'flow')} got no traced reply: "
                          + "; ".join(f"{row.client} → {row.server}" for row in silent.head(3).itertuples())

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracelog.errors import UsageError
+from tracelog.names import STEP_NAME_KEYS
 
 Record = dict[str, Any]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_NAME_KEYS = ("in_name", "out_name", "physin_name", "physout_name")
 
 
 def parse_network(text: str) -> Network:
@@ -63,7 +63,7 @@ class PacketFilter:
 
 def _names(record: Record) -> set[str]:
     found = {record.get("src_name"), record.get("dst_name")}
-    found.update(step.get(key) for step in record["steps"] for key in _NAME_KEYS)
+    found.update(step.get(key) for step in record["steps"] for key in STEP_NAME_KEYS)
     return {name for name in found if name}
 
 

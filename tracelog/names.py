@@ -30,6 +30,8 @@ BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 # Seconds for `ip link` inside a container's namespace: a local netlink dump.
 LINK_TIMEOUT = 10.0
 STEP_INTERFACES = ("in", "out", "physin", "physout")
+# the contract fields that name them, per step
+STEP_NAME_KEYS = tuple(f"{key}_name" for key in STEP_INTERFACES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +81,13 @@ def name_fields(record: Mapping[str, Any], names: Names) -> dict[str, Any]:
     "physin_name", "physout_name"}, …]}`, one step entry per record step in
     order, each value a name or None, ready to merge into the record.
     """
+    if not names:  # the usual case: nothing to look up
+        return {"src_name": None, "dst_name": None, "steps": [dict.fromkeys(STEP_NAME_KEYS) for _ in record["steps"]]}
     return {
         "src_name": names.address(record["src"]),
         "dst_name": names.address(record["dst"]),
-        "steps": [{f"{key}_name": names.interface(step[key]) for key in STEP_INTERFACES} for step in record["steps"]],
+        "steps": [dict(zip(STEP_NAME_KEYS, map(names.interface, (step[key] for key in STEP_INTERFACES)), strict=True))
+                  for step in record["steps"]],
     }
 
 

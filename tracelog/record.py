@@ -89,12 +89,6 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     return event.verdict, step_name(event), index + 1
 
 
-def _unnamed(steps: int) -> dict[str, Any]:
-    """The naming fields of a packet when no names were given: all null, as the contract has them."""
-    keys = ("in_name", "out_name", "physin_name", "physout_name")
-    return {"src_name": None, "dst_name": None, "steps": [dict.fromkeys(keys) for _ in range(steps)]}
-
-
 def packet_records(packets: Iterable[Packet], names: Names | None = None) -> Iterator[dict[str, Any]]:
     """The contract records of a packet stream, with their `flow` and the names known for them."""
     flows = FlowTracker()
@@ -102,7 +96,7 @@ def packet_records(packets: Iterable[Packet], names: Names | None = None) -> Ite
     for packet in packets:
         record = packet_record(packet)
         record["flow"] = flows.assign(record)
-        named = name_fields(record, names) if names else _unnamed(len(record["steps"]))
+        named = name_fields(record, names)
         record["src_name"], record["dst_name"] = named["src_name"], named["dst_name"]
         for step, step_names in zip(record["steps"], named["steps"], strict=True):
             step.update(step_names)

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from tracelog.analyse import STEP_COLUMNS, Record, Report, endpoint, plural, step_rows
 from tracelog.pipeline import RunStats
+from tracelog.record import TERMINAL_VERDICTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -161,7 +162,7 @@ def _ending(record: Record) -> Text:
     verdict = record["verdict"]
     if verdict:
         step = record["steps"][record["verdict_step"] - 1]
-        label = (_DONE_BY.get(verdict, str(verdict)), "bold red" if verdict in ("DROP", "REJECT") else "bold green")
+        label = (_DONE_BY.get(verdict, str(verdict)), "bold red" if verdict in TERMINAL_VERDICTS else "bold green")
         where = f" by {step['table']} {step['chain']}"
         if step["rule"]:
             return Text.assemble(label, f"{where} {_kind_and_number(step)}: {_rule_args(step)}")

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tests.lab.logdaemons import stop_process
+
 Backend = Literal["legacy", "nft"]
 
 DOCKER = "/usr/bin/docker"
@@ -277,16 +279,6 @@ def _wait_for(
     raise DockerUnavailable(f"{what} not ready after {timeout:.0f}s")
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 def _start_logged(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen(
@@ -333,7 +325,7 @@ def start_dockerd(log_dir: Path, timeout: float = 60.0) -> DockerDaemon:
             log_dir / "dockerd.log",
         )
     except BaseException:
-        _stop(containerd)
+        stop_process(containerd, timeout=30.0)
         raise
     daemon = DockerDaemon(containerd=containerd, dockerd=dockerd, log_dir=log_dir)
     try:
@@ -348,8 +340,8 @@ def stop_dockerd(daemon: DockerDaemon) -> None:
     """Remove the lab's containers, stop dockerd then containerd, delete docker0."""
     if daemon.dockerd.poll() is None:
         docker("rm", "-f", *CONTAINERS, check=False)
-    _stop(daemon.dockerd)
-    _stop(daemon.containerd)
+    stop_process(daemon.dockerd, timeout=30.0)
+    stop_process(daemon.containerd, timeout=30.0)
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         run(["ip", "link", "delete", BRIDGE])
 

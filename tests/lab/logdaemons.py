@@ -24,14 +24,15 @@ RSYSLOG_FORMATS = {
 }
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM, so a daemon flushes what it holds; SIGKILL if it will not go within `timeout`."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            process.wait(timeout=10)
 
 
 class Rsyslog:
@@ -83,7 +84,7 @@ class Rsyslog:
     def stop(self) -> None:
         """Stop rsyslogd; it flushes its files on SIGTERM."""
         if self._process is not None:
-            _stop(self._process)
+            stop_process(self._process)
             self._process = None
 
     def __exit__(
@@ -158,5 +159,5 @@ class Journald:
     def stop(self) -> None:
         """Stop journald; its private tmpfs mounts vanish with its mount namespace."""
         if self._process is not None:
-            _stop(self._process)
+            stop_process(self._process)
             self._process = None
