@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tracelog.events import SourceLine
@@ -75,7 +75,7 @@ class LineParser:
         if match is not None:
             yield from self._dispatch(match.lastgroup, line)
             return
-        outcomes = list(parse_kernel_line(line, self._year))
+        outcomes = parse_kernel_line(line, self._year)
         last = outcomes[-1] if outcomes else None
         if isinstance(last, BadLine) and last.origin is line and looks_cut(last):
             self._held = _Held(line, outcomes)
@@ -100,7 +100,7 @@ class LineParser:
         for glue in ("", " "):
             text = held.line.text.rstrip("\r") + glue + line.text
             joined = SourceLine(held.line.source, held.line.line, text)
-            outcomes = list(parse_kernel_line(joined, self._year))
+            outcomes = parse_kernel_line(joined, self._year)
             last = outcomes[-1] if outcomes else None
             if not any(isinstance(outcome, BadLine) for outcome in outcomes):
                 note = Caveat(joined, "a record wrapped over several lines was joined")
@@ -111,7 +111,7 @@ class LineParser:
                 return True
         return False
 
-    def _dispatch(self, kind: str | None, line: SourceLine) -> Iterator[Outcome]:
+    def _dispatch(self, kind: str | None, line: SourceLine) -> Iterable[Outcome]:
         """A line of one of the netlink-era formats, by the name its start matched."""
         if kind == "nft":
             return self._nft.parse(line)

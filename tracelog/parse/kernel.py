@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ from lark import Lark, Token, UnexpectedInput
 from lark.visitors import merge_transformers
 
 from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent
-from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
+from tracelog.parse.fields import FieldError, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 
@@ -119,11 +119,9 @@ def _parse(text: str, start: str) -> Any:
 # ---- the fast path -------------------------------------------------------------------------------
 # The same results as the grammar, found cheaply for the shapes real logs use;
 # anything else, and every error, goes to the grammar.  Checked against the
-# grammar on every sample line and on generated lines (tests).
+# grammar on every sample line, shifted copies of them and generated lines (tests).
 
 _TAG = re.compile(r"[ \t]*(raw|mangle|nat|filter|security):([^\s:]+):(rule|return|policy):(\d+)(?=[ \t]|$)")
-# `OPT (…)` is one field with a blank inside; everything else is blank-separated
-_FIELD_TOKEN = re.compile(r"OPT \([0-9A-Fa-f]*\)|\S+")
 _MEMO_LIMIT = 1 << 16
 
 
@@ -166,62 +164,97 @@ def _fast_prefix(text: str) -> _Prefix | None:
     return _Prefix()
 
 
-_token_fields: dict[str, tuple[Field, ...]] = {}
+# What differs between the field texts of packets of one flow: the decimal
+# values (ids, lengths, ports, sequence numbers; not ICMP `TYPE=`, which decides
+# which fields a line must have) and the option bytes, which carry TCP
+# timestamps.  A split gives [text, number, None, text, None, options, text...]:
+# the `=` or `(` before a value goes, the blank or `)` after it stays, so the
+# texts alone tell where and which kind of value was taken out.
+_VALUE = re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))")
+_MARKER = "987654321{:06d}"
+_HEADER_FIELDS = tuple(field.name for field in fields(Header))
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A field text with its values taken out, read once by the grammar.
+
+    `base` holds the attributes of the `Header` the grammar made of the text
+    with numbered markers for the values; `numbers` and `texts` say which
+    attribute each value (by its index in the split) goes back into.
+    """
+
+    base: dict[str, Any]
+    numbers: tuple[tuple[str, int], ...]
+    texts: tuple[tuple[str, int], ...]
+
+    def header(self, parts: list[str]) -> Header:
+        attributes = self.base.copy()
+        for name, index in self.numbers:
+            attributes[name] = int(parts[index])
+        for name, index in self.texts:
+            attributes[name] = parts[index]
+        return Header(**attributes)
+
+
+def _read_shape(parts: list[str]) -> _Shape | None:
+    """The shape of a split field text; None where a value does not go back cleanly.
+
+    Every marker must land whole in exactly one attribute, as a number or as
+    text; a value that ends up anywhere else (an unknown field, an interface
+    called `7`) or a shape the grammar rejects leaves the text to the grammar.
+    """
+    markers: dict[str, int] = {}
+    text = parts[0]
+    for index in range(1, len(parts), 3):
+        number, after = parts[index], parts[index + 2]
+        value = index if number is not None else index + 1
+        markers[_MARKER.format(value)] = value
+        text += ("=" if number is not None else "(") + _MARKER.format(value) + after
+    try:
+        header = build_header(_parse(text, "fields"))
+    except (UnexpectedInput, FieldError):
+        return None
+    base = {name: getattr(header, name) for name in _HEADER_FIELDS}
+    numbers = tuple((name, markers[str(value)]) for name, value in base.items()
+                    if type(value) is int and str(value) in markers)
+    texts = tuple((name, markers[value]) for name, value in base.items() if type(value) is str and value in markers)
+    if sorted(index for _, index in numbers + texts) != list(markers.values()):
+        return None
+    return _Shape(base, numbers, texts)
+
+
 _headers: dict[str, Header] = {}
-# KEY → the field name the grammar gave `KEY=<decimal>`, learnt from its first such token
-_decimal_keys: dict[str, str] = {}
+_shapes: dict[tuple[str, ...], _Shape | None] = {}
 
 
-def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
     if len(memo) >= _MEMO_LIMIT:
         memo.clear()
     memo[key] = value
 
 
-def _fast_fields(text: str) -> list[Field] | None:
-    """The field pairs of `text`, each distinct token parsed once by the grammar."""
-    pairs: list[Field] = []
-    for token in _FIELD_TOKEN.findall(text):
-        known = _token_fields.get(token) or _decimal_field(token)
-        if known is None:
-            if "[" in token or "]" in token:
-                return None  # an ICMP error's inner packet or an INCOMPLETE note
-            try:
-                known = tuple(_parse(token, "fields"))
-            except (UnexpectedInput, FieldError):
-                return None
-            _learn_decimal(token, known)
-            _remember(_token_fields, token, known)
-        pairs.extend(known)
-    return pairs
-
-
-def _decimal_field(token: str) -> tuple[Field, ...] | None:
-    """`ID=36399`, `SEQ=…`: a new number for a key the grammar already read as a number."""
-    key, _, value = token.partition("=")
-    name = _decimal_keys.get(key)
-    return ((name, int(value)),) if name is not None and value.isdigit() else None
-
-
-def _learn_decimal(token: str, fields: tuple[Field, ...]) -> None:
-    key, equals, value = token.partition("=")
-    if equals and value.isdigit() and len(fields) == 1:
-        name, parsed = fields[0]
-        if type(parsed) is int and parsed == int(value):
-            _decimal_keys[key] = name
+def _grammar_header(text: str) -> Header | None:
+    try:
+        return build_header(_parse(text, "fields"))
+    except (UnexpectedInput, FieldError):
+        return None  # the whole trace goes to the grammar, which says where and why
 
 
 def _fast_header(text: str) -> Header | None:
-    """All steps of a packet at one hook print the same fields: build their header once."""
+    """The header of a field text: the same text as a step before, or a known shape with new values."""
     header = _headers.get(text)
-    if header is None:
-        pairs = _fast_fields(text)
-        if pairs is None:
-            return None
-        try:
-            header = build_header(pairs)
-        except FieldError:
-            return None
+    if header is not None:
+        return header
+    parts = _VALUE.split(text)
+    pieces = tuple(parts[::3])
+    if pieces in _shapes:
+        shape = _shapes[pieces]
+    else:
+        shape = _read_shape(parts)
+        _remember(_shapes, pieces, shape)
+    header = _grammar_header(text) if shape is None else shape.header(parts)
+    if header is not None:
         _remember(_headers, text, header)
     return header
 
@@ -308,15 +341,34 @@ def parse_whole_line(origin: SourceLine, year: int) -> TraceEvent | None:
     return _event(trace, prefix, origin, year)
 
 
-def parse_kernel_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
+def parse_kernel_line(origin: SourceLine, year: int) -> list[Outcome]:
     """Classify and parse one kernel-log line.
 
-    Yields one outcome per record: usually one event; a `Skip` for other
+    Gives one outcome per record: usually one event; a `Skip` for other
     messages and look-alikes; a `BadLine` for a TRACE record that does not
     parse; a `Caveat` beside an event whose prefix was not recognised.  Two
-    records joined on one line (a lost newline) yield two events when the
+    records joined on one line (a lost newline) give two events when the
     first one's fields are complete.
     """
+    event = _single_record(origin, year)
+    return [event] if event is not None else list(_records(origin, year))
+
+
+def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
+    """The event of a line holding one record with a usual prefix, as nearly every line does."""
+    text = origin.text
+    at = text.find(MARK)
+    if at < 0 or text.find(MARK, at + len(MARK)) >= 0:
+        return None
+    prefix = _fast_prefix(text[:at])
+    trace = _fast_trace(text, at + len(MARK), len(text))
+    if prefix is None or trace is None:
+        return None
+    return _event(trace, prefix, origin, year)
+
+
+def _records(origin: SourceLine, year: int) -> Iterator[Outcome]:
+    """Every record of any line, look-alikes, damage and joins included (see `parse_kernel_line`)."""
     text = origin.text
     starts = [match.start() for match in _RECORD.finditer(text)]
     if not starts:
