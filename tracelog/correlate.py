@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from tracelog import netfilter
 from tracelog.events import Header, TraceEvent
@@ -24,6 +25,7 @@ from tracelog.events import Header, TraceEvent
 DEFAULT_WINDOW = 5000
 
 _NAT_FIELDS = ("src", "dst", "sport", "dport", "icmp_id")
+_nat_values = attrgetter(*_NAT_FIELDS)
 _DNAT_FIELDS = frozenset({"dst", "dport", "icmp_id"})
 _SNAT_FIELDS = frozenset({"src", "sport", "icmp_id"})
 
@@ -168,9 +170,12 @@ def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
 def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[str] | None:
     """The NAT fields that differ, or None if one differs where NAT cannot run."""
     before, after = packet.header, event.header
+    if before is after:  # the same field text as the last step: nothing changed
+        return []
     if before.physin and after.physin and before.physin != after.physin:
         return None
-    changed = [name for name in _NAT_FIELDS if getattr(before, name) != getattr(after, name)]
+    changed = [name for name, old, new in zip(_NAT_FIELDS, _nat_values(before), _nat_values(after), strict=True)
+               if old != new]
     if not changed:
         return changed
     allowed: set[str] = set()

@@ -34,17 +34,9 @@ def step_name(event: TraceEvent) -> str:
     return name if number is None else f"{name}:{number}"
 
 
-def step_record(step: Step) -> dict[str, Any]:
-    event, header = step.event, step.event.header
+def header_fields(header: Header) -> dict[str, Any]:
+    """What a step record shows of its header: addresses, ports, interfaces, TTL."""
     return {
-        "table": event.table,
-        "chain": event.chain,
-        "kind": event.kind,
-        "rulenum": event.rulenum,
-        "handle": event.handle,
-        "nf_family": event.nf_family,
-        "hook": step.hook,
-        "time": stamp_value(event.stamp),
         "src": str(header.src),
         "dst": str(header.dst),
         "sport": header.sport,
@@ -55,12 +47,40 @@ def step_record(step: Step) -> dict[str, Any]:
         "physin": header.physin,
         "physout": header.physout,
         "ttl": header.ttl,
-        "source": event.origin.source,
-        "line": event.origin.line,
-        "rule": event.rule,
-        "verdict": event.verdict,
-        "mismatch": event.mismatch,
     }
+
+
+def step_records(steps: Iterable[Step]) -> list[dict[str, Any]]:
+    """The step records of one packet.
+
+    The steps of a packet at one hook usually share one `Header` object (the
+    parsers reuse the header of an identical field text), so each header's
+    part of the record is made once.
+    """
+    shown: dict[int, dict[str, Any]] = {}
+    records = []
+    for step in steps:
+        event, header = step.event, step.event.header
+        fields = shown.get(id(header))
+        if fields is None:
+            fields = shown[id(header)] = header_fields(header)
+        records.append({
+            "table": event.table,
+            "chain": event.chain,
+            "kind": event.kind,
+            "rulenum": event.rulenum,
+            "handle": event.handle,
+            "nf_family": event.nf_family,
+            "hook": step.hook,
+            "time": stamp_value(event.stamp),
+            **fields,
+            "source": event.origin.source,
+            "line": event.origin.line,
+            "rule": event.rule,
+            "verdict": event.verdict,
+            "mismatch": event.mismatch,
+        })
+    return records
 
 
 def inner_record(inner: Header | None) -> dict[str, Any] | None:
@@ -125,7 +145,7 @@ def packet_record(packet: Packet) -> dict[str, Any]:
         "inner": inner_record(header.inner),
         "first_seen": stamp_value(first.stamp),
         "last_seen": stamp_value(last.stamp),
-        "steps": [step_record(step) for step in packet.steps],
+        "steps": step_records(packet.steps),
         "rewrites": [
             {"step": rewrite.step, "field": rewrite.field, "from": rewrite.old, "to": rewrite.new}
             for rewrite in packet.rewrites
