@@ -181,12 +181,14 @@ class _Shape:
 
     `base` holds the attributes of the `Header` the grammar made of the text
     with numbered markers for the values; `numbers` and `texts` say which
-    attribute each value (by its index in the split) goes back into.
+    attribute each value (by its index in the split) goes back into; `inner`
+    is the shape of the packet an ICMP error quotes.
     """
 
     base: dict[str, Any]
     numbers: tuple[tuple[str, int], ...]
     texts: tuple[tuple[str, int], ...]
+    inner: _Shape | None
 
     def header(self, parts: list[str]) -> Header:
         attributes = self.base.copy()
@@ -194,7 +196,23 @@ class _Shape:
             attributes[name] = int(parts[index])
         for name, index in self.texts:
             attributes[name] = parts[index]
+        if self.inner is not None:
+            attributes["inner"] = self.inner.header(parts)
         return Header(**attributes)
+
+    def indices(self) -> list[int]:
+        """Where the values this shape puts back are, in the split (inner packet included)."""
+        inner = self.inner.indices() if self.inner is not None else []
+        return [index for _, index in self.numbers + self.texts] + inner
+
+
+def _template(header: Header, markers: dict[str, int]) -> _Shape:
+    base = {name: getattr(header, name) for name in _HEADER_FIELDS}
+    numbers = tuple((name, markers[str(value)]) for name, value in base.items()
+                    if type(value) is int and str(value) in markers)
+    texts = tuple((name, markers[value]) for name, value in base.items() if type(value) is str and value in markers)
+    inner = _template(header.inner, markers) if header.inner is not None else None
+    return _Shape(base, numbers, texts, inner)
 
 
 def _read_shape(parts: list[str]) -> _Shape | None:
@@ -212,16 +230,10 @@ def _read_shape(parts: list[str]) -> _Shape | None:
         markers[_MARKER.format(value)] = value
         text += ("=" if number is not None else "(") + _MARKER.format(value) + after
     try:
-        header = build_header(_parse(text, "fields"))
+        shape = _template(build_header(_parse(text, "fields")), markers)
     except (UnexpectedInput, FieldError):
         return None
-    base = {name: getattr(header, name) for name in _HEADER_FIELDS}
-    numbers = tuple((name, markers[str(value)]) for name, value in base.items()
-                    if type(value) is int and str(value) in markers)
-    texts = tuple((name, markers[value]) for name, value in base.items() if type(value) is str and value in markers)
-    if sorted(index for _, index in numbers + texts) != list(markers.values()):
-        return None
-    return _Shape(base, numbers, texts)
+    return shape if sorted(shape.indices()) == list(markers.values()) else None
 
 
 _headers: dict[str, Header] = {}
