@@ -121,7 +121,10 @@ def _parse(text: str, start: str) -> Any:
 # anything else, and every error, goes to the grammar.  Checked against the
 # grammar on every sample line, shifted copies of them and generated lines (tests).
 
-_TAG = re.compile(r"[ \t]*(raw|mangle|nat|filter|security):([^\s:]+):(rule|return|policy):(\d+)(?=[ \t]|$)")
+_TAG = re.compile(
+    r"[ \t]*(?P<table>raw|mangle|nat|filter|security):(?P<chain>[^\s:]+):(?P<kind>rule|return|policy):(?P<number>\d+)"
+    r"(?=[ \t]|$)"
+)
 _MEMO_LIMIT = 1 << 16
 
 
@@ -146,10 +149,19 @@ def _prefix_pattern() -> re.Pattern[str]:
     )
 
 
+@functools.cache
+def _record_pattern() -> re.Pattern[str]:
+    """A usual prefix, the mark and the tag: the start of a line that holds one record."""
+    return re.compile(_prefix_pattern().pattern + MARK + _TAG.pattern)
+
+
 def _fast_prefix(text: str) -> _Prefix | None:
     match = _prefix_pattern().fullmatch(text)
-    if match is None:
-        return None
+    return None if match is None else _matched_prefix(match)
+
+
+def _matched_prefix(match: re.Match[str]) -> _Prefix:
+    """The prefix the groups of `_prefix_pattern` (alone or inside `_record_pattern`) found."""
     uptime, ctime, syslog, iso, host, inner, kmsg = match.group("uptime", "ctime", "syslog", "iso", "host", "inner",
                                                                 "kmsg")
     if uptime:
@@ -369,14 +381,14 @@ def parse_kernel_line(origin: SourceLine, year: int) -> list[Outcome]:
 def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     """The event of a line holding one record with a usual prefix, as nearly every line does."""
     text = origin.text
-    at = text.find(MARK)
-    if at < 0 or text.find(MARK, at + len(MARK)) >= 0:
+    record = _record_pattern().match(text)
+    if record is None or text.count(MARK) > 1:
         return None
-    prefix = _fast_prefix(text[:at])
-    trace = _fast_trace(text, at + len(MARK), len(text))
-    if prefix is None or trace is None:
+    header = _fast_header(text[record.end() :].strip())
+    if header is None:
         return None
-    return _event(trace, prefix, origin, year)
+    table, chain, kind, number = record.group("table", "chain", "kind", "number")
+    return _event(((table, chain, kind, int(number)), header), _matched_prefix(record), origin, year)
 
 
 def _records(origin: SourceLine, year: int) -> Iterator[Outcome]:
