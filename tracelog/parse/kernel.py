@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -184,33 +184,33 @@ def _matched_prefix(match: re.Match[str]) -> _Prefix:
 # texts alone tell where and which kind of value was taken out.
 _VALUE = re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))")
 _MARKER = "987654321{:06d}"
-_HEADER_FIELDS = tuple(field.name for field in fields(Header))
+_INNER = Header._fields.index("inner")
 
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
     """A field text with its values taken out, read once by the grammar.
 
-    `base` holds the attributes of the `Header` the grammar made of the text
-    with numbered markers for the values; `numbers` and `texts` say which
-    attribute each value (by its index in the split) goes back into; `inner`
-    is the shape of the packet an ICMP error quotes.
+    `base` holds the `Header` values the grammar made of the text with
+    numbered markers for the values; `numbers` and `texts` say which header
+    field (by position) each value (by its index in the split) goes back into;
+    `inner` is the shape of the packet an ICMP error quotes.
     """
 
-    base: dict[str, Any]
-    numbers: tuple[tuple[str, int], ...]
-    texts: tuple[tuple[str, int], ...]
+    base: tuple[Any, ...]
+    numbers: tuple[tuple[int, int], ...]
+    texts: tuple[tuple[int, int], ...]
     inner: _Shape | None
 
     def header(self, parts: list[str]) -> Header:
-        attributes = self.base.copy()
-        for name, index in self.numbers:
-            attributes[name] = int(parts[index])
-        for name, index in self.texts:
-            attributes[name] = parts[index]
+        values = list(self.base)
+        for field, index in self.numbers:
+            values[field] = int(parts[index])
+        for field, index in self.texts:
+            values[field] = parts[index]
         if self.inner is not None:
-            attributes["inner"] = self.inner.header(parts)
-        return Header(**attributes)
+            values[_INNER] = self.inner.header(parts)
+        return Header._make(values)
 
     def indices(self) -> list[int]:
         """Where the values this shape puts back are, in the split (inner packet included)."""
@@ -219,12 +219,12 @@ class _Shape:
 
 
 def _template(header: Header, markers: dict[str, int]) -> _Shape:
-    base = {name: getattr(header, name) for name in _HEADER_FIELDS}
-    numbers = tuple((name, markers[str(value)]) for name, value in base.items()
+    numbers = tuple((field, markers[str(value)]) for field, value in enumerate(header)
                     if type(value) is int and str(value) in markers)
-    texts = tuple((name, markers[value]) for name, value in base.items() if type(value) is str and value in markers)
+    texts = tuple((field, markers[value]) for field, value in enumerate(header)
+                  if type(value) is str and value in markers)
     inner = _template(header.inner, markers) if header.inner is not None else None
-    return _Shape(base, numbers, texts, inner)
+    return _Shape(tuple(header), numbers, texts, inner)
 
 
 def _read_shape(parts: list[str]) -> _Shape | None:

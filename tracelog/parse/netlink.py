@@ -175,7 +175,7 @@ class PacketMemory:
         if header is None:
             return Skip.NON_IP
         if step.mark is not None:
-            header = replace(header, mark=step.mark)
+            header = header._replace(mark=step.mark)
         return TraceEvent(
             table=step.table,
             chain=step.chain,

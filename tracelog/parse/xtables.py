@@ -10,7 +10,7 @@ so that `build_header` gives a `Header` that means what a kernel-log one does.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 from lark import Token, Transformer
@@ -173,7 +173,7 @@ def _header(fields: list[Field]) -> Header | None:
         return None
     header = build_header(_kernel_fields(fields), complete=False)
     if header.family == "ipv6" and header.length is not None:
-        header = replace(header, length=header.length + _IPV6_LEN_SHORTFALL)
+        header = header._replace(length=header.length + _IPV6_LEN_SHORTFALL)
     return header
 
 
