@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lark import Lark, Token, UnexpectedInput
 from lark.visitors import merge_transformers
@@ -34,9 +34,8 @@ Trace = tuple[tuple[str, str, str, int], Header]
 """The tag (table, chain, kind, rule number) and the header of one record."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Prefix:
-    """The parts of a log prefix, still as text (the year comes later)."""
+class _Prefix(NamedTuple):
+    """The parts of a log prefix, still as text (the year comes later); one per line, so a cheap tuple."""
 
     host: str | None = None
     uptime: float | None = None
