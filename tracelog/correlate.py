@@ -12,6 +12,7 @@ first appearance.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -97,23 +98,20 @@ class _OpenPacket:
         return Packet(self.number, tuple(self.steps), tuple(self.rewrites))
 
 
+_identity_fields = attrgetter(
+    "family", "proto", "ip_id", "flowlabel", "length", "tcp_seq", "tcp_ack", "icmp_type", "icmp_code", "icmp_seq",
+    "udp_length",
+)
+
+
 def identity(event: TraceEvent) -> Identity:
-    """The fields that stay the same for one packet at every hook."""
-    h = event.header
-    return (
-        event.host,
-        h.family,
-        h.proto,
-        h.ip_id,
-        h.flowlabel,
-        h.length,
-        h.tcp_seq,
-        h.tcp_ack,
-        h.icmp_type,
-        h.icmp_code,
-        h.icmp_seq,
-        h.udp_length,
-    )
+    """The fields that stay the same for one packet at every hook (and the host that logged it)."""
+    return event.host, _identity_fields(event.header)
+
+
+@functools.lru_cache(maxsize=256)
+def _builtin_stage(table: str, chain: str) -> Stage:
+    return chain, netfilter.table_priority(table, chain)
 
 
 def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
@@ -126,7 +124,7 @@ def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
     """
     chain = event.chain
     if chain in netfilter.BUILTIN_CHAINS:
-        return chain, netfilter.table_priority(event.table, chain)
+        return _builtin_stage(event.table, chain)
     native_hook = netfilter.hook_of_chain(chain) if chain.islower() else None
     if native_hook is not None:
         return native_hook, None
@@ -174,10 +172,10 @@ def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[s
         return []
     if before.physin and after.physin and before.physin != after.physin:
         return None
-    changed = [name for name, old, new in zip(_NAT_FIELDS, _nat_values(before), _nat_values(after), strict=True)
-               if old != new]
-    if not changed:
-        return changed
+    old, new = _nat_values(before), _nat_values(after)
+    if old == new:  # usually the very same address objects: compared by identity
+        return []
+    changed = [name for name, was, now in zip(_NAT_FIELDS, old, new, strict=True) if was != now]
     allowed: set[str] = set()
     before_hook, after_hook = packet.stage[0], stage[0]
     if before_hook is not None and after_hook is not None:

@@ -61,10 +61,8 @@ def packet_ends(record: Mapping[str, Any]) -> list[Ends]:
     """
     proto, icmp_type, icmp_id = str(record["proto"]).upper(), record.get("icmp_type"), record.get("icmp_id")
     # most steps of a packet show the same ends: build each distinct one once
-    seen = dict.fromkeys(
-        (step["src"], step["dst"], step.get("sport"), step.get("dport"), step.get("icmp_id", icmp_id))
-        for step in record["steps"]
-    )
+    seen = {(step["src"], step["dst"], step.get("sport"), step.get("dport"), step.get("icmp_id", icmp_id)): None
+            for step in record["steps"]}
     return [Ends(proto, src, dst, sport, dport, icmp_type, echo) for src, dst, sport, dport, echo in seen]
 
 

@@ -79,10 +79,11 @@ def name_fields(record: Mapping[str, Any], names: Names) -> dict[str, Any]:
 
     Returns `{"src_name", "dst_name", "steps": [{"in_name", "out_name",
     "physin_name", "physout_name"}, …]}`, one step entry per record step in
-    order, each value a name or None, ready to merge into the record.
+    order, each value a name or None, ready to merge into the record (the
+    step entries may be one shared dict: read them, do not change them).
     """
     if not names:  # the usual case: nothing to look up
-        return {"src_name": None, "dst_name": None, "steps": [dict.fromkeys(STEP_NAME_KEYS) for _ in record["steps"]]}
+        return {"src_name": None, "dst_name": None, "steps": [dict.fromkeys(STEP_NAME_KEYS)] * len(record["steps"])}
     return {
         "src_name": names.address(record["src"]),
         "dst_name": names.address(record["dst"]),

@@ -6,11 +6,12 @@ or removed.  The analysis frames and every renderer start from them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tracelog.correlate import Packet, Step
-from tracelog.events import Header, Stamp, TraceEvent
+from tracelog.events import Address, Header, Stamp, TraceEvent
 from tracelog.flows import FlowTracker
 from tracelog.names import Names, name_fields
 from tracelog.ruleset import FINAL_TARGETS
@@ -34,11 +35,17 @@ def step_name(event: TraceEvent) -> str:
     return name if number is None else f"{name}:{number}"
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def address_text(address: Address) -> str:
+    """An address as records print it; remembered, as `str` of an IPv6 address costs microseconds."""
+    return str(address)
+
+
 def header_fields(header: Header) -> dict[str, Any]:
     """What a step record shows of its header: addresses, ports, interfaces, TTL."""
     return {
-        "src": str(header.src),
-        "dst": str(header.dst),
+        "src": address_text(header.src),
+        "dst": address_text(header.dst),
         "sport": header.sport,
         "dport": header.dport,
         "icmp_id": header.icmp_id,
@@ -88,7 +95,7 @@ def inner_record(inner: Header | None) -> dict[str, Any] | None:
     if inner is None:
         return None
     return {
-        "src": str(inner.src), "dst": str(inner.dst), "proto": inner.proto, "sport": inner.sport,
+        "src": address_text(inner.src), "dst": address_text(inner.dst), "proto": inner.proto, "sport": inner.sport,
         "dport": inner.dport, "icmp_type": inner.icmp_type, "icmp_id": inner.icmp_id,
     }
 
@@ -101,8 +108,11 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     that simply stops, or steps without verdicts (a kernel log without a
     ruleset snapshot), give None: unknown, never a guess.
     """
-    last = len(packet.steps) - 1
-    index = next((i for i, s in enumerate(packet.steps) if s.event.verdict in TERMINAL_VERDICTS), last)
+    index = len(packet.steps) - 1
+    for position, step in enumerate(packet.steps):
+        if step.event.verdict in TERMINAL_VERDICTS:
+            index = position
+            break
     event = packet.steps[index].event
     if event.verdict not in FINAL_TARGETS:
         return None, None, None
@@ -134,8 +144,8 @@ def packet_record(packet: Packet) -> dict[str, Any]:
         "host": first.host,
         "family": header.family,
         "proto": header.proto,
-        "src": str(header.src),
-        "dst": str(header.dst),
+        "src": address_text(header.src),
+        "dst": address_text(header.dst),
         "sport": header.sport,
         "dport": header.dport,
         "icmp_type": header.icmp_type,

@@ -124,7 +124,6 @@ _TAG = re.compile(
     r"[ \t]*(?P<table>raw|mangle|nat|filter|security):(?P<chain>[^\s:]+):(?P<kind>rule|return|policy):(?P<number>\d+)"
     r"(?=[ \t]|$)"
 )
-_MEMO_LIMIT = 1 << 16
 
 
 @functools.cache
@@ -247,12 +246,17 @@ def _read_shape(parts: list[str]) -> _Shape | None:
     return shape if sorted(shape.indices()) == list(markers.values()) else None
 
 
+# The same field text comes back within one packet, a few lines apart: a small
+# memo keeps the working set in the CPU caches.  Shapes are few and costly to
+# read again (the grammar runs), so many more of them are kept.
 _headers: dict[str, Header] = {}
+_HEADERS_KEPT = 1 << 12
 _shapes: dict[tuple[str, ...], _Shape | None] = {}
+_SHAPES_KEPT = 1 << 14
 
 
-def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(memo) >= _MEMO_LIMIT:
+def _remember(memo: dict[Any, Any], limit: int, key: Any, value: Any) -> None:
+    if len(memo) >= limit:
         memo.clear()
     memo[key] = value
 
@@ -275,10 +279,10 @@ def _fast_header(text: str) -> Header | None:
         shape = _shapes[pieces]
     else:
         shape = _read_shape(parts)
-        _remember(_shapes, pieces, shape)
+        _remember(_shapes, _SHAPES_KEPT, pieces, shape)
     header = _grammar_header(text) if shape is None else shape.header(parts)
     if header is not None:
-        _remember(_headers, text, header)
+        _remember(_headers, _HEADERS_KEPT, text, header)
     return header
 
 
