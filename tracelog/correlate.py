@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import NamedTuple
 
 from tracelog import netfilter
 from tracelog.events import Header, TraceEvent
@@ -33,12 +34,12 @@ _SNAT_FIELDS = frozenset({"src", "sport", "icmp_id"})
 Identity = tuple[object, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """One event in a packet's timeline, with the hook it ran at.
 
     The hook of a user-defined chain is not in the log line: it is the hook of
-    the built-in chain that jumped to it, known only once correlated.
+    the built-in chain that jumped to it, known only once correlated.  A named
+    tuple, as one is made for every line.
     """
 
     event: TraceEvent

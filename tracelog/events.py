@@ -1,8 +1,9 @@
 """The records the parse layer produces: one `TraceEvent` per TRACE step.
 
-Every layer after parsing sees only these immutable records with plain types
-(frozen dataclasses, and a named tuple for the big `Header`); no lark object
-escapes the parse layer.
+Every layer after parsing sees only these immutable records with plain types:
+frozen dataclasses, and named tuples for what is made once per line or more
+(a frozen dataclass costs a call per field to build); no lark object escapes
+the parse layer.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ StepKind = Literal["rule", "return", "policy"]
 NfFamily = Literal["ip", "ip6", "inet", "bridge", "arp", "netdev"]
 
 
-@dataclass(frozen=True, slots=True)
-class SourceLine:
+class SourceLine(NamedTuple):
     """One input line with its file name and 1-based number.
 
-    Events keep theirs as provenance: for reports, never for equality.
+    Events keep theirs as provenance: for reports, never for equality.  A
+    named tuple, as one is made for every line read.
     """
 
     source: str
@@ -30,13 +31,13 @@ class SourceLine:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Stamp:
+class Stamp(NamedTuple):
     """When the log says an event happened.
 
     A kernel log can give the uptime (`[  72.8]`), a wall clock, or both; the
     wall clock may lack a year (RFC 3164 syslog), in which case the parser
-    fills in the year it was told to assume and says so in `assumed_year`.
+    fills in the year it was told to assume and says so in `assumed_year`.  A
+    named tuple, as one is made for every line.
     """
 
     uptime: float | None = None
