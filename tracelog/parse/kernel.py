@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -16,6 +15,7 @@ from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent
 from tracelog.parse.fields import FieldError, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
+from tracelog.parse.shapes import ShapeMemo
 
 MARK = "TRACE:"
 
@@ -174,93 +174,6 @@ def _matched_prefix(match: re.Match[str]) -> _Prefix:
     return _Prefix()
 
 
-# What differs between the field texts of packets of one flow: the decimal
-# values (ids, lengths, ports, sequence numbers; not ICMP `TYPE=`, which decides
-# which fields a line must have) and the option bytes, which carry TCP
-# timestamps.  A split gives [text, number, None, text, None, options, text...]:
-# the `=` or `(` before a value goes, the blank or `)` after it stays, so the
-# texts alone tell where and which kind of value was taken out.
-_VALUE = re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))")
-_MARKER = "987654321{:06d}"
-_INNER = Header._fields.index("inner")
-
-
-@dataclass(frozen=True, slots=True)
-class _Shape:
-    """A field text with its values taken out, read once by the grammar.
-
-    `base` holds the `Header` values the grammar made of the text with
-    numbered markers for the values; `numbers` and `texts` say which header
-    field (by position) each value (by its index in the split) goes back into;
-    `inner` is the shape of the packet an ICMP error quotes.
-    """
-
-    base: tuple[Any, ...]
-    numbers: tuple[tuple[int, int], ...]
-    texts: tuple[tuple[int, int], ...]
-    inner: _Shape | None
-
-    def header(self, parts: list[str]) -> Header:
-        values = list(self.base)
-        for field, index in self.numbers:
-            values[field] = int(parts[index])
-        for field, index in self.texts:
-            values[field] = parts[index]
-        if self.inner is not None:
-            values[_INNER] = self.inner.header(parts)
-        return Header._make(values)
-
-    def indices(self) -> list[int]:
-        """Where the values this shape puts back are, in the split (inner packet included)."""
-        inner = self.inner.indices() if self.inner is not None else []
-        return [index for _, index in self.numbers + self.texts] + inner
-
-
-def _template(header: Header, markers: dict[str, int]) -> _Shape:
-    numbers = tuple((field, markers[str(value)]) for field, value in enumerate(header)
-                    if type(value) is int and str(value) in markers)
-    texts = tuple((field, markers[value]) for field, value in enumerate(header)
-                  if type(value) is str and value in markers)
-    inner = _template(header.inner, markers) if header.inner is not None else None
-    return _Shape(tuple(header), numbers, texts, inner)
-
-
-def _read_shape(parts: list[str]) -> _Shape | None:
-    """The shape of a split field text; None where a value does not go back cleanly.
-
-    Every marker must land whole in exactly one attribute, as a number or as
-    text; a value that ends up anywhere else (an unknown field, an interface
-    called `7`) or a shape the grammar rejects leaves the text to the grammar.
-    """
-    markers: dict[str, int] = {}
-    text = parts[0]
-    for index in range(1, len(parts), 3):
-        number, after = parts[index], parts[index + 2]
-        value = index if number is not None else index + 1
-        markers[_MARKER.format(value)] = value
-        text += ("=" if number is not None else "(") + _MARKER.format(value) + after
-    try:
-        shape = _template(build_header(_parse(text, "fields")), markers)
-    except (UnexpectedInput, FieldError):
-        return None
-    return shape if sorted(shape.indices()) == list(markers.values()) else None
-
-
-# The same field text comes back within one packet, a few lines apart: a small
-# memo keeps the working set in the CPU caches.  Shapes are few and costly to
-# read again (the grammar runs), so many more of them are kept.
-_headers: dict[str, Header] = {}
-_HEADERS_KEPT = 1 << 12
-_shapes: dict[tuple[str, ...], _Shape | None] = {}
-_SHAPES_KEPT = 1 << 14
-
-
-def _remember(memo: dict[Any, Any], limit: int, key: Any, value: Any) -> None:
-    if len(memo) >= limit:
-        memo.clear()
-    memo[key] = value
-
-
 def _grammar_header(text: str) -> Header | None:
     try:
         return build_header(_parse(text, "fields"))
@@ -268,29 +181,23 @@ def _grammar_header(text: str) -> Header | None:
         return None  # the whole trace goes to the grammar, which says where and why
 
 
-def _fast_header(text: str) -> Header | None:
-    """The header of a field text: the same text as a step before, or a known shape with new values."""
-    header = _headers.get(text)
-    if header is not None:
-        return header
-    parts = _VALUE.split(text)
-    pieces = tuple(parts[::3])
-    if pieces in _shapes:
-        shape = _shapes[pieces]
-    else:
-        shape = _read_shape(parts)
-        _remember(_shapes, _SHAPES_KEPT, pieces, shape)
-    header = _grammar_header(text) if shape is None else shape.header(parts)
-    if header is not None:
-        _remember(_headers, _HEADERS_KEPT, text, header)
-    return header
+# What differs between the field texts of packets of one flow: the decimal
+# values (ids, lengths, ports, sequence numbers; not ICMP `TYPE=`, which decides
+# which fields a line must have) and the option bytes, which carry TCP
+# timestamps.  The `=` or `(` before a value is consumed with it; the blank or
+# `)` after it stays, so the texts alone tell where which kind of value was.
+_FIELDS = ShapeMemo(
+    re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))"),
+    ("=", "("),
+    _grammar_header,
+)
 
 
 def _fast_trace(text: str, start: int, end: int) -> Trace | None:
     tag = _TAG.match(text, start, end)
     if tag is None:
         return None
-    header = _fast_header(text[tag.end() : end].strip())
+    header = _FIELDS.header(text[tag.end() : end].strip())
     if header is None:
         return None
     table, chain, kind, number = tag.groups()
@@ -387,7 +294,7 @@ def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     record = _record_pattern().match(text)
     if record is None or text.count(MARK) > 1:
         return None
-    header = _fast_header(text[record.end() :].strip())
+    header = _FIELDS.header(text[record.end() :].strip())
     if header is None:
         return None
     table, chain, kind, number = record.group("table", "chain", "kind", "number")

@@ -190,6 +190,14 @@ class PacketMemory:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class KnownPacket:
+    """A packet line whose header a `ShapeMemo` already gave (no fields left to read)."""
+
+    trace_id: str
+    header: Header
+
+
 class PacketLine(Protocol):
     """What a monitor's packet line gives: the trace id its header is for."""
 
@@ -208,7 +216,7 @@ class MonitorParser:
 
     def __init__(
         self,
-        parse: Callable[[str], PacketLine | TraceStep | Skip],
+        parse: Callable[[str], PacketLine | KnownPacket | TraceStep | Skip],
         header: Callable[[Any], Header | None],
         damaged_packet_id: Callable[[str], str | None],
     ) -> None:
@@ -228,5 +236,7 @@ class MonitorParser:
             yield line
         elif isinstance(line, TraceStep):
             yield self._packets.step_outcome(line, origin)
+        elif isinstance(line, KnownPacket):
+            self._packets.remember(line.trace_id, line.header)
         else:
             yield from self._packets.learn(line.trace_id, lambda: self._header(line), origin)

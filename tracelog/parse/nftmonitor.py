@@ -24,12 +24,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from lark import Token, Transformer
+from lark import Token, Transformer, UnexpectedInput
 
 from tracelog.events import Header, NfFamily, StepKind
 from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
+    KnownPacket,
     MonitorParser,
     StepLineMemo,
     TraceStep,
@@ -39,6 +40,7 @@ from tracelog.parse.netlink import (
     verdict_name,
 )
 from tracelog.parse.outcome import Skip
+from tracelog.parse.shapes import ShapeMemo
 
 Statement = tuple[str, str]
 """One `packet:` statement: `ip saddr`, `iif`, `@th,64,96`... and its value as printed."""
@@ -169,42 +171,29 @@ def _grammar(text: str) -> _PacketLine | TraceStep | Skip:
 
 _STEPS = StepLineMemo(re.compile(r"trace id ([0-9a-f]+) "))
 
-# Packet lines differ from packet to packet mostly in their decimal values (ip
-# id, lengths, ports, sequence numbers).  Each such word is swapped for a
-# numbered marker, the grammar reads that shape once, and the digits go back in
-# (values stay text in a `_PacketLine`, so this is exact).
-_PACKET = re.compile(r"trace id ([0-9a-f]+) (.*? packet: )(.*)$")
-_DECIMAL_WORD = re.compile(r"(?<!\S)\d+(?!\S)")
-_MARKER = "987654321{:06d}"
-_MARKER_STEM = _MARKER[:9]
-_shapes: dict[str, _PacketLine] = {}
+_PACKET = re.compile(r"trace id ([0-9a-f]+) .*? packet: (.*)$")
 
 
-def _packet_line(match: re.Match[str]) -> _PacketLine | TraceStep | Skip:
-    trace_id, head, statements = match.groups()
-    words: list[str] = []
-
-    def marker(number: re.Match[str]) -> str:
-        words.append(number.group())
-        return _MARKER.format(len(words) - 1)
-
-    shape = f"trace id 0 {head}{_DECIMAL_WORD.sub(marker, statements)}"
-    template = _shapes.get(shape)
-    if template is None:
-        parsed = _grammar(shape)
-        if not isinstance(parsed, _PacketLine):
-            return _grammar(match.string)
-        if len(_shapes) >= 1 << 14:
-            _shapes.clear()
-        _shapes[shape] = template = parsed
-    values = {_MARKER.format(index): word for index, word in enumerate(words)}
-    return _PacketLine(trace_id, [(key, values.get(value, value)) for key, value in template.statements])
+def _read_statements(text: str) -> Header | None:
+    """The header of a `packet:` line's statements, by the grammar; None if the line's own parse must say why."""
+    try:
+        line = _grammar(f"trace id 0 ip t c packet: {text}")
+        return _header(line.statements) if isinstance(line, _PacketLine) else None
+    except (UnexpectedInput, FieldError):
+        return None
 
 
-def _parse(text: str) -> _PacketLine | TraceStep | Skip:
+# Packet lines differ from packet to packet in their trace id and decimal
+# values (ip id, lengths, ports, sequence numbers).
+_STATEMENTS = ShapeMemo(re.compile(r" (\d+)(?![^ \t])"), (" ",), _read_statements)
+
+
+def _parse(text: str) -> _PacketLine | KnownPacket | TraceStep | Skip:
     packet = _PACKET.match(text)
-    if packet is not None and _MARKER_STEM not in text:
-        return _packet_line(packet)
+    if packet is not None:
+        header = _STATEMENTS.header(packet.group(2))
+        if header is not None:
+            return KnownPacket(packet.group(1), header)
     return _STEPS.parse(text, _grammar)
 
 

@@ -13,14 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from lark import Token, Transformer
+from lark import Token, Transformer, UnexpectedInput
 from lark.visitors import merge_transformers
 
 from tracelog.events import Header, StepKind
-from tracelog.parse.fields import Field, FieldsTransformer, build_header
+from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     NFPROTO_FAMILIES,
+    KnownPacket,
     MonitorParser,
     StepLineMemo,
     TraceStep,
@@ -29,6 +30,7 @@ from tracelog.parse.netlink import (
     tos_fields,
     verdict_name,
 )
+from tracelog.parse.shapes import ShapeMemo
 
 _NFT_RETURN = 0xFFFFFFFB  # NFT_RETURN (-5): print_verdict() has no word for it
 _TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
@@ -116,9 +118,28 @@ def _grammar(text: str) -> _PacketLine | TraceStep:
 
 
 _STEPS = StepLineMemo(re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "))
+_PACKET = re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)")
 
 
-def _parse(text: str) -> _PacketLine | TraceStep:
+def _read_packet_fields(text: str) -> Header | None:
+    """The header of a PACKET line's fields, by the grammar; None if the line's own parse must say why."""
+    try:
+        line = _grammar(f"PACKET: 0 0 {text}")
+        return _header(line.fields) if isinstance(line, _PacketLine) else None
+    except (UnexpectedInput, FieldError):
+        return None
+
+
+# PACKET lines differ from packet to packet in their trace id and decimal values
+_PACKET_FIELDS = ShapeMemo(re.compile(r"=(?<!TYPE=)(\d+)(?![^ \t])"), ("=",), _read_packet_fields)
+
+
+def _parse(text: str) -> _PacketLine | KnownPacket | TraceStep:
+    packet = _PACKET.match(text)
+    if packet is not None:
+        header = _PACKET_FIELDS.header(packet.group(2))
+        if header is not None:
+            return KnownPacket(packet.group(1), header)
     return _STEPS.parse(text, _grammar)
 
 
