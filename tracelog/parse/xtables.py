@@ -130,8 +130,9 @@ def _read_packet_fields(text: str) -> Header | None:
         return None
 
 
-# PACKET lines differ from packet to packet in their trace id and decimal values
-_PACKET_FIELDS = ShapeMemo(re.compile(r"=(?<!TYPE=)(\d+)(?![^ \t])"), ("=",), _read_packet_fields)
+# PACKET lines differ from packet to packet in their trace id and decimal
+# values; `MACPROTO=0800` is not one (it becomes part of the MAC= field)
+_PACKET_FIELDS = ShapeMemo(re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"), ("=",), _read_packet_fields)
 
 
 def _parse(text: str) -> _PacketLine | KnownPacket | TraceStep:
