@@ -238,8 +238,11 @@ class Correlator:
         return self._ready()
 
     def _continue(self, event: TraceEvent, key: Identity) -> _OpenPacket | None:
-        candidates: Iterable[_OpenPacket] = reversed(self._by_identity.get(key, ()))
-        if event.trace_id is not None:
+        same_identity = self._by_identity.get(key)
+        if not same_identity:
+            return None
+        candidates: Iterable[_OpenPacket] = reversed(same_identity)
+        if event.trace_id is not None and len(same_identity) > 1:
             # the trace id is a strong hint, not a packet id: same-id packets go first
             candidates = sorted(candidates, key=lambda packet: not _same_trace(packet, event))
         for packet in candidates:

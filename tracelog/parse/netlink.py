@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from lark import UnexpectedInput, UnexpectedToken
 
@@ -78,12 +78,12 @@ def verdict_name(word: str, chain: str | None = None) -> str:
     return f"{word.upper()}:{chain}" if chain else word.upper()
 
 
-@dataclass(frozen=True, slots=True)
-class TraceStep:
+class TraceStep(NamedTuple):
     """A step line as read, waiting for the packet header its trace id refers to.
 
     `mark` is the packet mark when the step line prints one (nft policy and
-    chain-end lines), which then overrides the header's.
+    chain-end lines), which then overrides the header's.  A named tuple: one
+    is made for every step line, mostly from a remembered one with a new id.
     """
 
     trace_id: str
@@ -120,7 +120,7 @@ class StepLineMemo:
         key = text[: match.start(1)] + text[match.end(1) :]
         known = self._steps.get(key)
         if known is not None:
-            return replace(known, trace_id=match.group(1))
+            return TraceStep(match.group(1), *known[1:])
         parsed = parse(text)
         if isinstance(parsed, TraceStep):
             if len(self._steps) >= _STEP_MEMO_LIMIT:
