@@ -39,9 +39,11 @@ def read_lines(name: str) -> Iterator[SourceLine]:
     with _open(name) as raw:
         packed = isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == _GZIP_MAGIC
         with gzip.GzipFile(fileobj=raw, mode="rb") if packed else contextlib.nullcontext(raw) as handle:
+            # decoded in bulk; lines end at "\n" only, as the kernel writes them
+            text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="\n")
             try:
-                for number, data in enumerate(handle, start=1):
-                    yield SourceLine(name, number, data.decode("utf-8", "replace").rstrip("\r\n"))
+                for number, data in enumerate(text, start=1):
+                    yield SourceLine(name, number, data.rstrip("\r\n"))
             except (OSError, EOFError) as error:
                 raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
 

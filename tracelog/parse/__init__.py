@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tracelog.events import SourceLine
@@ -60,33 +60,34 @@ class LineParser:
         self._nft = NftMonitorParser()
         self._held: _Held | None = None
 
-    def parse(self, line: SourceLine) -> Iterator[Outcome]:
+    def parse(self, line: SourceLine) -> list[Outcome]:
         """Parse one line into zero or more outcomes.
 
         A kernel-log record cut at the end of its line (a paste from a
         terminal that wrapped it) is held back, and joined with the lines
         that continue it when that makes it whole.
         """
+        released: list[Outcome] = []
         if self._held is not None:
             if not starts_record(line.text) and self._held.pieces < _MAX_PIECES and self._join(line):
-                return
-            yield from self.flush()
+                return released
+            released = self.flush()
         match = _FORMATS.match(line.text)
         if match is not None:
-            yield from self._dispatch(match.lastgroup, line)
-            return
+            return [*released, *self._dispatch(match.lastgroup, line)]
         outcomes = parse_kernel_line(line, self._year)
         last = outcomes[-1] if outcomes else None
         if isinstance(last, BadLine) and last.origin is line and looks_cut(last):
             self._held = _Held(line, outcomes)
-            return
-        yield from outcomes
+            return released
+        return released + outcomes if released else outcomes
 
-    def flush(self) -> Iterator[Outcome]:
+    def flush(self) -> list[Outcome]:
         """Release a held record: joined if it was made whole, else its bad line as it was."""
-        if self._held is not None:
-            held, self._held = self._held, None
-            yield from held.outcomes
+        if self._held is None:
+            return []
+        held, self._held = self._held, None
+        return held.outcomes
 
     def _join(self, line: SourceLine) -> bool:
         """Take `line` as the continuation of the held record, if it fits.
