@@ -197,7 +197,7 @@ def _fast_trace(text: str, start: int, end: int) -> Trace | None:
     tag = _TAG.match(text, start, end)
     if tag is None:
         return None
-    header = _FIELDS.header(text[tag.end() : end].strip())
+    header = _FIELDS.header(text[tag.end() : end])
     if header is None:
         return None
     table, chain, kind, number = tag.groups()
@@ -294,7 +294,7 @@ def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     record = _record_pattern().match(text)
     if record is None or text.count(MARK) > 1:
         return None
-    header = _FIELDS.header(text[record.end() :].strip())
+    header = _FIELDS.header(text[record.end() :])
     if header is None:
         return None
     table, chain, kind, number = record.group("table", "chain", "kind", "number")
