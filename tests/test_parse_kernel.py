@@ -99,20 +99,26 @@ def test_an_unknown_prefix_keeps_the_event_and_says_so() -> None:
     assert event.header == only_event(PING[0]).header
 
 
+def read_elsewhere(found: object, expected: TraceEvent) -> bool:
+    """The same event, read from another line (a joined, wrapped or cut one)."""
+    return isinstance(found, TraceEvent) and found._replace(origin=expected.origin) == expected
+
+
 def test_two_records_joined_on_one_line_are_both_read() -> None:
     first, second = (only_event(line) for line in PING[:2])
     result = outcomes(PING[0].rstrip() + " " + PING[1])
     assert isinstance(result[0], Caveat)
     assert result[0].message == "two records on one line"
-    assert result[1:] == [first, second]
-    assert result[2].stamp == second.stamp  # type: ignore[attr-defined]
+    assert len(result) == 3
+    assert read_elsewhere(result[1], first)
+    assert read_elsewhere(result[2], second)
 
 
 def test_a_bad_record_does_not_hide_the_next_one_on_the_line() -> None:
     broken = PING[0][: PING[0].index("PROTO=")]
     bad, event = outcomes(broken + PING[1])
     assert isinstance(bad, BadLine)
-    assert event == only_event(PING[1])
+    assert read_elsewhere(event, only_event(PING[1]))
 
 
 def test_wrapped_line_is_a_bad_line_with_its_position() -> None:
@@ -133,7 +139,8 @@ def test_a_record_wrapped_by_a_terminal_is_joined_again() -> None:
     caveat, event = found
     assert isinstance(caveat, Caveat)
     assert "wrapped" in caveat.message
-    assert event == only_event(line)
+    assert isinstance(event, TraceEvent)
+    assert read_elsewhere(event, only_event(line))
     assert event.origin.line == 1
 
 
@@ -142,7 +149,8 @@ def test_a_cut_record_followed_by_another_record_stays_bad() -> None:
     found = [*parser.parse(SourceLine("p", 1, PING[0][:120])), *parser.parse(SourceLine("p", 2, PING[1])),
              *parser.flush()]
     assert isinstance(found[0], BadLine)
-    assert found[1:] == [only_event(PING[1])]
+    assert len(found) == 2
+    assert read_elsewhere(found[1], only_event(PING[1]))
 
 
 def test_elided_fields_keep_the_step_and_mark_the_header() -> None:

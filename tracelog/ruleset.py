@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -225,7 +225,7 @@ class Rulesets:
         if ruleset is None:
             return event
         found = ruleset.resolve(event.table, event.chain, event.kind, event.rulenum)
-        return replace(event, rule=found.rule, verdict=found.verdict, mismatch=found.mismatch)
+        return event._replace(rule=found.rule, verdict=found.verdict, mismatch=found.mismatch)
 
 
 def load_rulesets(paths: Iterable[str]) -> Rulesets:
