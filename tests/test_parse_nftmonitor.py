@@ -257,6 +257,6 @@ def test_memos_agree_with_the_grammar_on_every_sample_line() -> None:
                         expected = meaning(module, module._grammar(text))
                     except (UnexpectedInput, FieldError):
                         continue  # errors always come from the grammar itself
-                    assert meaning(module, module._parse(text)) == expected, text
+                    assert meaning(module, module._LINES.parse(text)) == expected, text
                     checked += 1
     assert checked > 2000

@@ -20,6 +20,7 @@ from lark import UnexpectedInput, UnexpectedToken
 from tracelog.events import Header, NfFamily, SourceLine, StepKind, TraceEvent
 from tracelog.parse.fields import FieldError
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
+from tracelog.parse.shapes import ShapeMemo
 
 # NFPROTO_* (include/uapi/linux/netfilter.h) → nft family names
 NFPROTO_FAMILIES: dict[int, NfFamily] = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
@@ -127,6 +128,48 @@ class StepLineMemo:
                 self._steps.clear()
             self._steps[key] = parsed
         return parsed
+
+
+class MonitorLines:
+    """A monitor's lines through two memos, the grammar reading whatever they cannot answer.
+
+    Packet lines go by shape (`ShapeMemo`): `packet_line` matches one, with
+    its trace id in group 1 and its fields in group 2, whose values `values`
+    finds; a line made of `stub` and the fields is what the grammar reads,
+    and `header` turns its result into a `Header`.  Step lines go by their
+    text without the trace id (`StepLineMemo` with `step_line`).
+    """
+
+    def __init__(
+        self,
+        grammar: Callable[[str], Any],
+        header: Callable[[Any], Header | None],
+        packet_line: re.Pattern[str],
+        stub: str,
+        values: re.Pattern[str],
+        delimiters: tuple[str, ...],
+        step_line: re.Pattern[str],
+    ) -> None:
+        self._grammar, self._header, self._packet_line, self._stub = grammar, header, packet_line, stub
+        self._packets = ShapeMemo(values, delimiters, self._read_packet)
+        self._steps = StepLineMemo(step_line)
+
+    def parse(self, text: str) -> Any:
+        """A line as the grammar reads it, or a `KnownPacket` for a packet line of a known shape."""
+        packet = self._packet_line.match(text)
+        if packet is not None:
+            header = self._packets.header(packet.group(2))
+            if header is not None:
+                return KnownPacket(packet.group(1), header)
+        return self._steps.parse(text, self._grammar)
+
+    def _read_packet(self, fields: str) -> Header | None:
+        """A packet line's header, by the grammar; None if the line's own parse must say why."""
+        try:
+            line = self._grammar(self._stub + fields)
+            return None if isinstance(line, TraceStep | Skip) else self._header(line)
+        except (UnexpectedInput, FieldError):
+            return None
 
 
 class PacketMemory:

@@ -24,15 +24,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from lark import Token, Transformer, UnexpectedInput
+from lark import Token, Transformer
 
 from tracelog.events import Header, NfFamily, StepKind
 from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
-    KnownPacket,
+    MonitorLines,
     MonitorParser,
-    StepLineMemo,
     TraceStep,
     proto_name,
     tcp_flag_names,
@@ -40,7 +39,6 @@ from tracelog.parse.netlink import (
     verdict_name,
 )
 from tracelog.parse.outcome import Skip
-from tracelog.parse.shapes import ShapeMemo
 
 Statement = tuple[str, str]
 """One `packet:` statement: `ip saddr`, `iif`, `@th,64,96`... and its value as printed."""
@@ -169,32 +167,21 @@ def _grammar(text: str) -> _PacketLine | TraceStep | Skip:
     return cast(_PacketLine | TraceStep | Skip, load_parser("nftmonitor", ("line",), _TRANSFORMER).parse(text))
 
 
-_STEPS = StepLineMemo(re.compile(r"trace id ([0-9a-f]+) "))
-
-_PACKET = re.compile(r"trace id ([0-9a-f]+) .*? packet: (.*)$")
-
-
-def _read_statements(text: str) -> Header | None:
-    """The header of a `packet:` line's statements, by the grammar; None if the line's own parse must say why."""
-    try:
-        line = _grammar(f"trace id 0 ip t c packet: {text}")
-        return _header(line.statements) if isinstance(line, _PacketLine) else None
-    except (UnexpectedInput, FieldError):
-        return None
+def _line_header(line: _PacketLine) -> Header | None:
+    return _header(line.statements)
 
 
 # Packet lines differ from packet to packet in their trace id and decimal
 # values (ip id, lengths, ports, sequence numbers).
-_STATEMENTS = ShapeMemo(re.compile(r" (\d+)(?![^ \t])"), (" ",), _read_statements)
-
-
-def _parse(text: str) -> _PacketLine | KnownPacket | TraceStep | Skip:
-    packet = _PACKET.match(text)
-    if packet is not None:
-        header = _STATEMENTS.header(packet.group(2))
-        if header is not None:
-            return KnownPacket(packet.group(1), header)
-    return _STEPS.parse(text, _grammar)
+_LINES = MonitorLines(
+    _grammar,
+    _line_header,
+    packet_line=re.compile(r"trace id ([0-9a-f]+) .*? packet: (.*)$"),
+    stub="trace id 0 ip t c packet: ",
+    values=re.compile(r" (\d+)(?![^ \t])"),
+    delimiters=(" ",),
+    step_line=re.compile(r"trace id ([0-9a-f]+) "),
+)
 
 
 def _number(statement: Statement, symbols: dict[str, int] | None = None) -> int:
@@ -390,4 +377,4 @@ class NftMonitorParser(MonitorParser):
     """Reads the `nft monitor trace` lines of one run (`packet:` lines, then step lines)."""
 
     def __init__(self) -> None:
-        super().__init__(_parse, lambda line: _header(line.statements), _damaged_packet_id)
+        super().__init__(_LINES.parse, _line_header, _damaged_packet_id)

@@ -13,24 +13,22 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from lark import Token, Transformer, UnexpectedInput
+from lark import Token, Transformer
 from lark.visitors import merge_transformers
 
 from tracelog.events import Header, StepKind
-from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
+from tracelog.parse.fields import Field, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     NFPROTO_FAMILIES,
-    KnownPacket,
+    MonitorLines,
     MonitorParser,
-    StepLineMemo,
     TraceStep,
     tcp_flag_bits,
     tcp_flag_names,
     tos_fields,
     verdict_name,
 )
-from tracelog.parse.shapes import ShapeMemo
 
 _NFT_RETURN = 0xFFFFFFFB  # NFT_RETURN (-5): print_verdict() has no word for it
 _TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
@@ -117,31 +115,21 @@ def _grammar(text: str) -> _PacketLine | TraceStep:
     return cast(_PacketLine | TraceStep, load_parser("xtables", ("line",), _TRANSFORMER).parse(text))
 
 
-_STEPS = StepLineMemo(re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "))
-_PACKET = re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)")
-
-
-def _read_packet_fields(text: str) -> Header | None:
-    """The header of a PACKET line's fields, by the grammar; None if the line's own parse must say why."""
-    try:
-        line = _grammar(f"PACKET: 0 0 {text}")
-        return _header(line.fields) if isinstance(line, _PacketLine) else None
-    except (UnexpectedInput, FieldError):
-        return None
+def _line_header(line: _PacketLine) -> Header | None:
+    return _header(line.fields)
 
 
 # PACKET lines differ from packet to packet in their trace id and decimal
 # values; `MACPROTO=0800` is not one (it becomes part of the MAC= field)
-_PACKET_FIELDS = ShapeMemo(re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"), ("=",), _read_packet_fields)
-
-
-def _parse(text: str) -> _PacketLine | KnownPacket | TraceStep:
-    packet = _PACKET.match(text)
-    if packet is not None:
-        header = _PACKET_FIELDS.header(packet.group(2))
-        if header is not None:
-            return KnownPacket(packet.group(1), header)
-    return _STEPS.parse(text, _grammar)
+_LINES = MonitorLines(
+    _grammar,
+    _line_header,
+    packet_line=re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)"),
+    stub="PACKET: 0 0 ",
+    values=re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"),
+    delimiters=("=",),
+    step_line=re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "),
+)
 
 
 def _ethernet(parts: dict[str, str]) -> str:
@@ -208,4 +196,4 @@ class XtablesMonitorParser(MonitorParser):
     """Reads the `xtables-monitor --trace` lines of one run (PACKET lines, then TRACE lines)."""
 
     def __init__(self) -> None:
-        super().__init__(_parse, lambda line: _header(line.fields), _damaged_packet_id)
+        super().__init__(_LINES.parse, _line_header, _damaged_packet_id)
