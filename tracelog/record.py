@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
+from ipaddress import IPv4Address
 from typing import Any
 
 from tracelog.correlate import Packet, Step
@@ -35,9 +36,13 @@ def step_name(event: TraceEvent) -> str:
     return name if number is None else f"{name}:{number}"
 
 
-@functools.lru_cache(maxsize=1 << 12)
 def address_text(address: Address) -> str:
-    """An address as records print it; remembered, as `str` of an IPv6 address costs microseconds."""
+    """An address as records print it (IPv6 text is remembered: `str` of one costs microseconds)."""
+    return str(address) if type(address) is IPv4Address else _ipv6_text(address)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _ipv6_text(address: Address) -> str:
     return str(address)
 
 

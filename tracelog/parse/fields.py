@@ -30,6 +30,25 @@ _REQUIRED_LAST: dict[str, str] = {"TCP": "URGP", "UDP": "LEN", "UDPLITE": "LEN",
 _PAIRS = (("icmp_id", "icmp_seq", "SEQ"), ("uid", "gid", "GID"))
 
 
+_ADDRESSES_KEPT = 1 << 12
+_addresses: dict[str, Address] = {}
+
+
+def ip_address(text: str) -> Address:
+    """The address `text` spells (ValueError if none), one object per spelling while it is in use.
+
+    Headers of one conversation then share their address objects, so the
+    comparisons and lookups that follow (NAT checks, record text) find them
+    equal by identity instead of calling `ipaddress`' Python-level `__eq__`.
+    """
+    found = _addresses.get(text)
+    if found is None:
+        if len(_addresses) >= _ADDRESSES_KEPT:
+            _addresses.clear()
+        found = _addresses[text] = ipaddress.ip_address(text)
+    return found
+
+
 class FieldError(ValueError):
     """A field whose value cannot be right, e.g. an address that is not one."""
 
@@ -53,7 +72,7 @@ class FieldsTransformer(Transformer[Token, Any]):
     def address(self, children: list[Token]) -> Field:
         key, value = children
         try:
-            return (key[:-1], ipaddress.ip_address(str(value)))
+            return (key[:-1], ip_address(str(value)))
         except ValueError:
             raise FieldError(f"{key}{value} is not an IP address", value.column) from None
 

@@ -27,7 +27,7 @@ from typing import Any, cast
 from lark import Token, Transformer
 
 from tracelog.events import Header, NfFamily, StepKind
-from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header
+from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header, ip_address
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     MonitorLines,
@@ -196,7 +196,7 @@ def _number(statement: Statement, symbols: dict[str, int] | None = None) -> int:
 
 def _address(statement: Statement) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        return ipaddress.ip_address(statement[1])
+        return ip_address(statement[1])
     except ValueError:
         raise FieldError(f"{statement[0]} {statement[1]}: not an IP address") from None
 
