@@ -178,6 +178,16 @@ def test_a_bad_address_is_a_bad_line_and_its_steps_are_not_misattributed() -> No
     assert isinstance(caveat, Caveat)
 
 
+def test_a_packet_line_with_a_damaged_head_is_bad_even_when_its_statements_are_known() -> None:
+    """The shape memo reads statements; the family, table and chain before them must still be checked."""
+    lines = PING.read_text().splitlines()
+    family = lines[0].split()[3]
+    damaged = lines[0].replace(f" {family} ", " notafamily ", 1)
+    (bad,) = outcomes([lines[0], damaged])
+    assert isinstance(bad, BadLine)
+    assert bad.origin.line == 2
+
+
 def test_the_packet_mark_of_a_policy_step() -> None:
     """Policy and chain-end lines add `meta mark` when the packet has one."""
     lines = PING.read_text().splitlines()

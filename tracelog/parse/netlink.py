@@ -134,9 +134,10 @@ class MonitorLines:
     """A monitor's lines through two memos, the grammar reading whatever they cannot answer.
 
     Packet lines go by shape (`ShapeMemo`): `packet_line` matches one, with
-    its trace id in group 1 and its fields in group 2, whose values `values`
-    finds; a line made of `stub` and the fields is what the grammar reads,
-    and `header` turns its result into a `Header`.  Step lines go by their
+    its trace id in group 1 and in group 2 the rest, whose values `values`
+    finds; `stub` and that rest make the line the grammar reads, so group 2
+    must hold everything the trace id pattern does not check.  `header`
+    turns the grammar's result into a `Header`.  Step lines go by their
     text without the trace id (`StepLineMemo` with `step_line`).
     """
 

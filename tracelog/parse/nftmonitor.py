@@ -172,12 +172,13 @@ def _line_header(line: _PacketLine) -> Header | None:
 
 
 # Packet lines differ from packet to packet in their trace id and decimal
-# values (ip id, lengths, ports, sequence numbers).
+# values (ip id, lengths, ports, sequence numbers); the family, table and chain
+# before `packet:` are part of the shape, so the grammar checks them too.
 _LINES = MonitorLines(
     _grammar,
     _line_header,
-    packet_line=re.compile(r"trace id ([0-9a-f]+) .*? packet: (.*)$"),
-    stub="trace id 0 ip t c packet: ",
+    packet_line=re.compile(r"trace id ([0-9a-f]+) (.*? packet: .*)$"),
+    stub="trace id 0 ",
     values=re.compile(r" (\d+)(?![^ \t])"),
     delimiters=(" ",),
     step_line=re.compile(r"trace id ([0-9a-f]+) "),
