@@ -138,6 +138,12 @@ def test_damaged_json_records_are_bad_lines() -> None:
     assert "ip.ttl" in bad.reason
 
 
+@pytest.mark.parametrize("value", [[172, 18, 0, 2], {"ip": "172.18.0.2"}, None, 1.5])
+def test_json_addresses_that_are_not_text_are_bad_lines(value: object) -> None:
+    (bad,) = outcomes([json.dumps(json.loads(json_lines()[0]) | {"src_ip": value})])
+    assert isinstance(bad, BadLine)
+
+
 def test_json_without_the_kernel_time_uses_ulogds() -> None:
     record = {key: value for key, value in json.loads(json_lines()[0]).items() if not key.startswith("oob.time")}
     (event,) = outcomes([json.dumps(record)])

@@ -12,6 +12,7 @@ JSON plugin renames a few to their CIM names (`src_ip`, `dest_port`...).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from lark import UnexpectedInput
 from lark.visitors import merge_transformers
 
 from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent
-from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header, ip_address
+from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.kernel import MARK, _event, _KernelTransformer
 from tracelog.parse.netlink import NFPROTO_FAMILIES, bad_line, proto_name, tcp_flag_names, tos_fields
@@ -121,7 +122,7 @@ def _addresses(record: dict[str, Any]) -> list[Field]:
     for keys, name in _ADDRESSES:
         key = _key(record, keys)
         try:
-            pairs.append((name, ip_address(record[key] if key else "")))
+            pairs.append((name, ipaddress.ip_address(record[key] if key else "")))
         except ValueError:
             raise FieldError(f"no IP address in {keys[0]!r} ({keys[1]!r})") from None
     return pairs
