@@ -195,12 +195,15 @@ _FIELDS = ShapeMemo(
 
 def _fast_trace(text: str, start: int, end: int) -> Trace | None:
     tag = _TAG.match(text, start, end)
-    if tag is None:
-        return None
-    header = _FIELDS.header(text[tag.end() : end])
+    return None if tag is None else _tagged_trace(tag, end)
+
+
+def _tagged_trace(tag: re.Match[str], end: int) -> Trace | None:
+    """The trace whose tag `tag` matched (its named groups), with the fields after it up to `end`."""
+    header = _FIELDS.header(tag.string[tag.end() : end])
     if header is None:
         return None
-    table, chain, kind, number = tag.groups()
+    table, chain, kind, number = tag.group("table", "chain", "kind", "number")
     return (table, chain, kind, int(number)), header
 
 
@@ -291,14 +294,13 @@ def parse_kernel_line(origin: SourceLine, year: int) -> list[Outcome]:
 def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     """The event of a line holding one record with a usual prefix, as nearly every line does."""
     text = origin.text
+    if text.count(MARK) != 1:  # most other log lines end here, before any regex
+        return None
     record = _record_pattern().match(text)
-    if record is None or text.count(MARK) > 1:
+    if record is None:
         return None
-    header = _FIELDS.header(text[record.end() :])
-    if header is None:
-        return None
-    table, chain, kind, number = record.group("table", "chain", "kind", "number")
-    return _event(((table, chain, kind, int(number)), header), _matched_prefix(record), origin, year)
+    trace = _tagged_trace(record, len(text))
+    return None if trace is None else _event(trace, _matched_prefix(record), origin, year)
 
 
 def _records(origin: SourceLine, year: int) -> Iterator[Outcome]:
