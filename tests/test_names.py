@@ -18,17 +18,18 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog.errors import InputError, Unavailable
 from tracelog.names import (
+    STEP_NAME_KEYS,
     Link,
     Names,
     docker_names,
+    interface_names,
     links_from_ip_json,
     load_names,
-    name_fields,
     names_from_inspect,
     veth_peers,
 )
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.record import packet_record
+from tracelog.record import packet_records
 
 DOCKER = SAMPLES / "docker-legacy"
 CONTAINERS = DOCKER / "docker-inspect.json"
@@ -102,24 +103,30 @@ def test_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
         load_names([tmp_path / "absent.json"])
 
 
-def test_name_fields_name_addresses_bridges_and_veths() -> None:
+def test_records_name_addresses_bridges_and_veths() -> None:
     """nginx-1 pings nginx-2 across docker0; the veths come from the lab's ground truth."""
     names = load_names([CONTAINERS, NETWORKS]).merge(Names(veths=LAB_VETHS))
     packets = trace_packets([str(DOCKER / "ping.dmesg")], ParseOptions(year=2026), RunStats())
-    first = packet_record(next(iter(packets)))
-    fields = name_fields(first, names)
-    assert (fields["src_name"], fields["dst_name"]) == ("nginx-1", "nginx-2")
-    assert len(fields["steps"]) == len(first["steps"])
-    assert fields["steps"][0] == {"in_name": "bridge", "out_name": None, "physin_name": "nginx-1", "physout_name": None}
-    forward = next(named for named, step in zip(fields["steps"], first["steps"], strict=True) if step["out"])
+    first = next(packet_records(packets, names))
+    assert (first["src_name"], first["dst_name"]) == ("nginx-1", "nginx-2")
+    named = [{key: step[key] for key in STEP_NAME_KEYS} for step in first["steps"]]
+    assert named[0] == {"in_name": "bridge", "out_name": None, "physin_name": "nginx-1", "physout_name": None}
+    forward = next(found for found, step in zip(named, first["steps"], strict=True) if step["out"])
     assert forward == {"in_name": "bridge", "out_name": "bridge", "physin_name": "nginx-1", "physout_name": "nginx-2"}
 
 
 def test_unknown_addresses_and_interfaces_have_no_name() -> None:
     packets = trace_packets([str(SAMPLES / "lab-legacy/dnat.dmesg")], ParseOptions(year=2026), RunStats())
-    fields = name_fields(packet_record(next(iter(packets))), load_names([CONTAINERS]))
-    assert (fields["src_name"], fields["dst_name"]) == (None, None)
-    assert {value for step in fields["steps"] for value in step.values()} == {None}
+    first = next(packet_records(packets, load_names([CONTAINERS])))
+    assert (first["src_name"], first["dst_name"]) == (None, None)
+    assert {step[key] for step in first["steps"] for key in STEP_NAME_KEYS} == {None}
+
+
+def test_interface_names_follow_the_step_interfaces_in_order() -> None:
+    names = Names(networks={"docker0": "bridge"}, veths={"veth1": "nginx-1"})
+    assert interface_names(names, ("docker0", None, "veth1", "eth9")) == {
+        "in_name": "bridge", "out_name": None, "physin_name": "nginx-1", "physout_name": None}
+    assert interface_names(Names(), ("docker0", None, "veth1", None)) == dict.fromkeys(STEP_NAME_KEYS)
 
 
 # --- host-side veths, offline ------------------------------------------------------

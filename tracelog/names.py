@@ -29,8 +29,8 @@ INSPECT_HINT = "expected the JSON of docker inspect or docker network inspect"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 # Seconds for `ip link` inside a container's namespace: a local netlink dump.
 LINK_TIMEOUT = 10.0
+# a step's interfaces, in the order `interface_names` takes them, and the contract fields that name them
 STEP_INTERFACES = ("in", "out", "physin", "physout")
-# the contract fields that name them, per step
 STEP_NAME_KEYS = tuple(f"{key}_name" for key in STEP_INTERFACES)
 
 
@@ -60,7 +60,7 @@ class Names:
 
     def address(self, text: str | None) -> str | None:
         """The container that owns an address as a record prints it, or None."""
-        if text is None:
+        if text is None or not self.containers:
             return None
         try:
             return self.containers.get(ip_address(text))
@@ -74,22 +74,18 @@ class Names:
         return self.networks.get(name) or self.veths.get(name)
 
 
-def name_fields(record: Mapping[str, Any], names: Names) -> dict[str, Any]:
-    """The naming extension of one packet record (see README, "Output contract").
+def interface_names(names: Names, interfaces: Iterable[str | None]) -> dict[str, str | None]:
+    """The naming extension of one step (see README, "Output contract"), from its four interfaces.
 
-    Returns `{"src_name", "dst_name", "steps": [{"in_name", "out_name",
-    "physin_name", "physout_name"}, …]}`, one step entry per record step in
-    order, each value a name or None, ready to merge into the record (the
-    step entries may be one shared dict: read them, do not change them).
+    `{"in_name", "out_name", "physin_name", "physout_name"}`, each a name or
+    None.  Without names this is one shared dict: read it, do not change it.
     """
     if not names:  # the usual case: nothing to look up
-        return {"src_name": None, "dst_name": None, "steps": [dict.fromkeys(STEP_NAME_KEYS)] * len(record["steps"])}
-    return {
-        "src_name": names.address(record["src"]),
-        "dst_name": names.address(record["dst"]),
-        "steps": [dict(zip(STEP_NAME_KEYS, map(names.interface, (step[key] for key in STEP_INTERFACES)), strict=True))
-                  for step in record["steps"]],
-    }
+        return _NO_INTERFACE_NAMES
+    return dict(zip(STEP_NAME_KEYS, map(names.interface, interfaces), strict=True))
+
+
+_NO_INTERFACE_NAMES: dict[str, str | None] = dict.fromkeys(STEP_NAME_KEYS)
 
 
 # --- inspect files ------------------------------------------------------------

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
-from ipaddress import IPv4Address
 from typing import Any
 
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Stamp, TraceEvent
 from tracelog.flows import FlowTracker
-from tracelog.names import Names, name_fields
+from tracelog.names import Names, interface_names
 from tracelog.ruleset import FINAL_TARGETS
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
+NO_NAMES = Names()
 
 
 def stamp_value(stamp: Stamp) -> str | float | None:
@@ -36,13 +36,9 @@ def step_name(event: TraceEvent) -> str:
     return name if number is None else f"{name}:{number}"
 
 
-def address_text(address: Address) -> str:
-    """An address as records print it (IPv6 text is remembered: `str` of one costs microseconds)."""
-    return str(address) if type(address) is IPv4Address else _ipv6_text(address)
-
-
 @functools.lru_cache(maxsize=1 << 12)
-def _ipv6_text(address: Address) -> str:
+def address_text(address: Address) -> str:
+    """An address as records print it, remembered: `str` of one costs a microsecond, a packet needs several."""
     return str(address)
 
 
@@ -62,20 +58,23 @@ def header_fields(header: Header) -> dict[str, Any]:
     }
 
 
-def step_records(steps: Iterable[Step]) -> list[dict[str, Any]]:
-    """The step records of one packet.
+def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[dict[str, Any]]:
+    """The step records of one packet, with the names known for their interfaces.
 
     The steps of a packet at one hook usually share one `Header` object (the
     parsers reuse the header of an identical field text), so each header's
     part of the record is made once.
     """
-    shown: dict[int, dict[str, Any]] = {}
+    shown: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
     records = []
-    for step in steps:
-        event, header = step.event, step.event.header
-        fields = shown.get(id(header))
-        if fields is None:
-            fields = shown[id(header)] = header_fields(header)
+    for event, hook in steps:
+        header = event.header
+        parts = shown.get(id(header))
+        if parts is None:
+            interfaces = (header.in_iface, header.out_iface, header.physin, header.physout)
+            parts = shown[id(header)] = header_fields(header), interface_names(names, interfaces)
+        fields, named = parts
+        stamp = event.stamp
         records.append({
             "table": event.table,
             "chain": event.chain,
@@ -83,14 +82,15 @@ def step_records(steps: Iterable[Step]) -> list[dict[str, Any]]:
             "rulenum": event.rulenum,
             "handle": event.handle,
             "nf_family": event.nf_family,
-            "hook": step.hook,
-            "time": stamp_value(event.stamp),
+            "hook": hook,
+            "time": stamp.uptime if stamp.wallclock is None else stamp_value(stamp),
             **fields,
             "source": event.origin.source,
             "line": event.origin.line,
             "rule": event.rule,
             "verdict": event.verdict,
             "mismatch": event.mismatch,
+            **named,
         })
     return records
 
@@ -124,22 +124,18 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     return event.verdict, step_name(event), index + 1
 
 
-def packet_records(packets: Iterable[Packet], names: Names | None = None) -> Iterator[dict[str, Any]]:
+def packet_records(packets: Iterable[Packet], names: Names = NO_NAMES) -> Iterator[dict[str, Any]]:
     """The contract records of a packet stream, with their `flow` and the names known for them."""
     flows = FlowTracker()
-    names = names or Names()
     for packet in packets:
-        record = packet_record(packet)
+        record = packet_record(packet, names)
         record["flow"] = flows.assign(record)
-        named = name_fields(record, names)
-        record["src_name"], record["dst_name"] = named["src_name"], named["dst_name"]
-        for step, step_names in zip(record["steps"], named["steps"], strict=True):
-            step.update(step_names)
+        record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
         yield record
 
 
-def packet_record(packet: Packet) -> dict[str, Any]:
-    """The JSON contract record of one packet (see README, "Output contract")."""
+def packet_record(packet: Packet, names: Names = NO_NAMES) -> dict[str, Any]:
+    """The JSON contract record of one packet (see README, "Output contract"), but its flow and address names."""
     first, last = packet.first, packet.last
     header = first.header
     verdict, verdict_at, verdict_step = final_verdict(packet)
@@ -160,7 +156,7 @@ def packet_record(packet: Packet) -> dict[str, Any]:
         "inner": inner_record(header.inner),
         "first_seen": stamp_value(first.stamp),
         "last_seen": stamp_value(last.stamp),
-        "steps": step_records(packet.steps),
+        "steps": step_records(packet.steps, names),
         "rewrites": [
             {"step": rewrite.step, "field": rewrite.field, "from": rewrite.old, "to": rewrite.new}
             for rewrite in packet.rewrites
