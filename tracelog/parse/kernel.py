@@ -292,15 +292,28 @@ def parse_kernel_line(origin: SourceLine, year: int) -> list[Outcome]:
 
 
 def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
-    """The event of a line holding one record with a usual prefix, as nearly every line does."""
+    """The event of a line holding one record with a usual prefix, as nearly every line does.
+
+    The general path's steps (`_tagged_trace`, `_event`) written out in one
+    function: it runs for every line of a big log, where each call saved shows.
+    """
     text = origin.text
     if text.count(MARK) != 1:  # most other log lines end here, before any regex
         return None
     record = _record_pattern().match(text)
     if record is None:
         return None
-    trace = _tagged_trace(record, len(text))
-    return None if trace is None else _event(trace, _matched_prefix(record), origin, year)
+    header = _FIELDS.header(text[record.end() :])
+    if header is None:
+        return None
+    table, chain, kind, number, uptime = record.group("table", "chain", "kind", "number", "uptime")
+    if uptime:  # dmesg: the uptime is the whole prefix
+        host, stamp = None, Stamp(float(uptime.strip("[] ")))
+    else:
+        prefix = _matched_prefix(record)
+        host, stamp = prefix.host, _stamp(prefix, year)
+    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
+    return TraceEvent(table, chain, step_kind, header, int(number), host=host, stamp=stamp, origin=origin)
 
 
 def _records(origin: SourceLine, year: int) -> Iterator[Outcome]:
