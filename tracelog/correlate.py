@@ -20,7 +20,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from tracelog import netfilter
-from tracelog.events import Header, TraceEvent
+from tracelog.events import TraceEvent
 
 # A packet's steps are printed within microseconds of each other; other
 # packets' lines interleave, but thousands of them in between means it ended.
@@ -83,17 +83,15 @@ class _OpenPacket:
     identity: Identity
     steps: list[Step]
     stage: Stage
+    last: TraceEvent
     rewrites: list[Rewrite] = field(default_factory=list)
     touched: int = 0
     arrival: float = 0.0
 
-    @property
-    def header(self) -> Header:
-        return self.steps[-1].event.header
-
-    @property
-    def trace_id(self) -> str | None:
-        return self.steps[-1].event.trace_id
+    def add(self, event: TraceEvent, stage: Stage) -> None:
+        self.steps.append(Step(event, stage[0]))
+        self.stage = stage
+        self.last = event
 
     def freeze(self) -> Packet:
         return Packet(self.number, tuple(self.steps), tuple(self.rewrites))
@@ -129,13 +127,13 @@ def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
     native_hook = netfilter.hook_of_chain(chain) if chain.islower() else None
     if native_hook is not None:
         return native_hook, None
-    if packet is not None and packet.steps[-1].event.table == event.table:
+    if packet is not None and packet.last.table == event.table:
         return packet.stage
     return None, None
 
 
 def _same_trace(packet: _OpenPacket, event: TraceEvent) -> bool:
-    return event.trace_id is not None and event.trace_id == packet.trace_id
+    return event.trace_id is not None and event.trace_id == packet.last.trace_id
 
 
 def _follows_within_hook(last: TraceEvent, before: int | None, event: TraceEvent, after: int | None) -> bool:
@@ -151,14 +149,15 @@ def _follows_within_hook(last: TraceEvent, before: int | None, event: TraceEvent
 
 def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
     """Whether `event`, run at `stage`, can come after the packet's last step."""
-    before_hook, hook = packet.stage[0], stage[0]
+    (before_hook, before), (hook, after) = packet.stage, stage
     if hook is None or before_hook is None:
         return _same_trace(packet, event)  # nothing but the trace id can tell
+    last = packet.last
     if hook == before_hook:
-        return _follows_within_hook(packet.steps[-1].event, packet.stage[1], event, stage[1])
+        return _follows_within_hook(last, before, event, after)
     if not netfilter.is_later_hook(before_hook, hook):
         return False
-    header = packet.header
+    header = last.header
     if hook in netfilter.LOOPBACK_HOOKS and before_hook in (netfilter.OUTPUT, netfilter.POSTROUTING):
         return header.out_iface == "lo" and event.header.in_iface == "lo"
     # POSTROUTING lines print an empty IN= (the hook has no in-device)
@@ -168,9 +167,7 @@ def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
 
 def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[str] | None:
     """The NAT fields that differ, or None if one differs where NAT cannot run."""
-    before, after = packet.header, event.header
-    if before is after:  # the same field text as the last step: nothing changed
-        return []
+    before, after = packet.last.header, event.header
     if before.physin and after.physin and before.physin != after.physin:
         return None
     old, new = _nat_values(before), _nat_values(after)
@@ -202,6 +199,7 @@ class Correlator:
         self._by_identity: dict[Identity, list[_OpenPacket]] = {}
         self._finished: dict[int, Packet] = {}
         self._emitted = 0
+        self._horizon = window  # no packet can be due before this event count
 
     @property
     def open_packets(self) -> int:
@@ -215,12 +213,23 @@ class Correlator:
         packet.touched = self._events
         packet.arrival = arrival
         self._open.move_to_end(packet.number)
+        if self._events > self._horizon:
+            self._close_untouched()
+        return self._ready() if self._finished else []
+
+    def _close_untouched(self) -> None:
+        """Complete the packets untouched for more than the window.
+
+        Then note when the next one can be due: the oldest open packet's last
+        touch only grows, so until that event count, nothing is.
+        """
         while self._open:
             oldest = next(iter(self._open.values()))
             if self._events - oldest.touched <= self._window:
-                break
+                self._horizon = oldest.touched + self._window
+                return
             self._close(oldest)
-        return self._ready()
+        self._horizon = self._events + self._window
 
     def expire(self, now: float, idle: float) -> list[Packet]:
         """Complete the packets whose last event arrived more than `idle` seconds before `now`."""
@@ -249,23 +258,23 @@ class Correlator:
             stage = _stage(event, packet)
             if not _follows(packet, event, stage):
                 continue
-            changes = _nat_changes(packet, event, stage)
+            before = packet.last.header
+            # the same field text as the last step (one shared header): nothing changed
+            changes = [] if event.header is before else _nat_changes(packet, event, stage)
             if changes is None:
                 continue
             step = len(packet.steps) + 1
-            before = packet.header
             for name in changes:
                 old, new = getattr(before, name), getattr(event.header, name)
                 packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
-            packet.steps.append(Step(event, stage[0]))
-            packet.stage = stage
+            packet.add(event, stage)
             return packet
         return None
 
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
         stage = _stage(event, None)
-        packet = _OpenPacket(self._numbers, key, [Step(event, stage[0])], stage)
+        packet = _OpenPacket(self._numbers, key, [Step(event, stage[0])], stage, event)
         self._open[packet.number] = packet
         self._by_identity.setdefault(key, []).append(packet)
         return packet
