@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 # Packets of one conversation come seconds apart at most, thousands of other
 # packets on a busy host; the live flows never outnumber this gap.
@@ -31,9 +31,11 @@ FlowKey = tuple[object, ...]
 R = TypeVar("R", bound=Mapping[str, Any])
 
 
-@dataclass(frozen=True, slots=True)
-class Ends:
-    """One packet's conversation as a header shows it: who talks to whom about what."""
+class Ends(NamedTuple):
+    """One packet's conversation as a header shows it: who talks to whom about what.
+
+    A named tuple, as one is made for nearly every packet.
+    """
 
     proto: str
     src: str
