@@ -20,7 +20,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from tracelog import netfilter
-from tracelog.events import TraceEvent
+from tracelog.events import TraceEvent, build
 
 # A packet's steps are printed within microseconds of each other; other
 # packets' lines interleave, but thousands of them in between means it ended.
@@ -89,7 +89,7 @@ class _OpenPacket:
     arrival: float = 0.0
 
     def add(self, event: TraceEvent, stage: Stage) -> None:
-        self.steps.append(Step(event, stage[0]))
+        self.steps.append(build(Step, (event, stage[0])))
         self.stage = stage
         self.last = event
 

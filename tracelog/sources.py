@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tracelog.errors import InputError
-from tracelog.events import SourceLine
+from tracelog.events import SourceLine, build
 
 STDIN = "-"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -43,7 +43,7 @@ def read_lines(name: str) -> Iterator[SourceLine]:
             text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="\n")
             try:
                 for number, data in enumerate(text, start=1):
-                    yield SourceLine(name, number, data.rstrip("\r\n"))
+                    yield build(SourceLine, (name, number, data.rstrip("\r\n")))
             except (OSError, EOFError) as error:
                 raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from lark import Lark, Token, UnexpectedInput
 from lark.visitors import merge_transformers
 
-from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent
+from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent, build
 from tracelog.parse.fields import FieldError, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
@@ -308,12 +308,12 @@ def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
         return None
     table, chain, kind, number, uptime = record.group("table", "chain", "kind", "number", "uptime")
     if uptime:  # dmesg: the uptime is the whole prefix
-        host, stamp = None, Stamp(float(uptime.strip("[] ")))
+        host, stamp = None, build(Stamp, (float(uptime.strip("[] ")), None, False))
     else:
         prefix = _matched_prefix(record)
         host, stamp = prefix.host, _stamp(prefix, year)
-    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
-    return TraceEvent(table, chain, step_kind, header, int(number), host=host, stamp=stamp, origin=origin)
+    fields = (table, chain, kind, header, int(number), None, host, stamp, None, None, None, None, None, origin)
+    return build(TraceEvent, fields)
 
 
 def _records(origin: SourceLine, year: int) -> Iterator[Outcome]:
