@@ -58,7 +58,7 @@ class Header(NamedTuple):
     does not know (newer kernels, other loggers), so nothing the log said is
     lost.  `elided` marks a line whose fields were cut by hand (`...`).
 
-    The parsers' shape memos build it from a list of values (`Header._make`).
+    The parsers' shape memos build it from a list of values (`build(Header, values)`).
     """
 
     family: Family

@@ -68,28 +68,29 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[dict[st
     shown: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
     records = []
     for event, hook in steps:
-        header = event.header
+        # one unpacking instead of a dozen attribute lookups, on a path run for every step
+        table, chain, kind, header, rulenum, handle, _, stamp, _, rule, verdict, mismatch, nf_family, origin = event
         parts = shown.get(id(header))
         if parts is None:
             interfaces = (header.in_iface, header.out_iface, header.physin, header.physout)
             parts = shown[id(header)] = header_fields(header), interface_names(names, interfaces)
         fields, named = parts
-        stamp = event.stamp
+        source, line, _ = origin
         records.append({
-            "table": event.table,
-            "chain": event.chain,
-            "kind": event.kind,
-            "rulenum": event.rulenum,
-            "handle": event.handle,
-            "nf_family": event.nf_family,
+            "table": table,
+            "chain": chain,
+            "kind": kind,
+            "rulenum": rulenum,
+            "handle": handle,
+            "nf_family": nf_family,
             "hook": hook,
             "time": stamp.uptime if stamp.wallclock is None else stamp_value(stamp),
             **fields,
-            "source": event.origin.source,
-            "line": event.origin.line,
-            "rule": event.rule,
-            "verdict": event.verdict,
-            "mismatch": event.mismatch,
+            "source": source,
+            "line": line,
+            "rule": rule,
+            "verdict": verdict,
+            "mismatch": mismatch,
             **named,
         })
     return records

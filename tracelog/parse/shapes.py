@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tracelog.events import Header
+from tracelog.events import Header, build
 
 _MARKER = "987654321{:06d}"
 _MARKER_STEM = _MARKER[:9]
@@ -47,7 +47,7 @@ class _Shape:
             values[field] = parts[index]
         if self.inner is not None:
             values[_INNER] = self.inner.header(parts)
-        return Header._make(values)
+        return build(Header, values)
 
     def indices(self) -> list[int]:
         """Where the values this shape puts back are, in the split (inner packet included)."""
