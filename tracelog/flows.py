@@ -10,6 +10,7 @@ has seen no packet for `idle` packets is over.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -55,17 +56,19 @@ class Ends(NamedTuple):
         return (host, self.proto, endpoints, self.icmp_type)
 
 
-def packet_ends(record: Mapping[str, Any]) -> list[Ends]:
-    """The conversation as each step of the record shows it, NAT rewrites included.
+Sight = tuple[str, str, int | None, int | None, int | None]
+"""src, dst, sport, dport and echo identifier as one step of a record shows them."""
+
+
+def packet_sights(record: Mapping[str, Any]) -> tuple[Sight, ...]:
+    """The distinct conversations the steps of a record show, in order, NAT rewrites included.
 
     `icmp_id` (the echo identifier) is read where the record has it: per step
     first, because NAT may rewrite it, else for the whole packet.
     """
-    proto, icmp_type, icmp_id = str(record["proto"]).upper(), record.get("icmp_type"), record.get("icmp_id")
-    # most steps of a packet show the same ends: build each distinct one once
-    seen = {(step["src"], step["dst"], step.get("sport"), step.get("dport"), step.get("icmp_id", icmp_id)): None
-            for step in record["steps"]}
-    return [Ends(proto, src, dst, sport, dport, icmp_type, echo) for src, dst, sport, dport, echo in seen]
+    icmp_id = record.get("icmp_id")
+    return tuple({(step["src"], step["dst"], step.get("sport"), step.get("dport"), step.get("icmp_id", icmp_id)): None
+                  for step in record["steps"]})
 
 
 def quoted_ends(inner: Mapping[str, Any]) -> Ends:
@@ -81,23 +84,25 @@ def quoted_ends(inner: Mapping[str, Any]) -> Ends:
     )
 
 
-def is_icmp_error(record: Mapping[str, Any]) -> bool:
-    """Whether the packet is an ICMP error, which belongs to the flow of the packet it quotes."""
-    return record.get("icmp_type") in _ICMP_ERRORS.get(str(record["proto"]).upper(), ())
-
-
-def flow_keys(record: Mapping[str, Any]) -> list[FlowKey]:
+def flow_keys(record: Mapping[str, Any]) -> tuple[FlowKey, ...]:
     """Every key the packet's flow is known by, first step first, without repeats.
 
     An ICMP error is known only by the packet it quotes: its own addresses
     would tie together unrelated errors between the same two hosts.  Without
     `inner` it is a flow of its own.
     """
-    host = record.get("host")
-    if is_icmp_error(record):
+    host, proto, icmp_type = record.get("host"), str(record["proto"]).upper(), record.get("icmp_type")
+    if icmp_type in _ICMP_ERRORS.get(proto, ()):
         inner = record.get("inner")
-        return [quoted_ends(inner).key(host)] if inner else []
-    return list(dict.fromkeys(ends.key(host) for ends in packet_ends(record)))
+        return (quoted_ends(inner).key(host),) if inner else ()
+    return _sight_keys(host, proto, icmp_type, packet_sights(record))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _sight_keys(host: str | None, proto: str, icmp_type: int | None, sights: tuple[Sight, ...]) -> tuple[FlowKey, ...]:
+    """The flow keys of a packet's sights; remembered, as the packets of one conversation repeat them."""
+    ends = (Ends(proto, src, dst, sport, dport, icmp_type, echo) for src, dst, sport, dport, echo in sights)
+    return tuple(dict.fromkeys(end.key(host) for end in ends))
 
 
 @dataclass(slots=True)
