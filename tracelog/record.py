@@ -114,14 +114,11 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     that simply stops, or steps without verdicts (a kernel log without a
     ruleset snapshot), give None: unknown, never a guess.
     """
-    index = len(packet.steps) - 1
-    for position, step in enumerate(packet.steps):
-        if step.event.verdict in TERMINAL_VERDICTS:
-            index = position
-            break
-    event = packet.steps[index].event
-    if event.verdict not in FINAL_TARGETS:
+    verdicts = [step.event.verdict for step in packet.steps]
+    index = next((at for at, verdict in enumerate(verdicts) if verdict in TERMINAL_VERDICTS), len(verdicts) - 1)
+    if verdicts[index] not in FINAL_TARGETS:
         return None, None, None
+    event = packet.steps[index].event
     return event.verdict, step_name(event), index + 1
 
 
