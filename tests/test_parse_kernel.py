@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.samples import SAMPLES, kernel_log_samples
+from tests.samples import SAMPLES, kernel_log_samples, trace_samples
 from tracelog.events import SourceLine, TraceEvent
 from tracelog.parse import BadLine, Caveat, LineParser, Skip
-from tracelog.parse.kernel import parse_whole_line
+from tracelog.parse.kernel import parse_whole_line, single_record
 
 PARSER = LineParser(year=2026)
 PING = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
@@ -51,6 +51,15 @@ def test_known_shapes_with_new_values_agree_with_the_grammar(sample: Path) -> No
             split = [o for o in PARSER.parse(line) if isinstance(o, TraceEvent)]
             whole = parse_whole_line(line, year=2026)
             assert split == ([whole] if whole is not None else []), variant
+
+
+@pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
+def test_the_one_record_shortcut_takes_only_kernel_log_lines(sample: Path) -> None:
+    """The dispatcher tries it before recognising a format: no other format's line may pass for one."""
+    kernel = sample in kernel_log_samples()
+    for number, text in enumerate(sample.read_text().splitlines(), start=1):
+        event = single_record(SourceLine(str(sample), number, text), year=2026)
+        assert event is None or (kernel and event == parse_whole_line(event.origin, year=2026)), text
 
 
 def test_fields_of_a_real_bridged_line() -> None:

@@ -287,12 +287,14 @@ def parse_kernel_line(origin: SourceLine, year: int) -> list[Outcome]:
     records joined on one line (a lost newline) give two events when the
     first one's fields are complete.
     """
-    event = _single_record(origin, year)
+    event = single_record(origin, year)
     return [event] if event is not None else list(_records(origin, year))
 
 
-def _single_record(origin: SourceLine, year: int) -> TraceEvent | None:
+def single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     """The event of a line holding one record with a usual prefix, as nearly every line does.
+
+    None for anything else: `parse_kernel_line` then says what the line is.
 
     The general path's steps (`_tagged_trace`, `_event`) written out in one
     function: it runs for every line of a big log, where each call saved shows.
