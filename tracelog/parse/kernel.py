@@ -186,11 +186,9 @@ def _grammar_header(text: str) -> Header | None:
 # which fields a line must have) and the option bytes, which carry TCP
 # timestamps.  The `=` or `(` before a value is consumed with it; the blank or
 # `)` after it stays, so the texts alone tell where which kind of value was.
-_FIELDS = ShapeMemo(
-    re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))"),
-    ("=", "("),
-    _grammar_header,
-)
+FIELD_VALUES = re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))")
+FIELD_VALUE_KINDS = (("=", r"\d+"), ("(", "[0-9A-Fa-f]+"))
+_FIELDS = ShapeMemo(FIELD_VALUES, FIELD_VALUE_KINDS, _grammar_header)
 
 
 def _fast_trace(text: str, start: int, end: int) -> Trace | None:

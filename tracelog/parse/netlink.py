@@ -20,7 +20,7 @@ from lark import UnexpectedInput, UnexpectedToken
 from tracelog.events import Header, NfFamily, SourceLine, StepKind, TraceEvent
 from tracelog.parse.fields import FieldError
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
-from tracelog.parse.shapes import ShapeMemo
+from tracelog.parse.shapes import ShapeMemo, ValueKind
 
 # NFPROTO_* (include/uapi/linux/netfilter.h) → nft family names
 NFPROTO_FAMILIES: dict[int, NfFamily] = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
@@ -135,7 +135,7 @@ class MonitorLines:
 
     Packet lines go by shape (`ShapeMemo`): `packet_line` matches one, with
     its trace id in group 1 and in group 2 the rest, whose values `values`
-    finds; `stub` and that rest make the line the grammar reads, so group 2
+    finds (of `kinds`, as `ShapeMemo` takes them); `stub` and that rest make the line the grammar reads, so group 2
     must hold everything the trace id pattern does not check.  `header`
     turns the grammar's result into a `Header`.  Step lines go by their
     text without the trace id (`StepLineMemo` with `step_line`).
@@ -148,11 +148,11 @@ class MonitorLines:
         packet_line: re.Pattern[str],
         stub: str,
         values: re.Pattern[str],
-        delimiters: tuple[str, ...],
+        kinds: tuple[ValueKind, ...],
         step_line: re.Pattern[str],
     ) -> None:
         self._grammar, self._header, self._packet_line, self._stub = grammar, header, packet_line, stub
-        self._packets = ShapeMemo(values, delimiters, self._read_packet)
+        self._packets = ShapeMemo(values, kinds, self._read_packet)
         self._steps = StepLineMemo(step_line)
 
     def parse(self, text: str) -> Any:

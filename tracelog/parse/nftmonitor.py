@@ -180,7 +180,7 @@ _LINES = MonitorLines(
     packet_line=re.compile(r"trace id ([0-9a-f]+) (.*? packet: .*)$"),
     stub="trace id 0 ",
     values=re.compile(r" (\d+)(?![^ \t])"),
-    delimiters=(" ",),
+    kinds=((" ", r"\d+"),),
     step_line=re.compile(r"trace id ([0-9a-f]+) "),
 )
 

@@ -8,6 +8,14 @@ marker landed in; the next text of that shape only needs its values put back.
 Every marker must land whole in exactly one field, as a number or as text: a
 value that ends up anywhere else (in an unknown field, changed by a rewrite,
 an interface called `7`) makes the shape one the grammar reads every time.
+
+Splitting a text with the values regex costs far more than matching it
+against one shape's own regex (its pieces verbatim, a group per value), so
+known shapes are found without a split: texts are bucketed by what comes
+before their first value and by their text without digits, and the bucket's
+shape regexes are tried.  A text that matches one has exactly the pieces the
+split would give (the pieces are the same strings, and a value's delimiter and
+neighbours decide whether the split takes it); anything else is split.
 """
 
 from __future__ import annotations
@@ -22,6 +30,13 @@ from tracelog.events import Header, build
 _MARKER = "987654321{:06d}"
 _MARKER_STEM = _MARKER[:9]
 _INNER = Header._fields.index("inner")
+# what every kind of value is made of (decimal and hex digits): deleted, they
+# leave the same bucket key for all texts of one shape
+_VALUE_BYTES = b"0123456789ABCDEFabcdef"
+_BUCKET_SIZE = 4
+
+ValueKind = tuple[str, str]
+"""The text a value's match consumes before it (`=` in `ID=4`) and a regex for the value itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +45,7 @@ class _Shape:
 
     `base` holds the `Header` values the grammar made of the text with markers
     for the values; `numbers` and `texts` say which header field (by position)
-    each value (by its index in the split) goes back into; `inner` is the
+    each value (by its order in the text) goes back into; `inner` is the
     shape of the packet an ICMP error quotes.
     """
 
@@ -39,20 +54,24 @@ class _Shape:
     texts: tuple[tuple[int, int], ...]
     inner: _Shape | None
 
-    def header(self, parts: list[str]) -> Header:
-        values = list(self.base)
+    def header(self, values: tuple[str, ...]) -> Header:
+        fields = list(self.base)
         for field, index in self.numbers:
-            values[field] = int(parts[index])
+            fields[field] = int(values[index])
         for field, index in self.texts:
-            values[field] = parts[index]
+            fields[field] = values[index]
         if self.inner is not None:
-            values[_INNER] = self.inner.header(parts)
-        return build(Header, values)
+            fields[_INNER] = self.inner.header(values)
+        return build(Header, fields)
 
     def indices(self) -> list[int]:
-        """Where the values this shape puts back are, in the split (inner packet included)."""
+        """Which values this shape puts back, by order (inner packet included)."""
         inner = self.inner.indices() if self.inner is not None else []
         return [index for _, index in self.numbers + self.texts] + inner
+
+
+Known = tuple[re.Pattern[str], _Shape | None]
+"""A shape's regex and how its values go back; None for a shape the grammar reads every time."""
 
 
 def _template(header: Header, markers: dict[str, int]) -> _Shape:
@@ -62,6 +81,23 @@ def _template(header: Header, markers: dict[str, int]) -> _Shape:
                   if type(value) is str and value in markers)
     inner = _template(header.inner, markers) if header.inner is not None else None
     return _Shape(tuple(header), numbers, texts, inner)
+
+
+def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list[tuple[ValueKind, str]]:
+    """Per value of a split text (`re.split` with one group per kind): its kind and the piece after it."""
+    width = len(kinds)
+    return [
+        (next(kind for kind, value in zip(kinds, parts[start : start + width], strict=True) if value is not None),
+         str(parts[start + width]))
+        for start in range(1, len(parts), width + 1)
+    ]
+
+
+def shape_pattern(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> re.Pattern[str]:
+    """The regex of a split text's shape: its pieces verbatim, each value a group of its kind."""
+    values = (f"{re.escape(delimiter)}({value}){re.escape(piece)}" for (delimiter, value), piece in
+              _split_values(parts, kinds))
+    return re.compile(re.escape(str(parts[0])) + "".join(values))
 
 
 def _remember(memo: dict[Any, Any], limit: int, key: Any, value: Any) -> None:
@@ -74,57 +110,72 @@ class ShapeMemo:
     """Field text → `Header`, with the grammar (`read`) run once per shape.
 
     `values` finds the values: each of its groups captures one kind of value,
-    and `delimiters` gives, per group, the text its match consumed before the
-    value (`=` in `ID=4`), which goes back in front of a marker.  `read`
-    turns a field text into a `Header`, or None when it cannot (the caller's
-    own path then reports why).  The same text coming back within a packet
-    is answered from a small memo; shapes are few and costly to read again,
-    so many more of them are kept.
+    and `kinds` gives, per group, the text its match consumed before the value
+    (`=` in `ID=4`), which goes back in front of a marker, and a regex for the
+    value.  `read` turns a field text into a `Header`, or None when it cannot
+    (the caller's own path then reports why).  The same text coming back
+    within a packet is answered from a small memo; shapes are few and costly
+    to read again, so many more of them are kept.
     """
 
     def __init__(
         self,
         values: re.Pattern[str],
-        delimiters: tuple[str, ...],
+        kinds: tuple[ValueKind, ...],
         read: Callable[[str], Header | None],
         texts_kept: int = 1 << 12,
         shapes_kept: int = 1 << 14,
     ) -> None:
-        self._values, self._delimiters, self._read = values, delimiters, read
+        self._values, self._kinds, self._read = values, kinds, read
         self._stride = values.groups + 1
         self._texts_kept, self._shapes_kept = texts_kept, shapes_kept
         self._headers: dict[str, Header] = {}
-        self._shapes: dict[tuple[str, ...], _Shape | None] = {}
+        self._buckets: dict[tuple[str, bytes], list[Known]] = {}
 
     def header(self, text: str) -> Header | None:
         """The header of a field text: the same text as a step before, or a known shape with new values."""
         header = self._headers.get(text)
         if header is not None:
             return header
-        parts = self._values.split(text)
-        pieces = tuple(parts[:: self._stride])
-        try:
-            shape = self._shapes[pieces]
-        except KeyError:
-            shape = self._learn(parts)
-            _remember(self._shapes, self._shapes_kept, pieces, shape)
-        header = self._read(text) if shape is None else shape.header(parts)
+        first = self._values.search(text)
+        key = text if first is None else text[: first.start()], text.encode(errors="surrogatepass").translate(
+            None, _VALUE_BYTES)
+        bucket = self._buckets.get(key)
+        match, shape = self._match(text, bucket) if bucket else (None, None)
+        if match is None:
+            pattern, shape = self._learn(self._values.split(text))
+            match = pattern.fullmatch(text)
+            if bucket is None:
+                bucket = []
+                _remember(self._buckets, self._shapes_kept, key, bucket)
+            bucket.insert(0, (pattern, shape))
+            del bucket[_BUCKET_SIZE:]
+        header = self._read(text) if shape is None or match is None else shape.header(match.groups())
         if header is not None:
             _remember(self._headers, self._texts_kept, text, header)
         return header
 
-    def _learn(self, parts: list[str]) -> _Shape | None:
-        """The shape of a split text; None where a value does not go back cleanly."""
-        if any(_MARKER_STEM in piece for piece in parts[:: self._stride]):
-            return None  # a marker-like word outside the values could pass for one
+    @staticmethod
+    def _match(text: str, bucket: list[Known]) -> tuple[re.Match[str] | None, _Shape | None]:
+        for pattern, shape in bucket:
+            match = pattern.fullmatch(text)
+            if match is not None:
+                return match, shape
+        return None, None
+
+    def _learn(self, parts: list[str | None]) -> Known:
+        """The regex and shape of a split text; no shape where a value does not go back cleanly."""
+        pattern = shape_pattern(parts, self._kinds)
         markers: dict[str, int] = {}
-        text = parts[0]
-        for start in range(1, len(parts), self._stride):
-            group = next(group for group in range(self._stride - 1) if parts[start + group] is not None)
-            markers[_MARKER.format(start + group)] = start + group
-            text += self._delimiters[group] + _MARKER.format(start + group) + parts[start + self._stride - 1]
+        text = str(parts[0])
+        for (delimiter, _), piece in _split_values(parts, self._kinds):
+            marker = _MARKER.format(len(markers))
+            markers[marker] = len(markers)
+            text += delimiter + marker + piece
+        if any(_MARKER_STEM in str(piece) for piece in parts[:: self._stride]):
+            return pattern, None  # a marker-like word outside the values could pass for one
         header = self._read(text)
         if header is None:
-            return None
+            return pattern, None
         shape = _template(header, markers)
-        return shape if sorted(shape.indices()) == list(markers.values()) else None
+        return pattern, shape if sorted(shape.indices()) == list(markers.values()) else None

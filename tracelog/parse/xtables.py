@@ -127,7 +127,7 @@ _LINES = MonitorLines(
     packet_line=re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)"),
     stub="PACKET: 0 0 ",
     values=re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"),
-    delimiters=("=",),
+    kinds=(("=", r"\d+"),),
     step_line=re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "),
 )
 
