@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
 from tests.samples import SAMPLES, kernel_log_samples
 from tests.test_parse_kernel import shifted
+from tracelog.events import Header
 from tracelog.parse.kernel import FIELD_VALUE_KINDS, FIELD_VALUES, MARK
-from tracelog.parse.shapes import shape_pattern
+from tracelog.parse.shapes import ShapeMemo, shape_pattern
 
 
 def field_texts(sample: Path) -> list[str]:
@@ -48,3 +52,46 @@ def test_an_icmp_type_stays_in_the_shape() -> None:
     pattern = shape_pattern(FIELD_VALUES.split("PROTO=ICMP TYPE=8 CODE=0 ID=12 SEQ=1"), FIELD_VALUE_KINDS)
     assert pattern.fullmatch("PROTO=ICMP TYPE=8 CODE=0 ID=99 SEQ=7") is not None
     assert pattern.fullmatch("PROTO=ICMP TYPE=0 CODE=0 ID=12 SEQ=1") is None
+
+
+def counting_memo(length: Callable[[int], int], ttl: Callable[[int], int | None] = lambda _: None,
+                  ) -> tuple[ShapeMemo, list[str]]:
+    """A memo over `LEN=<n> …` texts whose reader makes the header's length `length(n)` and TTL `ttl(n)`."""
+    read: list[str] = []
+
+    def reader(text: str) -> Header:
+        read.append(text)
+        number = int(text.split(maxsplit=1)[0].removeprefix("LEN="))
+        return Header("ipv6", ip_address("fd00::1"), ip_address("fd00::2"), "TCP", length=length(number),
+                      ttl=ttl(number))
+
+    return ShapeMemo(re.compile(r"=(\d+)(?![^ \t])"), (("=", r"\d+"),), reader), read
+
+
+def test_a_constant_the_reader_adds_goes_back_with_the_value() -> None:
+    """nft's `ip6 length` is the payload: the reader adds the 40-byte header, and so must the shape."""
+    memo, read = counting_memo(lambda number: number + 40)
+    for number in (60, 1280, 7):
+        header = memo.header(f"LEN={number} PROTO=TCP")
+        assert header is not None
+        assert header.length == number + 40
+    assert len(read) == 2  # the two readings that taught the shape, then none
+
+
+def test_a_value_the_reader_transforms_otherwise_is_read_every_time() -> None:
+    memo, read = counting_memo(lambda number: number * 2)
+    for number in (60, 1280, 7):
+        header = memo.header(f"LEN={number} PROTO=TCP")
+        assert header is not None
+        assert header.length == number * 2
+    assert len(read) == 2 + 3
+
+
+def test_a_value_also_used_otherwise_is_read_every_time() -> None:
+    """The first reading alone sees the length land; the second shows the TTL moved with it."""
+    memo, read = counting_memo(lambda number: number, ttl=lambda number: number % 256)
+    for number in (60, 1280, 7):
+        header = memo.header(f"LEN={number} PROTO=TCP")
+        assert header is not None
+        assert (header.length, header.ttl) == (number, number % 256)
+    assert len(read) == 2 + 3

@@ -27,8 +27,17 @@ from typing import Any
 
 from tracelog.events import Header, build
 
-_MARKER = "987654321{:06d}"
-_MARKER_STEM = _MARKER[:9]
+# Marker `i` of reading `probe` (1 or 2): 98765432, the probe, i, 000.  The
+# zeros leave room for a constant the grammar adds to a value (nft's and
+# xtables' IPv6 `length` + 40), recognised as marker + offset below 1000.
+_MARKER_STEM = "98765432"
+_MARKER_SPACING = 1000
+
+
+def _marker(probe: int, index: int) -> str:
+    return f"{_MARKER_STEM}{probe}{index:03d}000"
+
+
 _INNER = Header._fields.index("inner")
 # what every kind of value is made of (decimal and hex digits): deleted, they
 # leave the same bucket key for all texts of one shape
@@ -45,19 +54,20 @@ class _Shape:
 
     `base` holds the `Header` values the grammar made of the text with markers
     for the values; `numbers` and `texts` say which header field (by position)
-    each value (by its order in the text) goes back into; `inner` is the
-    shape of the packet an ICMP error quotes.
+    each value (by its order in the text) goes back into, a number with the
+    constant the grammar added to it; `inner` is the shape of the packet an
+    ICMP error quotes.
     """
 
     base: tuple[Any, ...]
-    numbers: tuple[tuple[int, int], ...]
+    numbers: tuple[tuple[int, int, int], ...]
     texts: tuple[tuple[int, int], ...]
     inner: _Shape | None
 
     def header(self, values: tuple[str, ...]) -> Header:
         fields = list(self.base)
-        for field, index in self.numbers:
-            fields[field] = int(values[index])
+        for field, index, offset in self.numbers:
+            fields[field] = int(values[index]) + offset
         for field, index in self.texts:
             fields[field] = values[index]
         if self.inner is not None:
@@ -67,20 +77,26 @@ class _Shape:
     def indices(self) -> list[int]:
         """Which values this shape puts back, by order (inner packet included)."""
         inner = self.inner.indices() if self.inner is not None else []
-        return [index for _, index in self.numbers + self.texts] + inner
+        return [index for _, index, _ in self.numbers] + [index for _, index in self.texts] + inner
 
 
 Known = tuple[re.Pattern[str], _Shape | None]
 """A shape's regex and how its values go back; None for a shape the grammar reads every time."""
 
 
-def _template(header: Header, markers: dict[str, int]) -> _Shape:
-    numbers = tuple((field, markers[str(value)]) for field, value in enumerate(header)
-                    if type(value) is int and str(value) in markers)
-    texts = tuple((field, markers[value]) for field, value in enumerate(header)
-                  if type(value) is str and value in markers)
-    inner = _template(header.inner, markers) if header.inner is not None else None
-    return _Shape(tuple(header), numbers, texts, inner)
+def _template(header: Header, count: int) -> _Shape:
+    """Where the `count` markers of reading 1 landed in `header`, whole or plus a constant."""
+    first = int(_marker(1, 0))
+    numbers, texts = [], []
+    for field, value in enumerate(header):
+        if type(value) is int and 0 <= value - first < count * _MARKER_SPACING:
+            numbers.append((field, *divmod(value - first, _MARKER_SPACING)))
+        elif type(value) is str and value.startswith(_MARKER_STEM + "1") and value.isdecimal():
+            index, rest = divmod(int(value) - first, _MARKER_SPACING)
+            if not rest and 0 <= index < count:
+                texts.append((field, index))
+    inner = _template(header.inner, count) if header.inner is not None else None
+    return _Shape(tuple(header), tuple(numbers), tuple(texts), inner)
 
 
 def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list[tuple[ValueKind, str]]:
@@ -164,18 +180,24 @@ class ShapeMemo:
         return None, None
 
     def _learn(self, parts: list[str | None]) -> Known:
-        """The regex and shape of a split text; no shape where a value does not go back cleanly."""
+        """The regex and shape of a split text; no shape where a value does not go back cleanly.
+
+        The grammar reads the text twice, with two sets of markers for the
+        values: the shape learned from the first must predict the second.
+        """
         pattern = shape_pattern(parts, self._kinds)
-        markers: dict[str, int] = {}
-        text = str(parts[0])
-        for (delimiter, _), piece in _split_values(parts, self._kinds):
-            marker = _MARKER.format(len(markers))
-            markers[marker] = len(markers)
-            text += delimiter + marker + piece
         if any(_MARKER_STEM in str(piece) for piece in parts[:: self._stride]):
             return pattern, None  # a marker-like word outside the values could pass for one
-        header = self._read(text)
-        if header is None:
+        values = _split_values(parts, self._kinds)
+        first, second = (
+            self._read(str(parts[0]) + "".join(delimiter + _marker(probe, index) + piece
+                                               for index, ((delimiter, _), piece) in enumerate(values)))
+            for probe in (1, 2)
+        )
+        if first is None or second is None:
             return pattern, None
-        shape = _template(header, markers)
-        return pattern, shape if sorted(shape.indices()) == list(markers.values()) else None
+        shape = _template(first, len(values))
+        if sorted(shape.indices()) != list(range(len(values))):
+            return pattern, None
+        predicted = shape.header(tuple(_marker(2, index) for index in range(len(values))))
+        return pattern, shape if predicted == second else None
