@@ -260,7 +260,9 @@ class Correlator:
         candidates: Iterable[_OpenPacket] = reversed(same_identity)
         if event.trace_id is not None and len(same_identity) > 1:
             # the trace id is a strong hint, not a packet id: same-id packets go first
-            candidates = sorted(candidates, key=lambda packet: not _same_trace(packet, event))
+            newest_first = same_identity[::-1]
+            same = [packet for packet in newest_first if packet.last.trace_id == event.trace_id]
+            candidates = same + [packet for packet in newest_first if packet.last.trace_id != event.trace_id]
         for packet in candidates:
             stage = _stage(event, packet)
             if not _follows(packet, event, stage):
