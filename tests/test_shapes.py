@@ -95,3 +95,20 @@ def test_a_value_also_used_otherwise_is_read_every_time() -> None:
         assert header is not None
         assert (header.length, header.ttl) == (number, number % 256)
     assert len(read) == 2 + 3
+
+
+def test_a_value_kept_as_an_unknown_field_goes_back_as_its_text() -> None:
+    """nft prints `icmp id` for ICMP errors too, where tracelog keeps it among the unknown fields."""
+    read: list[str] = []
+
+    def reader(text: str) -> Header:
+        read.append(text)
+        return Header("ipv4", ip_address("10.0.0.1"), ip_address("10.0.0.2"), "ICMP",
+                      extra=(("icmp type", "destination-unreachable"), ("icmp id", text.rsplit(maxsplit=1)[-1])))
+
+    memo = ShapeMemo(re.compile(r" (\d+)(?![^ \t])"), ((" ", r"\d+"),), reader)
+    for number in (7, 65535):
+        header = memo.header(f"icmp type destination-unreachable icmp id {number}")
+        assert header is not None
+        assert header.extra == (("icmp type", "destination-unreachable"), ("icmp id", str(number)))
+    assert len(read) == 2

@@ -39,6 +39,7 @@ def _marker(probe: int, index: int) -> str:
 
 
 _INNER = Header._fields.index("inner")
+_EXTRA = Header._fields.index("extra")
 # what every kind of value is made of (decimal and hex digits): deleted, they
 # leave the same bucket key for all texts of one shape
 _VALUE_BYTES = b"0123456789ABCDEFabcdef"
@@ -55,13 +56,15 @@ class _Shape:
     `base` holds the `Header` values the grammar made of the text with markers
     for the values; `numbers` and `texts` say which header field (by position)
     each value (by its order in the text) goes back into, a number with the
-    constant the grammar added to it; `inner` is the shape of the packet an
-    ICMP error quotes.
+    constant the grammar added to it; `extras`, which of the fields tracelog
+    does not know (`Header.extra`, by position) takes which value as its text;
+    `inner` is the shape of the packet an ICMP error quotes.
     """
 
     base: tuple[Any, ...]
     numbers: tuple[tuple[int, int, int], ...]
     texts: tuple[tuple[int, int], ...]
+    extras: tuple[tuple[int, int], ...]
     inner: _Shape | None
 
     def header(self, values: tuple[str, ...]) -> Header:
@@ -70,6 +73,11 @@ class _Shape:
             fields[field] = int(values[index]) + offset
         for field, index in self.texts:
             fields[field] = values[index]
+        if self.extras:
+            extra = list(fields[_EXTRA])
+            for pair, index in self.extras:
+                extra[pair] = (extra[pair][0], values[index])
+            fields[_EXTRA] = tuple(extra)
         if self.inner is not None:
             fields[_INNER] = self.inner.header(values)
         return build(Header, fields)
@@ -77,7 +85,8 @@ class _Shape:
     def indices(self) -> list[int]:
         """Which values this shape puts back, by order (inner packet included)."""
         inner = self.inner.indices() if self.inner is not None else []
-        return [index for _, index, _ in self.numbers] + [index for _, index in self.texts] + inner
+        put_back = [index for _, index, _ in self.numbers] + [index for _, index in self.texts + self.extras]
+        return put_back + inner
 
 
 Known = tuple[re.Pattern[str], _Shape | None]
@@ -87,16 +96,23 @@ Known = tuple[re.Pattern[str], _Shape | None]
 def _template(header: Header, count: int) -> _Shape:
     """Where the `count` markers of reading 1 landed in `header`, whole or plus a constant."""
     first = int(_marker(1, 0))
+
+    def marker_index(text: str) -> int | None:
+        if not (text.startswith(_MARKER_STEM + "1") and text.isdecimal()):
+            return None
+        index, rest = divmod(int(text) - first, _MARKER_SPACING)
+        return index if not rest and 0 <= index < count else None
+
     numbers, texts = [], []
     for field, value in enumerate(header):
         if type(value) is int and 0 <= value - first < count * _MARKER_SPACING:
             numbers.append((field, *divmod(value - first, _MARKER_SPACING)))
-        elif type(value) is str and value.startswith(_MARKER_STEM + "1") and value.isdecimal():
-            index, rest = divmod(int(value) - first, _MARKER_SPACING)
-            if not rest and 0 <= index < count:
-                texts.append((field, index))
+        elif type(value) is str and (index := marker_index(value)) is not None:
+            texts.append((field, index))
+    extras = tuple((pair, index) for pair, (_, text) in enumerate(header.extra)
+                   if (index := marker_index(text)) is not None)
     inner = _template(header.inner, count) if header.inner is not None else None
-    return _Shape(tuple(header), tuple(numbers), tuple(texts), inner)
+    return _Shape(tuple(header), tuple(numbers), tuple(texts), extras, inner)
 
 
 def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list[tuple[ValueKind, str]]:
