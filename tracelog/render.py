@@ -258,12 +258,14 @@ def print_timelines(records: Iterable[Record], console: Console) -> None:
     Into a file or pipe, plain text: no colours to lose, and no layout engine
     to pay for on every packet of a large log.
     """
-    for record in records:
-        if console.is_terminal:
+    if console.is_terminal:  # asked once: rich looks at the environment every time
+        for record in records:
             emit(console, timeline(record))
-        else:
-            console.file.write(timeline_text(record))
-            console.file.flush()
+        return
+    out = console.file
+    for record in records:
+        out.write(timeline_text(record))
+        out.flush()
 
 
 def emit(console: Console, renderable: RenderableType) -> None:
