@@ -5,15 +5,18 @@ The field texts of a log differ from packet to packet mostly in their values
 takes those values out with a regex, has the grammar read the rest once with
 numbered markers where the values were, and notes which `Header` field each
 marker landed in; the next text of that shape only needs its values put back.
-Every marker must land whole in exactly one field, as a number or as text: a
-value that ends up anywhere else (in an unknown field, changed by a rewrite,
-an interface called `7`) makes the shape one the grammar reads every time.
+Every marker must land in a field: whole, as a number or as text (the text of
+a field tracelog does not know included), or as a number plus a constant the
+grammar added (IPv6 lengths); and a second reading with other markers must be
+what the first predicts.  A value that ends up anywhere else (transformed,
+used twice, an interface called `7`) makes the shape one the grammar reads
+every time.
 
 Splitting a text with the values regex costs far more than matching it
 against one shape's own regex (its pieces verbatim, a group per value), so
 known shapes are found without a split: texts are bucketed by what comes
-before their first value and by their text without digits, and the bucket's
-shape regexes are tried.  A text that matches one has exactly the pieces the
+before their first value and by their text without decimal and hex digits,
+and the bucket's shape regexes are tried.  A text that matches one has exactly the pieces the
 split would give (the pieces are the same strings, and a value's delimiter and
 neighbours decide whether the split takes it); anything else is split.
 """
