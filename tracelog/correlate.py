@@ -96,6 +96,7 @@ class _OpenPacket:
     arrival: float = 0.0
 
     def add(self, event: TraceEvent, stage: Stage) -> None:
+        """The next step; `stage` and `last` are the newest step's, kept at hand for the next event."""
         self.steps.append(build(Step, (event, stage[0])))
         self.stage = stage
         self.last = event
@@ -283,7 +284,8 @@ class Correlator:
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
         stage = _stage(event, None)
-        packet = _OpenPacket(self._numbers, key, [Step(event, stage[0])], stage, event)
+        packet = _OpenPacket(self._numbers, key, [], stage, event)
+        packet.add(event, stage)
         self._open[packet.number] = packet
         self._by_identity.setdefault(key, []).append(packet)
         return packet

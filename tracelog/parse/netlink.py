@@ -135,10 +135,11 @@ class MonitorLines:
 
     Packet lines go by shape (`ShapeMemo`): `packet_line` matches one, with
     its trace id in group 1 and in group 2 the rest, whose values `values`
-    finds (of `kinds`, as `ShapeMemo` takes them); `stub` and that rest make the line the grammar reads, so group 2
-    must hold everything the trace id pattern does not check.  `header`
-    turns the grammar's result into a `Header`.  Step lines go by their
-    text without the trace id (`StepLineMemo` with `step_line`).
+    finds (of `kinds`, as `ShapeMemo` takes them); `stub` and that rest make
+    the line the grammar reads, so group 2 must hold everything the trace id
+    pattern does not check.  `header` turns the grammar's result into a
+    `Header`.  Step lines go by their text without the trace id
+    (`StepLineMemo` with `step_line`).
     """
 
     def __init__(

@@ -16,9 +16,10 @@ Splitting a text with the values regex costs far more than matching it
 against one shape's own regex (its pieces verbatim, a group per value), so
 known shapes are found without a split: texts are bucketed by what comes
 before their first value and by their text without decimal and hex digits,
-and the bucket's shape regexes are tried.  A text that matches one has exactly the pieces the
-split would give (the pieces are the same strings, and a value's delimiter and
-neighbours decide whether the split takes it); anything else is split.
+and the bucket's shape regexes are tried.  A text that matches one has
+exactly the pieces the split would give (the pieces are the same strings, and
+a value's delimiter and neighbours decide whether the split takes it);
+anything else is split.
 """
 
 from __future__ import annotations
@@ -162,7 +163,6 @@ class ShapeMemo:
         shapes_kept: int = 1 << 14,
     ) -> None:
         self._values, self._kinds, self._read = values, kinds, read
-        self._stride = values.groups + 1
         self._texts_kept, self._shapes_kept = texts_kept, shapes_kept
         self._headers: dict[str, Header] = {}
         self._buckets: dict[tuple[str, bytes], list[Known]] = {}
@@ -172,9 +172,7 @@ class ShapeMemo:
         header = self._headers.get(text)
         if header is not None:
             return header
-        first = self._values.search(text)
-        key = text if first is None else text[: first.start()], text.encode(errors="surrogatepass").translate(
-            None, _VALUE_BYTES)
+        key = self._bucket_key(text)
         bucket = self._buckets.get(key)
         match, shape = self._match(text, bucket) if bucket else (None, None)
         if match is None:
@@ -189,6 +187,12 @@ class ShapeMemo:
         if header is not None:
             _remember(self._headers, self._texts_kept, text, header)
         return header
+
+    def _bucket_key(self, text: str) -> tuple[str, bytes]:
+        """What every text of a shape shares: the text before its first value, and the text without values."""
+        first = self._values.search(text)
+        head = text if first is None else text[: first.start()]
+        return head, text.encode(errors="surrogatepass").translate(None, _VALUE_BYTES)
 
     @staticmethod
     def _match(text: str, bucket: list[Known]) -> tuple[re.Match[str] | None, _Shape | None]:
@@ -205,9 +209,9 @@ class ShapeMemo:
         values: the shape learned from the first must predict the second.
         """
         pattern = shape_pattern(parts, self._kinds)
-        if any(_MARKER_STEM in str(piece) for piece in parts[:: self._stride]):
-            return pattern, None  # a marker-like word outside the values could pass for one
         values = _split_values(parts, self._kinds)
+        if any(_MARKER_STEM in piece for piece in [str(parts[0]), *(piece for _, piece in values)]):
+            return pattern, None  # a marker-like word outside the values could pass for one
         first, second = (
             self._read(str(parts[0]) + "".join(delimiter + _marker(probe, index) + piece
                                                for index, ((delimiter, _), piece) in enumerate(values)))
