@@ -293,14 +293,15 @@ def single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     """The event of a line holding one record with a usual prefix, as nearly every line does.
 
     None for anything else: `parse_kernel_line` then says what the line is.
-    A line that starts with the mark has no prefix to read: xtables-monitor's
-    lines look so, and the general path takes the rare bare kernel record.
+    A line that starts with the mark (after blanks) has no prefix to read:
+    xtables-monitor's step lines look so, and the general path takes the rare
+    bare kernel record.
 
     The general path's steps (`_tagged_trace`, `_event`) written out in one
     function: it runs for every line of a big log, where each call saved shows.
     """
     text = origin.text
-    if text.count(MARK) != 1 or text.startswith(MARK):  # most other lines end here, before any regex
+    if text.count(MARK) != 1 or text.lstrip(" \t").startswith(MARK):  # most other lines end here, before any regex
         return None
     record = _record_pattern().match(text)
     if record is None:
