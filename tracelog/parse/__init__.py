@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tracelog.events import SourceLine
@@ -77,12 +76,13 @@ class LineParser:
             released = self.flush()
         match = _FORMATS.match(line.text)
         if match is not None:
-            return [*released, *self._dispatch(match.lastgroup, line)]
-        outcomes = parse_kernel_line(line, self._year)
-        last = outcomes[-1] if outcomes else None
-        if isinstance(last, BadLine) and last.origin is line and looks_cut(last):
-            self._held = _Held(line, outcomes)
-            return released
+            outcomes = self._dispatch(match.lastgroup, line)
+        else:
+            outcomes = parse_kernel_line(line, self._year)
+            last = outcomes[-1] if outcomes else None
+            if isinstance(last, BadLine) and last.origin is line and looks_cut(last):
+                self._held = _Held(line, outcomes)
+                return released
         return released + outcomes if released else outcomes
 
     def flush(self) -> list[Outcome]:
@@ -115,7 +115,7 @@ class LineParser:
                 return True
         return False
 
-    def _dispatch(self, kind: str | None, line: SourceLine) -> Iterable[Outcome]:
+    def _dispatch(self, kind: str | None, line: SourceLine) -> list[Outcome]:
         """A line of one of the netlink-era formats, by the name its start matched."""
         if kind == "nft":
             return self._nft.parse(line)
@@ -123,5 +123,5 @@ class LineParser:
             return self._xtables.parse(line)
         if kind == "json":
             # other JSON logs (journalctl -o json) stay with the kernel parser, as before
-            return parse_json_line(line) if _ULOGD_JSON in line.text else parse_kernel_line(line, self._year)
-        return parse_logemu_line(line, self._year)
+            return list(parse_json_line(line)) if _ULOGD_JSON in line.text else parse_kernel_line(line, self._year)
+        return list(parse_logemu_line(line, self._year))

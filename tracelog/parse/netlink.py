@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from lark import UnexpectedInput, UnexpectedToken
 
-from tracelog.events import Header, NfFamily, SourceLine, StepKind, TraceEvent
+from tracelog.events import Header, NfFamily, SourceLine, Stamp, StepKind, TraceEvent, build
 from tracelog.parse.fields import FieldError
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.shapes import ShapeMemo, ValueKind
@@ -107,26 +106,30 @@ class StepLineMemo:
 
     `trace_id` matches the start of a line up to its id (group 1).  Only step
     lines are remembered (packet lines are new for every packet), and only
-    lines that parsed: every error still comes from the grammar.
+    lines that parsed: every error still comes from the grammar.  What is
+    kept of a step is all but its trace id.
     """
 
     def __init__(self, trace_id: re.Pattern[str]) -> None:
         self._trace_id = trace_id
-        self._steps: dict[str, TraceStep] = {}
+        self._steps: dict[str, tuple[Any, ...]] = {}
 
-    def parse(self, text: str, parse: Callable[[str], T]) -> T | TraceStep:
+    def known(self, text: str) -> TraceStep | None:
+        """The step of a line whose text without its trace id was read before; None for any other."""
         match = self._trace_id.match(text)
         if match is None:
-            return parse(text)
-        key = text[: match.start(1)] + text[match.end(1) :]
-        known = self._steps.get(key)
-        if known is not None:
-            return TraceStep(match.group(1), *known[1:])
+            return None
+        rest = self._steps.get(text[: match.start(1)] + text[match.end(1) :])
+        return None if rest is None else build(TraceStep, (match.group(1), *rest))
+
+    def parse(self, text: str, parse: Callable[[str], T]) -> T | TraceStep:
+        """`parse(text)`, remembered if it is a step."""
         parsed = parse(text)
-        if isinstance(parsed, TraceStep):
+        match = self._trace_id.match(text)
+        if isinstance(parsed, TraceStep) and match is not None:
             if len(self._steps) >= _STEP_MEMO_LIMIT:
                 self._steps.clear()
-            self._steps[key] = parsed
+            self._steps[text[: match.start(1)] + text[match.end(1) :]] = parsed[1:]
         return parsed
 
 
@@ -157,12 +160,18 @@ class MonitorLines:
         self._steps = StepLineMemo(step_line)
 
     def parse(self, text: str) -> Any:
-        """A line as the grammar reads it, or a `KnownPacket` for a packet line of a known shape."""
+        """A line as the grammar reads it, or a `KnownPacket` for a packet line of a known shape.
+
+        Known step lines go first: they are most lines, and no packet line is one.
+        """
+        step = self._steps.known(text)
+        if step is not None:
+            return step
         packet = self._packet_line.match(text)
         if packet is not None:
             header = self._packets.header(packet.group(2))
             if header is not None:
-                return KnownPacket(packet.group(1), header)
+                return build(KnownPacket, (packet.group(1), header))
         return self._steps.parse(text, self._grammar)
 
     def _read_packet(self, fields: str) -> Header | None:
@@ -172,6 +181,9 @@ class MonitorLines:
             return None if isinstance(line, TraceStep | Skip) else self._header(line)
         except (UnexpectedInput, FieldError):
             return None
+
+
+_NO_STAMP = Stamp()  # monitors print no time
 
 
 class PacketMemory:
@@ -196,7 +208,7 @@ class PacketMemory:
         """Drop what is known of `trace_id` (its latest packet line was unreadable)."""
         self._headers.pop(trace_id, None)
 
-    def learn(self, trace_id: str, header: Callable[[], Header | None], origin: SourceLine) -> Iterator[Outcome]:
+    def learn(self, trace_id: str, header: Callable[[], Header | None], origin: SourceLine) -> list[Outcome]:
         """Remember the header a packet line gives; a header that cannot be built is a bad line.
 
         Either way the id's older header is gone, so later steps never borrow it.
@@ -205,7 +217,8 @@ class PacketMemory:
             self.remember(trace_id, header())
         except FieldError as error:
             self.forget(trace_id)
-            yield bad_line(origin, error)
+            return [bad_line(origin, error)]
+        return []
 
     def step_outcome(self, step: TraceStep, origin: SourceLine) -> Outcome:
         """The event for `step`, with its packet's last header.
@@ -214,29 +227,21 @@ class PacketMemory:
         mid-packet, or the id was forgotten) is a `Caveat`: the line itself is
         fine, but there is no header to make an event from.
         """
-        if step.trace_id not in self._headers:
+        trace_id, nf_family, table, chain, kind, verdict, handle, rule, mark = step
+        try:
+            header = self._headers[trace_id]
+        except KeyError:
             return Caveat(origin, UNSEEN_PACKET)
-        header = self._headers[step.trace_id]
         if header is None:
             return Skip.NON_IP
-        if step.mark is not None:
-            header = header._replace(mark=step.mark)
-        return TraceEvent(
-            table=step.table,
-            chain=step.chain,
-            kind=step.kind,
-            header=header,
-            handle=step.handle,
-            trace_id=step.trace_id,
-            rule=step.rule,
-            verdict=step.verdict,
-            nf_family=step.nf_family,
-            origin=origin,
-        )
+        if mark is not None:
+            header = header._replace(mark=mark)
+        fields = (table, chain, kind, header, None, handle, None, _NO_STAMP, trace_id, rule, verdict, None, nf_family,
+                  origin)
+        return build(TraceEvent, fields)
 
 
-@dataclass(frozen=True, slots=True)
-class KnownPacket:
+class KnownPacket(NamedTuple):
     """A packet line whose header a `ShapeMemo` already gave (no fields left to read)."""
 
     trace_id: str
@@ -268,20 +273,19 @@ class MonitorParser:
         self._parse, self._header, self._damaged_packet_id = parse, header, damaged_packet_id
         self._packets = PacketMemory()
 
-    def parse(self, origin: SourceLine) -> Iterator[Outcome]:
+    def parse(self, origin: SourceLine) -> list[Outcome]:
         try:
             line = self._parse(origin.text)
         except (UnexpectedInput, FieldError) as error:
             trace_id = self._damaged_packet_id(origin.text)
             if trace_id is not None:
                 self._packets.forget(trace_id)
-            yield bad_line(origin, error)
-            return
+            return [bad_line(origin, error)]
+        if isinstance(line, TraceStep):
+            return [self._packets.step_outcome(line, origin)]
         if isinstance(line, Skip):
-            yield line
-        elif isinstance(line, TraceStep):
-            yield self._packets.step_outcome(line, origin)
-        elif isinstance(line, KnownPacket):
+            return [line]
+        if isinstance(line, KnownPacket):
             self._packets.remember(line.trace_id, line.header)
-        else:
-            yield from self._packets.learn(line.trace_id, lambda: self._header(line), origin)
+            return []
+        return self._packets.learn(line.trace_id, lambda: self._header(line), origin)
