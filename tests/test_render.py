@@ -1,18 +1,23 @@
-"""JSON lines: the contract's encoding, fast and exact."""
+"""JSON lines: the contract's encoding, fast and exact; timelines: the plain layout is rich's."""
 
 from __future__ import annotations
 
+import copy
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
 from tests.outcomes import outcomes
 from tests.samples import SAMPLES, trace_samples
 from tracelog.correlate import correlate_packets
 from tracelog.events import TraceEvent
 from tracelog.record import packet_records
-from tracelog.render import json_line
+from tracelog.render import UNWRAPPED_WIDTH, emit, json_line, timeline, timeline_text
 
 
 @pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
@@ -29,3 +34,36 @@ def test_what_orjson_refuses_is_still_written() -> None:
     """A mangled field can hold a number beyond 64 bits, a names file a lone surrogate."""
     record = {"ip_id": 2**70, "src_name": "\ud800"}
     assert json.loads(json_line(record)) == record
+
+
+def _sample_records(sample: Path) -> list[dict[str, Any]]:
+    events = [o for o in outcomes(sample.read_text().splitlines()) if isinstance(o, TraceEvent)]
+    return list(packet_records(correlate_packets(events)))
+
+
+def _variants(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A real record, then copies through the other branches: rules (with a control code), names, verdicts."""
+    yield record
+    ruled = copy.deepcopy(record)
+    for number, step in enumerate(ruled["steps"]):
+        step["rule"] = f"-A {step['chain']} -m comment --comment \"bell\x07\" -j ACCEPT" if number % 3 == 0 else None
+        step["verdict"] = ("ACCEPT", "RETURN", None)[number % 3] if number % 3 else "DROP"
+        step["kind"] = ("rule", "return", "policy")[number % 3]
+        step["mismatch"] = "rule 9 of 3" if number % 4 == 3 else None
+        step["in_name"], step["physout_name"] = "nginx-1", "nginx\x082"
+    ruled["verdict"], ruled["verdict_at"], ruled["verdict_step"] = "DROP", "x", 1
+    ruled["src_name"], ruled["host"] = "nginx-1", "lab\x0chost"
+    yield ruled
+    policy = copy.deepcopy(ruled)
+    policy["steps"][0]["rule"], policy["verdict"] = None, "ACCEPT"
+    yield policy
+
+
+@pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
+def test_plain_timelines_are_what_rich_prints_into_a_pipe(sample: Path) -> None:
+    """Into a file or pipe, timelines skip rich's layout engine: every sample's packets prove it lays out the same."""
+    for record in _sample_records(sample):
+        for variant in _variants(record):
+            out = io.StringIO()
+            emit(Console(file=out, width=UNWRAPPED_WIDTH, highlight=False, force_terminal=False), timeline(variant))
+            assert timeline_text(variant) == out.getvalue()
