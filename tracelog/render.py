@@ -6,10 +6,11 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import orjson
 from rich.console import Console, Group, RenderableType
+from rich.control import strip_control_codes
 from rich.table import Table
 from rich.text import Text
 
@@ -84,6 +85,24 @@ def write_csv(records: Iterable[Record], out: TextIO) -> None:
         out.flush()
 
 
+class Styled(NamedTuple):
+    """A cell, title or ending: runs of text with their rich styles, over a style for the whole.
+
+    Only a terminal pays for a rich `Text`; a file or pipe gets the runs
+    joined, without control codes as `Text` would have them.
+    """
+
+    runs: tuple[tuple[str, str], ...]
+    style: str = ""
+
+    def text(self) -> Text:
+        return Text.assemble(*self.runs, style=self.style)
+
+    def plain(self) -> str:
+        plain = "".join(run for run, _ in self.runs)
+        return plain if plain.isprintable() else strip_control_codes(plain)
+
+
 def _named(interface: str | None, name: str | None) -> str | None:
     return f"{interface} [{name}]" if interface and name else interface
 
@@ -131,17 +150,17 @@ def _elapsed(step: Record, start: float | str | None) -> str:
     return ""
 
 
-def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Record]], number: int) -> Text:
-    text = Text()
+def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Record]], number: int) -> Styled:
+    runs = []
     if step["in"] and (previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"])):
-        text.append(f"in {_interface(step, 'in')} ")
+        runs.append((f"in {_interface(step, 'in')} ", ""))
     if step["out"] and (previous is None or (step["out"], step["physout"]) != (previous["out"], previous["physout"])):
-        text.append(f"out {_interface(step, 'out')} ")
+        runs.append((f"out {_interface(step, 'out')} ", ""))
     for rewrite in rewrites.get(number, []):
-        text.append(f"NAT {rewrite['field']} {rewrite['from']} → {rewrite['to']} ", style="bold yellow")
+        runs.append((f"NAT {rewrite['field']} {rewrite['from']} → {rewrite['to']} ", "bold yellow"))
     if previous is not None and step["ttl"] is not None and previous["ttl"] not in (None, step["ttl"]):
-        text.append(f"ttl {previous['ttl']} → {step['ttl']} ", style="dim")
-    return text
+        runs.append((f"ttl {previous['ttl']} → {step['ttl']} ", "dim"))
+    return Styled(tuple(runs))
 
 
 _DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
@@ -159,43 +178,43 @@ def _rule_args(step: Record) -> str:
     return rule[len(prefix) :] if rule.startswith(prefix) else rule
 
 
-def _decision(step: Record) -> Text:
+def _decision(step: Record) -> Styled:
     """What a step decided, in the rule column."""
     if step["mismatch"]:
-        return Text(f"? {step['mismatch']}", style="red")
+        return Styled(((f"? {step['mismatch']}", ""),), "red")
     if step["rule"]:
-        return Text(_rule_args(step))
+        return Styled(((_rule_args(step), ""),))
     if step["verdict"] and step["kind"] == "policy":
-        return Text(f"policy {step['verdict']}", style="italic")
+        return Styled(((f"policy {step['verdict']}", ""),), "italic")
     if step["verdict"] and step["kind"] == "return":
-        return Text("end of chain, back to the caller", style="italic")
-    return Text("")
+        return Styled((("end of chain, back to the caller", ""),), "italic")
+    return Styled(())
 
 
-def _ending(record: Record) -> Text:
+def _ending(record: Record) -> Styled:
     verdict = record["verdict"]
     if verdict:
         step = record["steps"][record["verdict_step"] - 1]
         label = (_DONE_BY.get(verdict, str(verdict)), "bold red" if verdict in TERMINAL_VERDICTS else "bold green")
         where = f" by {step['table']} {step['chain']}"
         if step["rule"]:
-            return Text.assemble(label, f"{where} {_kind_and_number(step)}: {_rule_args(step)}")
-        return Text.assemble(label, f" by the policy of{where[3:]}")
+            return Styled((label, (f"{where} {_kind_and_number(step)}: {_rule_args(step)}", "")))
+        return Styled((label, (f" by the policy of{where[3:]}", "")))
     last = record["steps"][-1]
     where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {_kind_and_number(last)}"
     unknown = "verdict unknown: the trace does not say"
     if all(step["verdict"] is None for step in record["steps"]):
         unknown = "verdict unknown: give --rules to name rules and verdicts"
-    return Text(f"last seen at {where} ({unknown})", style="dim")
+    return Styled(((f"last seen at {where} ({unknown})", ""),), "dim")
 
 
-def _title(record: Record) -> Text:
-    title = Text.assemble((f"#{record['packet']}", "bold"), f" {describe(record)}")
+def _title(record: Record) -> Styled:
+    runs = [(f"#{record['packet']}", "bold"), (f" {describe(record)}", "")]
     if "flow" in record:
-        title.append(f"  flow {record['flow']}", style="dim")
+        runs.append((f"  flow {record['flow']}", "dim"))
     if record["host"]:
-        title.append(f"  on {record['host']}", style="dim")
-    return title
+        runs.append((f"  on {record['host']}", "dim"))
+    return Styled(tuple(runs))
 
 
 def timeline(record: Record) -> Group:
@@ -205,8 +224,8 @@ def timeline(record: Record) -> Group:
         table.add_column(column, no_wrap=column not in ("changes", "rule"),
                          style="dim" if column in ("time", "hook") else None)
     for cells in _step_cells(record):
-        table.add_row(*cells)
-    return Group(_title(record), table, _ending(record))
+        table.add_row(*(cell if isinstance(cell, str) else cell.text() for cell in cells))
+    return Group(_title(record).text(), table, _ending(record).text())
 
 
 def timeline_text(record: Record) -> str:
@@ -215,13 +234,13 @@ def timeline_text(record: Record) -> str:
     Laid out as rich lays out `timeline` (columns two blanks apart, each as
     wide as its widest cell), at a fraction of the cost on large logs.
     """
-    rows = [[cell.plain if isinstance(cell, Text) else cell for cell in cells] for cells in _step_cells(record)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join([_title(record).plain, *lines, _ending(record).plain]) + "\n\n"
+    rows = [[cell if isinstance(cell, str) else cell.plain() for cell in cells] for cells in _step_cells(record)]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    lines = ["  ".join(map(str.ljust, row, widths)).rstrip() for row in rows]
+    return "\n".join([_title(record).plain(), *lines, _ending(record).plain()]) + "\n\n"
 
 
-def _step_cells(record: Record) -> Iterator[list[str | Text]]:
+def _step_cells(record: Record) -> Iterator[list[str | Styled]]:
     """The cells of each step: time, hook (when it changes), table:chain, kind, changes, rule."""
     rewrites: dict[int, list[Record]] = {}
     for rewrite in record["rewrites"]:
