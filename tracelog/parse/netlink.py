@@ -116,21 +116,26 @@ class StepLineMemo:
 
     def known(self, text: str) -> TraceStep | None:
         """The step of a line whose text without its trace id was read before; None for any other."""
-        match = self._trace_id.match(text)
-        if match is None:
-            return None
-        rest = self._steps.get(text[: match.start(1)] + text[match.end(1) :])
-        return None if rest is None else build(TraceStep, (match.group(1), *rest))
+        split = self._split(text)
+        rest = self._steps.get(split[1]) if split is not None else None
+        return None if split is None or rest is None else build(TraceStep, (split[0], *rest))
 
     def parse(self, text: str, parse: Callable[[str], T]) -> T | TraceStep:
         """`parse(text)`, remembered if it is a step."""
         parsed = parse(text)
-        match = self._trace_id.match(text)
-        if isinstance(parsed, TraceStep) and match is not None:
+        split = self._split(text)
+        if isinstance(parsed, TraceStep) and split is not None:
             if len(self._steps) >= _STEP_MEMO_LIMIT:
                 self._steps.clear()
-            self._steps[text[: match.start(1)] + text[match.end(1) :]] = parsed[1:]
+            self._steps[split[1]] = parsed[1:]
         return parsed
+
+    def _split(self, text: str) -> tuple[str, str] | None:
+        """A step line's trace id, and its text without it."""
+        match = self._trace_id.match(text)
+        if match is None:
+            return None
+        return match.group(1), text[: match.start(1)] + text[match.end(1) :]
 
 
 class MonitorLines:
