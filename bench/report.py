@@ -75,7 +75,7 @@ class InputResult:
         return next((cell for cell in self.cells if cell.tool == tool), None)
 
 
-CEILING, NAIVE = "read-only ceiling", "naive regex"
+CEILING, NAIVE, JSONL = "read-only ceiling", "naive regex", "tracelog parse --format jsonl"
 
 
 def _note(cell: Cell, expected: int | None) -> str:
@@ -90,6 +90,13 @@ def _note(cell: Cell, expected: int | None) -> str:
     if packets is not None:
         notes.append(f"{packets:,} packets" + ("" if expected is None else f" (expected {expected:,})"))
     return "; ".join(notes)
+
+
+def _rounds(naive: Cell, jsonl: Cell) -> str:
+    """Each round's ratio of the two tools run in turn: the spread behind the medians."""
+    pairs = zip(naive.samples, jsonl.samples, strict=True)
+    ratios = [f"{run.wall / base.wall:.2f}×" for base, run in pairs if not run.killed]
+    return f"round by round {', '.join(ratios)} the naive time" if len(ratios) > 1 else ""
 
 
 def throughput(results: Sequence[InputResult]) -> list[str]:
@@ -108,6 +115,8 @@ def throughput(results: Sequence[InputResult]) -> list[str]:
             wall = f"> {cell.wall:.1f}" if cell.killed else f"{cell.wall:.2f}"
             speed = cell.lines_per_second
             note = result.naive_note if cell.tool == NAIVE else _note(cell, result.expected)
+            if cell.tool == JSONL and naive is not None:
+                note = "; ".join(filter(None, [note, _rounds(naive, cell)]))
             rows.append(
                 f"| {label} | {cell.tool} | {len(cell.samples)} | {wall} | {cell.cpu:.2f} | {_int(speed)} "
                 f"| {_times(top, speed)} | {_times(base, speed)} | {cell.max_rss_mb:,.0f} | {note} |"
