@@ -190,22 +190,20 @@ def measure_pair(reference: Tool, candidate: Tool, path: Path, lines: int, repea
     """Run two tools in turn, round after round, so that a slow spell of a shared machine falls on both.
 
     Their ratio is the headline figure, so they alternate (the order swaps
-    every round) for up to `repeat` rounds, and no round starts that would
-    not fit `pair_budget` seconds in all.  The candidate is killed at
-    `budget`, and not run again once killed or failed; the reference always
-    runs to completion.  Round `i` is sample `i` of both cells.
+    every round) for up to `repeat` rounds, and a new round starts only
+    while `pair_budget` seconds are not yet spent: at least two rounds when
+    one takes less than the budget.  The candidate is killed at `budget`,
+    and not run again once killed or failed; the reference always runs to
+    completion.  Round `i` is sample `i` of both cells.
     """
     runs: dict[str, list[Sample]] = {reference[0]: [], candidate[0]: []}
     spent = 0.0
     for round_ in range(repeat):
         order = (reference, candidate) if round_ % 2 == 0 else (candidate, reference)
-        took = 0.0
         for name, argv in order:
             sample = run_once(argv, path, budget if name == candidate[0] else None)
             runs[name].append(sample)
-            took += sample.wall
-        spent += took
-        last = runs[candidate[0]][-1]
-        if last.status not in COMPLETED or spent + took > pair_budget:
+            spent += sample.wall
+        if runs[candidate[0]][-1].status not in COMPLETED or spent >= pair_budget:
             break
     return Cell(reference[0], lines, tuple(runs[reference[0]])), Cell(candidate[0], lines, tuple(runs[candidate[0]]))

@@ -2,16 +2,16 @@
 
 Run from the repository root:
 
-    python bench/run.py                          # defaults: 1M-line kernel log, 200k-line monitors, ~8 min
+    python bench/run.py                          # defaults: 1M-line kernel log, 200k-line monitors, ~8-9 min
     python bench/run.py --lines 2000 --repeat 1 --no-live   # the smoke test's quick run
 
 For each built input (see bench/build.py: copies of the real captures) it
 times, several times (median), a loop that only reads the lines (the
 ceiling), bench/naive.py, `tracelog parse --format jsonl` and `--format table`
 (and `tracelog summary` once it exists), each child's stdout to /dev/null.
-The naive script and `--format jsonl` run in turn, round after round, within
-a budget of their own (180 s: two rounds on the 1M-line file), since their
-ratio is the headline.
+The naive script and `--format jsonl` run in turn, round after round, with a
+budget of their own (no new round after 120 s: two rounds on the 1M-line
+file), since their ratio is the headline.
 Then it streams a 10M-line kernel log into tracelog on stdin to see whether
 its memory stays flat, and times how soon a packet prints on a live pipe.
 The report is Markdown on stdout (also saved as bench/out/results.md);
@@ -46,8 +46,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--monitor-lines", type=int, help="nft / xtables-monitor input size (default: lines / 5)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool and input; the median is reported")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per tool and input (default 60)")
-    parser.add_argument("--pair-budget", type=float, default=180.0,
-                        help="seconds for the alternating naive / jsonl runs on one input (default 180)")
+    parser.add_argument("--pair-budget", type=float, default=120.0,
+                        help="no new round of the alternating naive / jsonl runs once this many seconds are spent "
+                        "(default 120)")
     parser.add_argument("--out", type=Path, default=build.OUT, help="where inputs and results.md go")
     parser.add_argument("--no-live", action="store_true", help="skip the live memory and latency checks")
     parser.add_argument("--live-lines", type=int, default=10_000_000, help="lines streamed for the memory check")
