@@ -114,28 +114,21 @@ class StepLineMemo:
         self._trace_id = trace_id
         self._steps: dict[str, tuple[Any, ...]] = {}
 
-    def known(self, text: str) -> TraceStep | None:
-        """The step of a line whose text without its trace id was read before; None for any other."""
-        split = self._split(text)
-        rest = self._steps.get(split[1]) if split is not None else None
-        return None if split is None or rest is None else build(TraceStep, (split[0], *rest))
-
     def parse(self, text: str, parse: Callable[[str], T]) -> T | TraceStep:
-        """`parse(text)`, remembered if it is a step."""
-        parsed = parse(text)
-        split = self._split(text)
-        if isinstance(parsed, TraceStep) and split is not None:
-            if len(self._steps) >= _STEP_MEMO_LIMIT:
-                self._steps.clear()
-            self._steps[split[1]] = parsed[1:]
-        return parsed
-
-    def _split(self, text: str) -> tuple[str, str] | None:
-        """A step line's trace id, and its text without it."""
+        """The step of a line whose text without its trace id was read before, else `parse(text)`."""
         match = self._trace_id.match(text)
         if match is None:
-            return None
-        return match.group(1), text[: match.start(1)] + text[match.end(1) :]
+            return parse(text)
+        key = text[: match.start(1)] + text[match.end(1) :]
+        rest = self._steps.get(key)
+        if rest is not None:
+            return build(TraceStep, (match.group(1), *rest))
+        parsed = parse(text)
+        if isinstance(parsed, TraceStep):
+            if len(self._steps) >= _STEP_MEMO_LIMIT:
+                self._steps.clear()
+            self._steps[key] = parsed[1:]
+        return parsed
 
 
 class MonitorLines:
@@ -165,13 +158,7 @@ class MonitorLines:
         self._steps = StepLineMemo(step_line)
 
     def parse(self, text: str) -> Any:
-        """A line as the grammar reads it, or a `KnownPacket` for a packet line of a known shape.
-
-        Known step lines go first: they are most lines, and no packet line is one.
-        """
-        step = self._steps.known(text)
-        if step is not None:
-            return step
+        """A line as the grammar reads it, or a `KnownPacket` for a packet line of a known shape."""
         packet = self._packet_line.match(text)
         if packet is not None:
             header = self._packets.header(packet.group(2))

@@ -173,11 +173,12 @@ def _line_header(line: _PacketLine) -> Header | None:
 
 # Packet lines differ from packet to packet in their trace id and decimal
 # values (ip id, lengths, ports, sequence numbers); the family, table and chain
-# before `packet:` are part of the shape, so the grammar checks them too.
+# before `packet:` are part of the shape, so the grammar checks them too (names
+# with blanks in them, which nft would quote, are left to the grammar).
 _LINES = MonitorLines(
     _grammar,
     _line_header,
-    packet_line=re.compile(r"trace id ([0-9a-f]+) (.*? packet: .*)$"),
+    packet_line=re.compile(r"trace id ([0-9a-f]+) (\S+ \S+ \S+ packet: .*)"),
     stub="trace id 0 ",
     values=re.compile(r" (\d+)(?![^ \t])"),
     kinds=((" ", r"\d+"),),
