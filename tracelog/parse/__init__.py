@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from tracelog.events import SourceLine
-from tracelog.parse.kernel import looks_cut, parse_kernel_line, single_record, starts_record
+from tracelog.parse.kernel import looks_cut, other_records, parse_kernel_line, single_record, starts_record
 from tracelog.parse.nftmonitor import NftMonitorParser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.ulogd import parse_json_line, parse_logemu_line
@@ -65,10 +65,9 @@ class LineParser:
         terminal that wrapped it) is held back, and joined with the lines
         that continue it when that makes it whole.
         """
-        if self._held is None:  # the kernel log's one-record line, the commonest of all, first
-            event = single_record(line, self._year)
-            if event is not None:
-                return [event]
+        event = single_record(line, self._year)
+        if event is not None:  # the kernel log's one-record line, the commonest of all: never a continuation
+            return [event] if self._held is None else [*self.flush(), event]
         released: list[Outcome] = []
         if self._held is not None:
             if not starts_record(line.text) and self._held.pieces < _MAX_PIECES and self._join(line):
@@ -78,7 +77,7 @@ class LineParser:
         if match is not None:
             outcomes = self._dispatch(match.lastgroup, line)
         else:
-            outcomes = parse_kernel_line(line, self._year)
+            outcomes = other_records(line, self._year)
             last = outcomes[-1] if outcomes else None
             if isinstance(last, BadLine) and last.origin is line and looks_cut(last):
                 self._held = _Held(line, outcomes)
@@ -123,5 +122,5 @@ class LineParser:
             return self._xtables.parse(line)
         if kind == "json":
             # other JSON logs (journalctl -o json) stay with the kernel parser, as before
-            return list(parse_json_line(line)) if _ULOGD_JSON in line.text else parse_kernel_line(line, self._year)
+            return list(parse_json_line(line)) if _ULOGD_JSON in line.text else other_records(line, self._year)
         return list(parse_logemu_line(line, self._year))

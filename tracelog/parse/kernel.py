@@ -286,7 +286,12 @@ def parse_kernel_line(origin: SourceLine, year: int) -> list[Outcome]:
     first one's fields are complete.
     """
     event = single_record(origin, year)
-    return [event] if event is not None else list(_records(origin, year))
+    return [event] if event is not None else other_records(origin, year)
+
+
+def other_records(origin: SourceLine, year: int) -> list[Outcome]:
+    """`parse_kernel_line` for a line `single_record` already turned down."""
+    return list(_records(origin, year))
 
 
 def single_record(origin: SourceLine, year: int) -> TraceEvent | None:
