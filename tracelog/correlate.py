@@ -192,16 +192,16 @@ def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[s
     return changed if allowed.issuperset(changed) else None
 
 
-def _same_trace_first(packets: list[_OpenPacket], trace_id: str) -> Iterator[_OpenPacket]:
-    """Newest first, those whose last step had `trace_id` before the others.
+def _same_trace_first(packets: list[_OpenPacket], event: TraceEvent) -> Iterator[_OpenPacket]:
+    """Newest first, those whose last step had the event's trace id before the others.
 
     The trace id is a strong hint, not a packet id.  Lazily: the first
     candidate nearly always fits, and packets sharing an identity (IPv6
     without ids, TCP with ID=0) can be dozens.
     """
     newest_first = packets[::-1]
-    yield from (packet for packet in newest_first if packet.last.trace_id == trace_id)
-    yield from (packet for packet in newest_first if packet.last.trace_id != trace_id)
+    yield from (packet for packet in newest_first if _same_trace(packet, event))
+    yield from (packet for packet in newest_first if not _same_trace(packet, event))
 
 
 class Correlator:
@@ -272,7 +272,7 @@ class Correlator:
             return None
         candidates: Iterable[_OpenPacket] = reversed(same_identity)
         if event.trace_id is not None and len(same_identity) > 1:
-            candidates = _same_trace_first(same_identity, event.trace_id)
+            candidates = _same_trace_first(same_identity, event)
         for packet in candidates:
             stage = _stage(event, packet)
             if not _follows(packet, event, stage):
