@@ -84,7 +84,7 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[dict[st
             "handle": handle,
             "nf_family": nf_family,
             "hook": hook,
-            "time": stamp.uptime if stamp.wallclock is None else stamp_value(stamp),
+            "time": stamp.uptime if stamp.wallclock is None else stamp_value(stamp),  # no call for dmesg's stamps
             **fields,
             "source": source,
             "line": line,
