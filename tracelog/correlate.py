@@ -225,6 +225,11 @@ class Correlator:
     def open_packets(self) -> int:
         return len(self._open)
 
+    @property
+    def started(self) -> int:
+        """How many packets have begun: the number the newest one got."""
+        return self._numbers
+
     def feed(self, event: TraceEvent, arrival: float = 0.0) -> list[Packet]:
         """Add one event; return the packets that are now complete, in order."""
         self._events += 1

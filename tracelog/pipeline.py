@@ -57,6 +57,19 @@ class RunStats:
         self.caveats[caveat.message] += 1
         self.caveat_examples.setdefault(caveat.message, f"{caveat.origin.source}:{caveat.origin.line}")
 
+    def add(self, later: RunStats) -> None:
+        """Count in what a run over the lines after these counted (see `tracelog.parallel`)."""
+        self.lines += later.lines
+        self.events += later.events
+        self.packets += later.packets
+        self.skipped += later.skipped
+        self.bad += later.bad
+        self.bad_examples += later.bad_examples[: EXAMPLES_KEPT - len(self.bad_examples)]
+        self.caveats += later.caveats
+        for message, where in later.caveat_examples.items():
+            self.caveat_examples.setdefault(message, where)
+        self.unreadable += later.unreadable
+
 
 def trace_packets(inputs: Sequence[str], options: ParseOptions, stats: RunStats) -> Iterator[Packet]:
     """Yield each packet of the named inputs (`-` is stdin) once it is complete."""
@@ -83,40 +96,59 @@ def correlate_lines(lines: Iterable[SourceLine | None], options: ParseOptions, s
     last line arrived more than `options.idle` seconds ago are complete.
     Raises `BadLineError` on the first unparsable TRACE line with `strict`.
     """
-    parser = LineParser(options.year)
-    correlator = Correlator(options.window)
+    builder = PacketBuilder(options)
     for line in lines:
-        if line is None:  # a quiet moment: a held wrapped record will not be continued
-            packets = _absorb(parser.flush(), correlator, options, stats)
-            packets += correlator.expire(time.monotonic(), options.idle)
-        else:
-            stats.lines += 1
-            packets = _absorb(parser.parse(line), correlator, options, stats)
+        packets = builder.tick(stats) if line is None else builder.feed(line, stats)
         stats.packets += len(packets)
         yield from packets
-    packets = _absorb(parser.flush(), correlator, options, stats) + correlator.finish()
+    packets = builder.finish(stats)
     stats.packets += len(packets)
     yield from packets
 
 
-def _absorb(
-    outcomes: Iterable[Outcome], correlator: Correlator, options: ParseOptions, stats: RunStats
-) -> list[Packet]:
-    """Count each outcome and feed the events; return the packets that completed."""
-    packets: list[Packet] = []
-    for outcome in outcomes:
-        if isinstance(outcome, TraceEvent):
-            stats.events += 1
-            event = options.rulesets.annotate(outcome) if options.rulesets else outcome
-            if event.mismatch:
-                stats.note_caveat(Caveat(event.origin, f"ruleset does not fit: {event.mismatch}"))
-            packets += correlator.feed(event, time.monotonic())
-        elif isinstance(outcome, Skip):
-            stats.skipped[outcome] += 1
-        elif isinstance(outcome, Caveat):
-            stats.note_caveat(outcome)
-        else:
-            if options.strict:
-                raise BadLineError(f"{outcome.location}: {outcome.reason}\n{outcome.with_caret()}")
-            stats.note_bad(outcome)
-    return packets
+class PacketBuilder:
+    """One run's parser and correlator: lines in, complete packets out.
+
+    Each call names the stats to count into, so that a caller reading lines
+    it does not report on (a worker's lead-in, see `tracelog.parallel`) can
+    count them apart.  `stats.packets` is the caller's to count.
+    """
+
+    def __init__(self, options: ParseOptions) -> None:
+        self.options = options
+        self.parser = LineParser(options.year)
+        self.correlator = Correlator(options.window)
+
+    def feed(self, line: SourceLine, stats: RunStats) -> list[Packet]:
+        """One more line; the packets it completed."""
+        stats.lines += 1
+        return self.absorb(self.parser.parse(line), stats)
+
+    def tick(self, stats: RunStats) -> list[Packet]:
+        """A quiet moment on a live source: a held wrapped record will not be continued, idle packets are done."""
+        return self.absorb(self.parser.flush(), stats) + self.correlator.expire(time.monotonic(), self.options.idle)
+
+    def finish(self, stats: RunStats) -> list[Packet]:
+        """The end of the input: every open packet is complete."""
+        return self.absorb(self.parser.flush(), stats) + self.correlator.finish()
+
+    def absorb(self, outcomes: Iterable[Outcome], stats: RunStats) -> list[Packet]:
+        """Count each outcome and feed the events; return the packets that completed."""
+        options, correlator = self.options, self.correlator
+        packets: list[Packet] = []
+        for outcome in outcomes:
+            if isinstance(outcome, TraceEvent):
+                stats.events += 1
+                event = options.rulesets.annotate(outcome) if options.rulesets else outcome
+                if event.mismatch:
+                    stats.note_caveat(Caveat(event.origin, f"ruleset does not fit: {event.mismatch}"))
+                packets += correlator.feed(event, time.monotonic())
+            elif isinstance(outcome, Skip):
+                stats.skipped[outcome] += 1
+            elif isinstance(outcome, Caveat):
+                stats.note_caveat(outcome)
+            else:
+                if options.strict:
+                    raise BadLineError(f"{outcome.location}: {outcome.reason}\n{outcome.with_caret()}")
+                stats.note_bad(outcome)
+        return packets

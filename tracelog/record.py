@@ -124,9 +124,17 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
 
 def packet_records(packets: Iterable[Packet], names: Names = NO_NAMES) -> Iterator[dict[str, Any]]:
     """The contract records of a packet stream, with their `flow` and the names known for them."""
+    return flow_records((packet_record(packet, names) for packet in packets), names)
+
+
+def flow_records(records: Iterable[dict[str, Any]], names: Names = NO_NAMES) -> Iterator[dict[str, Any]]:
+    """Records of `packet_record`, in packet order, completed with their `flow` and address names.
+
+    The one part of a record that depends on every packet before it: see
+    `tracelog.parallel`, whose workers make the rest.
+    """
     flows = FlowTracker()
-    for packet in packets:
-        record = packet_record(packet, names)
+    for record in records:
         record["flow"] = flows.assign(record)
         record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
         yield record

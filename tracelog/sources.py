@@ -28,21 +28,30 @@ def _open(name: str) -> BinaryIO:
         raise InputError(f"cannot read {name}: {error.strerror or error}") from error
 
 
-def read_lines(name: str) -> Iterator[SourceLine]:
+def is_gzip(name: str) -> bool:
+    """Whether a file holds gzip data, by its magic bytes (not its name)."""
+    with _open(name) as raw:
+        return raw.read(2) == _GZIP_MAGIC
+
+
+def read_lines(name: str, offset: int = 0, lines_before: int = 0) -> Iterator[SourceLine]:
     """Yield the lines of one file (gzip detected by its magic bytes, not its name).
 
     Bytes are decoded as UTF-8 with replacement: logs carry binary garbage and
     a bad byte must cost one field, not the run.  A corrupt gzip stream ends
-    the file with an `InputError` after the lines read so far.
+    the file with an `InputError` after the lines read so far.  A plain file
+    may be read from byte `offset` on, where `lines_before` lines lie behind.
     """
-    number = 0
+    number = lines_before
     with _open(name) as raw:
+        if offset:  # a named pipe (`<(dmesg)`) cannot seek at all
+            raw.seek(offset)
         packed = isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == _GZIP_MAGIC
         with gzip.GzipFile(fileobj=raw, mode="rb") if packed else contextlib.nullcontext(raw) as handle:
             # decoded in bulk; lines end at "\n" only, as the kernel writes them
             text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="\n")
             try:
-                for number, data in enumerate(text, start=1):
+                for number, data in enumerate(text, start=lines_before + 1):
                     yield build(SourceLine, (name, number, data.rstrip("\r\n")))
             except (OSError, EOFError) as error:
                 raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
