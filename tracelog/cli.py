@@ -16,8 +16,9 @@ import typer
 from tracelog.errors import ExitStatus, InputError, TracelogError, UsageError
 from tracelog.filters import PacketFilter, parse_network, select
 from tracelog.names import Names, docker_names, load_names
-from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.record import packet_records
+from tracelog.parallel import available_cpus, packet_records_of
+from tracelog.pipeline import ParseOptions, RunStats
+from tracelog.record import flow_records, packet_records
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
 from tracelog.state import latest_snapshot
@@ -95,6 +96,10 @@ IdleOption = Annotated[
 ]
 YearOption = Annotated[int | None, typer.Option(help="Year for syslog time stamps that have none [default: now].")]
 StrictOption = Annotated[bool, typer.Option(help="Stop at the first TRACE line that cannot be parsed.")]
+JobsOption = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", min=1, help="Processes that read one big plain file together [default: one per CPU]."),
+]
 RulesOption = Annotated[
     list[str] | None,
     typer.Option("--rules", help="iptables-save / ip6tables-save snapshot taken while tracing (repeatable)."),
@@ -128,6 +133,7 @@ class _Inputs:
     rules: list[str]
     names: list[str]
     wanted: PacketFilter
+    jobs: int
 
     def records(self, stats: RunStats) -> Iterator[dict[str, Any]]:
         """The packet records of the inputs, named, in flows, filtered."""
@@ -137,8 +143,9 @@ class _Inputs:
         options = ParseOptions(idle=self.idle, strict=self.strict, rulesets=load_rulesets(rules) if rules else None)
         if self.year is not None:
             options = replace(options, year=self.year)
-        packets = trace_packets(self.files, options, stats)
-        return select(packet_records(packets, _load_names(self.names)), self.wanted)
+        names = _load_names(self.names)
+        records = packet_records_of(self.files, options, stats, names, self.jobs)
+        return select(flow_records(records, names), self.wanted)
 
     def run(self, write: Callable[[Iterator[dict[str, Any]]], None]) -> None:
         """Write the records, then the run summary on stderr; exit as the run went."""
@@ -166,12 +173,12 @@ def _default_rules() -> list[str]:
 
 def _inputs(files: list[str] | None, idle: float, year: int | None, strict: bool, rules: list[str] | None,
             names: list[str] | None, src: str | None, dst: str | None, proto: str | None, port: int | None,
-            verdict: str | None, chain: str | None, name: str | None) -> _Inputs:
+            verdict: str | None, chain: str | None, name: str | None, jobs: int | None) -> _Inputs:
     wanted = PacketFilter(
         src=parse_network(src) if src else None, dst=parse_network(dst) if dst else None, proto=proto, port=port,
         verdict=verdict, chain=chain, name=name,
     )
-    return _Inputs(files or [STDIN], idle, year, strict, rules or [], names or [], wanted)
+    return _Inputs(files or [STDIN], idle, year, strict, rules or [], names or [], wanted, jobs or available_cpus())
 
 
 @app.command()
@@ -185,6 +192,7 @@ def parse(
     idle: IdleOption = 1.0,
     year: YearOption = None,
     strict: StrictOption = False,
+    jobs: JobsOption = None,
     rules: RulesOption = None,
     names: NamesOption = None,
     src: SrcOption = None,
@@ -209,7 +217,7 @@ def parse(
 
         tracelog parse --format parquet --output trace.parquet kern.log.*.gz
     """
-    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name)
+    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name, jobs)
     inputs.run(lambda records: _write(records, output, directory))
 
 
@@ -222,6 +230,7 @@ def summary(
     idle: IdleOption = 1.0,
     year: YearOption = None,
     strict: StrictOption = False,
+    jobs: JobsOption = None,
     rules: RulesOption = None,
     names: NamesOption = None,
     src: SrcOption = None,
@@ -259,7 +268,7 @@ def summary(
         else:
             render.print_summary(report, _console())
 
-    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name)
+    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name, jobs)
     inputs.run(write)
 
 

@@ -1,0 +1,222 @@
+"""One big file read by several processes gives what one process gives: packets, numbers, counts (issue 6).
+
+The inputs are the bench's copies of the real captures (packets interleaved
+the way a busy host interleaves them) and every sample; chunks are made
+small so that a few thousand lines make many seams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import build
+from tests.conftest import RunCli
+from tests.samples import trace_samples
+from tracelog import parallel
+from tracelog.errors import ExitStatus, InputError
+from tracelog.events import SourceLine
+from tracelog.parallel import Chunk, ChunkRun, Seam, packet_records_of, plan
+from tracelog.pipeline import ParseOptions, RunStats
+from tracelog.record import flow_records
+from tracelog.sources import read_lines
+
+OPTIONS = ParseOptions(year=2026)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("built")
+    return {fmt: build.build(fmt, lines, out).path for fmt, lines in (("kernel", 30_000), ("nft", 12_000),
+                                                                      ("xtables", 12_000))}
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 64 kB (a few hundred lines), read in 4 kB blocks when planned."""
+    monkeypatch.setattr(parallel, "MIN_CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(parallel, "_BLOCK", 4 << 10)
+
+
+def records(path: Path, jobs: int, options: ParseOptions = OPTIONS) -> tuple[list[dict[str, Any]], RunStats]:
+    stats = RunStats()
+    found = list(flow_records(packet_records_of([str(path)], options, stats, jobs=jobs)))
+    return found, stats
+
+
+def line_starts(path: Path) -> list[int]:
+    data = path.read_bytes()
+    return [0] + [index + 1 for index, byte in enumerate(data) if byte == ord("\n")]
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("fmt", ["kernel", "nft", "xtables"])
+@pytest.mark.parametrize("jobs", [2, 5])
+def test_chunks_give_the_packets_one_process_gives(built: dict[str, Path], fmt: str, jobs: int) -> None:
+    chunks = plan([str(built[fmt])], jobs, OPTIONS)
+    assert len(chunks) == jobs
+    one, one_stats = records(built[fmt], 1)
+    several, several_stats = records(built[fmt], jobs)
+    assert several == one
+    assert [record["packet"] for record in several] == list(range(1, len(one) + 1))
+    assert several_stats == one_stats
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_sample_read_in_chunks_is_read_as_by_one_process(sample: Path) -> None:
+    """Small captures, many seams: bad lines, look-alikes, wrapped records and caveats counted once each."""
+    tiny = dataclasses.replace(OPTIONS, window=20)  # a 40-line lead-in: seams inside the captures' packets
+    one, one_stats = records(sample, 1, tiny)
+    several, several_stats = records(sample, 3, tiny)
+    assert several == one
+    assert several_stats == one_stats
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_seam_that_does_not_fit_hands_the_rest_to_one_process(
+    built: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a lead-in a chunk cannot know the packets under way: the check finds it, the answer stays right."""
+    monkeypatch.setattr(parallel, "LEAD_WINDOWS", 0)
+    rests: list[Chunk] = []
+    rest = Chunk.rest
+
+    def spy(chunk: Chunk) -> Chunk:
+        rests.append(chunk)
+        return rest(chunk)
+
+    monkeypatch.setattr(Chunk, "rest", spy)
+    one, one_stats = records(built["kernel"], 1)
+    several, several_stats = records(built["kernel"], 4)
+    assert rests, "no seam was found not to fit"
+    assert several == one
+    assert several_stats == one_stats
+
+
+def test_seams_fit_only_where_both_sides_agree() -> None:
+    before = Seam(3, frozenset(), frozenset({10, 12}), (), ((10, 1), (11, 2), (12, 3)), cut_short=False)
+    after = Seam(5, frozenset({10, 12}), frozenset(), ((10, 1), (11, 2), (12, 3), (13, 4)), (), cut_short=False)
+    assert before.fits(after)
+    assert not before.fits(dataclasses.replace(after, head=frozenset({10})))
+    assert not before.fits(dataclasses.replace(after, head_reading=((10, 1), (11, 9), (12, 3))))
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("jobs", [2, 3, 7])
+def test_chunks_cut_at_line_starts_and_know_their_line_numbers(built: dict[str, Path], jobs: int) -> None:
+    path = built["xtables"]
+    starts = line_starts(path)
+    options = dataclasses.replace(OPTIONS, window=100)
+    chunks = plan([str(path)], jobs, options)
+    assert len(chunks) == jobs
+    assert chunks[0] == Chunk(str(path), 0, 0, 1, chunks[1].begin)
+    assert [chunk.end for chunk in chunks] == [chunk.begin for chunk in chunks[1:]] + [None]
+    for chunk in chunks[1:]:
+        assert starts[chunk.lines_before] == chunk.offset
+        assert chunk.begin - 1 - chunk.lines_before == parallel.LEAD_WINDOWS * options.window
+    sizes = [starts[chunk.begin - 1] - starts[chunks[index].begin - 1] for index, chunk in enumerate(chunks[1:])]
+    assert max(sizes) - min(sizes) < 1_000  # about equal, within a line or so
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_one_process_reads_what_cannot_or_need_not_be_split(built: dict[str, Path], tmp_path: Path) -> None:
+    path = str(built["kernel"])
+    packed = tmp_path / "kern.log.gz"
+    packed.write_bytes(gzip.compress(built["kernel"].read_bytes()))
+    small = tmp_path / "small.log"
+    small.write_bytes(built["kernel"].read_bytes()[: 100 << 10])
+    assert plan([path], 1, OPTIONS) == []
+    assert plan([path], 2, dataclasses.replace(OPTIONS, strict=True)) == []
+    assert plan([path, path], 2, OPTIONS) == []
+    assert plan(["-"], 2, OPTIONS) == []
+    assert plan([str(packed)], 2, OPTIONS) == []
+    assert plan([str(small)], 2, OPTIONS) == []
+    assert plan([str(tmp_path / "missing.log")], 2, OPTIONS) == []
+    assert len(plan([path], 2, OPTIONS)) == 2
+
+
+def test_a_chunk_that_cannot_be_read_on_ends_the_file_there(
+    built: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with one process: the lines read so far count, the error is reported, nothing after it."""
+
+    def failing(name: str, offset: int = 0, lines_before: int = 0) -> Iterator[SourceLine]:
+        for line in read_lines(name, offset, lines_before):
+            if line.line == 1000:
+                raise InputError(f"{name}:1000: cannot read further: test")
+            yield line
+
+    monkeypatch.setattr(parallel, "read_lines", failing)
+    stats = RunStats()
+    run = ChunkRun(Chunk(str(built["kernel"]), 0, 0, 1, 5000), OPTIONS)
+    packets = list(run.packets(stats))
+    assert run.seam is not None
+    assert run.seam.cut_short
+    assert stats.lines == 999
+    assert stats.unreadable == [f"{built['kernel']}:1000: cannot read further: test"]
+    assert packets
+    assert all(step.event.origin.line < 1000 for packet in packets for step in packet.steps)
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize(
+    "command", [("parse", "-f", "jsonl"), ("parse",), ("parse", "-f", "csv"), ("summary",), ("parse", "--proto", "udp")]
+)
+def test_the_cli_prints_the_same_with_one_process_or_several(
+    run_cli: RunCli, built: dict[str, Path], command: tuple[str, ...]
+) -> None:
+    one = run_cli(*command, "-j", "1", str(built["kernel"]))
+    several = run_cli(*command, "--jobs", "3", str(built["kernel"]))
+    assert (several.status, several.stdout, several.stderr) == (one.status, one.stdout, one.stderr)
+    assert one.stdout
+
+
+def own_processes(marker: str) -> list[int]:
+    """Processes whose command line names `marker` (a file only this test uses)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kernel log the default chunk size splits in two."""
+    return build.build("kernel", 60_000, tmp_path_factory.mktemp("big")).path
+
+
+@pytest.mark.parametrize("how", ["closed pipe", "ctrl-c"])
+def test_an_interrupted_run_in_chunks_ends_quietly_and_leaves_nothing_behind(big: Path, how: str) -> None:
+    assert len(plan([str(big)], 2, OPTIONS)) == 2
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracelog", "parse", "-f", "jsonl", "-j", "2", str(big)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith(b'{"packet":1,')
+    assert len(own_processes(str(big))) == 2
+    if how == "closed pipe":
+        process.stdout.close()
+    else:
+        os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == (ExitStatus.OK if how == "closed pipe" else ExitStatus.INTERRUPTED)
+    assert b"Traceback" not in stderr
+    assert b"Exception" not in stderr
+    time.sleep(0.2)
+    assert own_processes(str(big)) == []
