@@ -27,6 +27,7 @@ from tracelog import parallel
 from tracelog.errors import ExitStatus, InputError
 from tracelog.events import SourceLine
 from tracelog.parallel import Chunk, ChunkRun, Seam, packet_records_of, plan
+from tracelog.parse import LineParser
 from tracelog.pipeline import ParseOptions, RunStats
 from tracelog.record import flow_records
 from tracelog.sources import read_lines
@@ -220,3 +221,27 @@ def test_an_interrupted_run_in_chunks_ends_quietly_and_leaves_nothing_behind(big
     assert b"Exception" not in stderr
     time.sleep(0.2)
     assert own_processes(str(big)) == []
+
+
+def test_a_chunk_notes_how_it_read_the_lines_at_its_edges(built: dict[str, Path]) -> None:
+    """What the seam check compares: the outcomes of the lines after each edge, as one parser read them."""
+    path = built["nft"]
+    parser = LineParser(OPTIONS.year)
+    expected = {line.line: hash(tuple(parser.parse(line))) for line in read_lines(str(path))}
+    texts = path.read_text().splitlines()
+    # a chunk that starts with a step line, its packet line just before the chunk
+    begin = next(
+        number for number in range(3000, 4000) if "packet:" in texts[number - 2] and "packet:" not in texts[number - 1]
+    )
+    end = begin + 3000
+    run = ChunkRun(Chunk(str(path), 0, 0, begin, end), OPTIONS)
+    list(run.packets(RunStats()))
+    assert run.seam is not None
+    assert run.seam.head_reading == tuple((n, expected[n]) for n in range(begin, begin + parallel.OVERLAP_LINES))
+    assert run.seam.tail_reading
+    assert run.seam.tail_reading == tuple((n, expected[n]) for n in range(end, end + len(run.seam.tail_reading)))
+    # without a lead-in, step lines whose packet line came before the chunk read differently
+    blind = ChunkRun(Chunk(str(path), line_starts(path)[begin - 1], begin - 1, begin, end), OPTIONS)
+    list(blind.packets(RunStats()))
+    assert blind.seam is not None
+    assert blind.seam.head_reading != run.seam.head_reading
