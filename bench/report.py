@@ -76,6 +76,7 @@ class InputResult:
 
 
 CEILING, NAIVE, JSONL = "read-only ceiling", "naive regex", "tracelog parse --format jsonl"
+ONE_PROCESS = "tracelog parse --format jsonl --jobs 1"
 
 
 def _note(cell: Cell, expected: int | None) -> str:
@@ -196,9 +197,13 @@ def document(
     parts += [
         "lines/s: input lines over the median wall time of whole runs (start-up included); `time × ceiling` and",
         "`time × naive`: how many times longer per line than the read-only loop and the naive script; CPU s:",
-        "user + system time of the child (a shared machine shows as wall above CPU); peak RSS of the child",
-        "(wait4).  A tracelog run still going at the per-cell budget is killed, and its lines/s counts the",
-        "lines it had read (its file offset).  The naive script's groups are not packets: see the next table.",
+        "user + system time of the child and its workers (a shared machine shows as wall above CPU).  tracelog",
+        f"reads one big plain file with one process per CPU ({len(os.sched_getaffinity(0))} here; `--jobs 1`: one "
+        "process alone); peak RSS is",
+        "its processes' resident memory added up, sampled every 0.1 s (or the largest single process's peak,",
+        "by wait4, if that is larger).  A tracelog run still going at the per-cell budget is killed, and its",
+        "lines/s counts the lines its main process had read (its file offset).  The naive script's groups are",
+        "not packets: see the next table.",
         "",
         "### Packets on the source captures",
         "",

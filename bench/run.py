@@ -8,7 +8,8 @@ Run from the repository root:
 For each built input (see bench/build.py: copies of the real captures) it
 times, several times (median), a loop that only reads the lines (the
 ceiling), bench/naive.py, `tracelog parse --format jsonl` and `--format table`
-(and `tracelog summary` once it exists), each child's stdout to /dev/null.
+(and `tracelog summary` once it exists), each child's stdout to /dev/null;
+once more `--format jsonl --jobs 1`, to show what one process does alone.
 The naive script and `--format jsonl` run in turn, round after round, with a
 budget of their own (no new round after 120 s: two rounds on the 1M-line
 file), since their ratio is the headline.
@@ -72,6 +73,7 @@ def tools(path: Path, summary: bool) -> list[tuple[str, list[str], bool]]:
         (report.NAIVE, [python, str(ROOT / "bench" / "naive.py"), str(path)], True),
         (report.JSONL, [*tracelog, "parse", "--format", "jsonl", str(path)], False),
         ("tracelog parse --format table", [*tracelog, "parse", "--format", "table", str(path)], False),
+        (report.ONE_PROCESS, [*tracelog, "parse", "--format", "jsonl", "--jobs", "1", str(path)], False),
     ]
     if summary:
         found.append(("tracelog summary", [*tracelog, "summary", str(path)], False))
@@ -94,7 +96,8 @@ def bench_input(
                                   args.pair_budget)
             continue
         report.progress(f"{manifest.path.name}: {name}")
-        cells.append(measure(name, command, manifest.path, manifest.lines, args.repeat, args.budget, not reference))
+        repeat = 1 if name == report.ONE_PROCESS else args.repeat  # shown for comparison: one run is enough
+        cells.append(measure(name, command, manifest.path, manifest.lines, repeat, args.budget, not reference))
     expected = expect.expected_packets(manifest.copies, counts.packets)
     copies = sum(manifest.copies.values())
     title = f"{build.FORMATS[manifest.fmt].title}, {copies:,} copies of {len(manifest.copies)} captures"
