@@ -22,7 +22,7 @@ import pytest
 
 from bench import build
 from tests.conftest import RunCli
-from tests.samples import trace_samples
+from tests.samples import SAMPLES, trace_samples
 from tracelog import parallel
 from tracelog.errors import ExitStatus, InputError
 from tracelog.events import SourceLine
@@ -172,7 +172,16 @@ def test_a_chunk_that_cannot_be_read_on_ends_the_file_there(
 
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize(
-    "command", [("parse", "-f", "jsonl"), ("parse",), ("parse", "-f", "csv"), ("summary",), ("parse", "--proto", "udp")]
+    "command",
+    [
+        ("parse", "-f", "jsonl"),
+        ("parse",),
+        ("parse", "-f", "csv"),
+        ("summary",),
+        ("parse", "--proto", "udp"),
+        ("parse", "--rules", str(SAMPLES / "docker-legacy/iptables-save.txt"), "--names",
+         str(SAMPLES / "docker-legacy/docker-inspect.json")),
+    ],
 )
 def test_the_cli_prints_the_same_with_one_process_or_several(
     run_cli: RunCli, built: dict[str, Path], command: tuple[str, ...]
