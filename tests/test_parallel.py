@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import os
 import signal
 import subprocess
@@ -24,9 +25,10 @@ from bench import build
 from tests.conftest import RunCli
 from tests.samples import SAMPLES, trace_samples
 from tracelog import parallel
+from tracelog.correlate import Packet
 from tracelog.errors import ExitStatus, InputError
 from tracelog.events import SourceLine
-from tracelog.parallel import Chunk, ChunkRun, Seam, packet_records_of, plan
+from tracelog.parallel import Chunk, ChunkRun, Edge, packet_records_of, plan
 from tracelog.parse import LineParser
 from tracelog.pipeline import ParseOptions, RunStats
 from tracelog.record import flow_records
@@ -47,6 +49,20 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of 64 kB (a few hundred lines), read in 4 kB blocks when planned."""
     monkeypatch.setattr(parallel, "MIN_CHUNK_BYTES", 64 << 10)
     monkeypatch.setattr(parallel, "_BLOCK", 4 << 10)
+
+
+@pytest.fixture
+def rests(monkeypatch: pytest.MonkeyPatch) -> list[Chunk]:
+    """The chunks handed to one process reading on from the file's start."""
+    handed: list[Chunk] = []
+    rest = Chunk.rest
+
+    def spy(chunk: Chunk) -> Chunk:
+        handed.append(chunk)
+        return rest(chunk)
+
+    monkeypatch.setattr(Chunk, "rest", spy)
+    return handed
 
 
 def records(path: Path, jobs: int, options: ParseOptions = OPTIONS) -> tuple[list[dict[str, Any]], RunStats]:
@@ -86,18 +102,10 @@ def test_every_sample_read_in_chunks_is_read_as_by_one_process(sample: Path) -> 
 
 @pytest.mark.usefixtures("small_chunks")
 def test_a_seam_that_does_not_fit_hands_the_rest_to_one_process(
-    built: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    built: dict[str, Path], monkeypatch: pytest.MonkeyPatch, rests: list[Chunk]
 ) -> None:
     """Without a lead-in a chunk cannot know the packets under way: the check finds it, the answer stays right."""
     monkeypatch.setattr(parallel, "LEAD_WINDOWS", 0)
-    rests: list[Chunk] = []
-    rest = Chunk.rest
-
-    def spy(chunk: Chunk) -> Chunk:
-        rests.append(chunk)
-        return rest(chunk)
-
-    monkeypatch.setattr(Chunk, "rest", spy)
     one, one_stats = records(built["kernel"], 1)
     several, several_stats = records(built["kernel"], 4)
     assert rests, "no seam was found not to fit"
@@ -106,11 +114,11 @@ def test_a_seam_that_does_not_fit_hands_the_rest_to_one_process(
 
 
 def test_seams_fit_only_where_both_sides_agree() -> None:
-    before = Seam(3, frozenset(), frozenset({10, 12}), (), ((10, 1), (11, 2), (12, 3)), cut_short=False)
-    after = Seam(5, frozenset({10, 12}), frozenset(), ((10, 1), (11, 2), (12, 3), (13, 4)), (), cut_short=False)
+    before = Edge(frozenset({10, 12}), ((10, 1), (11, 2), (12, 3)))
+    after = Edge(frozenset({10, 12}), ((10, 1), (11, 2), (12, 3), (13, 4)))
     assert before.fits(after)
-    assert not before.fits(dataclasses.replace(after, head=frozenset({10})))
-    assert not before.fits(dataclasses.replace(after, head_reading=((10, 1), (11, 9), (12, 3))))
+    assert not before.fits(dataclasses.replace(after, joined=frozenset({10})))
+    assert not before.fits(dataclasses.replace(after, reading=((10, 1), (11, 9), (12, 3))))
 
 
 @pytest.mark.usefixtures("small_chunks")
@@ -126,8 +134,10 @@ def test_chunks_cut_at_line_starts_and_know_their_line_numbers(built: dict[str, 
     for chunk in chunks[1:]:
         assert starts[chunk.lines_before] == chunk.offset
         assert chunk.begin - 1 - chunk.lines_before == parallel.LEAD_WINDOWS * options.window
-    sizes = [starts[chunk.begin - 1] - starts[chunks[index].begin - 1] for index, chunk in enumerate(chunks[1:])]
-    assert max(sizes) - min(sizes) < 1_000  # about equal, within a line or so
+    edges = [starts[chunk.begin - 1] for chunk in chunks] + [path.stat().st_size]
+    first, *others = [after - before for before, after in itertools.pairwise(edges)]
+    assert max(others) - min(others) < 1_000  # about equal, within a line or so
+    assert abs(first - parallel.MAIN_SHARE * others[0]) < 1_000  # the main process's is smaller
 
 
 @pytest.mark.usefixtures("small_chunks")
@@ -162,8 +172,8 @@ def test_a_chunk_that_cannot_be_read_on_ends_the_file_there(
     stats = RunStats()
     run = ChunkRun(Chunk(str(built["kernel"]), 0, 0, 1, 5000), OPTIONS)
     packets = list(run.packets(stats))
-    assert run.seam is not None
-    assert run.seam.cut_short
+    assert run.ended is not None
+    assert run.ended.cut_short
     assert stats.lines == 999
     assert stats.unreadable == [f"{built['kernel']}:1000: cannot read further: test"]
     assert packets
@@ -245,12 +255,36 @@ def test_a_chunk_notes_how_it_read_the_lines_at_its_edges(built: dict[str, Path]
     end = begin + 3000
     run = ChunkRun(Chunk(str(path), 0, 0, begin, end), OPTIONS)
     list(run.packets(RunStats()))
-    assert run.seam is not None
-    assert run.seam.head_reading == tuple((n, expected[n]) for n in range(begin, begin + parallel.OVERLAP_LINES))
-    assert run.seam.tail_reading
-    assert run.seam.tail_reading == tuple((n, expected[n]) for n in range(end, end + len(run.seam.tail_reading)))
+    assert run.head is not None
+    assert run.ended is not None
+    assert run.ended.tail is not None
+    tail = run.ended.tail.reading
+    assert run.head.reading == tuple((n, expected[n]) for n in range(begin, begin + parallel.OVERLAP_LINES))
+    assert tail
+    assert tail == tuple((n, expected[n]) for n in range(end, end + len(tail)))
     # without a lead-in, step lines whose packet line came before the chunk read differently
     blind = ChunkRun(Chunk(str(path), line_starts(path)[begin - 1], begin - 1, begin, end), OPTIONS)
     list(blind.packets(RunStats()))
-    assert blind.seam is not None
-    assert blind.seam.head_reading != run.seam.head_reading
+    assert blind.head is not None
+    assert blind.head.reading != run.head.reading
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_worker_that_dies_midway_costs_time_not_truth(
+    built: dict[str, Path], monkeypatch: pytest.MonkeyPatch, rests: list[Chunk]
+) -> None:
+    """Killed after its first batches (say by the OOM killer): one process reads on, after what was taken."""
+    main, real = os.getpid(), ChunkRun.packets
+
+    def dying(self: ChunkRun, stats: RunStats) -> Iterator[Packet]:
+        for count, packet in enumerate(real(self, stats)):
+            if count == 1500 and os.getpid() != main:
+                os._exit(1)
+            yield packet
+
+    monkeypatch.setattr(ChunkRun, "packets", dying)
+    one, one_stats = records(built["kernel"], 1)
+    several, several_stats = records(built["kernel"], 3)
+    assert [chunk.begin for chunk in rests] == [plan([str(built["kernel"])], 3, OPTIONS)[1].begin]
+    assert several == one
+    assert several_stats == one_stats

@@ -14,12 +14,13 @@ checked: the lines from `end` on that a chunk gave to packets begun before
 `end` must be the very lines the next chunk gave to packets begun in its
 lead-in, and both must read the lines they share alike.  A seam that does
 not fit (a packet longer than the lead-in, a trace id recalled from long
-before) costs time, not truth: the rest of the file is then read by one
-process from the file's start.
+before), like a worker that dies, costs time, not truth: one process then
+reads on from the file's start, past what was already taken.
 
-The main process runs the first chunk itself, streaming, while the others
-run in forked workers that spool their records to disk (memory stays
-bounded); flows and the outputs follow in the main process, in order.
+The main process reads the first (smaller) chunk itself while forked
+workers read the others, spooling their records to anonymous files that the
+main process reads as they grow (memory stays bounded); flows and the
+outputs follow in the main process, in order.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,6 +53,11 @@ from tracelog.sources import STDIN, is_gzip, read_lines
 # Below this a chunk's lead-in and run-out (a few thousand lines each) cost
 # more than a second process saves.
 MIN_CHUNK_BYTES = 8 << 20
+# The main process's chunk, against a worker's: it also unpickles, puts into
+# flows and writes every record.  2/3 balances two processes best on the
+# bench's kernel log (a worker's line costs ~0.85 of a whole line in the main
+# process, finishing a record from a worker ~0.2).
+MAIN_SHARE = 2 / 3
 # A chunk's lead-in, in correlation windows: a packet untouched for one window
 # of events is complete, so the packets under way at a chunk's start began
 # within a few windows before it, nearly always within one.
@@ -90,26 +97,30 @@ class Chunk:
 
 
 @dataclass(frozen=True, slots=True)
-class Seam:
-    """What a chunk's run saw at its two edges, for checking against its neighbours.
+class Edge:
+    """What a run saw from one edge of its chunk on, for checking against the neighbour's run.
 
-    `head` and `tail` are the lines from `begin` (`end`) on whose events
-    joined packets begun before it; `head_reading` and `tail_reading` are how
-    the run read the first lines from `begin` (`end`) on, as far as it read.
-    `cut_short` says the file could not be read to the end.
+    `joined`: the lines from the edge on whose events joined packets begun
+    before it; `reading`: how the run read the first lines from the edge on
+    (as far as it read them).
     """
 
-    packets: int
-    head: frozenset[int]
-    tail: frozenset[int]
-    head_reading: Reading
-    tail_reading: Reading
-    cut_short: bool
+    joined: frozenset[int]
+    reading: Reading
 
-    def fits(self, after: Seam) -> bool:
-        """Whether the chunk `after` (the next one) agrees with this one where they meet."""
-        shared = len(self.tail_reading)
-        return self.tail == after.head and self.tail_reading == after.head_reading[:shared]
+    def fits(self, after: Edge) -> bool:
+        """Whether the next chunk's run, starting at this edge, agrees with this run (the one before it)."""
+        return self.joined == after.joined and self.reading == after.reading[: len(self.reading)]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a chunk's run ended: its own packets, its counts, its far edge (`None`: the file's end)."""
+
+    packets: int
+    stats: RunStats
+    tail: Edge | None
+    cut_short: bool = False
 
 
 def plan(inputs: Sequence[str], jobs: int, options: ParseOptions) -> list[Chunk]:
@@ -134,12 +145,14 @@ def plan(inputs: Sequence[str], jobs: int, options: ParseOptions) -> list[Chunk]
 
 
 def _chunks(name: str, data: BinaryIO, count: int, size: int, lead: int) -> list[Chunk]:
-    """`count` chunks of about equal size, cut at line starts, each with `lead` lines before it.
+    """`count` chunks cut at line starts, each with `lead` lines before it; the main process's first is smaller.
 
     The file is read a block at a time, not mapped: a mapping's pages count
     as the process's memory once touched.
     """
-    cuts = sorted({_line_start(data, size * index // count) for index in range(1, count)} - {size})
+    shares = MAIN_SHARE + count - 1
+    wanted = (int(size * (MAIN_SHARE + index) / shares) for index in range(count - 1))
+    cuts = sorted({_line_start(data, position) for position in wanted} - {size})
     offsets = [_lines_back(data, cut, lead) for cut in cuts]
     newlines = _newlines_before(data, sorted({0, *cuts, *offsets}))
     begins = [newlines[cut] + 1 for cut in cuts]
@@ -193,7 +206,7 @@ def _newlines_before(data: BinaryIO, positions: list[int]) -> dict[int, int]:
 
 
 class ChunkRun:
-    """The run over one chunk: its own packets (renumbered from 1), its own counts, and its `seam`."""
+    """The run over one chunk: its own packets (renumbered from 1), its `head` edge, then how it `ended`."""
 
     def __init__(self, chunk: Chunk, options: ParseOptions) -> None:
         self.chunk = chunk
@@ -201,34 +214,49 @@ class ChunkRun:
         self._aside = RunStats()  # what the lead-in and run-out read: the neighbours' to count
         self._emitted = 0
         self._own = 0
+        self._begun_before_begin: int | None = None
         self._head: set[int] = set()
         self._tail: set[int] = set()
         self._head_reading: list[tuple[int, int]] = []
         self._tail_reading: list[tuple[int, int]] = []
-        self.seam: Seam | None = None
+        self.head: Edge | None = None
+        self.ended: Ending | None = None
 
     def packets(self, stats: RunStats) -> Iterator[Packet]:
-        """Yield the chunk's packets, counting its lines into `stats`; then `seam` tells how it ended."""
+        """Yield the chunk's packets, counting its lines into `stats`.
+
+        `head` is set as soon as it is known: once the packets begun in the
+        lead-in are complete and the first lines of the chunk are read.
+        """
         chunk, builder, cut_short = self.chunk, self._builder, False
         begun_before_end: int | None = None
         try:
             for line in read_lines(chunk.name, chunk.offset, chunk.lines_before):
-                if chunk.end is not None and line.line >= chunk.end:
+                number = line.line
+                if self._begun_before_begin is None and number >= chunk.begin:
+                    self._begun_before_begin = builder.correlator.started
+                if chunk.end is not None and number >= chunk.end:
                     if begun_before_end is None:
                         begun_before_end = builder.correlator.started
                     if self._emitted >= begun_before_end:
                         break  # every packet begun in the chunk is complete
                 yield from self._sort(self._take(line, stats), stats)
+                if self.head is None and number >= chunk.begin + OVERLAP_LINES - 1:
+                    self._know_head()
             else:
                 yield from self._sort(builder.finish(stats if chunk.end is None else self._aside), stats)
         except InputError as error:
             stats.unreadable.append(str(error))
             cut_short = True
             yield from self._sort(builder.finish(stats), stats)
-        self.seam = Seam(
-            self._own, frozenset(self._head), frozenset(self._tail), tuple(self._head_reading),
-            tuple(self._tail_reading), cut_short,
-        )
+        self.head = self.head or Edge(frozenset(self._head), tuple(self._head_reading))
+        tail = None if chunk.end is None else Edge(frozenset(self._tail), tuple(self._tail_reading))
+        self.ended = Ending(self._own, stats, tail, cut_short)
+
+    def _know_head(self) -> None:
+        """Fix the head edge once every packet begun before the chunk is complete."""
+        if self._begun_before_begin is not None and self._emitted >= self._begun_before_begin:
+            self.head = Edge(frozenset(self._head), tuple(self._head_reading))
 
     def _take(self, line: SourceLine, stats: RunStats) -> list[Packet]:
         """Parse and correlate one line, counted where it belongs, noting how it read near an edge."""
@@ -275,77 +303,134 @@ def packet_records_of(
 
 
 def _chunked_records(chunks: list[Chunk], options: ParseOptions, stats: RunStats, names: Names) -> Iterator[Record]:
+    """The main process reads the first chunk; workers read the others, and their records are read as they come."""
     sys.stdout.flush()  # a forked worker flushes what it inherited: nothing may be pending
-    context = multiprocessing.get_context("fork")
     with contextlib.ExitStack() as cleanup:
-        # anonymous files, made before the workers fork so that they share them: nothing is left on disk, whoever dies
-        spools = [cleanup.enter_context(tempfile.TemporaryFile(prefix="tracelog-")) for _ in chunks[1:]]
-        pool = cleanup.enter_context(context.Pool(len(spools), _adopt, (options, names, spools)))
-        results = [pool.apply_async(_spool_chunk, (chunk, index)) for index, chunk in enumerate(chunks[1:])]
+        workers = [cleanup.enter_context(Worker(chunk, options, names)) for chunk in chunks[1:]]
         first = ChunkRun(chunks[0], options)
         yield from (packet_record(packet, names) for packet in first.packets(stats))
-        seam = first.seam
-        offset = 0
-        for chunk, result, spool in zip(chunks[1:], results, spools, strict=True):
-            assert seam is not None
-            offset += seam.packets
-            if seam.cut_short:
+        assert first.ended is not None
+        ended, offset = first.ended, 0
+        for chunk, worker in zip(chunks[1:], workers, strict=True):
+            offset += ended.packets
+            if ended.cut_short:
                 return  # as one process would: the file ends where it could not be read
-            chunk_stats, chunk_seam = result.get()
-            if not seam.fits(chunk_seam):
-                pool.terminate()
-                rest = ChunkRun(chunk.rest(), options)
-                yield from _renumbered((packet_record(packet, names) for packet in rest.packets(stats)), offset)
-                return
-            stats.add(chunk_stats)
-            spool.seek(0)
-            yield from _renumbered(_spooled(spool), offset)
-            seam = chunk_seam
-
-
-def _renumbered(records: Iterable[Record], offset: int) -> Iterator[Record]:
-    for record in records:
-        record["packet"] += offset
-        yield record
-
-
-def _spooled(spool: BinaryIO) -> Iterator[Record]:
-    """The records a worker spooled, batch by batch."""
-    while True:
-        try:
-            batch: list[Record] = pickle.load(spool)
-        except EOFError:
+            assert ended.tail is not None
+            head = worker.head()
+            taken = 0
+            if head is not None and ended.tail.fits(head):
+                for record in worker.records():
+                    record["packet"] += offset
+                    taken += 1
+                    yield record
+                if worker.ended is not None:
+                    stats.add(worker.ended.stats)
+                    ended = worker.ended
+                    continue
+            # the seam does not fit, or the worker is gone: one process reads on from the file's start
+            rest = ChunkRun(chunk.rest(), options)
+            for record in itertools.islice((packet_record(p, names) for p in rest.packets(stats)), taken, None):
+                record["packet"] += offset
+                yield record
             return
-        yield from batch
 
 
-@dataclass(slots=True)
-class _Job:
-    """What every chunk of one run is read with, handed to the forked workers (never pickled)."""
+class Worker:
+    """A forked process reading one chunk: records into an anonymous spool file, edges and ending over a pipe.
 
-    options: ParseOptions = field(default_factory=ParseOptions)
-    names: Names = NO_NAMES
-    spools: list[BinaryIO] = field(default_factory=list)
+    The main process reads the spool while the worker writes it (a batch is
+    a frame: its length, then its pickle), so memory stays bounded and the
+    main process never waits for a whole chunk.  The worker dies with the
+    main process, and leaves nothing on disk.
+    """
+
+    def __init__(self, chunk: Chunk, options: ParseOptions, names: Names) -> None:
+        self._spool = tempfile.TemporaryFile(prefix="tracelog-")  # noqa: SIM115 (closed by __exit__)
+        self._read_at = 0
+        context = multiprocessing.get_context("fork")
+        self._messages, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_work, args=(chunk, options, names, self._spool.fileno(), sender), daemon=True
+        )
+        self._process.start()
+        sender.close()  # the worker holds the only sending end: its end is the pipe's end
+        self.ended: Ending | None = None
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._process.kill()
+        self._process.join()
+        self._messages.close()
+        self._spool.close()
+
+    def head(self) -> Edge | None:
+        """The worker's head edge, once it knows it; `None` if it is gone without saying."""
+        message = self._receive(None)
+        return message if isinstance(message, Edge) else None
+
+    def records(self) -> Iterator[Record]:
+        """The chunk's records as the worker writes them; `ended` is set if it finished."""
+        while True:
+            batch = self._next_batch()
+            if batch is not None:
+                yield from batch
+            elif self.ended is not None:
+                return
+            else:
+                message = self._receive(_WAIT)
+                if isinstance(message, Ending):
+                    self.ended = message  # every batch is written before: read them, then stop
+                elif message is _GONE:
+                    return
+
+    def _next_batch(self) -> list[Record] | None:
+        fd = self._spool.fileno()
+        header = os.pread(fd, _FRAME_HEADER, self._read_at)
+        if len(header) < _FRAME_HEADER:
+            return None
+        size = int.from_bytes(header, "little")
+        payload = os.pread(fd, size, self._read_at + _FRAME_HEADER)
+        if len(payload) < size:
+            return None
+        self._read_at += _FRAME_HEADER + size
+        batch: list[Record] = pickle.loads(payload)
+        return batch
+
+    def _receive(self, timeout: float | None) -> object:
+        """The worker's next message; None if none came within `timeout`, `_GONE` if it never will."""
+        try:
+            if timeout is not None and not self._messages.poll(timeout):
+                return None
+            return self._messages.recv()
+        except (EOFError, OSError):
+            return _GONE
 
 
-_job = _Job()
+_GONE = object()  # a worker that ended without its last word
+_WAIT = 0.02  # seconds the main process waits for a worker that has written nothing new
+_FRAME_HEADER = 8
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def _adopt(options: ParseOptions, names: Names, spools: list[BinaryIO]) -> None:
-    """A worker's start: it dies with the main process; Ctrl-C is the main process's to handle."""
+def _work(chunk: Chunk, options: ParseOptions, names: Names, spool: int, messages: Connection) -> None:
+    """A worker's life: it dies with the main process, leaves Ctrl-C to it, and reads its chunk."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _job.options, _job.names, _job.spools = options, names, spools
-
-
-def _spool_chunk(chunk: Chunk, index: int) -> tuple[RunStats, Seam]:
-    """A worker's whole task: the chunk's records, pickled in batches into its spool."""
     stats = RunStats()
-    run = ChunkRun(chunk, _job.options)
-    records = (packet_record(packet, _job.names) for packet in run.packets(stats))
-    with open(_job.spools[index].fileno(), "wb", closefd=False) as out:  # the inherited descriptor
+    run = ChunkRun(chunk, options)
+    records = (packet_record(packet, names) for packet in run.packets(stats))
+    told = False
+    with open(spool, "wb", closefd=False) as out:  # the inherited descriptor
         while batch := list(itertools.islice(records, _BATCH)):
-            pickle.dump(batch, out, pickle.HIGHEST_PROTOCOL)
-    assert run.seam is not None
-    return stats, run.seam
+            payload = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+            out.write(len(payload).to_bytes(_FRAME_HEADER, "little") + payload)
+            out.flush()
+            if not told and run.head is not None:
+                messages.send(run.head)
+                told = True
+    if not told:
+        messages.send(run.head)
+    messages.send(run.ended)
+    messages.close()
