@@ -17,7 +17,7 @@ not fit (a packet longer than the lead-in, a trace id recalled from long
 before), like a worker that dies, costs time, not truth: one process then
 reads on from the file's start, past what was already taken.
 
-The main process reads the first (smaller) chunk itself while forked
+The main process reads the first chunk itself while forked
 workers read the others, spooling their records to anonymous files that the
 main process reads as they grow (memory stays bounded); flows and the
 outputs follow in the main process, in order.
@@ -53,11 +53,6 @@ from tracelog.sources import STDIN, is_gzip, read_lines
 # Below this a chunk's lead-in and run-out (a few thousand lines each) cost
 # more than a second process saves.
 MIN_CHUNK_BYTES = 8 << 20
-# The main process's chunk, against a worker's: it also unpickles, puts into
-# flows and writes every record.  2/3 balances two processes best on the
-# bench's kernel log (a worker's line costs ~0.85 of a whole line in the main
-# process, finishing a record from a worker ~0.2).
-MAIN_SHARE = 2 / 3
 # A chunk's lead-in, in correlation windows: a packet untouched for one window
 # of events is complete, so the packets under way at a chunk's start began
 # within a few windows before it, nearly always within one.
@@ -145,14 +140,18 @@ def plan(inputs: Sequence[str], jobs: int, options: ParseOptions) -> list[Chunk]
 
 
 def _chunks(name: str, data: BinaryIO, count: int, size: int, lead: int) -> list[Chunk]:
-    """`count` chunks cut at line starts, each with `lead` lines before it; the main process's first is smaller.
+    """`count` chunks of about equal size, cut at line starts, each with `lead` lines before it.
+
+    Equal, though the main process also finishes every worker's records
+    (flows, output): a smaller first chunk would suit kernel logs, whose
+    packets have ~5 lines, so that more of a line's cost comes after
+    correlation, but not the monitors', whose packets have 8 to 10 lines
+    and whose workers are the slower side already.
 
     The file is read a block at a time, not mapped: a mapping's pages count
     as the process's memory once touched.
     """
-    shares = MAIN_SHARE + count - 1
-    wanted = (int(size * (MAIN_SHARE + index) / shares) for index in range(count - 1))
-    cuts = sorted({_line_start(data, position) for position in wanted} - {size})
+    cuts = sorted({_line_start(data, size * index // count) for index in range(1, count)} - {size})
     offsets = [_lines_back(data, cut, lead) for cut in cuts]
     newlines = _newlines_before(data, sorted({0, *cuts, *offsets}))
     begins = [newlines[cut] + 1 for cut in cuts]
