@@ -11,7 +11,7 @@ ceiling), bench/naive.py, `tracelog parse --format jsonl` and `--format table`
 (and `tracelog summary` once it exists), each child's stdout to /dev/null;
 once more `--format jsonl --jobs 1`, to show what one process does alone.
 The naive script and `--format jsonl` run in turn, round after round, with a
-budget of their own (no new round after 120 s: two rounds on the 1M-line
+budget of their own (no new round after 120 s: two or three rounds on the 1M-line
 file), since their ratio is the headline.
 Then it streams a 10M-line kernel log into tracelog on stdin to see whether
 its memory stays flat, and times how soon a packet prints on a live pipe.

@@ -54,9 +54,10 @@ from tracelog.sources import STDIN, is_gzip, read_lines
 # more than a second process saves.
 MIN_CHUNK_BYTES = 8 << 20
 # A chunk's lead-in, in correlation windows: a packet untouched for one window
-# of events is complete, so the packets under way at a chunk's start began
-# within a few windows before it, nearly always within one.
-LEAD_WINDOWS = 2
+# of events is complete, so a packet under way at a chunk's start was touched
+# within the window before it, and began there too unless it is a long one
+# (which the seam check finds).
+LEAD_WINDOWS = 1
 # Lines after a seam that both chunks read and compare outcome by outcome.
 OVERLAP_LINES = 2_000
 _BATCH = 256  # records per pickle in a worker's spool
