@@ -79,11 +79,14 @@ def line_starts(path: Path) -> list[int]:
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("fmt", ["kernel", "nft", "xtables"])
 @pytest.mark.parametrize("jobs", [2, 5])
-def test_chunks_give_the_packets_one_process_gives(built: dict[str, Path], fmt: str, jobs: int) -> None:
+def test_chunks_give_the_packets_one_process_gives(
+    built: dict[str, Path], fmt: str, jobs: int, rests: list[Chunk]
+) -> None:
     chunks = plan([str(built[fmt])], jobs, OPTIONS)
     assert len(chunks) == jobs
     one, one_stats = records(built[fmt], 1)
     several, several_stats = records(built[fmt], jobs)
+    assert rests == []  # every seam fitted: the chunks' own records, not one process reading on
     assert several == one
     assert [record["packet"] for record in several] == list(range(1, len(one) + 1))
     assert several_stats == one_stats
@@ -93,7 +96,7 @@ def test_chunks_give_the_packets_one_process_gives(built: dict[str, Path], fmt: 
 @pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_every_sample_read_in_chunks_is_read_as_by_one_process(sample: Path) -> None:
     """Small captures, many seams: bad lines, look-alikes, wrapped records and caveats counted once each."""
-    tiny = dataclasses.replace(OPTIONS, window=20)  # a 40-line lead-in: seams inside the captures' packets
+    tiny = dataclasses.replace(OPTIONS, window=20)  # a 20-line lead-in: seams inside the captures' packets
     one, one_stats = records(sample, 1, tiny)
     several, several_stats = records(sample, 3, tiny)
     assert several == one
