@@ -17,7 +17,7 @@ from tests.samples import SAMPLES, trace_samples
 from tracelog.correlate import correlate_packets
 from tracelog.events import TraceEvent
 from tracelog.record import packet_records
-from tracelog.render import UNWRAPPED_WIDTH, emit, json_line, timeline, timeline_text
+from tracelog.render import UNWRAPPED_WIDTH, emit, json_line, lay_out, timeline, timeline_text
 
 
 @pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
@@ -67,3 +67,4 @@ def test_plain_timelines_are_what_rich_prints_into_a_pipe(sample: Path) -> None:
             out = io.StringIO()
             emit(Console(file=out, width=UNWRAPPED_WIDTH, highlight=False, force_terminal=False), timeline(variant))
             assert timeline_text(variant) == out.getvalue()
+            assert timeline_text(lay_out(copy.deepcopy(variant))) == out.getvalue()

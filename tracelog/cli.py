@@ -18,13 +18,15 @@ from tracelog.filters import PacketFilter, parse_network, select
 from tracelog.names import Names, docker_names, load_names
 from tracelog.parallel import available_cpus, packet_records_of
 from tracelog.pipeline import ParseOptions, RunStats
-from tracelog.record import flow_records, packet_records
+from tracelog.record import flow_records, packet_record, packet_records
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
 from tracelog.state import latest_snapshot
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from tracelog.correlate import Packet
 
 app = typer.Typer(
     help="Readable netfilter TRACE output: one timeline per packet.",
@@ -57,6 +59,7 @@ class _Settings:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Prepare = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _quiet_stdout() -> None:
@@ -135,8 +138,8 @@ class _Inputs:
     wanted: PacketFilter
     jobs: int
 
-    def records(self, stats: RunStats) -> Iterator[dict[str, Any]]:
-        """The packet records of the inputs, named, in flows, filtered."""
+    def records(self, stats: RunStats, prepare: Prepare | None = None) -> Iterator[dict[str, Any]]:
+        """The packet records of the inputs, named, in flows, filtered; `prepare` runs where each is made."""
         if STDIN in self.files and sys.stdin.isatty():
             raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
         rules = self.rules or _default_rules()
@@ -144,14 +147,19 @@ class _Inputs:
         if self.year is not None:
             options = replace(options, year=self.year)
         names = _load_names(self.names)
-        records = packet_records_of(self.files, options, stats, names, self.jobs)
+
+        def make(packet: Packet) -> dict[str, Any]:
+            record = packet_record(packet, names)
+            return prepare(record) if prepare is not None else record
+
+        records = packet_records_of(self.files, options, stats, make, self.jobs)
         return select(flow_records(records, names), self.wanted)
 
-    def run(self, write: Callable[[Iterator[dict[str, Any]]], None]) -> None:
+    def run(self, write: Callable[[Iterator[dict[str, Any]]], None], prepare: Prepare | None = None) -> None:
         """Write the records, then the run summary on stderr; exit as the run went."""
         stats = RunStats()
         try:
-            write(self.records(stats))
+            write(self.records(stats, prepare))
         except (KeyboardInterrupt, BrokenPipeError):
             _print_summary(stats, len(self.files))  # an interrupted live run still says what it read
             raise
@@ -218,7 +226,7 @@ def parse(
         tracelog parse --format parquet --output trace.parquet kern.log.*.gz
     """
     inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name, jobs)
-    inputs.run(lambda records: _write(records, output, directory))
+    inputs.run(lambda records: _write(records, output, directory), _prepare(output))
 
 
 @app.command()
@@ -290,6 +298,13 @@ def _console() -> Console:
     from tracelog import render
 
     return render.PipeConsole(width=None if sys.stdout.isatty() else render.UNWRAPPED_WIDTH, highlight=False)
+
+
+def _prepare(output: OutputFormat) -> Prepare | None:
+    """The output's work that can be done where a record is made (in a worker, for a big file)."""
+    from tracelog import render
+
+    return render.lay_out if output is OutputFormat.table and not _console().is_terminal else None
 
 
 def _write(records: Iterator[dict[str, Any]], output: OutputFormat, directory: str | None = None) -> None:

@@ -35,7 +35,7 @@ import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -44,10 +44,9 @@ from typing import Any, BinaryIO
 from tracelog.correlate import Packet
 from tracelog.errors import InputError
 from tracelog.events import SourceLine
-from tracelog.names import Names
 from tracelog.parse import Outcome
 from tracelog.pipeline import PacketBuilder, ParseOptions, RunStats, trace_packets
-from tracelog.record import NO_NAMES, packet_record
+from tracelog.record import packet_record
 from tracelog.sources import STDIN, is_gzip, read_lines
 
 # Below this a chunk's lead-in and run-out (a few thousand lines each) cost
@@ -292,23 +291,27 @@ def _reading(number: int, outcomes: list[Outcome]) -> tuple[int, int]:
     return number, hash(tuple(outcomes))
 
 
+MakeRecord = Callable[[Packet], Record]
+"""How a packet becomes its record: `packet_record`, with names, maybe more of the output's work."""
+
+
 def packet_records_of(
-    inputs: Sequence[str], options: ParseOptions, stats: RunStats, names: Names = NO_NAMES, jobs: int = 1
+    inputs: Sequence[str], options: ParseOptions, stats: RunStats, make: MakeRecord = packet_record, jobs: int = 1
 ) -> Iterator[Record]:
-    """The records of `packet_record` for the inputs' packets, in order: from `jobs` processes where that pays."""
+    """The records `make` makes of the inputs' packets, in order: in `jobs` processes where that pays."""
     chunks = plan(inputs, jobs, options)
     if not chunks:
-        return (packet_record(packet, names) for packet in trace_packets(inputs, options, stats))
-    return _chunked_records(chunks, options, stats, names)
+        return map(make, trace_packets(inputs, options, stats))
+    return _chunked_records(chunks, options, stats, make)
 
 
-def _chunked_records(chunks: list[Chunk], options: ParseOptions, stats: RunStats, names: Names) -> Iterator[Record]:
+def _chunked_records(chunks: list[Chunk], options: ParseOptions, stats: RunStats, make: MakeRecord) -> Iterator[Record]:
     """The main process reads the first chunk; workers read the others, and their records are read as they come."""
     sys.stdout.flush()  # a forked worker flushes what it inherited: nothing may be pending
     with contextlib.ExitStack() as cleanup:
-        workers = [cleanup.enter_context(Worker(chunk, options, names)) for chunk in chunks[1:]]
+        workers = [cleanup.enter_context(Worker(chunk, options, make)) for chunk in chunks[1:]]
         first = ChunkRun(chunks[0], options)
-        yield from (packet_record(packet, names) for packet in first.packets(stats))
+        yield from map(make, first.packets(stats))
         assert first.ended is not None
         ended, offset = first.ended, 0
         for chunk, worker in zip(chunks[1:], workers, strict=True):
@@ -329,7 +332,7 @@ def _chunked_records(chunks: list[Chunk], options: ParseOptions, stats: RunStats
                     continue
             # the seam does not fit, or the worker is gone: one process reads on from the file's start
             rest = ChunkRun(chunk.rest(), options)
-            for record in itertools.islice((packet_record(p, names) for p in rest.packets(stats)), taken, None):
+            for record in itertools.islice(map(make, rest.packets(stats)), taken, None):
                 record["packet"] += offset
                 yield record
             return
@@ -344,13 +347,13 @@ class Worker:
     main process, and leaves nothing on disk.
     """
 
-    def __init__(self, chunk: Chunk, options: ParseOptions, names: Names) -> None:
+    def __init__(self, chunk: Chunk, options: ParseOptions, make: MakeRecord) -> None:
         self._spool = tempfile.TemporaryFile(prefix="tracelog-")  # noqa: SIM115 (closed by __exit__)
         self._read_at = 0
         context = multiprocessing.get_context("fork")
         self._messages, sender = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_work, args=(chunk, options, names, self._spool.fileno(), sender), daemon=True
+            target=_work, args=(chunk, options, make, self._spool.fileno(), sender), daemon=True
         )
         self._process.start()
         sender.close()  # the worker holds the only sending end: its end is the pipe's end
@@ -414,13 +417,13 @@ _FRAME_HEADER = 8
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def _work(chunk: Chunk, options: ParseOptions, names: Names, spool: int, messages: Connection) -> None:
+def _work(chunk: Chunk, options: ParseOptions, make: MakeRecord, spool: int, messages: Connection) -> None:
     """A worker's life: it dies with the main process, leaves Ctrl-C to it, and reads its chunk."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stats = RunStats()
     run = ChunkRun(chunk, options)
-    records = (packet_record(packet, names) for packet in run.packets(stats))
+    records = map(make, run.packets(stats))
     told = False
     with open(spool, "wb", closefd=False) as out:  # the inherited descriptor
         while batch := list(itertools.islice(records, _BATCH)):

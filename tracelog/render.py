@@ -232,12 +232,33 @@ def timeline_text(record: Record) -> str:
     """One packet as plain text for a file or pipe: the same cells and columns, no layout engine.
 
     Laid out as rich lays out `timeline` (columns two blanks apart, each as
-    wide as its widest cell), at a fraction of the cost on large logs.
+    wide as its widest cell), at a fraction of the cost on large logs.  The
+    steps and ending come from `lay_out` when it ran.
     """
+    steps = record.get(LAID_OUT)
+    return _title(record).plain() + "\n" + (steps if steps is not None else _steps_text(record))
+
+
+# The key under which `lay_out` leaves a record's steps and ending as text.
+LAID_OUT = "laid_out"
+
+
+def lay_out(record: Record) -> Record:
+    """Lay out a record's steps and ending for `timeline_text` ahead of its title.
+
+    The title needs the packet number and flow, known only in the process
+    that sees every packet; the rest, most of the work, can be done where
+    the record is made: in the workers reading a big file (`tracelog.parallel`).
+    """
+    record[LAID_OUT] = _steps_text(record)
+    return record
+
+
+def _steps_text(record: Record) -> str:
     rows = [[cell if isinstance(cell, str) else cell.plain() for cell in cells] for cells in _step_cells(record)]
     widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
     lines = ["  ".join(map(str.ljust, row, widths)).rstrip() for row in rows]
-    return "\n".join([_title(record).plain(), *lines, _ending(record).plain()]) + "\n\n"
+    return "\n".join([*lines, _ending(record).plain()]) + "\n\n"
 
 
 def _step_cells(record: Record) -> Iterator[list[str | Styled]]:
