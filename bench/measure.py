@@ -105,20 +105,19 @@ def process_tree_rss_kb(root: int) -> int:
     gives only the largest single process's peak.  Pages the processes share
     count once per process: an upper bound.
     """
-    parents: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, frontier = {root}, [root]
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    tree, frontier = [], [root]
     while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
+        pid = frontier.pop()
+        tree.append(pid)
+        frontier.extend(children.get(pid, ()))
     total = 0
     for pid in tree:
         try:

@@ -103,6 +103,10 @@ class Edge:
     joined: frozenset[int]
     reading: Reading
 
+    @classmethod
+    def of(cls, joined: set[int], reading: list[tuple[int, int]]) -> Edge:
+        return cls(frozenset(joined), tuple(reading))
+
     def fits(self, after: Edge) -> bool:
         """Whether the next chunk's run, starting at this edge, agrees with this run (the one before it)."""
         return self.joined == after.joined and self.reading == after.reading[: len(self.reading)]
@@ -248,14 +252,14 @@ class ChunkRun:
             stats.unreadable.append(str(error))
             cut_short = True
             yield from self._sort(builder.finish(stats), stats)
-        self.head = self.head or Edge(frozenset(self._head), tuple(self._head_reading))
-        tail = None if chunk.end is None else Edge(frozenset(self._tail), tuple(self._tail_reading))
+        self.head = self.head or Edge.of(self._head, self._head_reading)
+        tail = None if chunk.end is None else Edge.of(self._tail, self._tail_reading)
         self.ended = Ending(self._own, stats, tail, cut_short)
 
     def _know_head(self) -> None:
         """Fix the head edge once every packet begun before the chunk is complete."""
         if self._begun_before_begin is not None and self._emitted >= self._begun_before_begin:
-            self.head = Edge(frozenset(self._head), tuple(self._head_reading))
+            self.head = Edge.of(self._head, self._head_reading)
 
     def _take(self, line: SourceLine, stats: RunStats) -> list[Packet]:
         """Parse and correlate one line, counted where it belongs, noting how it read near an edge."""
@@ -266,25 +270,30 @@ class ChunkRun:
             self._head_reading.append(_reading(number, outcomes))
         if chunk.end is not None and chunk.end <= number < chunk.end + OVERLAP_LINES:
             self._tail_reading.append(_reading(number, outcomes))
-        counted = stats if chunk.owns(number) else self._aside
-        counted.lines += 1
-        return builder.absorb(outcomes, counted)
+        return builder.feed_parsed(outcomes, stats if chunk.owns(number) else self._aside)
 
     def _sort(self, packets: list[Packet], stats: RunStats) -> Iterator[Packet]:
-        """Keep the chunk's own packets; note which later lines joined packets begun before an edge."""
+        """Keep the chunk's own packets; note which later lines joined packets begun before an edge.
+
+        Steps come in line order, so only a packet whose last step lies past
+        an edge it began before has lines to note: a few near each edge.
+        """
         chunk = self.chunk
         for packet in packets:
             self._emitted += 1
-            first = packet.first.origin.line
-            lines = [step.event.origin.line for step in packet.steps]
-            if first < chunk.begin:
-                self._head.update(line for line in lines if line >= chunk.begin)
-            if chunk.end is not None and first < chunk.end:
-                self._tail.update(line for line in lines if line >= chunk.end)
+            first, last = packet.first.origin.line, packet.last.origin.line
+            if first < chunk.begin <= last:
+                self._head.update(_lines_from(packet, chunk.begin))
+            if chunk.end is not None and first < chunk.end <= last:
+                self._tail.update(_lines_from(packet, chunk.end))
             if chunk.owns(first):
                 self._own += 1
                 stats.packets += 1
                 yield Packet(self._own, packet.steps, packet.rewrites)
+
+
+def _lines_from(packet: Packet, edge: int) -> Iterator[int]:
+    return (line for line in (step.event.origin.line for step in packet.steps) if line >= edge)
 
 
 def _reading(number: int, outcomes: list[Outcome]) -> tuple[int, int]:
@@ -320,22 +329,23 @@ def _chunked_records(chunks: list[Chunk], options: ParseOptions, stats: RunStats
                 return  # as one process would: the file ends where it could not be read
             assert ended.tail is not None
             head = worker.head()
-            taken = 0
             if head is not None and ended.tail.fits(head):
-                for record in worker.records():
-                    record["packet"] += offset
-                    taken += 1
-                    yield record
+                yield from _renumbered(worker.records(), offset)
                 if worker.ended is not None:
                     stats.add(worker.ended.stats)
                     ended = worker.ended
                     continue
             # the seam does not fit, or the worker is gone: one process reads on from the file's start
-            rest = ChunkRun(chunk.rest(), options)
-            for record in itertools.islice(map(make, rest.packets(stats)), taken, None):
-                record["packet"] += offset
-                yield record
+            rest = map(make, ChunkRun(chunk.rest(), options).packets(stats))
+            yield from _renumbered(itertools.islice(rest, worker.taken, None), offset)
             return
+
+
+def _renumbered(records: Iterator[Record], offset: int) -> Iterator[Record]:
+    """A later chunk's records (numbered from 1) numbered after the `offset` packets before it."""
+    for record in records:
+        record["packet"] += offset
+        yield record
 
 
 class Worker:
@@ -358,6 +368,7 @@ class Worker:
         self._process.start()
         sender.close()  # the worker holds the only sending end: its end is the pipe's end
         self.ended: Ending | None = None
+        self.taken = 0  # records handed out so far
 
     def __enter__(self) -> Worker:
         return self
@@ -399,6 +410,7 @@ class Worker:
             return None
         self._read_at += _FRAME_HEADER + size
         batch: list[Record] = pickle.loads(payload)
+        self.taken += len(batch)  # a batch is handed out whole
         return batch
 
     def _receive(self, timeout: float | None) -> object:

@@ -121,8 +121,12 @@ class PacketBuilder:
 
     def feed(self, line: SourceLine, stats: RunStats) -> list[Packet]:
         """One more line; the packets it completed."""
+        return self.feed_parsed(self.parser.parse(line), stats)
+
+    def feed_parsed(self, outcomes: list[Outcome], stats: RunStats) -> list[Packet]:
+        """One more line, as `parser` read it (for a caller that looks at the outcomes first)."""
         stats.lines += 1
-        return self.absorb(self.parser.parse(line), stats)
+        return self.absorb(outcomes, stats)
 
     def tick(self, stats: RunStats) -> list[Packet]:
         """A quiet moment on a live source: a held wrapped record will not be continued, idle packets are done."""

@@ -228,6 +228,10 @@ def timeline(record: Record) -> Group:
     return Group(_title(record).text(), table, _ending(record).text())
 
 
+# Where `lay_out` leaves a record's steps and ending as text: not a contract field, hence the underscore.
+LAID_OUT = "_laid_out"
+
+
 def timeline_text(record: Record) -> str:
     """One packet as plain text for a file or pipe: the same cells and columns, no layout engine.
 
@@ -237,10 +241,6 @@ def timeline_text(record: Record) -> str:
     """
     steps = record.get(LAID_OUT)
     return _title(record).plain() + "\n" + (steps if steps is not None else _steps_text(record))
-
-
-# The key under which `lay_out` leaves a record's steps and ending as text.
-LAID_OUT = "laid_out"
 
 
 def lay_out(record: Record) -> Record:
