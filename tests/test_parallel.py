@@ -8,6 +8,7 @@ small so that a few thousand lines make many seams.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import itertools
 import os
@@ -28,10 +29,10 @@ from tracelog import parallel
 from tracelog.correlate import Packet
 from tracelog.errors import ExitStatus, InputError
 from tracelog.events import SourceLine
-from tracelog.parallel import Chunk, ChunkRun, Edge, packet_records_of, plan
+from tracelog.parallel import Chunk, ChunkRun, Edge, packets_made, plan
 from tracelog.parse import LineParser
 from tracelog.pipeline import ParseOptions, RunStats
-from tracelog.record import flow_records
+from tracelog.record import NO_NAMES, RECORDS, made, numbered
 from tracelog.sources import read_lines
 
 OPTIONS = ParseOptions(year=2026)
@@ -67,7 +68,8 @@ def rests(monkeypatch: pytest.MonkeyPatch) -> list[Chunk]:
 
 def records(path: Path, jobs: int, options: ParseOptions = OPTIONS) -> tuple[list[dict[str, Any]], RunStats]:
     stats = RunStats()
-    found = list(flow_records(packet_records_of([str(path)], options, stats, jobs=jobs)))
+    make = functools.partial(made, names=NO_NAMES, wanted=None, shape=RECORDS.shape)
+    found = list(numbered(packets_made([str(path)], options, stats, make, jobs), RECORDS.number))
     return found, stats
 
 

@@ -14,12 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracelog.record import TERMINAL_VERDICTS
+from tracelog.record import TERMINAL_VERDICTS, Record
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Record = dict[str, Any]
 
 STEP_COLUMNS = (
     "packet",

@@ -9,16 +9,16 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
 
 import typer
 
 from tracelog.errors import ExitStatus, InputError, TracelogError, UsageError
-from tracelog.filters import PacketFilter, parse_network, select
+from tracelog.filters import PacketFilter, parse_network
 from tracelog.names import Names, docker_names, load_names
-from tracelog.parallel import available_cpus, packet_records_of
+from tracelog.parallel import available_cpus, packets_made
 from tracelog.pipeline import ParseOptions, RunStats
-from tracelog.record import flow_records, packet_record, packet_records
+from tracelog.record import RECORDS, Made, Shaping, made, numbered, shown
 from tracelog.ruleset import load_rulesets
 from tracelog.sources import STDIN
 from tracelog.state import latest_snapshot
@@ -59,7 +59,8 @@ class _Settings:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Prepare = Callable[[dict[str, Any]], dict[str, Any]]
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def _quiet_stdout() -> None:
@@ -138,8 +139,8 @@ class _Inputs:
     wanted: PacketFilter
     jobs: int
 
-    def records(self, stats: RunStats, prepare: Prepare | None = None) -> Iterator[dict[str, Any]]:
-        """The packet records of the inputs, named, in flows, filtered; `prepare` runs where each is made."""
+    def shown(self, stats: RunStats, shaping: Shaping[T, U]) -> Iterator[U]:
+        """The inputs' packets as `shaping` shows them: named, in flows, filtered, numbered."""
         if STDIN in self.files and sys.stdin.isatty():
             raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
         rules = self.rules or _default_rules()
@@ -147,19 +148,18 @@ class _Inputs:
         if self.year is not None:
             options = replace(options, year=self.year)
         names = _load_names(self.names)
+        wanted = self.wanted.matches if self.wanted else None
 
-        def make(packet: Packet) -> dict[str, Any]:
-            record = packet_record(packet, names)
-            return prepare(record) if prepare is not None else record
+        def make(packet: Packet) -> Made[T]:
+            return made(packet, names, wanted, shaping.shape)
 
-        records = packet_records_of(self.files, options, stats, make, self.jobs)
-        return select(flow_records(records, names), self.wanted)
+        return numbered(packets_made(self.files, options, stats, make, self.jobs), shaping.number)
 
-    def run(self, write: Callable[[Iterator[dict[str, Any]]], None], prepare: Prepare | None = None) -> None:
-        """Write the records, then the run summary on stderr; exit as the run went."""
+    def run(self, output: _Output[T, U]) -> None:
+        """Write what the output shows, then the run summary on stderr; exit as the run went."""
         stats = RunStats()
         try:
-            write(self.records(stats, prepare))
+            output.write(self.shown(stats, output.shaping))
         except (KeyboardInterrupt, BrokenPipeError):
             _print_summary(stats, len(self.files))  # an interrupted live run still says what it read
             raise
@@ -226,7 +226,7 @@ def parse(
         tracelog parse --format parquet --output trace.parquet kern.log.*.gz
     """
     inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name, jobs)
-    inputs.run(lambda records: _write(records, output, directory), _prepare(output))
+    inputs.run(_output(output, directory))
 
 
 @app.command()
@@ -277,7 +277,7 @@ def summary(
             render.print_summary(report, _console())
 
     inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name, jobs)
-    inputs.run(write)
+    inputs.run(_Output(RECORDS, write))
 
 
 def _load_names(sources: list[str]) -> Names:
@@ -300,26 +300,29 @@ def _console() -> Console:
     return render.PipeConsole(width=None if sys.stdout.isatty() else render.UNWRAPPED_WIDTH, highlight=False)
 
 
-def _prepare(output: OutputFormat) -> Prepare | None:
-    """The output's work that can be done where a record is made (in a worker, for a big file)."""
+@dataclass(frozen=True)
+class _Output(Generic[T, U]):
+    """An output format: how it takes each packet's record, and how it writes what that gives."""
+
+    shaping: Shaping[T, U]
+    write: Callable[[Iterator[U]], None]
+
+
+def _output(output: OutputFormat, directory: str | None = None) -> _Output[Any, Any]:
     from tracelog import render
 
-    return render.lay_out if output is OutputFormat.table and not _console().is_terminal else None
-
-
-def _write(records: Iterator[dict[str, Any]], output: OutputFormat, directory: str | None = None) -> None:
-    from tracelog import render
-
+    if output is OutputFormat.jsonl:
+        return _Output(render.JSON_LINES, lambda lines: render.write_texts(lines, sys.stdout))
+    if output is OutputFormat.csv:
+        return _Output(RECORDS, lambda records: render.write_csv(records, sys.stdout))
     if output is OutputFormat.parquet:
         from tracelog.parquet import write_parquet
 
-        write_parquet(records, directory)
-    elif output is OutputFormat.jsonl:
-        render.write_jsonl(records, sys.stdout)
-    elif output is OutputFormat.csv:
-        render.write_csv(records, sys.stdout)
-    else:
-        render.print_timelines(records, _console())
+        return _Output(RECORDS, lambda records: write_parquet(records, directory))
+    console = _console()
+    if console.is_terminal:
+        return _Output(RECORDS, lambda records: render.print_timelines(records, console))
+    return _Output(render.TIMELINE_TEXTS, lambda texts: render.write_texts(texts, sys.stdout))
 
 
 # A big log makes millions of short-lived objects, few of them in cycles: at
@@ -466,7 +469,8 @@ def watch(
         options = ParseOptions(idle=idle, rulesets=load_rulesets(snapshot) if snapshot else None)
         packets = correlate_lines(session.source.lines(idle / 4), options, stats)
         try:
-            _write(packet_records(packets), output)
+            out = _output(output)
+            out.write(shown(packets, out.shaping))
         finally:
             _print_summary(stats, 1)
 

@@ -7,14 +7,12 @@ address it had before or after NAT.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from tracelog.errors import UsageError
 from tracelog.names import STEP_NAME_KEYS
+from tracelog.record import Record
 
-Record = dict[str, Any]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -65,8 +63,3 @@ def _names(record: Record) -> set[str]:
     found = {record.get("src_name"), record.get("dst_name")}
     found.update(step.get(key) for step in record["steps"] for key in STEP_NAME_KEYS)
     return {name for name in found if name}
-
-
-def select(records: Iterable[Record], wanted: PacketFilter) -> Iterator[Record]:
-    """The records `wanted` matches, in order, streaming."""
-    return (record for record in records if wanted.matches(record)) if wanted else iter(records)

@@ -139,9 +139,12 @@ class FlowTracker:
         its last at another), it joins the one its first step names; ids
         already handed out never change, so flows are never merged.
         """
+        return self.assign_keys(flow_keys(record))
+
+    def assign_keys(self, keys: tuple[FlowKey, ...]) -> int:
+        """The flow id of the next packet, known by its `flow_keys`."""
         self._packets += 1
         self._expire()
-        keys = flow_keys(record)
         flow = next((self._by_key[key] for key in keys if key in self._by_key), None) or self._start()
         for key in keys:
             self._claim(flow, key)

@@ -1,4 +1,4 @@
-"""One big log file read by several processes: its chunks, their seams, and the records in order.
+"""One big log file read by several processes: its chunks, their seams, and their packets in order.
 
 A saved log of millions of lines is parsed and correlated chunk by chunk, a
 process per CPU.  A chunk is lines [begin, end) of the file.  Its run starts
@@ -17,10 +17,11 @@ not fit (a packet longer than the lead-in, a trace id recalled from long
 before), like a worker that dies, costs time, not truth: one process then
 reads on from the file's start, past what was already taken.
 
-The main process reads the first chunk itself while forked
-workers read the others, spooling their records to anonymous files that the
-main process reads as they grow (memory stays bounded); flows and the
-outputs follow in the main process, in order.
+The main process reads the first chunk itself while forked workers read the
+others.  A worker makes as much of each packet's output as it can without the
+numbers of packets and flows (`tracelog.record.made`), and spools it to an
+anonymous file that the main process reads as it grows (memory stays
+bounded); the main process numbers packets and flows, in order, and writes.
 """
 
 from __future__ import annotations
@@ -39,14 +40,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO, Generic, TypeVar
 
 from tracelog.correlate import Packet
 from tracelog.errors import InputError
 from tracelog.events import SourceLine
 from tracelog.parse import Outcome
 from tracelog.pipeline import PacketBuilder, ParseOptions, RunStats, trace_packets
-from tracelog.record import packet_record
 from tracelog.sources import STDIN, is_gzip, read_lines
 
 # Below this a chunk's lead-in and run-out (a few thousand lines each) cost
@@ -59,13 +59,14 @@ MIN_CHUNK_BYTES = 8 << 20
 LEAD_WINDOWS = 1
 # Lines after a seam that both chunks read and compare outcome by outcome.
 OVERLAP_LINES = 2_000
-_BATCH = 256  # records per pickle in a worker's spool
+_BATCH = 256  # packets per pickle in a worker's spool
 _BLOCK = 1 << 20  # bytes read at a time to plan the chunks
 
 Reading = tuple[tuple[int, int], ...]
 """(line number, hash of the line's parse outcomes) for each line of a stretch."""
 
-Record = dict[str, Any]
+M = TypeVar("M")
+"""What a process makes of each packet (see `tracelog.record.made`)."""
 
 
 def available_cpus() -> int:
@@ -114,9 +115,8 @@ class Edge:
 
 @dataclass(frozen=True, slots=True)
 class Ending:
-    """How a chunk's run ended: its own packets, its counts, its far edge (`None`: the file's end)."""
+    """How a chunk's run ended: its counts, its far edge (`None`: the file's end)."""
 
-    packets: int
     stats: RunStats
     tail: Edge | None
     cut_short: bool = False
@@ -146,11 +146,8 @@ def plan(inputs: Sequence[str], jobs: int, options: ParseOptions) -> list[Chunk]
 def _chunks(name: str, data: BinaryIO, count: int, size: int, lead: int) -> list[Chunk]:
     """`count` chunks of about equal size, cut at line starts, each with `lead` lines before it.
 
-    Equal, though the main process also finishes every worker's records
-    (flows, output): a smaller first chunk would suit kernel logs, whose
-    packets have ~5 lines, so that more of a line's cost comes after
-    correlation, but not the monitors', whose packets have 8 to 10 lines
-    and whose workers are the slower side already.
+    Equal: what the main process adds to a worker's packets (their numbers,
+    their flows) is a small part of what making them cost.
 
     The file is read a block at a time, not mapped: a mapping's pages count
     as the process's memory once touched.
@@ -209,14 +206,17 @@ def _newlines_before(data: BinaryIO, positions: list[int]) -> dict[int, int]:
 
 
 class ChunkRun:
-    """The run over one chunk: its own packets (renumbered from 1), its `head` edge, then how it `ended`."""
+    """The run over one chunk: its own packets, its `head` edge, then how it `ended`.
+
+    The packets keep the numbers the run gave them; `tracelog.record.numbered`
+    numbers them in the file's order.
+    """
 
     def __init__(self, chunk: Chunk, options: ParseOptions) -> None:
         self.chunk = chunk
         self._builder = PacketBuilder(options)
         self._aside = RunStats()  # what the lead-in and run-out read: the neighbours' to count
         self._emitted = 0
-        self._own = 0
         self._begun_before_begin: int | None = None
         self._head: set[int] = set()
         self._tail: set[int] = set()
@@ -254,7 +254,7 @@ class ChunkRun:
             yield from self._sort(builder.finish(stats), stats)
         self.head = self.head or Edge.of(self._head, self._head_reading)
         tail = None if chunk.end is None else Edge.of(self._tail, self._tail_reading)
-        self.ended = Ending(self._own, stats, tail, cut_short)
+        self.ended = Ending(stats, tail, cut_short)
 
     def _know_head(self) -> None:
         """Fix the head edge once every packet begun before the chunk is complete."""
@@ -287,9 +287,8 @@ class ChunkRun:
             if chunk.end is not None and first < chunk.end <= last:
                 self._tail.update(_lines_from(packet, chunk.end))
             if chunk.owns(first):
-                self._own += 1
                 stats.packets += 1
-                yield Packet(self._own, packet.steps, packet.rewrites)
+                yield packet
 
 
 def _lines_from(packet: Packet, edge: int) -> Iterator[int]:
@@ -300,56 +299,44 @@ def _reading(number: int, outcomes: list[Outcome]) -> tuple[int, int]:
     return number, hash(tuple(outcomes))
 
 
-MakeRecord = Callable[[Packet], Record]
-"""How a packet becomes its record: `packet_record`, with names, maybe more of the output's work."""
-
-
-def packet_records_of(
-    inputs: Sequence[str], options: ParseOptions, stats: RunStats, make: MakeRecord = packet_record, jobs: int = 1
-) -> Iterator[Record]:
-    """The records `make` makes of the inputs' packets, in order: in `jobs` processes where that pays."""
+def packets_made(
+    inputs: Sequence[str], options: ParseOptions, stats: RunStats, make: Callable[[Packet], M], jobs: int = 1
+) -> Iterator[M]:
+    """What `make` makes of each of the inputs' packets, in packet order: in `jobs` processes where that pays."""
     chunks = plan(inputs, jobs, options)
     if not chunks:
         return map(make, trace_packets(inputs, options, stats))
-    return _chunked_records(chunks, options, stats, make)
+    return _chunked(chunks, options, stats, make)
 
 
-def _chunked_records(chunks: list[Chunk], options: ParseOptions, stats: RunStats, make: MakeRecord) -> Iterator[Record]:
-    """The main process reads the first chunk; workers read the others, and their records are read as they come."""
+def _chunked(chunks: list[Chunk], options: ParseOptions, stats: RunStats, make: Callable[[Packet], M]) -> Iterator[M]:
+    """The main process reads the first chunk; workers read the others, and what they make is read as it comes."""
     sys.stdout.flush()  # a forked worker flushes what it inherited: nothing may be pending
     with contextlib.ExitStack() as cleanup:
         workers = [cleanup.enter_context(Worker(chunk, options, make)) for chunk in chunks[1:]]
         first = ChunkRun(chunks[0], options)
         yield from map(make, first.packets(stats))
         assert first.ended is not None
-        ended, offset = first.ended, 0
+        ended = first.ended
         for chunk, worker in zip(chunks[1:], workers, strict=True):
-            offset += ended.packets
             if ended.cut_short:
                 return  # as one process would: the file ends where it could not be read
             assert ended.tail is not None
             head = worker.head()
             if head is not None and ended.tail.fits(head):
-                yield from _renumbered(worker.records(), offset)
+                yield from worker.made()
                 if worker.ended is not None:
                     stats.add(worker.ended.stats)
                     ended = worker.ended
                     continue
             # the seam does not fit, or the worker is gone: one process reads on from the file's start
             rest = map(make, ChunkRun(chunk.rest(), options).packets(stats))
-            yield from _renumbered(itertools.islice(rest, worker.taken, None), offset)
+            yield from itertools.islice(rest, worker.taken, None)
             return
 
 
-def _renumbered(records: Iterator[Record], offset: int) -> Iterator[Record]:
-    """A later chunk's records (numbered from 1) numbered after the `offset` packets before it."""
-    for record in records:
-        record["packet"] += offset
-        yield record
-
-
-class Worker:
-    """A forked process reading one chunk: records into an anonymous spool file, edges and ending over a pipe.
+class Worker(Generic[M]):
+    """A forked process reading one chunk: what it makes into an anonymous spool file, edges and ending over a pipe.
 
     The main process reads the spool while the worker writes it (a batch is
     a frame: its length, then its pickle), so memory stays bounded and the
@@ -357,7 +344,7 @@ class Worker:
     main process, and leaves nothing on disk.
     """
 
-    def __init__(self, chunk: Chunk, options: ParseOptions, make: MakeRecord) -> None:
+    def __init__(self, chunk: Chunk, options: ParseOptions, make: Callable[[Packet], M]) -> None:
         self._spool = tempfile.TemporaryFile(prefix="tracelog-")  # noqa: SIM115 (closed by __exit__)
         self._read_at = 0
         context = multiprocessing.get_context("fork")
@@ -368,9 +355,9 @@ class Worker:
         self._process.start()
         sender.close()  # the worker holds the only sending end: its end is the pipe's end
         self.ended: Ending | None = None
-        self.taken = 0  # records handed out so far
+        self.taken = 0  # packets handed out so far
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> Worker[M]:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -384,8 +371,8 @@ class Worker:
         message = self._receive(None)
         return message if isinstance(message, Edge) else None
 
-    def records(self) -> Iterator[Record]:
-        """The chunk's records as the worker writes them; `ended` is set if it finished."""
+    def made(self) -> Iterator[M]:
+        """What the worker made of the chunk's packets, as it writes it; `ended` is set if it finished."""
         while True:
             batch = self._next_batch()
             if batch is not None:
@@ -399,7 +386,7 @@ class Worker:
                 elif message is _GONE:
                     return
 
-    def _next_batch(self) -> list[Record] | None:
+    def _next_batch(self) -> list[M] | None:
         fd = self._spool.fileno()
         header = os.pread(fd, _FRAME_HEADER, self._read_at)
         if len(header) < _FRAME_HEADER:
@@ -409,7 +396,7 @@ class Worker:
         if len(payload) < size:
             return None
         self._read_at += _FRAME_HEADER + size
-        batch: list[Record] = pickle.loads(payload)
+        batch: list[M] = pickle.loads(payload)
         self.taken += len(batch)  # a batch is handed out whole
         return batch
 
@@ -429,16 +416,16 @@ _FRAME_HEADER = 8
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def _work(chunk: Chunk, options: ParseOptions, make: MakeRecord, spool: int, messages: Connection) -> None:
+def _work(chunk: Chunk, options: ParseOptions, make: Callable[[Packet], M], spool: int, messages: Connection) -> None:
     """A worker's life: it dies with the main process, leaves Ctrl-C to it, and reads its chunk."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stats = RunStats()
     run = ChunkRun(chunk, options)
-    records = map(make, run.packets(stats))
+    made = map(make, run.packets(stats))
     told = False
     with open(spool, "wb", closefd=False) as out:  # the inherited descriptor
-        while batch := list(itertools.islice(records, _BATCH)):
+        while batch := list(itertools.islice(made, _BATCH)):
             payload = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
             out.write(len(payload).to_bytes(_FRAME_HEADER, "little") + payload)
             out.flush()

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, Record, packet_row, step_rows
+from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, packet_row, step_rows
 from tracelog.errors import Unavailable, UsageError
+from tracelog.record import Record
 
 if TYPE_CHECKING:
     import pyarrow as pa

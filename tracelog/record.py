@@ -7,17 +7,22 @@ or removed.  The analysis frames and every renderer start from them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Stamp, TraceEvent
-from tracelog.flows import FlowTracker
+from tracelog.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.names import Names, interface_names
 from tracelog.ruleset import FINAL_TARGETS
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
 NO_NAMES = Names()
+
+Record = dict[str, Any]
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def stamp_value(stamp: Stamp) -> str | float | None:
@@ -42,7 +47,7 @@ def address_text(address: Address) -> str:
     return str(address)
 
 
-def header_fields(header: Header) -> dict[str, Any]:
+def header_fields(header: Header) -> Record:
     """What a step record shows of its header: addresses, ports, interfaces, TTL."""
     return {
         "src": address_text(header.src),
@@ -58,14 +63,14 @@ def header_fields(header: Header) -> dict[str, Any]:
     }
 
 
-def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[dict[str, Any]]:
+def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[Record]:
     """The step records of one packet, with the names known for their interfaces.
 
     The steps of a packet at one hook usually share one `Header` object (the
     parsers reuse the header of an identical field text), so each header's
     part of the record is made once.
     """
-    shown: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
+    shown: dict[int, tuple[Record, dict[str, str | None]]] = {}
     records = []
     for event, hook in steps:
         # one unpacking instead of a dozen attribute lookups, on a path run for every step
@@ -96,7 +101,7 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[dict[st
     return records
 
 
-def inner_record(inner: Header | None) -> dict[str, Any] | None:
+def inner_record(inner: Header | None) -> Record | None:
     """The packet an ICMP error quotes, as far as the kernel printed it."""
     if inner is None:
         return None
@@ -122,25 +127,85 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     return event.verdict, step_name(event), index + 1
 
 
-def packet_records(packets: Iterable[Packet], names: Names = NO_NAMES) -> Iterator[dict[str, Any]]:
-    """The contract records of a packet stream, with their `flow` and the names known for them."""
-    return flow_records((packet_record(packet, names) for packet in packets), names)
+class Made(NamedTuple, Generic[T]):
+    """A packet as made apart from the packets before it: the keys its flow is known by, and what the output shows.
 
-
-def flow_records(records: Iterable[dict[str, Any]], names: Names = NO_NAMES) -> Iterator[dict[str, Any]]:
-    """Records of `packet_record`, in packet order, completed with their `flow` and address names.
-
-    The one part of a record that depends on every packet before it: see
-    `tracelog.parallel`, whose workers make the rest.
+    `shown` is None for a packet the filters leave out: it still counts for
+    the packet and flow numbers of the packets after it.
     """
+
+    keys: tuple[FlowKey, ...]
+    shown: T | None
+
+
+def made(
+    packet: Packet, names: Names, wanted: Callable[[Record], bool] | None, shape: Callable[[Record], T]
+) -> Made[T]:
+    """All of a packet's record that does not depend on the packets before it, `shape`d for its output.
+
+    `wanted`: the filters a record must pass to be shown (None: every record).
+
+    Done where the packet is found (a worker reading part of a big file: see
+    `tracelog.parallel`); `numbered` adds the rest in packet order.
+    """
+    record = packet_record(packet, names)
+    record["flow"] = None  # its place in the record; `numbered` gives the number
+    record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
+    return Made(flow_keys(record), shape(record) if wanted is None or wanted(record) else None)
+
+
+def numbered(made: Iterable[Made[T]], number: Callable[[T, int, int], U]) -> Iterator[U]:
+    """What is shown of each packet, in packet order, `number`ed with its packet and flow numbers."""
     flows = FlowTracker()
-    for record in records:
-        record["flow"] = flows.assign(record)
-        record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
-        yield record
+    for packet, (keys, shown) in enumerate(made, start=1):
+        flow = flows.assign_keys(keys)
+        if shown is not None:
+            yield number(shown, packet, flow)
 
 
-def packet_record(packet: Packet, names: Names = NO_NAMES) -> dict[str, Any]:
+def numbered_record(record: Record, packet: int, flow: int) -> Record:
+    """A record with its packet and flow numbers (`number` for outputs that take whole records)."""
+    record["packet"], record["flow"] = packet, flow
+    return record
+
+
+def _as_is(record: Record) -> Record:
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class Shaping(Generic[T, U]):
+    """How an output takes packet records: `shape` where a record is made, `number` in packet order.
+
+    `shape` does all the output's work it can without the packet and flow
+    numbers, in whichever process made the record; `number` adds them in the
+    one process that sees every packet (`tracelog.parallel`).
+    """
+
+    shape: Callable[[Record], T]
+    number: Callable[[T, int, int], U]
+
+
+RECORDS: Shaping[Record, Record] = Shaping(_as_is, numbered_record)
+"""Whole records, for the outputs that take them as they are."""
+
+
+def shown(
+    packets: Iterable[Packet],
+    shaping: Shaping[T, U],
+    names: Names = NO_NAMES,
+    wanted: Callable[[Record], bool] | None = None,
+) -> Iterator[U]:
+    """A packet stream as an output shows it, made and numbered in one process."""
+    return numbered((made(packet, names, wanted, shaping.shape) for packet in packets), shaping.number)
+
+
+def packet_records(packets: Iterable[Packet], names: Names = NO_NAMES) -> Iterator[Record]:
+    """The contract records of a packet stream, with their `flow` and the names known for them."""
+    return shown(packets, RECORDS, names)
+
+
+def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
     """The JSON contract record of one packet (see README, "Output contract"), but its flow and address names."""
     first, last = packet.first, packet.last
     header = first.header

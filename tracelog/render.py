@@ -14,9 +14,9 @@ from rich.control import strip_control_codes
 from rich.table import Table
 from rich.text import Text
 
-from tracelog.analyse import STEP_COLUMNS, Record, Report, endpoint, plural, step_rows
+from tracelog.analyse import STEP_COLUMNS, Report, endpoint, plural, step_rows
 from tracelog.pipeline import RunStats
-from tracelog.record import TERMINAL_VERDICTS
+from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,10 +69,46 @@ def json_line(record: Record) -> str:
         return json.dumps(record, separators=(",", ":")) + "\n"
 
 
-def write_jsonl(records: Iterable[Record], out: TextIO) -> None:
-    """The contract: one packet per line, flushed so live readers see it at once."""
-    for record in records:
-        out.write(json_line(record))
+class Pending(NamedTuple):
+    """A packet's output text but for its packet and flow numbers, which only the process that sees every packet knows.
+
+    The rest, most of the work, is done where the record is made: in the
+    workers reading a big file (`tracelog.parallel`).
+    """
+
+    lead: str
+    middle: str
+    end: str
+
+    def numbered(self, packet: int, flow: int) -> str:
+        return f"{self.lead}{packet}{self.middle}{flow}{self.end}"
+
+
+_JSON_LEAD = '{"packet":'
+_JSON_FLOW = ',"flow":'
+
+
+def pending_json_line(record: Record) -> Pending:
+    """`json_line` of a record whose flow is not known yet (None), to be numbered in order.
+
+    Its packet number is the first field, its flow the one before the
+    address names (`tracelog.record.made`); a JSON string cannot hold the
+    text searched for, whose quotes it would escape.
+    """
+    text = json_line(record)
+    packet_end = text.index(",", len(_JSON_LEAD))
+    flow_end = text.rindex(f'{_JSON_FLOW}null,"src_name":') + len(_JSON_FLOW)
+    return Pending(_JSON_LEAD, text[packet_end:flow_end], text[flow_end + len("null") :])
+
+
+JSON_LINES = Shaping(pending_json_line, Pending.numbered)
+"""`--format jsonl`: each record's JSON line, written where the record is made."""
+
+
+def write_texts(texts: Iterable[str], out: TextIO) -> None:
+    """Each packet's text as it comes, flushed so live readers see it at once."""
+    for text in texts:
+        out.write(text)
         out.flush()
 
 
@@ -99,8 +135,12 @@ class Styled(NamedTuple):
         return Text.assemble(*self.runs, style=self.style)
 
     def plain(self) -> str:
-        plain = "".join(run for run, _ in self.runs)
-        return plain if plain.isprintable() else strip_control_codes(plain)
+        return printable("".join(run for run, _ in self.runs))
+
+
+def printable(text: str) -> str:
+    """Text without the control codes rich would drop: only where `isprintable` says there are any."""
+    return text if text.isprintable() else strip_control_codes(text)
 
 
 def _named(interface: str | None, name: str | None) -> str | None:
@@ -209,9 +249,7 @@ def _ending(record: Record) -> Styled:
 
 
 def _title(record: Record) -> Styled:
-    runs = [(f"#{record['packet']}", "bold"), (f" {describe(record)}", "")]
-    if "flow" in record:
-        runs.append((f"  flow {record['flow']}", "dim"))
+    runs = [(f"#{record['packet']}", "bold"), (f" {describe(record)}", ""), (f"  flow {record['flow']}", "dim")]
     if record["host"]:
         runs.append((f"  on {record['host']}", "dim"))
     return Styled(tuple(runs))
@@ -228,30 +266,18 @@ def timeline(record: Record) -> Group:
     return Group(_title(record).text(), table, _ending(record).text())
 
 
-# Where `lay_out` leaves a record's steps and ending as text: not a contract field, hence the underscore.
-LAID_OUT = "_laid_out"
-
-
-def timeline_text(record: Record) -> str:
+def pending_timeline_text(record: Record) -> Pending:
     """One packet as plain text for a file or pipe: the same cells and columns, no layout engine.
 
     Laid out as rich lays out `timeline` (columns two blanks apart, each as
-    wide as its widest cell), at a fraction of the cost on large logs.  The
-    steps and ending come from `lay_out` when it ran.
+    wide as its widest cell), at a fraction of the cost on large logs.
     """
-    steps = record.get(LAID_OUT)
-    return _title(record).plain() + "\n" + (steps if steps is not None else _steps_text(record))
+    host = f"  on {record['host']}" if record["host"] else ""
+    return Pending("#", printable(f" {describe(record)}  flow "), printable(host) + "\n" + _steps_text(record))
 
 
-def lay_out(record: Record) -> Record:
-    """Lay out a record's steps and ending for `timeline_text` ahead of its title.
-
-    The title needs the packet number and flow, known only in the process
-    that sees every packet; the rest, most of the work, can be done where
-    the record is made: in the workers reading a big file (`tracelog.parallel`).
-    """
-    record[LAID_OUT] = _steps_text(record)
-    return record
+TIMELINE_TEXTS = Shaping(pending_timeline_text, Pending.numbered)
+"""`--format table` into a file or pipe: each packet's timeline, laid out where its record is made."""
 
 
 def _steps_text(record: Record) -> str:
@@ -293,19 +319,13 @@ class PipeConsole(Console):
 
 
 def print_timelines(records: Iterable[Record], console: Console) -> None:
-    """The default output: one timeline per packet, printed as each completes.
+    """The default output on a terminal: one timeline per packet, printed as each completes.
 
-    Into a file or pipe, plain text: no colours to lose, and no layout engine
-    to pay for on every packet of a large log.
+    Into a file or pipe, `TIMELINE_TEXTS` writes the same text without
+    colours to lose or a layout engine to pay for on every packet.
     """
-    if console.is_terminal:  # asked once: rich looks at the environment every time
-        for record in records:
-            emit(console, timeline(record))
-        return
-    out = console.file
     for record in records:
-        out.write(timeline_text(record))
-        out.flush()
+        emit(console, timeline(record))
 
 
 def emit(console: Console, renderable: RenderableType) -> None:
