@@ -225,9 +225,12 @@ def test_defaults_are_documented_values() -> None:
         assert (parameters["duration"].default, parameters["limit"].default) == (DEFAULT_DURATION, str(DEFAULT_RATE))
 
 
-def test_expiry_rounds_up_to_the_kernels_whole_seconds() -> None:
-    assert expiry(NOW, timedelta(seconds=2)) == datetime(2026, 11, 28, 4, 0, 3, tzinfo=UTC)
-    assert expiry(NOW.replace(microsecond=0), timedelta(seconds=2)) == datetime(2026, 11, 28, 4, 0, 2, tzinfo=UTC)
+def test_expiry_is_the_last_whole_second_the_duration_reaches_into() -> None:
+    """The time match includes its stop second: 2 s from 04:00:00.25 end at 04:00:03, so 04:00:02 is the last."""
+    assert expiry(NOW, timedelta(seconds=2)) == datetime(2026, 11, 28, 4, 0, 2, tzinfo=UTC)
+    stops = TraceSpec("icmp", until=expiry(NOW, timedelta(seconds=2))).stops
+    assert stops == datetime(2026, 11, 28, 4, 0, 3, tzinfo=UTC)
+    assert expiry(NOW.replace(microsecond=0), timedelta(seconds=2)) == datetime(2026, 11, 28, 4, 0, 1, tzinfo=UTC)
     assert expiry(NOW, None) is None
     with pytest.raises(UsageError, match="2038"):
         expiry(NOW, timedelta(days=365 * 20))
@@ -254,7 +257,7 @@ def test_family_follows_the_request() -> None:
 def test_request_becomes_one_spec_with_expiry_and_limit() -> None:
     [spec] = plan_specs(TraceRequest("tcp", dst="172.18.0.3", dport=80, duration="10m", limit="5/s"), NOW)
     assert spec == TraceSpec("tcp", dst=ip_network("172.18.0.3"), dport=80, limit=Rate(5, "second"),
-                             until=datetime(2026, 11, 28, 4, 10, 1, tzinfo=UTC))
+                             until=datetime(2026, 11, 28, 4, 10, tzinfo=UTC))  # matching through 04:10:00.999
 
 
 @pytest.mark.parametrize(
@@ -395,7 +398,7 @@ def test_enabling_with_new_settings_replaces_the_old_rules() -> None:
     manage.add_rules(backend, [old], renew=True)
     changes = manage.add_rules(backend, [new], renew=True)
     assert [c.action for c in changes] == ["renewed", "renewed"]
-    assert "until 2026-11-28 05:00:01 UTC, limit 10/second" in changes[0].note
+    assert "until 2026-11-28 05:00:02 UTC, limit 10/second" in changes[0].note  # the end of UNTIL
     assert backend.rules == list(new.rules())
 
 

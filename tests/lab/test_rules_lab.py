@@ -273,7 +273,7 @@ def test_for_stops_tracing_in_the_kernel_after_tracelog_exited(ns: LabNamespace,
     enable(ns, backend, "ipv4", "--for", "2s")
     ns.ping("ipv4")
     assert ns.tagged_packets(backend, "ipv4") >= 2, "the rule did not match while it was live"
-    time.sleep(3.5)  # --for 2s ends at most 3 s after enabling, rounded up to the second
+    time.sleep(3.5)  # --for 2s ends at the first whole second 2 s after enabling: within 3 s
     stopped = ns.tagged_packets(backend, "ipv4")
     ns.ping("ipv4", count=2)
     assert ns.tagged_packets(backend, "ipv4") == stopped, "the expired rule still matches"

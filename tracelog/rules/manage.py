@@ -188,7 +188,7 @@ def _superseded(before: Iterable[Installed], spec: TraceSpec, rule: RuleArgs) ->
 
 def _settings_words(spec: TraceSpec) -> str:
     """`until 2026-11-28 05:23:55 UTC, limit 10/second`."""
-    until = "without expiry" if spec.until is None else f"until {spec.until:%Y-%m-%d %H:%M:%S} UTC"
+    until = "without expiry" if spec.stops is None else f"until {spec.stops:%Y-%m-%d %H:%M:%S} UTC"
     return f"{until}, {'no limit' if spec.limit is None else f'limit {spec.limit}'}"
 
 
@@ -282,8 +282,8 @@ class EnableReport:
 
 def _settings(specs: Sequence[TraceSpec]) -> str:
     spec = specs[0]
-    until = "until `tracelog disable` (no expiry)" if spec.until is None else (
-        f"until {spec.until:%Y-%m-%d %H:%M:%S} UTC (the kernel stops matching then)")
+    until = "until `tracelog disable` (no expiry)" if spec.stops is None else (
+        f"until {spec.stops:%Y-%m-%d %H:%M:%S} UTC (the kernel stops matching then)")
     limit = "no rate limit" if spec.limit is None else f"at most {spec.limit} per rule"
     return f"tracing {until}, {limit}"
 

@@ -49,6 +49,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _LATEST_STOP = datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC)
 _TAG_TIME = "%Y%m%dT%H%M%SZ"
 _DATESTOP = "%Y-%m-%dT%H:%M:%S"
+_LAST_SECOND = timedelta(seconds=1)  # xt_time matches through the whole of its --datestop second
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +108,18 @@ def parse_duration(text: str) -> timedelta | None:
 
 
 def expiry(now: datetime, duration: timedelta | None) -> datetime | None:
-    """When rules enabled at `now` for `duration` stop matching, rounded up to the kernel's whole seconds."""
+    """The last second in which rules enabled at `now` for `duration` match (`--datestop`).
+
+    The kernel's time match counts whole seconds and includes its stop
+    second, so tracing ends at the first whole second `duration` or more
+    after `now`: it lasts at least `duration` and less than a second longer.
+    """
     if duration is None:
         return None
-    until = (now + duration).astimezone(UTC)
-    if until.microsecond:
-        until = until.replace(microsecond=0) + timedelta(seconds=1)
+    stop = (now + duration).astimezone(UTC)
+    if stop.microsecond:
+        stop = stop.replace(microsecond=0) + timedelta(seconds=1)
+    until = stop - _LAST_SECOND
     if until > _LATEST_STOP:
         raise UsageError("the duration ends after 2038-01-19", hint="the kernel's time match cannot go further")
     return until
@@ -186,9 +193,14 @@ class TraceSpec:
         """The match without its settings: two specs with one key trace the same packets."""
         return (self.proto, self.family, self.src, self.dst, self.sport, self.dport, self.iface)
 
+    @property
+    def stops(self) -> datetime | None:
+        """When the kernel stops matching: the end of `until`, the last second its time match includes."""
+        return None if self.until is None else self.until + _LAST_SECOND
+
     def expired(self, now: datetime) -> bool:
-        """Whether the kernel already stopped matching (its time match is inclusive of the last second)."""
-        return self.until is not None and now >= self.until + timedelta(seconds=1)
+        """Whether the kernel already stopped matching."""
+        return self.stops is not None and now >= self.stops
 
     def tag(self) -> str:
         """The comment that marks a rule as tracelog's and holds this whole spec."""
