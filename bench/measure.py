@@ -12,6 +12,7 @@ is the larger of the sampled sum and the largest single process's peak.
 
 from __future__ import annotations
 
+import compileall
 import os
 import re
 import select
@@ -28,6 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKETS = re.compile(r"(\d+) TRACE events in (\d+) packets?")
 _SAMPLE_EVERY = 0.1  # seconds between samples of the tool's memory
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def byte_compile() -> None:
+    """Compile this working tree's modules once, as `pip install` does.
+
+    Python reads a module's bytecode if it finds it; where nobody wrote it
+    (a fresh clone on a machine with PYTHONDONTWRITEBYTECODE set) every run
+    would compile tracelog's modules anew, about 0.1 s no installed copy pays.
+    """
+    compileall.compile_dir(ROOT / "tracelog", quiet=1)
 
 
 def child_env() -> dict[str, str]:
@@ -200,7 +211,6 @@ class Cell:
 COMPLETED = (0, 4)  # tracelog's OK and BAD_LINES: the rest of the input was still analysed
 
 
-Tool = tuple[str, Sequence[str]]
 """A tool's name in the report and its command line."""
 
 
@@ -223,25 +233,35 @@ def measure(tool: str, argv: Sequence[str], path: Path, lines: int, repeat: int,
     return Cell(tool, lines, tuple(samples))
 
 
-def measure_pair(reference: Tool, candidate: Tool, path: Path, lines: int, repeat: int, budget: float,
-                 pair_budget: float) -> tuple[Cell, Cell]:
-    """Run two tools in turn, round after round, so that a slow spell of a shared machine falls on both.
+@dataclass(frozen=True)
+class Turn:
+    """One tool on one input, for `measure_in_turn`; `budget` None: it always runs to completion."""
 
-    Their ratio is the headline figure, so they alternate (the order swaps
+    name: str
+    argv: Sequence[str]
+    path: Path
+    lines: int
+    budget: float | None
+
+
+def measure_in_turn(turns: Sequence[Turn], repeat: int, turns_budget: float) -> list[Cell]:
+    """Run tools in turn, round after round, so that a slow spell of a shared machine falls on all of them.
+
+    Their ratios are headline figures, so they alternate (the order rotates
     every round) for up to `repeat` rounds, and a new round starts only
-    while `pair_budget` seconds are not yet spent: at least two rounds when
-    one takes less than the budget.  The candidate is killed at `budget`,
-    and not run again once killed or failed; the reference always runs to
-    completion.  Round `i` is sample `i` of both cells.
+    while `turns_budget` seconds are not yet spent: at least two rounds when
+    one takes less than the budget.  A tool with a budget is killed at it;
+    after a run that was killed or failed no new round starts.  Round `i` is
+    sample `i` of every cell.
     """
-    runs: dict[str, list[Sample]] = {reference[0]: [], candidate[0]: []}
+    runs: dict[str, list[Sample]] = {turn.name: [] for turn in turns}
     spent = 0.0
     for round_ in range(repeat):
-        order = (reference, candidate) if round_ % 2 == 0 else (candidate, reference)
-        for name, argv in order:
-            sample = run_once(argv, path, budget if name == candidate[0] else None)
-            runs[name].append(sample)
+        shift = round_ % len(turns)
+        for turn in [*turns[shift:], *turns[:shift]]:
+            sample = run_once(turn.argv, turn.path, turn.budget)
+            runs[turn.name].append(sample)
             spent += sample.wall
-        if runs[candidate[0]][-1].status not in COMPLETED or spent >= pair_budget:
+        if any(samples[-1].status not in COMPLETED for samples in runs.values()) or spent >= turns_budget:
             break
-    return Cell(reference[0], lines, tuple(runs[reference[0]])), Cell(candidate[0], lines, tuple(runs[candidate[0]]))
+    return [Cell(turn.name, turn.lines, tuple(runs[turn.name])) for turn in turns]

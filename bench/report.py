@@ -125,6 +125,23 @@ def throughput(results: Sequence[InputResult]) -> list[str]:
     return rows
 
 
+def one_size(cells: Sequence[Cell]) -> list[str]:
+    """Every format's lines/s at one input size, against the kernel log's (the first cell), round by round."""
+    rows = [
+        "| input | lines | runs | wall s (median) | lines/s | × the kernel log's lines/s | round by round |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    kernel = cells[0]
+    for cell in cells:
+        speed, base = cell.lines_per_second, kernel.lines_per_second
+        ratio = f"{speed / base:.2f}×" if speed and base else "?"
+        rounds = ", ".join(f"{(cell.lines / run.wall) / (kernel.lines / first.wall):.2f}×"
+                           for first, run in zip(kernel.samples, cell.samples, strict=False) if not run.killed)
+        rows.append(f"| {cell.tool} | {cell.lines:,} | {len(cell.samples)} | {cell.wall:.2f} | {_int(speed)} "
+                    f"| {ratio} | {rounds if cell is not kernel else ''} |")
+    return rows
+
+
 def sources(counts: Sequence[SourceCounts]) -> list[str]:
     """How the naive script's groups compare with tracelog's packets on the captures themselves."""
     rows = [
@@ -181,6 +198,7 @@ def document(
     load_before: tuple[float, float, float],
     settings: str,
     results: Sequence[InputResult],
+    same_size: Sequence[Cell],
     counts: Sequence[SourceCounts],
     live: tuple[Memory, Latency] | None,
     took: float,
@@ -195,7 +213,8 @@ def document(
     ]
     parts += ["### Throughput", "", *throughput(results), ""]
     parts += [
-        "lines/s: input lines over the median wall time of whole runs (start-up included); `time × ceiling` and",
+        "lines/s: input lines over the median wall time of whole runs (start-up included, from bytecode as",
+        "installed); `time × ceiling` and",
         "`time × naive`: how many times longer per line than the read-only loop and the naive script; CPU s:",
         "user + system time of the child and its workers (a shared machine shows as wall above CPU).  tracelog",
         f"reads one big plain file with one process per CPU ({len(os.sched_getaffinity(0))} here; `--jobs 1`: one "
@@ -204,6 +223,14 @@ def document(
         "by wait4, if that is larger).  A tracelog run still going at the per-cell budget is killed, and its",
         "lines/s counts the lines its main process had read (its file offset).  The naive script's groups are",
         "not packets: see the next table.",
+        "",
+        f"### Every format at one size: {JSONL}, in turn",
+        "",
+        *one_size(same_size),
+        "",
+        "The throughput table's inputs differ in size, and a run's fixed costs (start-up, a worker's lead-in of",
+        "one correlation window) weigh more on a smaller one; here each format's path reads as many lines, the",
+        "tools taking turns round after round (the order rotating), each round's ratio beside the medians.",
         "",
         "### Packets on the source captures",
         "",

@@ -12,7 +12,9 @@ ceiling), bench/naive.py, `tracelog parse --format jsonl` and `--format table`
 once more `--format jsonl --jobs 1`, to show what one process does alone.
 The naive script and `--format jsonl` run in turn, round after round, with a
 budget of their own (no new round after 120 s: two or three rounds on the 1M-line
-file), since their ratio is the headline.
+file), since their ratio is the headline.  Then `--format jsonl` on every format at
+the monitors' size (a kernel log built at it too), in turn: lines/s of paths
+whose fixed costs weigh alike.
 Then it streams a 10M-line kernel log into tracelog on stdin to see whether
 its memory stays flat, and times how soon a packet prints on a live pipe.
 The report is Markdown on stdout (also saved as bench/out/results.md);
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from bench import build, expect, live, report
 from bench.expect import SourceCounts
-from bench.measure import ROOT, Cell, child_env, measure, measure_pair
+from bench.measure import ROOT, Cell, Turn, byte_compile, child_env, measure, measure_in_turn
 
 CEILING_CODE = "import sys\nfor _ in open(sys.argv[1], encoding='utf-8', errors='replace'): pass"
 LATENCY_CAPTURE = build.SAMPLES / "docker-legacy/ping.dmesg"
@@ -86,14 +88,15 @@ def bench_input(
     """Every tool on one input."""
     cells: list[Cell] = []
     found = tools(manifest.path, summary)
-    jsonl = next((name, command) for name, command, _ in found if name == report.JSONL)
+    jsonl = next(command for name, command, _ in found if name == report.JSONL)
     for name, command, reference in found:
         if name == report.JSONL:
             continue  # measured in turn with the naive script
         if name == report.NAIVE:
             report.progress(f"{manifest.path.name}: {name} and {report.JSONL}, in turn")
-            cells += measure_pair((name, command), jsonl, manifest.path, manifest.lines, args.repeat, args.budget,
-                                  args.pair_budget)
+            turns = [Turn(name, command, manifest.path, manifest.lines, None),
+                     Turn(report.JSONL, jsonl, manifest.path, manifest.lines, args.budget)]
+            cells += measure_in_turn(turns, args.repeat, args.pair_budget)
             continue
         report.progress(f"{manifest.path.name}: {name}")
         repeat = 1 if name == report.ONE_PROCESS else args.repeat  # shown for comparison: one run is enough
@@ -104,6 +107,24 @@ def bench_input(
     groups, packets = sum(counts.groups.values()), sum(counts.packets.values())
     naive = f"on the captures alone: {groups:,} groups where tracelog finds {packets:,} packets"
     return report.InputResult(manifest, title, cells, expected, naive)
+
+
+def one_size(manifests: list[build.Manifest], args: argparse.Namespace) -> list[Cell]:
+    """`--format jsonl` on every format at the monitors' size, in turn: lines/s as paths, start-up weighing alike.
+
+    A run's fixed costs (start-up, a worker's lead-in) weigh five times more
+    on the monitors' 200k lines than on the 1M-line kernel log, so the
+    paths are compared on inputs of one size: a kernel log built at it.
+    """
+    monitors = [manifest for manifest in manifests if manifest.fmt != "kernel"]
+    size = monitors[0].lines
+    kernel = build.ensure("kernel", size, args.out)
+    report.progress(f"one size: {report.JSONL} on {size:,} lines of every format, in turn")
+    turns = [Turn(build.FORMATS[manifest.fmt].title, [sys.executable, "-m", "tracelog", "parse", "--format",
+                                                       "jsonl", str(manifest.path)], manifest.path, manifest.lines,
+                  args.budget)
+             for manifest in [kernel, *monitors]]
+    return measure_in_turn(turns, args.repeat, args.pair_budget)
 
 
 def live_checks(args: argparse.Namespace) -> tuple[live.Memory, live.Latency]:
@@ -128,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     for fmt, size in sizes.items():
         report.progress(f"input: {fmt}, {size:,} lines (built if missing) in {args.out}")
         manifests.append(build.ensure(fmt, size, args.out))
+    byte_compile()
     summary = has_summary()
     results = [bench_input(manifest, counts[manifest.fmt], args, summary) for manifest in manifests]
+    same_size = one_size(manifests, args)
     checks = None if args.no_live else live_checks(args)
     settings = f"--lines {args.lines} --repeat {args.repeat} --budget {args.budget:g}"
     settings += f" --pair-budget {args.pair_budget:g}"
     settings += "" if args.no_live else f" --live-lines {args.live_lines} --live-seconds {args.live_seconds:g}"
-    text = report.document(load, settings, results, list(counts.values()), checks, time.monotonic() - began)
+    text = report.document(load, settings, results, same_size, list(counts.values()), checks, time.monotonic() - began)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text + "\n")
     print(text)
