@@ -72,6 +72,15 @@ def test_filters_on_parse(options: tuple[str, ...], expected: int, run_cli: RunC
     assert len(run_cli("parse", "-f", "jsonl", *options, *files).records()) == expected
 
 
+def test_filtered_packets_keep_their_numbers_and_flows_in_the_whole_trace(run_cli: RunCli) -> None:
+    files = [str(SAMPLES / "lab-legacy" / name) for name in ("ping.dmesg", "dnat.dmesg")]
+    every = run_cli("parse", "-f", "jsonl", *files).records()
+    tcp = run_cli("parse", "-f", "jsonl", "--proto", "tcp", *files).records()
+    assert tcp == [record for record in every if record["proto"] == "TCP"]
+    assert tcp[0]["packet"] > 1  # the ICMP packets came first
+    assert tcp[0]["flow"] > 1  # and their flows
+
+
 def test_filter_by_verdict_and_container_name(run_cli: RunCli) -> None:
     dropped = run_cli("parse", "-f", "jsonl", "--verdict", "drop", "--name", "nginx-2", *DROP_RUN).records()
     assert len(dropped) == 3
