@@ -16,14 +16,14 @@ from tests.outcomes import outcomes
 from tests.samples import SAMPLES, trace_samples
 from tracelog.correlate import correlate_packets
 from tracelog.events import TraceEvent
-from tracelog.record import packet_records
+from tracelog.record import RECORDS, shown
 from tracelog.render import UNWRAPPED_WIDTH, emit, json_line, pending_json_line, pending_timeline_text, timeline
 
 
 @pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
 def test_json_lines_read_back_as_the_records(sample: Path) -> None:
     events = [o for o in outcomes(sample.read_text().splitlines()) if isinstance(o, TraceEvent)]
-    for record in packet_records(correlate_packets(events)):
+    for record in shown(correlate_packets(events), RECORDS):
         line = json_line(record)
         assert line.endswith("\n")
         assert "\n" not in line[:-1]
@@ -59,7 +59,7 @@ def test_json_lines_made_before_their_numbers_are_the_records_json_lines(sample:
 
 def _sample_records(sample: Path) -> list[dict[str, Any]]:
     events = [o for o in outcomes(sample.read_text().splitlines()) if isinstance(o, TraceEvent)]
-    return list(packet_records(correlate_packets(events)))
+    return list(shown(correlate_packets(events), RECORDS))
 
 
 def _variants(record: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -1,7 +1,10 @@
 """The `--format jsonl` contract: one plain dict per packet.
 
 Other tools read these records, so fields are only ever added, never renamed
-or removed.  The analysis frames and every renderer start from them.
+or removed.  The analysis frames and every renderer start from them.  A
+record is made in two parts: `made`, wherever its packet is found (a worker
+reading part of a big file), and `numbered`, in packet order, for the packet
+and flow numbers that depend on every packet before it.
 """
 
 from __future__ import annotations
@@ -198,11 +201,6 @@ def shown(
 ) -> Iterator[U]:
     """A packet stream as an output shows it, made and numbered in one process."""
     return numbered((made(packet, names, wanted, shaping.shape) for packet in packets), shaping.number)
-
-
-def packet_records(packets: Iterable[Packet], names: Names = NO_NAMES) -> Iterator[Record]:
-    """The contract records of a packet stream, with their `flow` and the names known for them."""
-    return shown(packets, RECORDS, names)
 
 
 def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
