@@ -157,13 +157,13 @@ def made(
     return Made(flow_keys(record), shape(record) if wanted is None or wanted(record) else None)
 
 
-def numbered(made: Iterable[Made[T]], number: Callable[[T, int, int], U]) -> Iterator[U]:
+def numbered(packets: Iterable[Made[T]], number: Callable[[T, int, int], U]) -> Iterator[U]:
     """What is shown of each packet, in packet order, `number`ed with its packet and flow numbers."""
     flows = FlowTracker()
-    for packet, (keys, shown) in enumerate(made, start=1):
+    for packet, (keys, output) in enumerate(packets, start=1):
         flow = flows.assign_keys(keys)
-        if shown is not None:
-            yield number(shown, packet, flow)
+        if output is not None:
+            yield number(output, packet, flow)
 
 
 def numbered_record(record: Record, packet: int, flow: int) -> Record:
