@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +12,16 @@ from typing import Any
 import pytest
 
 from tracelog.cli import main
+
+
+def pytest_configure() -> None:
+    """Ctrl-C works in the children the tests interrupt, as in a terminal.
+
+    Tests started from a background job inherit SIGINT ignored (a shell
+    ignores it for `&` jobs), and so would every child; a handled signal is
+    reset to its default in a child, an ignored one is not.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True)
