@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import build, naive
-from bench.measure import ROOT, child_env
+from bench.measure import ROOT, TRACELOG, child_env
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class SourceCounts:
 def tracelog_packets(paths: list[Path]) -> tuple[Counter[str], int]:
     """Packets per input file in one tracelog run, by the file of each packet's first step."""
     result = subprocess.run(
-        [sys.executable, "-m", "tracelog", "parse", "--format", "jsonl", *map(str, paths)],
+        [*TRACELOG, "parse", "--format", "jsonl", *map(str, paths)],
         capture_output=True,
         text=True,
         check=False,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from bench import build
-from bench.measure import ROOT, child_env
+from bench.measure import ROOT, TRACELOG, child_env
 
 FLAT = 1.10  # last-half peak within 10 % of the first half's
 LINES_READ = re.compile(r"tracelog: (\d+) lines? from")
@@ -92,7 +92,7 @@ def memory(lines: int, seconds: float) -> Memory:
     )
     assert feeder.stdout is not None
     child = subprocess.Popen(
-        [sys.executable, "-m", "tracelog", "parse", "--format", "jsonl"],
+        [*TRACELOG, "parse", "--format", "jsonl"],
         stdin=feeder.stdout,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -184,7 +184,7 @@ def latency(capture: Path, copies: int, idle: float) -> Latency:
     plan = build.Plan("kernel", copies * len(build.load("kernel", capture).lines), concurrent=1, captures=[capture])
     runs = list(build.packets(plan))
     child = subprocess.Popen(
-        [sys.executable, "-m", "tracelog", "parse", "--format", "jsonl", "--idle", str(idle)],
+        [*TRACELOG, "parse", "--format", "jsonl", "--idle", str(idle)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

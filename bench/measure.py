@@ -19,6 +19,7 @@ import select
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKETS = re.compile(r"(\d+) TRACE events in (\d+) packets?")
+TRACELOG = [sys.executable, "-m", "tracelog"]
+"""How the bench runs tracelog: this working tree's, with `child_env`."""
 _SAMPLE_EVERY = 0.1  # seconds between samples of the tool's memory
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -209,9 +212,6 @@ class Cell:
 
 
 COMPLETED = (0, 4)  # tracelog's OK and BAD_LINES: the rest of the input was still analysed
-
-
-"""A tool's name in the report and its command line."""
 
 
 def measure(tool: str, argv: Sequence[str], path: Path, lines: int, repeat: int, budget: float, kill: bool) -> Cell:

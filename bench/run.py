@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from bench import build, expect, live, report
 from bench.expect import SourceCounts
-from bench.measure import ROOT, Cell, Turn, byte_compile, child_env, measure, measure_in_turn
+from bench.measure import ROOT, TRACELOG, Cell, Turn, byte_compile, child_env, measure, measure_in_turn
 
 CEILING_CODE = "import sys\nfor _ in open(sys.argv[1], encoding='utf-8', errors='replace'): pass"
 LATENCY_CAPTURE = build.SAMPLES / "docker-legacy/ping.dmesg"
@@ -63,22 +63,27 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def has_summary() -> bool:
     """Whether this tracelog has a `summary` command yet."""
-    probe = [sys.executable, "-m", "tracelog", "summary", "--help"]
+    probe = [*TRACELOG, "summary", "--help"]
     return subprocess.run(probe, capture_output=True, check=False, cwd=ROOT, env=child_env()).returncode == 0
+
+
+def jsonl_command(path: Path) -> list[str]:
+    """`tracelog parse --format jsonl PATH`: the headline run."""
+    return [*TRACELOG, "parse", "--format", "jsonl", str(path)]
 
 
 def tools(path: Path, summary: bool) -> list[tuple[str, list[str], bool]]:
     """(name, command, is a reference) for every tool timed on `path`."""
-    python, tracelog = sys.executable, [sys.executable, "-m", "tracelog"]
+    python = sys.executable
     found = [
         (report.CEILING, [python, "-c", CEILING_CODE, str(path)], True),
         (report.NAIVE, [python, str(ROOT / "bench" / "naive.py"), str(path)], True),
-        (report.JSONL, [*tracelog, "parse", "--format", "jsonl", str(path)], False),
-        ("tracelog parse --format table", [*tracelog, "parse", "--format", "table", str(path)], False),
-        (report.ONE_PROCESS, [*tracelog, "parse", "--format", "jsonl", "--jobs", "1", str(path)], False),
+        (report.JSONL, jsonl_command(path), False),
+        ("tracelog parse --format table", [*TRACELOG, "parse", "--format", "table", str(path)], False),
+        (report.ONE_PROCESS, [*TRACELOG, "parse", "--format", "jsonl", "--jobs", "1", str(path)], False),
     ]
     if summary:
-        found.append(("tracelog summary", [*tracelog, "summary", str(path)], False))
+        found.append(("tracelog summary", [*TRACELOG, "summary", str(path)], False))
     return found
 
 
@@ -120,8 +125,7 @@ def one_size(manifests: list[build.Manifest], args: argparse.Namespace) -> list[
     size = monitors[0].lines
     kernel = build.ensure("kernel", size, args.out)
     report.progress(f"one size: {report.JSONL} on {size:,} lines of every format, in turn")
-    turns = [Turn(build.FORMATS[manifest.fmt].title, [sys.executable, "-m", "tracelog", "parse", "--format",
-                                                       "jsonl", str(manifest.path)], manifest.path, manifest.lines,
+    turns = [Turn(build.FORMATS[manifest.fmt].title, jsonl_command(manifest.path), manifest.path, manifest.lines,
                   args.budget)
              for manifest in [kernel, *monitors]]
     return measure_in_turn(turns, args.repeat, args.pair_budget)

@@ -133,12 +133,12 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
 class Made(NamedTuple, Generic[T]):
     """A packet as made apart from the packets before it: the keys its flow is known by, and what the output shows.
 
-    `shown` is None for a packet the filters leave out: it still counts for
+    `output` is None for a packet the filters leave out: it still counts for
     the packet and flow numbers of the packets after it.
     """
 
     keys: tuple[FlowKey, ...]
-    shown: T | None
+    output: T | None
 
 
 def made(
