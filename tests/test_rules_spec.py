@@ -278,12 +278,48 @@ def test_bad_requests(request_: TraceRequest, message: str) -> None:
 def test_container_is_traced_both_ways_unless_one_side_is_given() -> None:
     addresses = ("172.18.0.3", "fd00:18::3")
     both = plan_specs(TraceRequest("icmp", container="nginx-2"), NOW, addresses)
-    assert [(str(spec.src), str(spec.dst)) for spec in both] == [("172.18.0.3/32", "None"), ("None", "172.18.0.3/32")]
+    assert [(str(spec.src), str(spec.dst)) for spec in both] == [("None", "172.18.0.3/32"), ("172.18.0.3/32", "None")]
     assert all(spec.container == "nginx-2" for spec in both)
     [to_it] = plan_specs(TraceRequest("tcp", src="172.18.0.2", dport=80, container="nginx-2"), NOW, addresses)
     assert str(to_it.dst) == "172.18.0.3/32"
     [v6] = plan_specs(TraceRequest("icmpv6", dst="fd00:18::2", container="nginx-2"), NOW, addresses)
     assert str(v6.src) == "fd00:18::3/128"
+
+
+def test_container_ports_are_mirrored_from_it() -> None:
+    """`--dport 80` towards the server is `--sport 80` on its replies: both halves of the conversation."""
+    to_it, from_it = plan_specs(TraceRequest("tcp", dport=80, container="nginx-2"), NOW, ("172.18.0.3",))
+    assert (str(to_it.dst), to_it.sport, to_it.dport) == ("172.18.0.3/32", None, 80)
+    assert (str(from_it.src), from_it.sport, from_it.dport) == ("172.18.0.3/32", 80, None)
+    assert [rule.argv()[:8] for rule in (to_it.rule("PREROUTING"), from_it.rule("PREROUTING"))] == [
+        ["-p", "tcp", "-d", "172.18.0.3/32", "-m", "tcp", "--dport", "80"],
+        ["-p", "tcp", "-s", "172.18.0.3/32", "-m", "tcp", "--sport", "80"],
+    ]
+    to_it, from_it = plan_specs(TraceRequest("udp", sport=5353, dport=53, container="dns"), NOW, ("172.18.0.4",))
+    assert (to_it.sport, to_it.dport, from_it.sport, from_it.dport) == (5353, 53, 53, 5353)
+    assert from_it.describe() == "udp from 172.18.0.4 port 53 to any port 5353 (container dns)"
+    # A side given: one direction only, the ports as written.
+    [from_web] = plan_specs(TraceRequest("tcp", dst="10.0.0.5", dport=443, container="web"), NOW, ("172.18.0.5",))
+    assert (str(from_web.src), str(from_web.dst), from_web.sport, from_web.dport) == (
+        "172.18.0.5/32", "10.0.0.5/32", None, 443)
+
+
+def test_enable_reports_the_match_of_each_rule_it_installed() -> None:
+    backend = MemoryBackend()
+    specs = plan_specs(TraceRequest("tcp", dport=80, container="nginx-2"), NOW, ("172.18.0.3",))
+    lines = [change.line() for change in manage.add_rules(backend, specs, renew=True)]
+    assert lines == [
+        "added    nft    ipv4 raw PREROUTING tcp to 172.18.0.3 port 80 (container nginx-2): "
+        "-p tcp -d 172.18.0.3/32 -m tcp --dport 80",
+        "added    nft    ipv4 raw OUTPUT     tcp to 172.18.0.3 port 80 (container nginx-2): "
+        "-p tcp -d 172.18.0.3/32 -m tcp --dport 80",
+        "added    nft    ipv4 raw PREROUTING tcp from 172.18.0.3 port 80 (container nginx-2): "
+        "-p tcp -s 172.18.0.3/32 -m tcp --sport 80",
+        "added    nft    ipv4 raw OUTPUT     tcp from 172.18.0.3 port 80 (container nginx-2): "
+        "-p tcp -s 172.18.0.3/32 -m tcp --sport 80",
+    ]
+    assert manage.add_rules(backend, [TraceSpec("icmp", iface="eth0")], renew=True)[0].line().endswith(
+        "icmp on eth0: -p icmp -i eth0")
 
 
 def test_container_without_the_family_or_a_free_side_is_refused() -> None:

@@ -16,13 +16,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from ipaddress import ip_address
 from pathlib import Path
+from socketserver import ThreadingUnixStreamServer
 from typing import Any
 
 import pytest
@@ -357,6 +360,94 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
     return found
+
+
+# -- --container: both halves of a conversation ------------------------------------------------------
+
+CONTAINER = "web"
+CONTAINER_HOST_SIDE = "198.51.100.1"
+CONTAINER_IP = "198.51.100.2"
+
+
+class _FakeDockerApi(BaseHTTPRequestHandler):
+    """`GET /containers/web/json`: one running container whose address lives in a namespace of ours."""
+
+    def do_GET(self) -> None:
+        found = self.path == f"/containers/{CONTAINER}/json"
+        inspect = {"State": {"Running": True}, "NetworkSettings": {"Networks": {"lab": {"IPAddress": CONTAINER_IP}}}}
+        body = json.dumps(inspect if found else {"message": "No such container"}).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+    def address_string(self) -> str:
+        return "unix"
+
+
+@contextmanager
+def fake_docker(path: Path) -> Iterator[str]:
+    """A Docker API on a Unix socket (reachable from any network namespace); yields its DOCKER_HOST."""
+    server = ThreadingUnixStreamServer(str(path), _FakeDockerApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"unix://{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextmanager
+def container_namespace(ns: LabNamespace) -> Iterator[str]:
+    """A second namespace behind a veth pair, holding CONTAINER_IP, as a container sits behind its host."""
+    name = f"{ns.name}-c"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=TIMEOUT)
+    try:
+        ns.run("ip", "link", "add", "veth-c", "type", "veth", "peer", "name", "eth0", "netns", name)
+        ns.run("ip", "addr", "add", f"{CONTAINER_HOST_SIDE}/24", "dev", "veth-c")
+        ns.run("ip", "link", "set", "veth-c", "up")
+        for argv in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{CONTAINER_IP}/24", "dev", "eth0"],
+                     ["ip", "link", "set", "eth0", "up"]):
+            subprocess.run(["ip", "netns", "exec", name, *argv], check=True, timeout=TIMEOUT)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=TIMEOUT)
+
+
+def packets_by_tag(ns: LabNamespace, backend: str, chain: str) -> dict[str, int]:
+    """Packets counted per tracelog rule in one raw chain, keyed by the rule's tag."""
+    listing = ns.run(ns.tool(backend, "ipv4"), "-t", "raw", "-L", chain, "-v", "-x", "-n").stdout
+    counted: dict[str, int] = {}
+    for line in listing.splitlines():
+        row, tag = _TAGGED_ROW.match(line), re.search(r"/\* (tracelog:\S+) \*/", line)
+        if row and tag:
+            counted[tag[1]] = counted.get(tag[1], 0) + int(row["pkts"])
+    return counted
+
+
+def test_container_is_traced_to_it_and_from_it(ns: LabNamespace, backend: str, tmp_path: Path) -> None:
+    """`--container web --dport 80`: the SYN towards it and its answer (here a RST from port 80) both match."""
+    before = {family: ns.save(backend, family) for family in ("ipv4", "ipv6")}
+    with container_namespace(ns), fake_docker(tmp_path / "docker.sock") as docker_host:
+        done = ns.tracelog("enable", "tcp", "--container", CONTAINER, "--dport", "80", "--backend", backend,
+                           DOCKER_HOST=docker_host)
+        assert done.returncode == 0, done.stderr
+        installed = [line for line in done.stdout.splitlines() if line.startswith("added ")]
+        to_match = f"-p tcp -d {CONTAINER_IP}/32 -m tcp --dport 80"
+        from_match = f"-p tcp -s {CONTAINER_IP}/32 -m tcp --sport 80"
+        assert [line.split(": ", 1)[1] for line in installed] == [to_match, to_match, from_match, from_match]
+        ns.run(BUSYBOX, "nc", "-w", "2", CONTAINER_IP, "80", check=False)  # refused: the RST is the reply
+        to_it = packets_by_tag(ns, backend, "OUTPUT")
+        from_it = packets_by_tag(ns, backend, "PREROUTING")
+    assert [count for tag, count in to_it.items() if f"dst={CONTAINER_IP}" in tag] == [1]  # the SYN
+    assert [count for tag, count in from_it.items() if f"src={CONTAINER_IP}" in tag] == [1]  # the RST from :80
+    assert ns.tracelog("disable", "--backend", backend).stdout.splitlines()[-1] == "removed 4 tracelog rules"
+    assert {family: ns.save(backend, family) for family in ("ipv4", "ipv6")} == before
 
 
 # -- Docker -------------------------------------------------------------------------------------------

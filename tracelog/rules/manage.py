@@ -54,7 +54,10 @@ class Change:
         return cls(action, backend, rule.family, rule.chain, what, note, rule)
 
     def line(self) -> str:
+        """`added    nft    ipv4 raw PREROUTING tcp to 172.18.0.3 port 80: -p tcp -d 172.18.0.3/32 …`."""
         text = f"{self.action:<8} {self.backend:<6} {self.family} {TABLE} {self.chain:<10} {self.what}"
+        if self.rule is not None:
+            text += f": {self.rule.match_text()}"
         return text + (f"  ({self.note})" if self.note else "")
 
 

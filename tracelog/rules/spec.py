@@ -34,6 +34,7 @@ IPTABLES_PROTOCOL: dict[Proto, str | None] = {
 }
 PROTOCOL_NUMBER = {"icmp": "1", "tcp": "6", "udp": "17", "ipv6-icmp": "58"}
 _PORT_PROTOS = frozenset({"tcp", "udp"})
+_SETTING_MATCHES = frozenset({"comment", "time", "limit"})  # how long and how fast, not which packets
 _IFACE = re.compile(r"[A-Za-z0-9_.:@+-]{1,15}")
 # The kernel keeps 255 comment bytes: the longest tag, with a 32-character container label, fits.
 CONTAINER_LABEL_MAX = 32
@@ -149,16 +150,23 @@ class RuleArgs:
 
     def argv(self) -> list[str]:
         """The rule spec after `-A CHAIN`, as `-C`, `-A` and `-D` all take it."""
-        argv: list[str] = []
+        return [*self._words(self.matches), "-j", TARGET]
+
+    def match_text(self) -> str:
+        """Which packets the rule flags, `-p tcp -d 172.18.0.3/32 -m tcp --dport 80`: no tag, expiry or limit."""
+        return " ".join(self._words(tuple(match for match in self.matches if match.name not in _SETTING_MATCHES)))
+
+    def _words(self, matches: tuple[Match, ...]) -> list[str]:
+        words: list[str] = []
         for flag, value in (("-p", self.protocol), ("-s", self.src), ("-d", self.dst),
                             ("-i", self.in_iface), ("-o", self.out_iface)):
             if value is not None:
-                argv += [flag, value]
-        for match in self.matches:
-            argv += ["-m", match.name]
+                words += [flag, value]
+        for match in matches:
+            words += ["-m", match.name]
             for option, value in match.options:
-                argv += [f"--{option}", value]
-        return [*argv, "-j", TARGET]
+                words += [f"--{option}", value]
+        return words
 
     def command(self, tool: str, action: str = "-A") -> list[str]:
         """The whole command line, e.g. `ip6tables-nft -t raw -A OUTPUT …`."""
@@ -357,8 +365,11 @@ class TraceRequest:
 def plan_specs(request: TraceRequest, now: datetime, container_addresses: Sequence[str] = ()) -> list[TraceSpec]:
     """The specs one request stands for.
 
-    A container's address fills whichever of source and destination is free:
-    with neither given, the container is traced both ways (two specs per address).
+    A container's address fills whichever of source and destination is free.
+    With neither given, the container is traced both ways, two specs per
+    address: traffic to it with the ports as written, and traffic from it
+    with the ports mirrored, so `--dport 80` towards it is `--sport 80` from
+    it and the replies of its server are traced too.
     """
     base = TraceSpec(
         proto=parse_proto(request.proto),
@@ -383,10 +394,12 @@ def plan_specs(request: TraceRequest, now: datetime, container_addresses: Sequen
     specs = []
     for address in wanted:
         net = ip_network(address)
-        if base.src is None:
-            specs.append(replace(base, src=net, container=label))
         if base.dst is None:
             specs.append(replace(base, dst=net, container=label))
+        if base.src is None and base.dst is None:
+            specs.append(replace(base, src=net, sport=base.dport, dport=base.sport, container=label))
+        elif base.src is None:
+            specs.append(replace(base, src=net, container=label))
     return specs
 
 
