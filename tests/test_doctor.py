@@ -122,8 +122,10 @@ def test_a_healthy_legacy_host(host: FakeHost) -> None:
     assert tracing_works(findings)
     assert "iptables-legacy" in findings[1].message
     [source] = trace_sources(facts, choose_backend(facts.usage))
-    assert source.command([Path("/s/iptables-legacy-save")]) == \
-        "tail -f /var/log/kern.log | tracelog parse --rules /s/iptables-legacy-save"
+    assert (
+        source.command([Path("/s/iptables-legacy-save")])
+        == "tail -f /var/log/kern.log | tracelog parse --rules /s/iptables-legacy-save"
+    )
 
 
 def test_no_cap_net_admin(host: FakeHost) -> None:
@@ -149,7 +151,8 @@ def test_nfnetlink_log_needs_ulogd(host: FakeHost) -> None:
     host.write("proc/net/netfilter/nf_log", NF_LOG.replace(" 2 nf_log_ipv4 (", " 2 nfnetlink_log ("))
     host.write("etc/ulogd.conf", ULOGD_CONF)
     assert failing(host.findings()) == [
-        ("nf_log ipv4", "start ulogd2, or bind the kernel logger: sysctl -w net.netfilter.nf_log.2=nf_log_ipv4")]
+        ("nf_log ipv4", "start ulogd2, or bind the kernel logger: sysctl -w net.netfilter.nf_log.2=nf_log_ipv4")
+    ]
     host.process(200, "ulogd")
     facts = host.facts()
     assert failing(diagnose(facts)) == []
@@ -161,9 +164,7 @@ def test_nfnetlink_log_needs_ulogd(host: FakeHost) -> None:
     ("nsenter", "expected", "fix"),
     [("0\n", "fail", True), ("1\n", "ok", False), (None, "warn", True)],
 )
-def test_other_namespaces_need_nf_log_all_netns(
-    host: FakeHost, nsenter: str | None, expected: str, fix: bool
-) -> None:
+def test_other_namespaces_need_nf_log_all_netns(host: FakeHost, nsenter: str | None, expected: str, fix: bool) -> None:
     host.link("proc/self/ns/net", "net:[4026532999]")
     host.remove("proc/sys/net/netfilter/nf_log_all_netns")  # only the initial namespace has the knob
     if nsenter is not None:
@@ -228,8 +229,7 @@ def test_loaded_or_invisible_xt_trace_is_fine(host: FakeHost) -> None:
 def test_missing_trace_extension(host: FakeHost) -> None:
     host.remove("usr/lib/x86_64-linux-gnu/xtables/libxt_TRACE.so")
     host.write("usr/lib/x86_64-linux-gnu/xtables/libxt_LOG.so", "")
-    assert failing(host.findings()) == [
-        ("TRACE target", "reinstall iptables (apt install --reinstall iptables)")]
+    assert failing(host.findings()) == [("TRACE target", "reinstall iptables (apt install --reinstall iptables)")]
 
 
 def test_legacy_backend_without_python_iptables(host: FakeHost) -> None:
@@ -246,7 +246,9 @@ def test_both_backends_hold_rules(host: FakeHost) -> None:
     assert level(diagnose(facts), "backends") == ["warn"]
     sources = trace_sources(facts, choose_backend(facts.usage))
     assert [source.command() for source in sources] == [
-        "tail -f /var/log/kern.log | tracelog parse", "stdbuf -oL xtables-monitor --trace | tracelog parse"]
+        "tail -f /var/log/kern.log | tracelog parse",
+        "stdbuf -oL xtables-monitor --trace | tracelog parse",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -289,17 +291,17 @@ def test_parsers_of_proc_files() -> None:
     assert not doctor.has_net_admin("")
 
 
-def test_cli_prints_each_problem_with_its_fix(
-    host: FakeHost, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_prints_each_problem_with_its_fix(host: FakeHost, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
     host.write("proc/net/netfilter/nf_log", NF_LOG.replace(" 2 nf_log_ipv4 (", " 2 NONE ("))
     facts = host.facts()
     monkeypatch.setattr(doctor, "probe_host", lambda: facts)
     run = run_cli("doctor")
     assert run.status == ExitStatus.DOCTOR_FAILED
     assert int(ExitStatus.DOCTOR_FAILED) == 7
-    assert "fail  nf_log ipv4: no logger is bound for ipv4: legacy TRACE prints nothing\n" \
-           "      fix: sysctl -w net.netfilter.nf_log.2=nf_log_ipv4\n" in run.stdout
+    assert (
+        "fail  nf_log ipv4: no logger is bound for ipv4: legacy TRACE prints nothing\n"
+        "      fix: sysctl -w net.netfilter.nf_log.2=nf_log_ipv4\n" in run.stdout
+    )
     assert run.stdout.endswith("tracing will not work here: 1 problem to fix\n")
     host.write("proc/net/netfilter/nf_log", NF_LOG)
     healthy = host.facts()

@@ -62,8 +62,24 @@ NO_CAPS = "Name:\tpython\nCapEff:\t0000000000000000\n"
 
 def test_icmp_to_an_address_gives_the_exact_rules_for_both_chains() -> None:
     spec = TraceSpec("icmp", dst=ip_network("172.18.0.3"), until=UNTIL)
-    tail = ["-m", "comment", "--comment", TAG, "-m", "time", "--datestop", "2026-11-28T05:00:01",
-            "-m", "limit", "--limit", "10/second", "--limit-burst", "10", "-j", "TRACE"]
+    tail = [
+        "-m",
+        "comment",
+        "--comment",
+        TAG,
+        "-m",
+        "time",
+        "--datestop",
+        "2026-11-28T05:00:01",
+        "-m",
+        "limit",
+        "--limit",
+        "10/second",
+        "--limit-burst",
+        "10",
+        "-j",
+        "TRACE",
+    ]
     prerouting, output = spec.rules()
     assert prerouting.argv() == ["-p", "icmp", "-d", "172.18.0.3/32", *tail]
     assert output.argv() == ["-p", "icmp", "-d", "172.18.0.3/32", *tail]
@@ -71,13 +87,27 @@ def test_icmp_to_an_address_gives_the_exact_rules_for_both_chains() -> None:
 
 
 def test_interface_is_the_input_in_prerouting_and_the_output_in_output() -> None:
-    spec = TraceSpec("tcp", "ipv6", src=ip_network("fd00:18::2"), sport=1234, dport=80, iface="docker0",
-                     limit=None)
+    spec = TraceSpec("tcp", "ipv6", src=ip_network("fd00:18::2"), sport=1234, dport=80, iface="docker0", limit=None)
     prerouting, output = spec.rules()
     assert prerouting.argv() == [
-        "-p", "tcp", "-s", "fd00:18::2/128", "-i", "docker0", "-m", "tcp", "--sport", "1234", "--dport", "80",
-        "-m", "comment", "--comment", "tracelog:1,fam=6,proto=tcp,src=fd00:18::2,sport=1234,dport=80,"
-        "iface=docker0,limit=none", "-j", "TRACE",
+        "-p",
+        "tcp",
+        "-s",
+        "fd00:18::2/128",
+        "-i",
+        "docker0",
+        "-m",
+        "tcp",
+        "--sport",
+        "1234",
+        "--dport",
+        "80",
+        "-m",
+        "comment",
+        "--comment",
+        "tracelog:1,fam=6,proto=tcp,src=fd00:18::2,sport=1234,dport=80,iface=docker0,limit=none",
+        "-j",
+        "TRACE",
     ]
     assert output.in_iface is None
     assert output.out_iface == "docker0"
@@ -159,8 +189,18 @@ def test_every_spec_survives_its_tag(spec: TraceSpec) -> None:
 
 def test_the_longest_tag_fits_the_kernels_comment() -> None:
     widest = ip_network("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120")
-    spec = TraceSpec("tcp", "ipv6", src=widest, dst=widest, sport=65535, dport=65535, iface="x" * 15,
-                     limit=Rate(10000, "second"), until=UNTIL, container="c" * 32)
+    spec = TraceSpec(
+        "tcp",
+        "ipv6",
+        src=widest,
+        dst=widest,
+        sport=65535,
+        dport=65535,
+        iface="x" * 15,
+        limit=Rate(10000, "second"),
+        until=UNTIL,
+        container="c" * 32,
+    )
     assert len(spec.tag()) <= 255
     [labelled, _] = plan_specs(TraceRequest("tcp", ipv6=True, container="n" * 64), NOW, ("fd00::3",))
     assert labelled.container == "n" * 32
@@ -203,8 +243,14 @@ def test_bad_durations(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "rate"),
-    [("10/second", Rate(10, "second")), ("10/s", Rate(10, "second")), ("5/min", Rate(5, "minute")),
-     ("100/hours", Rate(100, "hour")), ("1/d", Rate(1, "day")), ("None", None)],
+    [
+        ("10/second", Rate(10, "second")),
+        ("10/s", Rate(10, "second")),
+        ("5/min", Rate(5, "minute")),
+        ("100/hours", Rate(100, "hour")),
+        ("1/d", Rate(1, "day")),
+        ("None", None),
+    ],
 )
 def test_rates(text: str, rate: Rate | None) -> None:
     assert parse_rate(text) == rate
@@ -256,8 +302,13 @@ def test_family_follows_the_request() -> None:
 
 def test_request_becomes_one_spec_with_expiry_and_limit() -> None:
     [spec] = plan_specs(TraceRequest("tcp", dst="172.18.0.3", dport=80, duration="10m", limit="5/s"), NOW)
-    assert spec == TraceSpec("tcp", dst=ip_network("172.18.0.3"), dport=80, limit=Rate(5, "second"),
-                             until=datetime(2026, 11, 28, 4, 10, tzinfo=UTC))  # matching through 04:10:00.999
+    assert spec == TraceSpec(
+        "tcp",
+        dst=ip_network("172.18.0.3"),
+        dport=80,
+        limit=Rate(5, "second"),
+        until=datetime(2026, 11, 28, 4, 10, tzinfo=UTC),
+    )  # matching through 04:10:00.999
 
 
 @pytest.mark.parametrize(
@@ -301,7 +352,11 @@ def test_container_ports_are_mirrored_from_it() -> None:
     # A side given: one direction only, the ports as written.
     [from_web] = plan_specs(TraceRequest("tcp", dst="10.0.0.5", dport=443, container="web"), NOW, ("172.18.0.5",))
     assert (str(from_web.src), str(from_web.dst), from_web.sport, from_web.dport) == (
-        "172.18.0.5/32", "10.0.0.5/32", None, 443)
+        "172.18.0.5/32",
+        "10.0.0.5/32",
+        None,
+        443,
+    )
 
 
 def test_enable_reports_the_match_of_each_rule_it_installed() -> None:
@@ -318,8 +373,11 @@ def test_enable_reports_the_match_of_each_rule_it_installed() -> None:
         "added    nft    ipv4 raw OUTPUT     tcp from 172.18.0.3 port 80 (container nginx-2): "
         "-p tcp -s 172.18.0.3/32 -m tcp --sport 80",
     ]
-    assert manage.add_rules(backend, [TraceSpec("icmp", iface="eth0")], renew=True)[0].line().endswith(
-        "icmp on eth0: -p icmp -i eth0")
+    assert (
+        manage.add_rules(backend, [TraceSpec("icmp", iface="eth0")], renew=True)[0]
+        .line()
+        .endswith("icmp on eth0: -p icmp -i eth0")
+    )
 
 
 def test_container_without_the_family_or_a_free_side_is_refused() -> None:
@@ -383,7 +441,8 @@ def test_backend_follows_the_rules(usage: BackendUsage, requested: Any, backend:
 def test_nft_save_lines_become_found_rules() -> None:
     line = f'-A OUTPUT -d 172.18.0.3/32 -p icmp -m comment --comment "{TAG}" -j TRACE'
     assert _trace_rule("ipv4", line) == FoundRule(
-        "nft", "ipv4", "OUTPUT", TAG, f'-d 172.18.0.3/32 -p icmp -m comment --comment "{TAG}" -j TRACE')
+        "nft", "ipv4", "OUTPUT", TAG, f'-d 172.18.0.3/32 -p icmp -m comment --comment "{TAG}" -j TRACE'
+    )
     assert _trace_rule("ipv4", "-A OUTPUT -j ACCEPT") is None
     assert _trace_rule("ipv4", ":OUTPUT ACCEPT [0:0]") is None
 
@@ -472,7 +531,9 @@ def test_disable_removes_tracelog_rules_only_and_keeps_changed_ones() -> None:
     assert sorted(c.action for c in changes) == ["kept", "kept", "removed", "removed"]
     assert backend.rules == [stray, changed, foreign]
     assert {c.note for c in changes if c.action == "kept"} == {
-        "changed since tracelog wrote it: left alone", "a tag this tracelog did not write here: left alone"}
+        "changed since tracelog wrote it: left alone",
+        "a tag this tracelog did not write here: left alone",
+    }
 
 
 def test_expired_rules_are_removed_and_live_ones_kept() -> None:
@@ -498,9 +559,14 @@ SECOND = NOW.replace(microsecond=0)
 
 @pytest.mark.parametrize(
     ("until", "left"),
-    [(None, "no expiry"), (SECOND - timedelta(seconds=1), "expired"), (SECOND, "1s left"),
-     (SECOND + timedelta(seconds=58), "59s left"), (SECOND + timedelta(hours=1, seconds=3), "1h 4s left"),
-     (SECOND + timedelta(minutes=12, seconds=-1), "12m left")],
+    [
+        (None, "no expiry"),
+        (SECOND - timedelta(seconds=1), "expired"),
+        (SECOND, "1s left"),
+        (SECOND + timedelta(seconds=58), "59s left"),
+        (SECOND + timedelta(hours=1, seconds=3), "1h 4s left"),
+        (SECOND + timedelta(minutes=12, seconds=-1), "12m left"),
+    ],
 )
 def test_time_left_counts_the_last_matching_second(until: datetime | None, left: str) -> None:
     assert manage.time_left(until, SECOND) == left
@@ -514,8 +580,10 @@ INSPECT = json.loads((SAMPLES / "docker-legacy/docker-inspect.json").read_text()
 
 def test_container_addresses_come_from_its_networks() -> None:
     assert container_from_inspect("nginx-1", INSPECT[0]).addresses == ("172.18.0.2",)
-    dual = {**INSPECT[1], "NetworkSettings": {"Networks": {"web": {"IPAddress": "172.19.0.5",
-                                                                   "GlobalIPv6Address": "fd00:19::5"}}}}
+    dual = {
+        **INSPECT[1],
+        "NetworkSettings": {"Networks": {"web": {"IPAddress": "172.19.0.5", "GlobalIPv6Address": "fd00:19::5"}}},
+    }
     assert container_from_inspect("nginx-2", dual).addresses == ("172.19.0.5", "fd00:19::5")
 
 
@@ -523,8 +591,14 @@ def test_containers_that_cannot_be_traced_by_address() -> None:
     with pytest.raises(UsageError, match="is not running"):
         container_from_inspect("web", {**INSPECT[0], "State": {"Running": False}})
     with pytest.raises(UsageError, match="shares the host's network"):
-        container_from_inspect("web", {"State": {"Running": True}, "NetworkSettings": {"Networks": {"host": {}}},
-                                       "HostConfig": {"NetworkMode": "host"}})
+        container_from_inspect(
+            "web",
+            {
+                "State": {"Running": True},
+                "NetworkSettings": {"Networks": {"host": {}}},
+                "HostConfig": {"NetworkMode": "host"},
+            },
+        )
 
 
 class _FakeDocker(BaseHTTPRequestHandler):
@@ -629,8 +703,9 @@ def test_bad_options_are_usage_errors(run_cli: RunCli, caps: Path, args: list[st
     assert run.stderr == message
 
 
-def test_missing_docker_is_unavailable(run_cli: RunCli, caps: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_docker_is_unavailable(
+    run_cli: RunCli, caps: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
     run = run_cli("enable", "icmp", "--container", "nginx-1")
     assert run.status == ExitStatus.UNAVAILABLE

@@ -65,8 +65,10 @@ def inspect_container(name: str, sock: Path | None = None, timeout: float = TIME
     except PermissionError as error:
         raise PermissionDenied(f"cannot talk to Docker at {path}", hint="run as root or in the docker group") from error
     except OSError as error:
-        raise Unavailable(f"cannot reach the Docker daemon at {path}: {error.strerror or error}",
-                          hint="is dockerd running? DOCKER_HOST=unix:///path picks another socket") from error
+        raise Unavailable(
+            f"cannot reach the Docker daemon at {path}: {error.strerror or error}",
+            hint="is dockerd running? DOCKER_HOST=unix:///path picks another socket",
+        ) from error
     finally:
         connection.close()
     if response.status == 404:

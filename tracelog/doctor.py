@@ -287,15 +287,23 @@ def tracing_works(findings: Iterable[Finding]) -> bool:
 def _privileges(facts: HostFacts) -> Finding:
     if facts.net_admin:
         return Finding("privileges", "ok", "CAP_NET_ADMIN: tracelog can change the firewall")
-    return Finding("privileges", "fail", "no CAP_NET_ADMIN: tracelog cannot add TRACE rules",
-                   "run tracelog as root (sudo tracelog …)")
+    return Finding(
+        "privileges",
+        "fail",
+        "no CAP_NET_ADMIN: tracelog cannot add TRACE rules",
+        "run tracelog as root (sudo tracelog …)",
+    )
 
 
 def _backends(facts: HostFacts, choice: Choice) -> Finding:
     message = f"tracelog would use {_backend_words(choice.backend)}: {choice.reason}"
     if choice.both:
-        return Finding("backends", "warn", message + ". A packet flagged by either is traced by the tables of "
-                       "both: lines of legacy tables go to the kernel log, those of nf_tables to xtables-monitor")
+        return Finding(
+            "backends",
+            "warn",
+            message + ". A packet flagged by either is traced by the tables of "
+            "both: lines of legacy tables go to the kernel log, those of nf_tables to xtables-monitor",
+        )
     return Finding("backends", "ok", message)
 
 
@@ -306,19 +314,37 @@ def _backend_words(backend: BackendName) -> str:
 def _trace_target(facts: HostFacts, choice: Choice) -> list[Finding]:
     findings = []
     if facts.trace_extension is False:
-        findings.append(Finding("TRACE target", "fail", "libxt_TRACE.so is missing: iptables cannot parse -j TRACE",
-                                "reinstall iptables (apt install --reinstall iptables)"))
+        findings.append(
+            Finding(
+                "TRACE target",
+                "fail",
+                "libxt_TRACE.so is missing: iptables cannot parse -j TRACE",
+                "reinstall iptables (apt install --reinstall iptables)",
+            )
+        )
     if choice.backend == "legacy" and facts.trace_module is False:
-        findings.append(Finding("TRACE target", "fail", "this kernel has no xt_TRACE module",
-                                "install the kernel's extra modules (apt install linux-modules-extra-$(uname -r))"))
+        findings.append(
+            Finding(
+                "TRACE target",
+                "fail",
+                "this kernel has no xt_TRACE module",
+                "install the kernel's extra modules (apt install linux-modules-extra-$(uname -r))",
+            )
+        )
     if choice.backend == "legacy" and facts.legacy_library is not None:
-        findings.append(Finding("TRACE target", "fail", facts.legacy_library,
-                                "pip install python-iptables, or use --backend nft"))
+        findings.append(
+            Finding("TRACE target", "fail", facts.legacy_library, "pip install python-iptables, or use --backend nft")
+        )
     if choice.backend == "nft" and "iptables-nft" not in facts.tools:
         findings.append(Finding("TRACE target", "fail", "iptables-nft is not installed", "apt install iptables"))
     if not findings:
-        where = "nf_tables sets the trace flag natively" if choice.backend == "nft" else (
-            "xt_TRACE is available" if facts.trace_module else "xt_TRACE: module tree not visible, assumed built in")
+        where = (
+            "nf_tables sets the trace flag natively"
+            if choice.backend == "nft"
+            else (
+                "xt_TRACE is available" if facts.trace_module else "xt_TRACE: module tree not visible, assumed built in"
+            )
+        )
         findings.append(Finding("TRACE target", "ok", where))
     return findings
 
@@ -332,8 +358,9 @@ def _nf_log_checks(facts: HostFacts) -> list[Finding]:
         if entry is None:
             findings.append(Finding(name, "warn", "/proc/net/netfilter/nf_log is not readable here", None, family))
         elif entry.bound is None and f"nf_log_{family}" in entry.available:
-            findings.append(Finding(name, "fail", f"no logger is bound for {family}: legacy TRACE prints nothing",
-                                    fix, family))
+            findings.append(
+                Finding(name, "fail", f"no logger is bound for {family}: legacy TRACE prints nothing", fix, family)
+            )
         elif entry.bound is None:
             findings.append(Finding(name, "ok", f"nf_log_{family} binds itself when the first TRACE rule loads it"))
         elif entry.bound == "nfnetlink_log":
@@ -347,8 +374,13 @@ def _nfnetlink_log(facts: HostFacts, family: Family, fix: str) -> Finding:
     message = "nfnetlink_log is bound: legacy TRACE lines go to NFLOG group 0, not the kernel log"
     if "ulogd" in facts.processes:
         return Finding(f"nf_log {family}", "ok", f"{message}; ulogd writes them to {facts.ulogd_file}")
-    return Finding(f"nf_log {family}", "fail", f"{message}, and no ulogd is running to receive them",
-                   f"start ulogd2, or bind the kernel logger: {fix}", family)
+    return Finding(
+        f"nf_log {family}",
+        "fail",
+        f"{message}, and no ulogd is running to receive them",
+        f"start ulogd2, or bind the kernel logger: {fix}",
+        family,
+    )
 
 
 def _netns_check(facts: HostFacts) -> list[Finding]:
@@ -359,10 +391,20 @@ def _netns_check(facts: HostFacts) -> list[Finding]:
         return [Finding(name, "ok", "not the initial network namespace, and nf_log_all_netns=1 lets it log")]
     fix = "on the host (initial namespace): sysctl -w net.netfilter.nf_log_all_netns=1"
     if facts.nf_log_all_netns is None:
-        return [Finding(name, "warn", "not the initial network namespace, and nf_log_all_netns could not be read: "
-                        "legacy TRACE lines are dropped unless it is 1", fix)]
-    return [Finding(name, "fail", "not the initial network namespace, and nf_log_all_netns=0 drops its legacy "
-                    "TRACE lines", fix)]
+        return [
+            Finding(
+                name,
+                "warn",
+                "not the initial network namespace, and nf_log_all_netns could not be read: "
+                "legacy TRACE lines are dropped unless it is 1",
+                fix,
+            )
+        ]
+    return [
+        Finding(
+            name, "fail", "not the initial network namespace, and nf_log_all_netns=0 drops its legacy TRACE lines", fix
+        )
+    ]
 
 
 def _log_sink(facts: HostFacts) -> Finding:
@@ -371,18 +413,30 @@ def _log_sink(facts: HostFacts) -> Finding:
         return Finding("kernel log", "ok", f"{daemons[0]} writes kernel messages to {facts.log_files[0]}")
     if JOURNALD in facts.processes:
         return Finding("kernel log", "ok", "systemd-journald keeps kernel messages: journalctl -k")
-    return Finding("kernel log", "info", "no syslog daemon or journald: kernel messages stay in the ring buffer "
-                   "(dmesg), which overwrites old lines", "read them live: dmesg -w | tracelog parse")
+    return Finding(
+        "kernel log",
+        "info",
+        "no syslog daemon or journald: kernel messages stay in the ring buffer (dmesg), which overwrites old lines",
+        "read them live: dmesg -w | tracelog parse",
+    )
 
 
 def _nft_reader(facts: HostFacts) -> Finding:
     if "xtables-monitor" in facts.tools:
         return Finding("nft trace reader", "ok", "xtables-monitor --trace prints nf_tables trace events")
     if "nft" in facts.tools:
-        return Finding("nft trace reader", "warn", "xtables-monitor is missing; nft monitor trace can read the events",
-                       "apt install iptables (for xtables-monitor)")
-    return Finding("nft trace reader", "fail", "neither xtables-monitor nor nft is installed: nf_tables trace "
-                   "events have no reader", "apt install iptables nftables")
+        return Finding(
+            "nft trace reader",
+            "warn",
+            "xtables-monitor is missing; nft monitor trace can read the events",
+            "apt install iptables (for xtables-monitor)",
+        )
+    return Finding(
+        "nft trace reader",
+        "fail",
+        "neither xtables-monitor nor nft is installed: nf_tables trace events have no reader",
+        "apt install iptables nftables",
+    )
 
 
 def _bridge_checks(facts: HostFacts) -> list[Finding]:
@@ -393,12 +447,25 @@ def _bridge_checks(facts: HostFacts) -> list[Finding]:
     for family, calls in facts.bridge_calls.items():
         knob = f"net.bridge.{BRIDGE_KNOBS[family]}"
         if calls is None:
-            findings.append(Finding("br_netfilter", "warn", f"br_netfilter is not loaded: {family} traffic between "
-                                    f"ports of {bridges} never crosses iptables",
-                                    f"modprobe br_netfilter && sysctl -w {knob}=1", family))
+            findings.append(
+                Finding(
+                    "br_netfilter",
+                    "warn",
+                    f"br_netfilter is not loaded: {family} traffic between ports of {bridges} never crosses iptables",
+                    f"modprobe br_netfilter && sysctl -w {knob}=1",
+                    family,
+                )
+            )
         elif calls == 0:
-            findings.append(Finding("br_netfilter", "warn", f"{knob}=0: {family} traffic between ports of {bridges} "
-                                    "never crosses iptables", f"sysctl -w {knob}=1", family))
+            findings.append(
+                Finding(
+                    "br_netfilter",
+                    "warn",
+                    f"{knob}=0: {family} traffic between ports of {bridges} never crosses iptables",
+                    f"sysctl -w {knob}=1",
+                    family,
+                )
+            )
     return findings or [Finding("br_netfilter", "ok", f"bridged traffic on {bridges} crosses iptables")]
 
 
@@ -420,12 +487,16 @@ def trace_sources(facts: HostFacts, choice: Choice, family: Family = "ipv4") -> 
 def _legacy_source(facts: HostFacts, family: Family) -> Source:
     entry = facts.nf_log.get(family)
     if entry is not None and entry.bound == "nfnetlink_log":
-        return Source("ulogd (nf_log is nfnetlink_log: TRACE goes to NFLOG group 0)",
-                      f"tail -f {facts.ulogd_file}", "legacy")
+        return Source(
+            "ulogd (nf_log is nfnetlink_log: TRACE goes to NFLOG group 0)", f"tail -f {facts.ulogd_file}", "legacy"
+        )
     daemons = sorted(set(SYSLOG_DAEMONS) & facts.processes)
     if daemons and facts.log_files:
-        return Source(f"the kernel log, written to {facts.log_files[0]} by {daemons[0]}",
-                      f"tail -f {facts.log_files[0]}", "legacy")
+        return Source(
+            f"the kernel log, written to {facts.log_files[0]} by {daemons[0]}",
+            f"tail -f {facts.log_files[0]}",
+            "legacy",
+        )
     if JOURNALD in facts.processes:
         return Source("the kernel log, kept by the journal", "journalctl -k -f", "legacy")
     return Source("the kernel ring buffer (no syslog daemon writes it to a file)", "dmesg -w", "legacy")
@@ -435,7 +506,9 @@ def backend_problems(findings: Iterable[Finding], families: Iterable[Family]) ->
     """The findings worth printing when tracing starts: what will keep the trace of `families` from showing."""
     wanted = set(families)
     return [
-        finding for finding in findings
-        if finding.level in ("fail", "warn") and finding.check != "privileges"
+        finding
+        for finding in findings
+        if finding.level in ("fail", "warn")
+        and finding.check != "privileges"
         and (finding.family is None or finding.family in wanted)
     ]

@@ -73,8 +73,9 @@ def test_nf_log_all_netns_is_read_in_the_initial_namespace(ns: LabNamespace) -> 
     finally:
         NF_LOG_ALL_NETNS.write_text(previous)
     assert status == 7
-    assert ("fail  nf_log_all_netns: not the initial network namespace, and nf_log_all_netns=0 drops its legacy "
-            "TRACE lines") in lines
+    assert (
+        "fail  nf_log_all_netns: not the initial network namespace, and nf_log_all_netns=0 drops its legacy TRACE lines"
+    ) in lines
     assert "      fix: on the host (initial namespace): sysctl -w net.netfilter.nf_log_all_netns=1" in lines
     assert fixed == 0
 
@@ -88,8 +89,10 @@ def test_bridges_without_bridge_nf_call(ns: LabNamespace) -> None:
     with kernlog.nf_log_all_netns():
         status, lines = doctor(ns)
         assert status == 0  # bridged traffic is only part of the traffic: a warning
-        assert ("warn  br_netfilter: net.bridge.bridge-nf-call-iptables=0: ipv4 traffic between ports of br0 never "
-                "crosses iptables") in lines
+        assert (
+            "warn  br_netfilter: net.bridge.bridge-nf-call-iptables=0: ipv4 traffic between ports of br0 never "
+            "crosses iptables"
+        ) in lines
         assert "      fix: sysctl -w net.bridge.bridge-nf-call-iptables=1" in lines
         ns.run("sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1")
         assert "ok    br_netfilter: bridged traffic on br0 crosses iptables" in doctor(ns)[1]
@@ -126,13 +129,27 @@ def test_without_cap_net_admin(ns: LabNamespace) -> None:
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv is not installed")
     drop = ["setpriv", "--bounding-set=-net_admin"]
-    done = subprocess.run([*ns.tracelog_argv()[:4], *drop, *ns.tracelog_argv()[4:], "doctor"],
-                          capture_output=True, text=True, env=ns.env(), timeout=60, check=False)
+    done = subprocess.run(
+        [*ns.tracelog_argv()[:4], *drop, *ns.tracelog_argv()[4:], "doctor"],
+        capture_output=True,
+        text=True,
+        env=ns.env(),
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 7
     assert "fail  privileges: no CAP_NET_ADMIN: tracelog cannot add TRACE rules" in done.stdout
     before = ns.save("legacy", "ipv4")
-    done = subprocess.run([*ns.tracelog_argv()[:4], *drop, *ns.tracelog_argv()[4:], "enable", "icmp"],
-                          capture_output=True, text=True, env=ns.env(), timeout=60, check=False)
+    done = subprocess.run(
+        [*ns.tracelog_argv()[:4], *drop, *ns.tracelog_argv()[4:], "enable", "icmp"],
+        capture_output=True,
+        text=True,
+        env=ns.env(),
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stderr) == (
-        5, "tracelog: changing the firewall needs root (CAP_NET_ADMIN) (run it with sudo)\n")
+        5,
+        "tracelog: changing the firewall needs root (CAP_NET_ADMIN) (run it with sudo)\n",
+    )
     assert ns.save("legacy", "ipv4") == before

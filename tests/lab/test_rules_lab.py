@@ -88,8 +88,9 @@ class LabNamespace:
 
     def run(self, *argv: str, check: bool = True, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
         """A command inside the namespace."""
-        return subprocess.run(["ip", "netns", "exec", self.name, *argv], capture_output=True, text=True,
-                              timeout=timeout, check=check)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.name, *argv], capture_output=True, text=True, timeout=timeout, check=check
+        )
 
     def tracelog_argv(self, *args: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, sys.executable, "-m", "tracelog", *args]
@@ -99,8 +100,15 @@ class LabNamespace:
 
     def tracelog(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """`python -m tracelog ARGS` inside the namespace, as a user would run it."""
-        return subprocess.run(self.tracelog_argv(*args), capture_output=True, text=True, cwd=REPO,
-                              env=self.env(**env), timeout=TIMEOUT, check=False)
+        return subprocess.run(
+            self.tracelog_argv(*args),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=self.env(**env),
+            timeout=TIMEOUT,
+            check=False,
+        )
 
     def address(self, family: str) -> str:
         return self.ipv4 if family == "ipv4" else self.ipv6
@@ -110,8 +118,14 @@ class LabNamespace:
 
     def load_user_rules(self, backend: str) -> None:
         for family, rules in USER_RULES.items():
-            subprocess.run(["ip", "netns", "exec", self.name, self.tool(backend, family, "restore")], input=rules,
-                           text=True, capture_output=True, timeout=TIMEOUT, check=True)
+            subprocess.run(
+                ["ip", "netns", "exec", self.name, self.tool(backend, family, "restore")],
+                input=rules,
+                text=True,
+                capture_output=True,
+                timeout=TIMEOUT,
+                check=True,
+            )
 
     def save(self, backend: str, family: str) -> str:
         """`iptables-save` without its time stamps and counters."""
@@ -133,8 +147,12 @@ def lab_namespace(state: Path) -> Iterator[LabNamespace]:
     """A fresh `tl-rules-<hex>` namespace, deleted however the test ends."""
     token = uuid.uuid4().hex[:8]
     octets = int(token[:4], 16)
-    namespace = LabNamespace(f"tl-rules-{token}", state, f"10.254.{octets >> 8}.{(octets & 0xFF) | 1}",
-                             str(ip_address(f"fd00:7a:{token[:4]}:{token[4:]}::1")))
+    namespace = LabNamespace(
+        f"tl-rules-{token}",
+        state,
+        f"10.254.{octets >> 8}.{(octets & 0xFF) | 1}",
+        str(ip_address(f"fd00:7a:{token[:4]}:{token[4:]}::1")),
+    )
     subprocess.run(["ip", "netns", "add", namespace.name], check=True, timeout=TIMEOUT)
     try:
         namespace.run("ip", "link", "set", "lo", "up")
@@ -196,7 +214,7 @@ def test_enabled_rules_trace_real_traffic(ns: LabNamespace, backend: str, family
         assert packets[0]["steps"][0]["table"] == "raw"
     else:
         lines = monitor_trace_of_one_ping(ns, family)
-        traced = [line for line in lines if " TRACE: " in line and "--comment \"tracelog:1," in line]
+        traced = [line for line in lines if " TRACE: " in line and '--comment "tracelog:1,' in line]
         assert traced, lines
         packets = parse(lines, tmp_path)
         assert [packet["dst"] for packet in packets] == [ns.address(family)] * 2
@@ -218,8 +236,12 @@ def legacy_trace_of_one_ping(ns: LabNamespace, family: str) -> list[str]:
 
 def monitor_trace_of_one_ping(ns: LabNamespace, family: str) -> list[str]:
     """What `xtables-monitor --trace` in the namespace printed while one ping ran."""
-    monitor = subprocess.Popen(["ip", "netns", "exec", ns.name, "stdbuf", "-oL", "xtables-monitor", "--trace"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    monitor = subprocess.Popen(
+        ["ip", "netns", "exec", ns.name, "stdbuf", "-oL", "xtables-monitor", "--trace"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         time.sleep(MONITOR_SETTLE)
         ns.ping(family)
@@ -233,8 +255,14 @@ def monitor_trace_of_one_ping(ns: LabNamespace, family: str) -> list[str]:
 def parse(lines: list[str], tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "trace.log"
     path.write_text("".join(line + "\n" for line in lines))
-    done = subprocess.run([sys.executable, "-m", "tracelog", "parse", "-f", "jsonl", str(path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "tracelog", "parse", "-f", "jsonl", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -294,7 +322,12 @@ def test_watch_prints_packets_and_cleans_up_on_sigterm(ns: LabNamespace, backend
     with kernlog.nf_log_all_netns():
         watch = subprocess.Popen(
             ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "-f", "jsonl", "--idle", "0.3"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ns.env())
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=ns.env(),
+        )
         try:
             wait_for_rules(ns, backend)
             time.sleep(MONITOR_SETTLE)
@@ -322,8 +355,13 @@ def test_a_killed_watch_leaves_no_monitor_and_its_rules_expire(tmp_path: Path) -
     require_backend("nft")
     with lab_namespace(tmp_path / "state") as ns:
         ns.load_user_rules("nft")
-        watch = subprocess.Popen(ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s"),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=ns.env())
+        watch = subprocess.Popen(
+            ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env=ns.env(),
+        )
         try:
             wait_for_rules(ns, "nft")
             monitors = children(watch.pid)
@@ -411,8 +449,11 @@ def container_namespace(ns: LabNamespace) -> Iterator[str]:
         ns.run("ip", "link", "add", "veth-c", "type", "veth", "peer", "name", "eth0", "netns", name)
         ns.run("ip", "addr", "add", f"{CONTAINER_HOST_SIDE}/24", "dev", "veth-c")
         ns.run("ip", "link", "set", "veth-c", "up")
-        for argv in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{CONTAINER_IP}/24", "dev", "eth0"],
-                     ["ip", "link", "set", "eth0", "up"]):
+        for argv in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "addr", "add", f"{CONTAINER_IP}/24", "dev", "eth0"],
+            ["ip", "link", "set", "eth0", "up"],
+        ):
             subprocess.run(["ip", "netns", "exec", name, *argv], check=True, timeout=TIMEOUT)
         yield name
     finally:
@@ -434,8 +475,9 @@ def test_container_is_traced_to_it_and_from_it(ns: LabNamespace, backend: str, t
     """`--container web --dport 80`: the SYN towards it and its answer (here a RST from port 80) both match."""
     before = {family: ns.save(backend, family) for family in ("ipv4", "ipv6")}
     with container_namespace(ns), fake_docker(tmp_path / "docker.sock") as docker_host:
-        done = ns.tracelog("enable", "tcp", "--container", CONTAINER, "--dport", "80", "--backend", backend,
-                           DOCKER_HOST=docker_host)
+        done = ns.tracelog(
+            "enable", "tcp", "--container", CONTAINER, "--dport", "80", "--backend", backend, DOCKER_HOST=docker_host
+        )
         assert done.returncode == 0, done.stderr
         installed = [line for line in done.stdout.splitlines() if line.startswith("added ")]
         to_match = f"-p tcp -d {CONTAINER_IP}/32 -m tcp --dport 80"

@@ -15,9 +15,7 @@ REQUESTED: tuple[Requested, ...] = get_args(Requested)
 LEGACY_TABLE_NAMES = ("proc/net/ip_tables_names", "proc/net/ip6_tables_names")
 # Tables iptables-nft (and its arptables/ebtables siblings) create; any other nft table is native nftables.
 _XTABLES_NFT_TABLES = {
-    f"{family} {name}"
-    for family in ("ip", "ip6")
-    for name in ("raw", "mangle", "nat", "filter", "security")
+    f"{family} {name}" for family in ("ip", "ip6") for name in ("raw", "mangle", "nat", "filter", "security")
 } | {"arp filter", "bridge filter", "bridge nat", "bridge broute"}
 
 
@@ -41,9 +39,15 @@ class BackendUsage:
 
     def describe(self) -> str:
         """`legacy: 12 rules; nf_tables: 3 rules, native tables inet fw4` for people."""
-        legacy = "no tables" if not self.legacy_tables else (
-            "tables present, rules unreadable (iptables-legacy-save missing or refused)"
-            if self.legacy_rules is None else _count(self.legacy_rules))
+        legacy = (
+            "no tables"
+            if not self.legacy_tables
+            else (
+                "tables present, rules unreadable (iptables-legacy-save missing or refused)"
+                if self.legacy_rules is None
+                else _count(self.legacy_rules)
+            )
+        )
         nft = "unreadable (iptables-nft-save missing or refused)" if self.nft_rules is None else _count(self.nft_rules)
         if self.nft_native_tables:
             nft += f", native tables {', '.join(self.nft_native_tables)}"
@@ -136,7 +140,8 @@ def choose_backend(usage: BackendUsage, requested: Requested = "auto") -> Choice
     flavour = usage.iptables_flavour
     held = "both backends hold rules" if both else "neither backend holds rules"
     if flavour is None:
-        return Choice("nft", f"{held} and `iptables` says nothing; nf_tables is today's default "
-                             f"({usage.describe()})", both)
+        return Choice(
+            "nft", f"{held} and `iptables` says nothing; nf_tables is today's default ({usage.describe()})", both
+        )
     name = "nf_tables" if flavour == "nft" else "legacy"
     return Choice(flavour, f"{held}; following `iptables`, which is {name} ({usage.describe()})", both)

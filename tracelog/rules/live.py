@@ -118,7 +118,10 @@ class MonitorSource:
         self._failure: str | None = None
         # stderr stays a pipe: xtables-monitor only writes there when it fails, and then exits.
         self._process = subprocess.Popen(  # tracelog starts no threads, so preexec_fn is safe here
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
 
@@ -159,9 +162,10 @@ def open_source(plan: Plan) -> TraceSource:
     for family in plan.families:
         entry = plan.facts.nf_log.get(family)
         if entry is not None and entry.bound == "nfnetlink_log":
-            raise Unavailable(f"legacy {family} TRACE lines go to ulogd here (nf_log is nfnetlink_log), "
-                              "not the kernel log", hint=f"tracelog enable, then tail -f {plan.facts.ulogd_file} "
-                              "| tracelog parse")
+            raise Unavailable(
+                f"legacy {family} TRACE lines go to ulogd here (nf_log is nfnetlink_log), not the kernel log",
+                hint=f"tracelog enable, then tail -f {plan.facts.ulogd_file} | tracelog parse",
+            )
     return KmsgSource()
 
 

@@ -198,7 +198,8 @@ def _settings_words(spec: TraceSpec) -> str:
 def remove_rules(backend: RuleBackend, rules: Iterable[tuple[RuleArgs, str]]) -> list[Change]:
     """Delete exactly these rules; a rule no longer there is reported, not searched for."""
     return [
-        Change.of("removed", backend.name, rule, what) if backend.delete(rule)
+        Change.of("removed", backend.name, rule, what)
+        if backend.delete(rule)
         else Change.of("kept", backend.name, rule, what, "already gone")
         for rule, what in rules
     ]
@@ -221,13 +222,24 @@ def _remove_installed(backend: RuleBackend, items: Iterable[Installed]) -> list[
         rule = item.rule()
         if rule is None or item.spec is None:
             found = item.found
-            changes.append(Change("kept", item.backend, found.family, found.chain, found.text,
-                                  "a tag this tracelog did not write here: left alone"))
+            changes.append(
+                Change(
+                    "kept",
+                    item.backend,
+                    found.family,
+                    found.chain,
+                    found.text,
+                    "a tag this tracelog did not write here: left alone",
+                )
+            )
         elif backend.delete(rule):
             changes.append(Change.of("removed", backend.name, rule, item.spec.describe()))
         else:
-            changes.append(Change.of("kept", backend.name, rule, item.spec.describe(),
-                                     "changed since tracelog wrote it: left alone"))
+            changes.append(
+                Change.of(
+                    "kept", backend.name, rule, item.spec.describe(), "changed since tracelog wrote it: left alone"
+                )
+            )
     return changes
 
 
@@ -263,8 +275,11 @@ class EnableReport:
         lines = self._head()
         for source in self.sources:
             lines += [f"read the trace from {source.what}:", f"    {source.command(self.rule_files(source.backend))}"]
-        lines += ["or enable, read and clean up in one go: tracelog watch (same options)",
-                  "stop tracing: tracelog disable", self._snapshot_line()]
+        lines += [
+            "or enable, read and clean up in one go: tracelog watch (same options)",
+            "stop tracing: tracelog disable",
+            self._snapshot_line(),
+        ]
         return [line for line in lines if line]
 
     def watch_lines(self) -> list[str]:
@@ -278,15 +293,20 @@ class EnableReport:
         lines = [f"backend: {self.choice.backend}, because {self.choice.reason}"]
         lines += [change.line() for change in [*self.expired, *self.changes]]
         lines.append(_settings(self.specs))
-        lines += [f"warning: {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "")
-                  for problem in self.problems]
+        lines += [
+            f"warning: {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "")
+            for problem in self.problems
+        ]
         return lines
 
 
 def _settings(specs: Sequence[TraceSpec]) -> str:
     spec = specs[0]
-    until = "until `tracelog disable` (no expiry)" if spec.stops is None else (
-        f"until {spec.stops:%Y-%m-%d %H:%M:%S} UTC (the kernel stops matching then)")
+    until = (
+        "until `tracelog disable` (no expiry)"
+        if spec.stops is None
+        else (f"until {spec.stops:%Y-%m-%d %H:%M:%S} UTC (the kernel stops matching then)")
+    )
     limit = "no rate limit" if spec.limit is None else f"at most {spec.limit} per rule"
     return f"tracing {until}, {limit}"
 

@@ -30,7 +30,11 @@ TAG_PREFIX = "tracelog:"
 TAG_VERSION = "1"
 # iptables' own protocol names (getprotobyname), and numbers for libiptc.
 IPTABLES_PROTOCOL: dict[Proto, str | None] = {
-    "icmp": "icmp", "tcp": "tcp", "udp": "udp", "icmpv6": "ipv6-icmp", "all": None,
+    "icmp": "icmp",
+    "tcp": "tcp",
+    "udp": "udp",
+    "icmpv6": "ipv6-icmp",
+    "all": None,
 }
 PROTOCOL_NUMBER = {"icmp": "1", "tcp": "6", "udp": "17", "ipv6-icmp": "58"}
 _PORT_PROTOS = frozenset({"tcp", "udp"})
@@ -40,9 +44,7 @@ _IFACE = re.compile(r"[A-Za-z0-9_.:@+-]{1,15}")
 CONTAINER_LABEL_MAX = 32
 _CONTAINER = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{CONTAINER_LABEL_MAX - 1}}}")
 _UNITS: dict[str, RateUnit] = {
-    unit: full
-    for full in get_args(RateUnit)
-    for unit in (full, full[0], full[:3], full + "s")
+    unit: full for full in get_args(RateUnit) for unit in (full, full[0], full[:3], full + "s")
 }
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -158,8 +160,13 @@ class RuleArgs:
 
     def _words(self, matches: tuple[Match, ...]) -> list[str]:
         words: list[str] = []
-        for flag, value in (("-p", self.protocol), ("-s", self.src), ("-d", self.dst),
-                            ("-i", self.in_iface), ("-o", self.out_iface)):
+        for flag, value in (
+            ("-p", self.protocol),
+            ("-s", self.src),
+            ("-d", self.dst),
+            ("-i", self.in_iface),
+            ("-o", self.out_iface),
+        ):
             if value is not None:
                 words += [flag, value]
         for match in matches:
@@ -213,8 +220,14 @@ class TraceSpec:
     def tag(self) -> str:
         """The comment that marks a rule as tracelog's and holds this whole spec."""
         fields = [f"{TAG_PREFIX}{TAG_VERSION}", f"fam={4 if self.family == 'ipv4' else 6}", f"proto={self.proto}"]
-        for name, value in (("src", _short(self.src)), ("dst", _short(self.dst)), ("sport", self.sport),
-                            ("dport", self.dport), ("iface", self.iface), ("ctr", self.container)):
+        for name, value in (
+            ("src", _short(self.src)),
+            ("dst", _short(self.dst)),
+            ("sport", self.sport),
+            ("dport", self.dport),
+            ("iface", self.iface),
+            ("ctr", self.container),
+        ):
             if value is not None:
                 fields.append(f"{name}={value}")
         fields.append(f"limit={self.limit if self.limit else 'none'}")
@@ -388,8 +401,10 @@ def plan_specs(request: TraceRequest, now: datetime, container_addresses: Sequen
         raise UsageError("--container needs --src or --dst to be free", hint="it fills in the container's address")
     wanted = [text for text in container_addresses if ip_address(text).version == (4 if base.family == "ipv4" else 6)]
     if not wanted:
-        raise UsageError(f"container {request.container} has no {base.family} address",
-                         hint="use -6 for its IPv6 address" if base.family == "ipv4" else "drop -6")
+        raise UsageError(
+            f"container {request.container} has no {base.family} address",
+            hint="use -6 for its IPv6 address" if base.family == "ipv4" else "drop -6",
+        )
     label = request.container[:CONTAINER_LABEL_MAX]
     specs = []
     for address in wanted:
@@ -409,5 +424,7 @@ def _user_network(text: str | None, option: str) -> Network | None:
     try:
         return ip_network(text, strict=False)
     except ValueError:
-        raise UsageError(f"{option}: {text!r} is not an address or network",
-                         hint="like 172.18.0.2, 10.0.0.0/8 or fd00::1; use --container for a name") from None
+        raise UsageError(
+            f"{option}: {text!r} is not an address or network",
+            hint="like 172.18.0.2, 10.0.0.0/8 or fd00::1; use --container for a name",
+        ) from None
