@@ -100,7 +100,7 @@ def test_accepts_and_policies_without_a_drop(run_cli: RunCli) -> None:
     ping = str(SAMPLES / "docker-legacy/ping.dmesg")
     records = run_cli("parse", "-f", "jsonl", "--rules", str(DOCKER), ping).records()
     assert [(r["verdict"], r["verdict_at"]) for r in records] == [
-        ("ACCEPT", "nat:POSTROUTING:policy:3"),
+        ("ACCEPT", "filter:FORWARD:rule:6"),  # not the nat POSTROUTING policy the packet crossed after it
         ("ACCEPT", "filter:FORWARD:rule:3"),
         ("ACCEPT", "filter:FORWARD:rule:3"),
         ("ACCEPT", "filter:FORWARD:rule:3"),

@@ -12,8 +12,13 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 
 DOCKER = SAMPLES / "docker-legacy"
-DROP_RUN = ("--rules", str(DOCKER / "iptables-save.drop.txt"), "--names", str(DOCKER / "docker-inspect.json"),
-            str(DOCKER / "drop.dmesg"))
+DROP_RUN = (
+    "--rules",
+    str(DOCKER / "iptables-save.drop.txt"),
+    "--names",
+    str(DOCKER / "docker-inspect.json"),
+    str(DOCKER / "drop.dmesg"),
+)
 MIXED = SAMPLES / "lab-legacy/rsyslog-traditional.log"
 
 
@@ -23,7 +28,7 @@ def test_why_cannot_nginx_1_reach_nginx_2(run_cli: RunCli) -> None:
     answer = run.stdout.strip().splitlines()[-1]
     assert answer == (
         "3 packets from 172.18.0.2:56586 (nginx-1) to 172.18.0.3:80 (nginx-2) were dropped by "
-        "filter:DOCKER-USER:rule:1: -A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP."
+        "filter DOCKER-USER rule 1: -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP."
     )
     assert "Drops by rule" in run.stdout
 
@@ -31,12 +36,23 @@ def test_why_cannot_nginx_1_reach_nginx_2(run_cli: RunCli) -> None:
 def test_summary_jsonl_sections(run_cli: RunCli) -> None:
     rows = [json.loads(line) for line in run_cli("summary", "-f", "jsonl", *DROP_RUN).stdout.splitlines()]
     flows = [row for row in rows if row["section"] == "flows"]
-    assert flows == [{
-        "section": "flows", "flow": 1, "host": None, "proto": "TCP", "client": "172.18.0.2:56586 (nginx-1)",
-        "server": "172.18.0.3:80 (nginx-2)", "packets": 3, "requests": 3, "replies": 0,
-        "path": "PREROUTING > FORWARD", "verdict": "DROP", "verdict_at": "filter:DOCKER-USER:rule:1",
-        "verdict_rule": "-A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP",
-    }]
+    assert flows == [
+        {
+            "section": "flows",
+            "flow": 1,
+            "host": None,
+            "proto": "TCP",
+            "client": "172.18.0.2:56586 (nginx-1)",
+            "server": "172.18.0.3:80 (nginx-2)",
+            "packets": 3,
+            "requests": 3,
+            "replies": 0,
+            "path": "PREROUTING > FORWARD",
+            "verdict": "DROP",
+            "verdict_at": "filter:DOCKER-USER:rule:1",
+            "verdict_rule": "-A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP",
+        }
+    ]
     hits = {(row["chain"], row["kind"], row["number"]): row["hits"] for row in rows if row["section"] == "rules"}
     assert hits[("DOCKER-USER", "rule", "1")] == 3
     assert hits[("PREROUTING", "policy", "3")] == 3
@@ -45,8 +61,9 @@ def test_summary_jsonl_sections(run_cli: RunCli) -> None:
 
 def test_mixed_run_summary_counts_every_scenario(run_cli: RunCli) -> None:
     rules = [SAMPLES / "lab-legacy" / name for name in ("ruleset.iptables-save", "ruleset.ip6tables-save")]
-    run = run_cli("summary", "-f", "csv", "--table", "packets", "--rules", str(rules[0]), "--rules", str(rules[1]),
-                  str(MIXED))
+    run = run_cli(
+        "summary", "-f", "csv", "--table", "packets", "--rules", str(rules[0]), "--rules", str(rules[1]), str(MIXED)
+    )
     packets = list(csv.DictReader(io.StringIO(run.stdout)))
     assert len(packets) == 44
     flows = list(csv.DictReader(io.StringIO(run_cli("summary", "-f", "csv", str(MIXED)).stdout)))
@@ -97,3 +114,20 @@ def test_summary_of_nothing(run_cli: RunCli) -> None:
     run = run_cli("summary", "--proto", "sctp", str(DOCKER / "ping.dmesg"))
     assert run.status == 0
     assert run.stdout.strip().endswith("No traced packet matches.")
+
+
+@pytest.mark.parametrize(
+    ("sample", "dropped_by"),
+    [
+        # plain `nft monitor trace` prints no rule handle
+        ("drop.nft-monitor", "a rule of filter DOCKER-USER: ip saddr 172.18.0.2 ip daddr 172.18.0.3 tcp dport 8080"),
+        ("drop.xtables-monitor", "filter DOCKER-USER handle 20: -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp"),
+    ],
+)
+def test_nft_drops_are_named_as_the_timeline_names_them(sample: str, dropped_by: str, run_cli: RunCli) -> None:
+    path = str(SAMPLES / "lab-nft" / sample)
+    answer = run_cli("summary", path).stdout.strip().splitlines()[-1]
+    assert f"were dropped by {dropped_by}" in answer
+    assert answer.endswith(" 1 packet was accepted.")
+    timeline = run_cli("parse", path).stdout
+    assert f"DROPPED by {dropped_by}" in timeline

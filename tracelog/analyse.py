@@ -7,14 +7,13 @@ are plain functions: the CSV renderer streams them without pandas.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tracelog.record import TERMINAL_VERDICTS, Record
+from tracelog.wording import decided_by, endpoint, plural
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,14 +46,45 @@ STEP_COLUMNS = (
     "line",
 )
 PACKET_COLUMNS = (
-    "packet", "flow", "host", "family", "proto", "src", "dst", "sport", "dport", "src_name", "dst_name",
-    "first_seen", "last_seen", "steps", "first_hook", "last_hook", "path", "rewrites", "verdict", "verdict_at",
+    "packet",
+    "flow",
+    "host",
+    "family",
+    "proto",
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "src_name",
+    "dst_name",
+    "first_seen",
+    "last_seen",
+    "steps",
+    "first_hook",
+    "last_hook",
+    "path",
+    "rewrites",
+    "verdict",
+    "verdict_at",
+    "verdict_rule",
+    "verdict_by",
+)
+FLOW_COLUMNS = (
+    "flow",
+    "host",
+    "proto",
+    "client",
+    "server",
+    "packets",
+    "requests",
+    "replies",
+    "path",
+    "verdict",
+    "verdict_at",
     "verdict_rule",
 )
-FLOW_COLUMNS = ("flow", "host", "proto", "client", "server", "packets", "requests", "replies", "path", "verdict",
-                "verdict_at", "verdict_rule")
 RULE_COLUMNS = ("table", "chain", "kind", "number", "rule", "verdict", "hits")
-DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example")
+DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example", "verdict_by")
 
 
 def step_rows(record: Record) -> list[Record]:
@@ -85,6 +115,7 @@ def packet_row(record: Record) -> Record:
     decisive = record["steps"][record["verdict_step"] - 1] if record.get("verdict_step") else None
     row.update(
         verdict_rule=decisive["rule"] if decisive else None,
+        verdict_by=decided_by(decisive) if decisive else None,
         steps=len(record["steps"]),
         first_hook=path[0] if path else None,
         last_hook=path[-1] if path else None,
@@ -109,19 +140,6 @@ def packets_frame(records: Iterable[Record]) -> pd.DataFrame:
     return pd.DataFrame([packet_row(record) for record in records], columns=list(PACKET_COLUMNS))
 
 
-def endpoint(address: str, port: object, name: object) -> str:
-    """`172.18.0.2:56586 (nginx-1)`, `[fd00:18::2]:80`: how timelines and summaries name an end.
-
-    From a record a port is an int or None; from a frame a numpy number, or
-    NaN when there is none.
-    """
-    text = address
-    if isinstance(port, numbers.Real) and not math.isnan(float(port)):
-        number = int(float(port))
-        text = f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
-    return f"{text} ({name})" if isinstance(name, str) else text
-
-
 @dataclass(slots=True)
 class Summary:
     """What `tracelog summary` reports, gathered while packets stream past.
@@ -137,8 +155,14 @@ class Summary:
         self.packets.append(packet_row(record))
         for step in record["steps"]:
             number = step["rulenum"] if step["rulenum"] is not None else step["handle"]
-            key = (step["table"], step["chain"], step["kind"], "" if number is None else str(number),
-                   step["rule"] or "", step["verdict"] or "")
+            key = (
+                step["table"],
+                step["chain"],
+                step["kind"],
+                "" if number is None else str(number),
+                step["rule"] or "",
+                step["verdict"] or "",
+            )
             self.hits[key] += 1
 
     def packets_frame(self) -> pd.DataFrame:
@@ -193,18 +217,21 @@ def _flows(packets: pd.DataFrame) -> pd.DataFrame:
     by_flow = packets.groupby("flow", sort=True)
     sizes = by_flow.size()
     requests = (packets["src"] == packets["flow"].map(first["src"])).groupby(packets["flow"], sort=True).sum()
-    return pd.DataFrame({
-        "flow": first.index,
-        "host": first["host"].to_numpy(),
-        "proto": first["proto"].to_numpy(),
-        "client": [endpoint(*ends) for ends in zip(first["src"], first["sport"], first["src_name"], strict=True)],
-        "server": [endpoint(*ends) for ends in zip(first["dst"], first["dport"], first["dst_name"], strict=True)],
-        "packets": sizes.to_numpy(),
-        "requests": requests.to_numpy(),
-        "replies": (sizes - requests).to_numpy(),
-        "path": first["path"].to_numpy(),
-        **{column: decisive[column].to_numpy() for column in fate},
-    }, columns=list(FLOW_COLUMNS))
+    return pd.DataFrame(
+        {
+            "flow": first.index,
+            "host": first["host"].to_numpy(),
+            "proto": first["proto"].to_numpy(),
+            "client": [endpoint(*ends) for ends in zip(first["src"], first["sport"], first["src_name"], strict=True)],
+            "server": [endpoint(*ends) for ends in zip(first["dst"], first["dport"], first["dst_name"], strict=True)],
+            "packets": sizes.to_numpy(),
+            "requests": requests.to_numpy(),
+            "replies": (sizes - requests).to_numpy(),
+            "path": first["path"].to_numpy(),
+            **{column: decisive[column].to_numpy() for column in fate},
+        },
+        columns=list(FLOW_COLUMNS),
+    )
 
 
 def _drops(packets: pd.DataFrame) -> pd.DataFrame:
@@ -215,7 +242,12 @@ def _drops(packets: pd.DataFrame) -> pd.DataFrame:
     if dropped.empty:
         return pd.DataFrame(columns=list(DROP_COLUMNS))
     grouped = dropped.groupby(["verdict", "verdict_at", "verdict_rule"], dropna=False, sort=False)
-    frame = grouped.agg(packets=("packet", "size"), flows=("flow", "nunique"), first=("packet", "min"))
+    frame = grouped.agg(
+        packets=("packet", "size"),
+        flows=("flow", "nunique"),
+        first=("packet", "min"),
+        verdict_by=("verdict_by", "first"),
+    )
     frame = frame.reset_index()
     examples = packets.set_index("packet")
     frame["example"] = [
@@ -234,31 +266,30 @@ def _answer(packets: pd.DataFrame, flows: pd.DataFrame, drops: pd.DataFrame) -> 
     unanswered = (flows["replies"] == 0) & flows["proto"].isin(("TCP", "UDP"))
     silent = flows[unanswered & ~flows["verdict"].isin(TERMINAL_VERDICTS)]
     if not silent.empty:
-        sentences.append(f"{plural(len(silent), 'flow')} got no traced reply: "
-                         + "; ".join(f"{row.client} → {row.server}" for row in silent.head(3).itertuples())
-                         + ("" if len(silent) <= 3 else "; …") + ".")
+        sentences.append(
+            f"{plural(len(silent), 'flow')} got no traced reply: "
+            + "; ".join(f"{row.client} → {row.server}" for row in silent.head(3).itertuples())
+            + ("" if len(silent) <= 3 else "; …")
+            + "."
+        )
     unknown = int(packets["verdict"].isna().sum())
     if unknown:
-        sentences.append(f"For {plural(unknown, 'packet')} the trace shows no verdict (give --rules to name "
-                         "the rules of a kernel-log trace).")
+        sentences.append(
+            f"For {plural(unknown, 'packet')} the trace shows no verdict (give --rules to name "
+            "the rules of a kernel-log trace)."
+        )
     accepted = int(packets["verdict"].eq("ACCEPT").sum())
     if not sentences:
         return f"All {plural(len(packets), 'packet')} were accepted; nothing in the trace was dropped."
     if accepted:
-        sentences.append(f"{plural(accepted, 'packet')} were accepted.")
+        sentences.append(f"{plural(accepted, 'packet')} {'was' if accepted == 1 else 'were'} accepted.")
     return " ".join(sentences)
-
-
-def plural(number: int, noun: str) -> str:
-    """`1 packet`, `3 packets`."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _drop_sentence(row: Any) -> str:
     done = "dropped" if row.verdict == "DROP" else "rejected"
-    rule = f": {row.verdict_rule}" if isinstance(row.verdict_rule, str) else " (its policy)"
     source, target = row.example.split(" → ")
     more = f" (and {plural(int(row.flows) - 1, 'more flow')})" if row.flows > 1 else ""
     were = "was" if row.packets == 1 else "were"
     packets = plural(int(row.packets), "packet")
-    return f"{packets} from {source} to {target}{more} {were} {done} by {row.verdict_at}{rule}."
+    return f"{packets} from {source} to {target}{more} {were} {done} by {row.verdict_by}."

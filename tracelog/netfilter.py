@@ -35,8 +35,13 @@ LOOPBACK_HOOKS = frozenset({PREROUTING, INPUT})
 # Native nf_tables base chains are named by their authors; these names (and
 # fw4's dstnat/srcnat) say their hook.  Their priority is in the ruleset only.
 _NATIVE_HOOK_WORDS = {
-    "prerouting": PREROUTING, "input": INPUT, "forward": FORWARD, "output": OUTPUT,
-    "postrouting": POSTROUTING, "dstnat": PREROUTING, "srcnat": POSTROUTING,
+    "prerouting": PREROUTING,
+    "input": INPUT,
+    "forward": FORWARD,
+    "output": OUTPUT,
+    "postrouting": POSTROUTING,
+    "dstnat": PREROUTING,
+    "srcnat": POSTROUTING,
 }
 
 
@@ -86,3 +91,31 @@ def crosses_snat(before: tuple[str, int | None], after: tuple[str, int | None]) 
     comes back in with the published one, without a nat line.
     """
     return before[0] in (OUTPUT, FORWARD, POSTROUTING) and after[0] in LOOPBACK_HOOKS
+
+
+# Tables whose ACCEPT (a rule's or the policy's) only hands the packet on to the
+# tables after it: raw and mangle mark and tag, nat rewrites addresses.  A DROP
+# there still ends the packet.
+_PASS_ON_TABLES = frozenset({"raw", "mangle", "nat"})
+_IPTABLES_TABLES = frozenset({*_PASS_ON_TABLES, "filter", "security"})
+# Native nf_tables chains carry their type (filter, nat, route) in the ruleset
+# only; these words in a table's or chain's name (`fw4 dstnat`, Docker's
+# `docker-bridges nat-postrouting`, kube-proxy's `nat-prerouting`) say it.
+_PASS_ON_WORDS = frozenset({*_PASS_ON_TABLES, "dstnat", "srcnat"})
+NAT_TARGETS = frozenset({"DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"})
+
+
+def _name_words(name: str) -> list[str]:
+    return name.lower().replace("-", "_").split("_")
+
+
+def passes_packet_on(table: str, chain: str) -> bool:
+    """Whether an accepting step in `table:chain` only passes the packet on, deciding nothing.
+
+    iptables' tables say it by their name (whatever their chains are called);
+    a native chain's type is guessed from the words of its table's and chain's
+    names.
+    """
+    if table in _IPTABLES_TABLES:
+        return table in _PASS_ON_TABLES
+    return any(word in _PASS_ON_WORDS for word in (*_name_words(table), *_name_words(chain)))

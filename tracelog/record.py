@@ -18,6 +18,7 @@ from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Stamp, TraceEvent
 from tracelog.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.names import Names, interface_names
+from tracelog.netfilter import NAT_TARGETS, passes_packet_on
 from tracelog.ruleset import FINAL_TARGETS
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
@@ -117,17 +118,28 @@ def inner_record(inner: Header | None) -> Record | None:
 def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     """The packet's fate and the step that decided it, when the trace says so.
 
-    A DROP or REJECT ends the packet wherever it is; otherwise the last step
-    decides if its verdict is final (ACCEPT, a NAT target, a policy).  A trace
-    that simply stops, or steps without verdicts (a kernel log without a
-    ruleset snapshot), give None: unknown, never a guess.
+    A DROP or REJECT ends the packet wherever it is.  Otherwise the last
+    final verdict of a filtering chain decides (an ACCEPT, or its policy):
+    raw, mangle and nat chains and NAT targets only pass the packet on, so
+    they decide only when nothing else did and the trace ends there.  A
+    trace that simply stops, or
+    steps without verdicts (a kernel log without a ruleset snapshot), give
+    None: unknown, never a guess.
     """
-    verdicts = [step.event.verdict for step in packet.steps]
-    index = next((at for at, verdict in enumerate(verdicts) if verdict in TERMINAL_VERDICTS), len(verdicts) - 1)
-    if verdicts[index] not in FINAL_TARGETS:
+    events = [step.event for step in packet.steps]
+    index = next((at for at, event in enumerate(events) if event.verdict in TERMINAL_VERDICTS), None)
+    if index is None:
+        deciding = [at for at, event in enumerate(events) if event.verdict in FINAL_TARGETS and _decides(event)]
+        index = deciding[-1] if deciding else len(events) - 1
+    if events[index].verdict not in FINAL_TARGETS:
         return None, None, None
-    event = packet.steps[index].event
+    event = events[index]
     return event.verdict, step_name(event), index + 1
+
+
+def _decides(event: TraceEvent) -> bool:
+    """Whether a step's final verdict is a decision, not a rewrite or a table passing the packet on."""
+    return event.verdict not in NAT_TARGETS and not passes_packet_on(event.table, event.chain)
 
 
 class Made(NamedTuple, Generic[T]):

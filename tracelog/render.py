@@ -14,9 +14,10 @@ from rich.control import strip_control_codes
 from rich.table import Table
 from rich.text import Text
 
-from tracelog.analyse import STEP_COLUMNS, Report, endpoint, plural, step_rows
+from tracelog.analyse import STEP_COLUMNS, Report, step_rows
 from tracelog.pipeline import RunStats
 from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
+from tracelog.wording import decided_by, endpoint, plural, position, rule_args
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -206,24 +207,12 @@ def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Rec
 _DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
 
 
-def _kind_and_number(step: Record) -> str:
-    number = step["rulenum"] if step["rulenum"] is not None else step["handle"]
-    return step["kind"] if number is None else f"{step['kind']} {number}"
-
-
-def _rule_args(step: Record) -> str:
-    """The rule text without `-A CHAIN`, which the row already shows."""
-    rule = step["rule"] or ""
-    prefix = f"-A {step['chain']} "
-    return rule[len(prefix) :] if rule.startswith(prefix) else rule
-
-
 def _decision(step: Record) -> Styled:
     """What a step decided, in the rule column."""
     if step["mismatch"]:
         return Styled(((f"? {step['mismatch']}", ""),), "red")
     if step["rule"]:
-        return Styled(((_rule_args(step), ""),))
+        return Styled(((rule_args(step), ""),))
     if step["verdict"] and step["kind"] == "policy":
         return Styled(((f"policy {step['verdict']}", ""),), "italic")
     if step["verdict"] and step["kind"] == "return":
@@ -236,12 +225,9 @@ def _ending(record: Record) -> Styled:
     if verdict:
         step = record["steps"][record["verdict_step"] - 1]
         label = (_DONE_BY.get(verdict, str(verdict)), "bold red" if verdict in TERMINAL_VERDICTS else "bold green")
-        where = f" by {step['table']} {step['chain']}"
-        if step["rule"]:
-            return Styled((label, (f"{where} {_kind_and_number(step)}: {_rule_args(step)}", "")))
-        return Styled((label, (f" by the policy of{where[3:]}", "")))
+        return Styled((label, (f" by {decided_by(step)}", "")))
     last = record["steps"][-1]
-    where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {_kind_and_number(last)}"
+    where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {position(last)}"
     unknown = "verdict unknown: the trace does not say"
     if all(step["verdict"] is None for step in record["steps"]):
         unknown = "verdict unknown: give --rules to name rules and verdicts"
@@ -300,7 +286,7 @@ def _step_cells(record: Record) -> Iterator[list[str | Styled]]:
             _elapsed(step, start),
             hook or "",
             f"{step['table']}:{step['chain']}",
-            _kind_and_number(step),
+            position(step),
             _changes(step, previous, rewrites, number),
             _decision(step),
         ]

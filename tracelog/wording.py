@@ -1,0 +1,64 @@
+"""How packets, ends and steps are put into words, one wording for timelines, summaries and reports."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def plural(number: int, noun: str) -> str:
+    """`1 packet`, `3 packets`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def endpoint(address: str, port: object, name: object) -> str:
+    """`172.18.0.2:56586 (nginx-1)`, `[fd00:18::2]:80`: how timelines and summaries name an end.
+
+    From a record a port is an int or None; from a frame a numpy number, or
+    NaN when there is none.
+    """
+    text = address
+    if isinstance(port, numbers.Real) and not math.isnan(float(port)):
+        number = int(float(port))
+        text = f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
+    return f"{text} ({name})" if isinstance(name, str) else text
+
+
+def position(step: Record) -> str:
+    """Where in its chain a step is: `rule 3`, `return 2`, `policy 3`, `handle 24`, or the bare kind.
+
+    Legacy steps number rules from 1; nf_tables steps carry the rule's handle,
+    which the trace prints in hex and `nft -a list ruleset` in decimal.
+    """
+    if step["rulenum"] is not None:
+        return f"{step['kind']} {step['rulenum']}"
+    if step["handle"] is not None:
+        return f"handle {int(step['handle'], 16)}"
+    return str(step["kind"])
+
+
+def rule_args(step: Record) -> str:
+    """The rule text without `-A CHAIN` (or xtables-monitor's `-4 -t TABLE -A CHAIN`), which the step's place names."""
+    rule: str = step["rule"] or ""
+    append = f"-A {step['chain']} "
+    for prefix in (append, f"-4 -t {step['table']} {append}", f"-6 -t {step['table']} {append}"):
+        if rule.startswith(prefix):
+            return rule[len(prefix) :]
+    return rule
+
+
+def decided_by(step: Record) -> str:
+    """What decided at a step: `filter DOCKER-USER rule 1: -s … -j DROP`, `the policy of filter FORWARD`.
+
+    A rule without a number (plain `nft monitor trace` prints no handle) is
+    `a rule of filter DOCKER-USER`.
+    """
+    chain = f"{step['table']} {step['chain']}"
+    if not step["rule"]:
+        return f"the policy of {chain}" if step["kind"] == "policy" else f"{chain} {position(step)}"
+    where = position(step)
+    place = f"a rule of {chain}" if where == "rule" else f"{chain} {where}"
+    return f"{place}: {rule_args(step)}"
