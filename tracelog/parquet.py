@@ -66,7 +66,7 @@ def write_parquet(records: Iterable[Record], directory: str | None) -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise Unavailable("pyarrow is not installed", hint="pip install 'tracelog[parquet]'") from None
+        raise Unavailable("pyarrow is not installed", hint="reinstall tracelog, which depends on it") from None
     root = Path(directory)
     steps, packets = _Table(root / "steps", STEP_COLUMNS), _Table(root / "packets", PACKET_COLUMNS)
     for record in records:
