@@ -20,8 +20,8 @@ from tracelog.parallel import available_cpus, packets_made
 from tracelog.pipeline import ParseOptions, RunStats
 from tracelog.record import RECORDS, Made, Shaping, made, numbered, shown
 from tracelog.ruleset import load_rulesets
+from tracelog.saved_rules import choose_rules
 from tracelog.sources import STDIN
-from tracelog.state import latest_snapshot
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -143,10 +143,13 @@ class _Inputs:
         """The inputs' packets as `shaping` shows them: named, in flows, filtered, numbered."""
         if STDIN in self.files and sys.stdin.isatty():
             raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
-        rules = self.rules or _default_rules()
-        options = ParseOptions(idle=self.idle, strict=self.strict, rulesets=load_rulesets(rules) if rules else None)
+        options = ParseOptions(idle=self.idle, strict=self.strict)
         if self.year is not None:
             options = replace(options, year=self.year)
+        chosen = choose_rules(self.rules, self.files, options.year)
+        if chosen.note:
+            typer.echo(f"tracelog: {chosen.note}", err=True)
+        options = replace(options, rulesets=chosen.rulesets)
         names = _load_names(self.names)
         wanted = self.wanted.matches if self.wanted else None
 
@@ -168,15 +171,6 @@ class _Inputs:
             raise typer.Exit(ExitStatus.INPUT)
         if stats.bad:
             raise typer.Exit(ExitStatus.BAD_LINES)
-
-
-def _default_rules() -> list[str]:
-    """The snapshot `tracelog enable` saved in this namespace, said out loud when used."""
-    found = [str(path) for path in latest_snapshot()]
-    if found:
-        typer.echo(f"tracelog: naming rules from the snapshot tracelog enable saved: {', '.join(found)} "
-                   "(--rules chooses another)", err=True)
-    return found
 
 
 def _inputs(files: list[str] | None, idle: float, year: int | None, strict: bool, rules: list[str] | None,

@@ -174,7 +174,11 @@ def _family(comments: list[str], rules: Iterable[Rule]) -> Family | None:
 
 
 def parse_ruleset(text: str, source: str) -> Ruleset:
-    """Parse one snapshot; a line it cannot read is an `InputError` naming file and line."""
+    """Parse one snapshot; a line it cannot read is an `InputError` naming file and line.
+
+    A family without tables (`ip6tables-save` on a host without IPv6 rules
+    prints nothing) gives a ruleset without tables.
+    """
     parser = load_parser("iptables_save", ("line",), _TRANSFORMER)
     comments: list[str] = []
     tables: dict[str, dict[str, list[Any]]] = {}
@@ -201,8 +205,6 @@ def parse_ruleset(text: str, source: str) -> Ruleset:
             if name not in current:
                 raise InputError(f"{source}:{number}: rule for undeclared chain {name}")
             current[name].append(Rule(name, len(current[name]), args))
-    if not tables:
-        raise InputError(f"{source}: no tables in this file", hint="give iptables-save or ip6tables-save output")
     built = {
         table: {name: Chain(name, entries[0], tuple(entries[1:])) for name, entries in chains.items()}
         for table, chains in tables.items()
@@ -228,15 +230,27 @@ class Rulesets:
         return event._replace(rule=found.rule, verdict=found.verdict, mismatch=found.mismatch)
 
 
+def read_ruleset(path: str) -> Ruleset:
+    """Read one snapshot file; one that cannot be read or parsed is an `InputError`."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from error
+    return parse_ruleset(text, path)
+
+
 def load_rulesets(paths: Iterable[str]) -> Rulesets:
-    """Read snapshot files; two for the same family is a usage error."""
+    """Read snapshot files; two for the same family is a usage error, one without tables names nothing."""
+    return gather_rulesets(read_ruleset(path) for path in paths)
+
+
+def gather_rulesets(rulesets: Iterable[Ruleset]) -> Rulesets:
+    """One run's snapshots by family; two for the same family is a usage error."""
     by_family: dict[Family | None, Ruleset] = {}
-    for path in paths:
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError as error:
-            raise InputError(f"cannot read {path}: {error.strerror or error}") from error
-        ruleset = parse_ruleset(text, path)
+    for ruleset in rulesets:
+        if not ruleset.tables:
+            continue
+        path = ruleset.source
         if ruleset.family in by_family:
             raise UsageError(f"two snapshots for {ruleset.family or 'the same family'}: "
                              f"{by_family[ruleset.family].source} and {path}")

@@ -1,0 +1,126 @@
+"""Which rules name a trace's legacy steps: `--rules`, or the snapshot `tracelog enable` saved where it fits.
+
+A saved snapshot is only a help.  One that is empty, damaged or unreadable
+is passed over; an offline file is named from it only when the snapshot was
+taken before the file was last written and explains every legacy step of
+the file's first lines (every chain the trace names is there, every rule
+number within its chain).  A live stream is read on the host that saved it,
+so there it is used as it is, and a step it does not fit says so.  Either
+way one line on stderr says which snapshot was used, or why none was.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from tracelog.errors import InputError, UsageError
+from tracelog.events import TraceEvent
+from tracelog.parse import LineParser
+from tracelog.ruleset import Rulesets, gather_rulesets, load_rulesets, read_ruleset
+from tracelog.sources import STDIN, read_lines
+from tracelog.state import latest_snapshot
+
+FIT_LINES = 5_000
+"""How many lines of each offline file are read to see whether a saved snapshot explains them."""
+
+
+@dataclass(frozen=True, slots=True)
+class RulesChoice:
+    """The rulesets that name a run's steps (None: none), and the line that says where they come from."""
+
+    rulesets: Rulesets | None
+    note: str | None = None
+
+
+def choose_rules(rules: Sequence[str], inputs: Sequence[str], year: int) -> RulesChoice:
+    """The rules `--rules` names, else the saved snapshot where it fits `inputs`."""
+    if rules:
+        given = load_rulesets(rules)
+        return RulesChoice(given if given.by_family else None)
+    files = latest_snapshot()
+    if not files:
+        return RulesChoice(None)
+    where = f"the snapshot tracelog enable saved in {files[0].parent}"
+    rulesets, problems = _read_snapshot(files)
+    if not rulesets.by_family:
+        return RulesChoice(
+            None, f"not naming rules from {where}: {'; '.join(problems) or 'it holds no rules'} (--rules names them)"
+        )
+    offline = [name for name in inputs if _is_regular_file(name)]
+    if len(offline) == len(inputs):
+        use, why_not = _fits_offline(files[0], rulesets, offline, year)
+        if not use:
+            return RulesChoice(None, why_not and f"not naming rules from {where}: {why_not} (--rules names them)")
+    skipped = f"; passed over {'; '.join(problems)}" if problems else ""
+    used = ", ".join(ruleset.source.rsplit("/", 1)[-1] for ruleset in rulesets.by_family.values())
+    return RulesChoice(rulesets, f"naming rules from {where} ({used}){skipped} (--rules chooses another)")
+
+
+def _read_snapshot(files: Iterable[Path]) -> tuple[Rulesets, list[str]]:
+    """The snapshot's readable rulesets, and one phrase for each file passed over."""
+    read, problems = [], []
+    for path in files:
+        try:
+            read.append(read_ruleset(str(path)))
+        except InputError as error:
+            problems.append(str(error))
+    try:
+        return gather_rulesets(read), problems
+    except UsageError as error:
+        return Rulesets({}), [*problems, str(error)]
+
+
+def _is_regular_file(name: str) -> bool:
+    """Whether an input is a file read to its end (not stdin, a pipe or `<(command)`, which run live)."""
+    try:
+        return name != STDIN and stat.S_ISREG(Path(name).stat().st_mode)
+    except OSError:
+        return False
+
+
+def _fits_offline(snapshot: Path, rulesets: Rulesets, inputs: Sequence[str], year: int) -> tuple[bool, str | None]:
+    """Whether a snapshot names the steps of files read to their end, and why not when that needs saying."""
+    why = _taken_after(snapshot, inputs)
+    if why:
+        return False, why
+    needed, mismatch = _misfit(rulesets, inputs, year)
+    return needed and mismatch is None, mismatch
+
+
+def _taken_after(snapshot: Path, inputs: Iterable[str]) -> str | None:
+    """Why a snapshot taken after every input was last written cannot be theirs, or None."""
+    try:
+        taken = snapshot.stat().st_mtime
+        written = {name: Path(name).stat().st_mtime for name in inputs}
+    except OSError:
+        return None  # gone since: the run itself says so
+    newest = max(written, key=written.__getitem__)
+    return f"it was taken after {newest} was last written" if written[newest] < taken else None
+
+
+def _misfit(rulesets: Rulesets, inputs: Iterable[str], year: int) -> tuple[bool, str | None]:
+    """Whether the inputs' first lines have legacy steps, and why the rulesets do not explain one, if so.
+
+    A trace without legacy steps (nft traces name their own rules) needs no
+    snapshot at all.
+    """
+    parser = LineParser(year)
+    needed = False
+    for name in inputs:
+        try:
+            for line in islice(read_lines(name), FIT_LINES):
+                for outcome in parser.parse(line):
+                    if not isinstance(outcome, TraceEvent) or outcome.rulenum is None or outcome.verdict is not None:
+                        continue
+                    needed = True
+                    mismatch = rulesets.annotate(outcome).mismatch
+                    if mismatch:
+                        origin = outcome.origin
+                        return True, f"it does not fit this trace ({origin.source}:{origin.line}: {mismatch})"
+        except InputError:
+            continue  # the run itself reports what cannot be read
+    return needed, None
