@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tracelog import state
+from tracelog.errors import TracelogError
 from tracelog.state import (
     KEEP_PER_NAMESPACE,
     MAX_AGE,
@@ -84,7 +85,7 @@ def test_a_symlinked_snapshots_directory_is_refused(tmp_path: Path) -> None:
     base = tmp_path / "state"
     base.mkdir()
     (base / "snapshots").symlink_to(elsewhere)
-    with pytest.raises(state.TracelogError, match="cannot save the ruleset snapshot"):
+    with pytest.raises(TracelogError, match="cannot save the ruleset snapshot"):
         save_snapshot(RULESETS, NOW, base)
     assert list(elsewhere.iterdir()) == []
     warnings = Warnings()
@@ -157,7 +158,7 @@ def test_an_unreadable_state_directory_is_one_warning(tmp_path: Path, monkeypatc
     def refused(path: object) -> object:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(state.os, "scandir", refused)
+    monkeypatch.setattr(os, "scandir", refused)
     warnings = Warnings()
     assert latest_snapshot(tmp_path, warn=warnings) == []
     assert warnings == [
