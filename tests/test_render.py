@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from tests.conftest import RunCli
 from tests.outcomes import outcomes
 from tests.samples import SAMPLES, trace_samples
 from tracelog.correlate import correlate_packets
@@ -89,3 +91,20 @@ def test_plain_timelines_are_what_rich_prints_into_a_pipe(sample: Path) -> None:
             emit(Console(file=out, width=UNWRAPPED_WIDTH, highlight=False, force_terminal=False), timeline(variant))
             pending = pending_timeline_text(variant)
             assert pending.numbered(variant["packet"], variant["flow"]) == out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["rsyslog-fileformat.log", "rsyslog-traditional.log", "dnat.dmesg"])
+def test_steps_show_elapsed_time_from_whichever_clock_the_lines_carry(name: str, run_cli: RunCli) -> None:
+    """rsyslog's RFC 3339 stamps are a wall clock with microseconds: steps are timed from it too."""
+    first = run_cli("parse", str(SAMPLES / "lab-legacy" / name)).stdout.split("\n\n")[0].splitlines()
+    times = [line.split()[0] for line in first[1:-1]]
+    assert times[0] == "+0.000ms"
+    assert all(re.fullmatch(r"\+\d+\.\d{3}ms", time) for time in times)
+    assert float(times[-1][1:-2]) > 0
+
+
+@pytest.mark.parametrize("name", ["journalctl.txt", "dnat.dmesg-T"])
+def test_a_clock_of_whole_seconds_times_no_step(name: str, run_cli: RunCli) -> None:
+    """`journalctl -k` and `dmesg -T` print whole seconds: `+0.000ms` would be a guess."""
+    first = run_cli("parse", str(SAMPLES / "lab-legacy" / name)).stdout.split("\n\n")[0].splitlines()
+    assert not any(line.startswith("+") for line in first)

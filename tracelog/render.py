@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import orjson
@@ -185,10 +187,19 @@ def describe(record: Record) -> str:
 
 
 def _elapsed(step: Record, start: float | str | None) -> str:
+    """`+0.032ms` since the packet's first step, from kernel uptime or a wall clock finer than a second."""
     time, base = step["time"], start
+    if isinstance(time, str) and isinstance(base, str) and "." in time and "." in base:
+        time, base = _seconds(time), _seconds(base)
     if isinstance(time, float) and isinstance(base, float):
         return f"+{(time - base) * 1000:.3f}ms"
     return ""
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _seconds(stamp: str) -> float:
+    """An ISO-8601 time stamp as seconds since the epoch (a packet's steps share a few)."""
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Record]], number: int) -> Styled:
