@@ -69,7 +69,7 @@ def _variants(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield record
     ruled = copy.deepcopy(record)
     for number, step in enumerate(ruled["steps"]):
-        step["rule"] = f"-A {step['chain']} -m comment --comment \"bell\x07\" -j ACCEPT" if number % 3 == 0 else None
+        step["rule"] = f'-A {step["chain"]} -m comment --comment "bell\x07" -j ACCEPT' if number % 3 == 0 else None
         step["verdict"] = ("ACCEPT", "RETURN", None)[number % 3] if number % 3 else "DROP"
         step["kind"] = ("rule", "return", "policy")[number % 3]
         step["mismatch"] = "rule 9 of 3" if number % 4 == 3 else None

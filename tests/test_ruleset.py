@@ -20,8 +20,10 @@ TRACED_WITH_SNAPSHOT = [
     ("docker-legacy/http.dmesg", ["docker-legacy/iptables-save.txt"]),
     ("docker-legacy/proxy.dmesg", ["docker-legacy/iptables-save.txt"]),
     ("docker-legacy/drop.dmesg", ["docker-legacy/iptables-save.drop.txt"]),
-    *((f"lab-legacy/{name}", ["lab-legacy/ruleset.iptables-save", "lab-legacy/ruleset.ip6tables-save"])
-      for name in ("ping.dmesg", "tcp.dmesg", "udp-closed.dmesg", "dnat.dmesg", "host-ping.dmesg", "ipv6-ping.dmesg")),
+    *(
+        (f"lab-legacy/{name}", ["lab-legacy/ruleset.iptables-save", "lab-legacy/ruleset.ip6tables-save"])
+        for name in ("ping.dmesg", "tcp.dmesg", "udp-closed.dmesg", "dnat.dmesg", "host-ping.dmesg", "ipv6-ping.dmesg")
+    ),
     ("lab-legacy/drop.dmesg", ["lab-legacy/ruleset-drop.iptables-save", "lab-legacy/ruleset-drop.ip6tables-save"]),
 ]
 
@@ -40,8 +42,12 @@ def ruleset(path: Path = DOCKER) -> object:
         (("filter", "DOCKER", "return", 2), Resolution(None, "RETURN")),
         # a built-in chain's policy is `policy` at rules + 1
         (("nat", "POSTROUTING", "policy", 3), Resolution(None, "ACCEPT")),
-        (("nat", "DOCKER", "rule", 2), Resolution(
-            "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.3:80", "DNAT")),
+        (
+            ("nat", "DOCKER", "rule", 2),
+            Resolution(
+                "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.3:80", "DNAT"
+            ),
+        ),
     ],
 )
 def test_steps_resolve_with_the_kernels_numbering(step: tuple[str, str, str, int], expected: Resolution) -> None:
@@ -76,15 +82,25 @@ def test_every_step_of_every_capture_is_explained_by_its_snapshot(
 
 
 def test_drops_are_named_with_their_rule(run_cli: RunCli) -> None:
-    run = run_cli("parse", "-f", "jsonl", "--rules", str(SAMPLES / "docker-legacy/iptables-save.drop.txt"),
-                  str(SAMPLES / "docker-legacy/drop.dmesg"))
+    run = run_cli(
+        "parse",
+        "-f",
+        "jsonl",
+        "--rules",
+        str(SAMPLES / "docker-legacy/iptables-save.drop.txt"),
+        str(SAMPLES / "docker-legacy/drop.dmesg"),
+    )
     records = run.records()
     assert len(records) == 3
     for record in records:
         assert (record["verdict"], record["verdict_at"], record["verdict_step"]) == (
-            "DROP", "filter:DOCKER-USER:rule:1", len(record["steps"]))
+            "DROP",
+            "filter:DOCKER-USER:rule:1",
+            len(record["steps"]),
+        )
         assert record["steps"][-1]["rule"] == (
-            "-A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP")
+            "-A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP"
+        )
 
 
 def test_a_stale_snapshot_is_reported_per_step(run_cli: RunCli) -> None:
@@ -111,7 +127,8 @@ def test_counters_comments_and_families() -> None:
     counted = parse_ruleset((SAMPLES / "snapshots/counters.iptables-save").read_text(), "c")
     assert counted.family == "ipv4"
     assert counted.resolve("filter", "INPUT", "rule", 1).rule == (
-        '-A INPUT -i lo -m comment --comment "allow loopback, said the admin" -j ACCEPT')
+        '-A INPUT -i lo -m comment --comment "allow loopback, said the admin" -j ACCEPT'
+    )
     log = Resolution('-A LOGDROP -j LOG --log-prefix "DROP: "', "LOG")
     assert counted.resolve("filter", "LOGDROP", "rule", 1) == log
     assert counted.resolve("filter", "LOGDROP", "return", 2) == Resolution("-A LOGDROP -j DROP", "DROP")
@@ -149,8 +166,9 @@ def test_bad_snapshot_is_one_line_and_exit_3(run_cli: RunCli, tmp_path: Path) ->
     assert run.stderr.count("\n") == 1
 
 
-def test_the_snapshot_enable_saved_is_the_default(run_cli: RunCli, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_snapshot_enable_saved_is_the_default(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     taken = tmp_path / "snapshots" / f"20261128T040000.000000Z-{namespace_id()}"
     taken.mkdir(parents=True)
     (taken / "iptables-legacy-save").write_text((SAMPLES / "docker-legacy/iptables-save.drop.txt").read_text())

@@ -110,8 +110,10 @@ RulesOption = Annotated[
 ]
 NamesOption = Annotated[
     list[str] | None,
-    typer.Option("--names", help="docker inspect / docker network inspect output (repeatable), or 'docker' to ask "
-                                 "the running daemon."),
+    typer.Option(
+        "--names",
+        help="docker inspect / docker network inspect output (repeatable), or 'docker' to ask the running daemon.",
+    ),
 ]
 SrcOption = Annotated[str | None, typer.Option("--src", help="Source address or network.")]
 DstOption = Annotated[str | None, typer.Option("--dst", help="Destination address or network.")]
@@ -173,12 +175,30 @@ class _Inputs:
             raise typer.Exit(ExitStatus.BAD_LINES)
 
 
-def _inputs(files: list[str] | None, idle: float, year: int | None, strict: bool, rules: list[str] | None,
-            names: list[str] | None, src: str | None, dst: str | None, proto: str | None, port: int | None,
-            verdict: str | None, chain: str | None, name: str | None, jobs: int | None) -> _Inputs:
+def _inputs(
+    files: list[str] | None,
+    idle: float,
+    year: int | None,
+    strict: bool,
+    rules: list[str] | None,
+    names: list[str] | None,
+    src: str | None,
+    dst: str | None,
+    proto: str | None,
+    port: int | None,
+    verdict: str | None,
+    chain: str | None,
+    name: str | None,
+    jobs: int | None,
+) -> _Inputs:
     wanted = PacketFilter(
-        src=parse_network(src) if src else None, dst=parse_network(dst) if dst else None, proto=proto, port=port,
-        verdict=verdict, chain=chain, name=name,
+        src=parse_network(src) if src else None,
+        dst=parse_network(dst) if dst else None,
+        proto=proto,
+        port=port,
+        verdict=verdict,
+        chain=chain,
+        name=name,
     )
     return _Inputs(files or [STDIN], idle, year, strict, rules or [], names or [], wanted, jobs or available_cpus())
 
@@ -367,13 +387,19 @@ ProtoArgument = Annotated[TraceProto, typer.Argument(help="Protocol to trace.", 
 SportOption = Annotated[int | None, typer.Option("--sport", min=1, max=65535, help="Source port (tcp, udp).")]
 DportOption = Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port (tcp, udp).")]
 IfaceOption = Annotated[str | None, typer.Option("--iface", help="Interface: input in PREROUTING, output in OUTPUT.")]
-ContainerOption = Annotated[str | None, typer.Option(
-    "--container", help="A running Docker container: its address fills --src or --dst (both ways if neither is set).")]
+ContainerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--container",
+        help="A running Docker container: its address fills --src or --dst (both ways if neither is set).",
+    ),
+]
 Ipv6Option = Annotated[bool, typer.Option("-6", "--ipv6", help="Trace IPv6 (ip6tables).")]
 ForOption = Annotated[str, typer.Option("--for", help="Expiry enforced by the kernel: 30s, 5m, 1h30m, or none.")]
 LimitOption = Annotated[str, typer.Option("--limit", help="Rate limit of each rule: 10/second, 5/minute, or none.")]
-BackendOption = Annotated[BackendChoice, typer.Option(
-    "--backend", help="auto follows the backend that holds this host's rules.")]
+BackendOption = Annotated[
+    BackendChoice, typer.Option("--backend", help="auto follows the backend that holds this host's rules.")
+]
 
 
 @app.command()
@@ -433,8 +459,9 @@ def watch(
     limit: LimitOption = "10/second",
     backend: BackendOption = BackendChoice.auto,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
-    idle: Annotated[float, typer.Option(help="Seconds without a new line before a packet is complete.",
-                                        min=0.05)] = 1.0,
+    idle: Annotated[
+        float, typer.Option(help="Seconds without a new line before a packet is complete.", min=0.05)
+    ] = 1.0,
 ) -> None:
     """Trace live: enable, print each packet's timeline as it completes, remove the rules on exit.
 

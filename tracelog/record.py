@@ -85,23 +85,25 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[Record]
             parts = shown[id(header)] = header_fields(header), interface_names(names, interfaces)
         fields, named = parts
         source, line, _ = origin
-        records.append({
-            "table": table,
-            "chain": chain,
-            "kind": kind,
-            "rulenum": rulenum,
-            "handle": handle,
-            "nf_family": nf_family,
-            "hook": hook,
-            "time": stamp.uptime if stamp.wallclock is None else stamp_value(stamp),  # no call for dmesg's stamps
-            **fields,
-            "source": source,
-            "line": line,
-            "rule": rule,
-            "verdict": verdict,
-            "mismatch": mismatch,
-            **named,
-        })
+        records.append(
+            {
+                "table": table,
+                "chain": chain,
+                "kind": kind,
+                "rulenum": rulenum,
+                "handle": handle,
+                "nf_family": nf_family,
+                "hook": hook,
+                "time": stamp.uptime if stamp.wallclock is None else stamp_value(stamp),  # no call for dmesg's stamps
+                **fields,
+                "source": source,
+                "line": line,
+                "rule": rule,
+                "verdict": verdict,
+                "mismatch": mismatch,
+                **named,
+            }
+        )
     return records
 
 
@@ -110,8 +112,13 @@ def inner_record(inner: Header | None) -> Record | None:
     if inner is None:
         return None
     return {
-        "src": address_text(inner.src), "dst": address_text(inner.dst), "proto": inner.proto, "sport": inner.sport,
-        "dport": inner.dport, "icmp_type": inner.icmp_type, "icmp_id": inner.icmp_id,
+        "src": address_text(inner.src),
+        "dst": address_text(inner.dst),
+        "proto": inner.proto,
+        "sport": inner.sport,
+        "dport": inner.dport,
+        "icmp_type": inner.icmp_type,
+        "icmp_id": inner.icmp_id,
     }
 
 

@@ -50,8 +50,16 @@ _ICMP_TYPES = {
 
 
 _UNREACHABLE = {
-    "ICMP": {0: "net", 1: "host", 2: "protocol", 3: "port", 4: "fragmentation-needed", 9: "net-prohibited",
-             10: "host-prohibited", 13: "admin-prohibited"},
+    "ICMP": {
+        0: "net",
+        1: "host",
+        2: "protocol",
+        3: "port",
+        4: "fragmentation-needed",
+        9: "net-prohibited",
+        10: "host-prohibited",
+        13: "admin-prohibited",
+    },
     "ICMPv6": {0: "no-route", 1: "admin-prohibited", 3: "address", 4: "port"},
 }
 # Into a file or pipe, timelines are not wrapped: grep and diff see whole steps.
@@ -177,8 +185,10 @@ def describe(record: Record) -> str:
             code = record["icmp_code"]
             what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
     title = f"{proto} {what}".strip()
-    route = (f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → "
-             f"{endpoint(record['dst'], record['dport'], record.get('dst_name'))}")
+    route = (
+        f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → "
+        f"{endpoint(record['dst'], record['dport'], record.get('dst_name'))}"
+    )
     steps = record["steps"]
     ins = next((_side(s, "in") for s in steps if s["physin"] or s["in"]), None)
     outs = next((_side(s, "out") for s in reversed(steps) if s["physout"] or s["out"]), None)
@@ -256,8 +266,9 @@ def timeline(record: Record) -> Group:
     """One packet for a terminal: its title, a row per step with changes marked, its ending."""
     table = Table(box=None, pad_edge=False, show_header=False)
     for column in ("time", "hook", "chain", "step", "changes", "rule"):
-        table.add_column(column, no_wrap=column not in ("changes", "rule"),
-                         style="dim" if column in ("time", "hook") else None)
+        table.add_column(
+            column, no_wrap=column not in ("changes", "rule"), style="dim" if column in ("time", "hook") else None
+        )
     for cells in _step_cells(record):
         table.add_row(*(cell if isinstance(cell, str) else cell.text() for cell in cells))
     return Group(_title(record).text(), table, _ending(record).text())
@@ -393,11 +404,25 @@ def _rich_table(title: str, frame: pd.DataFrame, columns: list[str]) -> Table:
 def print_summary(report: Report, console: Console) -> None:
     """The summary for a person: flows, drops, the rules hit most, and the answer."""
     frames = report.tables()
-    emit(console, _rich_table("Flows", frames["flows"], ["flow", "proto", "client", "server", "requests", "replies",
-                                                         "path", "verdict", "verdict_at"]))
+    emit(
+        console,
+        _rich_table(
+            "Flows",
+            frames["flows"],
+            ["flow", "proto", "client", "server", "requests", "replies", "path", "verdict", "verdict_at"],
+        ),
+    )
     if not frames["drops"].empty:
-        emit(console, _rich_table("Drops by rule", frames["drops"], ["packets", "flows", "verdict", "verdict_at",
-                                                                    "verdict_rule", "example"]))
-    emit(console, _rich_table("Rules hit most", frames["rules"], ["hits", "table", "chain", "kind", "number",
-                                                                 "verdict", "rule"]))
+        emit(
+            console,
+            _rich_table(
+                "Drops by rule",
+                frames["drops"],
+                ["packets", "flows", "verdict", "verdict_at", "verdict_rule", "example"],
+            ),
+        )
+    emit(
+        console,
+        _rich_table("Rules hit most", frames["rules"], ["hits", "table", "chain", "kind", "number", "verdict", "rule"]),
+    )
     emit(console, Text(report.answer))

@@ -23,8 +23,9 @@ from tracelog.netfilter import BUILTIN_CHAINS
 from tracelog.parse.grammar import load_parser
 
 # Targets after which the packet leaves the table for good.
-FINAL_TARGETS = frozenset({"ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP",
-                           "QUEUE", "NFQUEUE"})
+FINAL_TARGETS = frozenset(
+    {"ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP", "QUEUE", "NFQUEUE"}
+)
 # Standard verdicts: what an unconditional rule printed as `return`/`policy` can hold.
 _STANDARD = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
 _TARGET_OPTIONS = frozenset({"-j", "--jump", "-g", "--goto"})
@@ -116,8 +117,10 @@ class Ruleset:
             rule = rules[number - 1]
             if rule.unconditional and rule.target in _STANDARD:
                 # the kernel prints such a rule as return/policy, never as rule
-                return Resolution(mismatch=f"{table}:{chain} rule {number} in {self.source} would print as "
-                                  f"{'policy' if chain in BUILTIN_CHAINS else 'return'}: stale snapshot?")
+                return Resolution(
+                    mismatch=f"{table}:{chain} rule {number} in {self.source} would print as "
+                    f"{'policy' if chain in BUILTIN_CHAINS else 'return'}: stale snapshot?"
+                )
             return Resolution(rule.text, rule.verdict(chains))
         return self._chain_end(found, table, kind, number)
 
@@ -189,8 +192,10 @@ def parse_ruleset(text: str, source: str) -> Ruleset:
         try:
             kind, *values = cast(tuple[Any, ...], parser.parse(line))
         except UnexpectedInput as error:
-            raise InputError(f"{source}:{number}:{error.column}: not an iptables-save line: {line.strip()[:60]}",
-                             hint="give iptables-save or ip6tables-save output") from None
+            raise InputError(
+                f"{source}:{number}:{error.column}: not an iptables-save line: {line.strip()[:60]}",
+                hint="give iptables-save or ip6tables-save output",
+            ) from None
         if kind == "comment":
             comments.append(values[0])
         elif kind == "table":
@@ -252,7 +257,9 @@ def gather_rulesets(rulesets: Iterable[Ruleset]) -> Rulesets:
             continue
         path = ruleset.source
         if ruleset.family in by_family:
-            raise UsageError(f"two snapshots for {ruleset.family or 'the same family'}: "
-                             f"{by_family[ruleset.family].source} and {path}")
+            raise UsageError(
+                f"two snapshots for {ruleset.family or 'the same family'}: "
+                f"{by_family[ruleset.family].source} and {path}"
+            )
         by_family[ruleset.family] = ruleset
     return Rulesets(by_family)
