@@ -36,8 +36,11 @@ TRACE_TAG = re.compile(r"TRACE: (?:raw|mangle|nat|filter|security):\S+:(?:rule|r
 def test_every_trace_line_becomes_exactly_one_step(sample: Path, run_cli: RunCli) -> None:
     lines = sample.read_text().splitlines()
     trace_lines = [number for number, line in enumerate(lines, start=1) if TRACE_TAG.search(line)]
-    steps = [(step["source"], step["line"]) for record in run_cli("parse", "-f", "jsonl", str(sample)).records()
-             for step in record["steps"]]
+    steps = [
+        (step["source"], step["line"])
+        for record in run_cli("parse", "-f", "jsonl", str(sample)).records()
+        for step in record["steps"]
+    ]
     assert sorted(line for _, line in steps) == trace_lines
     assert {source for source, _ in steps} == {str(sample)}
 
@@ -64,14 +67,27 @@ def test_dnat_rewrite_is_shown_where_it_happens(run_cli: RunCli) -> None:
     assert (syn["src"], syn["dst"], syn["dport"]) == ("192.0.2.10", "192.0.2.1", 8080)
     assert syn["rewrites"] == [
         {"step": 4, "field": "dst", "from": "192.0.2.1", "to": "172.18.0.3"},
-        {"step": 4, "field": "dport", "from": "8080", "to": "80"},
+        {"step": 4, "field": "dport", "from": 8080, "to": 80},  # ports are ints, as in sport/dport
     ]
+    assert (syn["endpoint"], syn["endpoint_name"]) == ("172.18.0.3:80", None)
     assert [s["chain"] for s in syn["steps"][1:3]] == ["PREROUTING", "DOCKER"]
     assert syn["steps"][3]["dst"] == "172.18.0.3"
     # later packets of the connection are rewritten by conntrack without a nat line
     later = [r for r in records if r["dst"] == "192.0.2.1" and r["packet"] > 1]
     assert later
     assert all(r["rewrites"] and r["rewrites"][0]["to"] == "172.18.0.3" for r in later)
+
+
+def test_a_dnat_flow_shows_both_the_published_and_the_real_end(run_cli: RunCli) -> None:
+    """The lab's nginx-2 has the address of the Docker capture's nginx-2: its inspect output names it."""
+    names = ("--names", str(SAMPLES / "docker-legacy/docker-inspect.json"))
+    dnat = str(SAMPLES / "lab-legacy/dnat.dmesg")
+    syn = run_cli("parse", "-f", "jsonl", *names, dnat).records()[0]
+    assert (syn["endpoint"], syn["endpoint_name"]) == ("172.18.0.3:80", "nginx-2")
+    title = run_cli("parse", *names, dnat).stdout.splitlines()[0]
+    assert title.startswith("#1 TCP SYN 192.0.2.10:55580 → 192.0.2.1:8080 → 172.18.0.3:80 (nginx-2)  in eth0")
+    flows = run_cli("summary", "--format", "csv", "--table", "flows", *names, dnat).stdout
+    assert "192.0.2.1:8080 → 172.18.0.3:80 (nginx-2)" in flows
 
 
 def test_icmp_error_keeps_the_packet_it_reports(run_cli: RunCli) -> None:
@@ -125,10 +141,11 @@ def test_loopback_packet_is_one_timeline_across_both_passes(run_cli: RunCli) -> 
     assert hooks[0] == "OUTPUT"
     assert hooks[-1] == "INPUT"
     assert "PREROUTING" in hooks
-    assert {"field": "dport", "from": "8081", "to": "8080"} in [
-        {k: v for k, v in r.items() if k != "step"} for r in syn["rewrites"]]
+    assert {"field": "dport", "from": 8081, "to": 8080} in [
+        {k: v for k, v in r.items() if k != "step"} for r in syn["rewrites"]
+    ]
     syn_ack = next(r for r in records if set(r["tcp_flags"]) == {"SYN", "ACK"})
-    assert [(r["field"], r["from"], r["to"]) for r in syn_ack["rewrites"]] == [("sport", "8080", "8081")]
+    assert [(r["field"], r["from"], r["to"]) for r in syn_ack["rewrites"]] == [("sport", 8080, 8081)]
 
 
 def test_mixed_run_is_the_sum_of_its_scenarios(run_cli: RunCli) -> None:
@@ -139,8 +156,9 @@ def test_mixed_run_is_the_sum_of_its_scenarios(run_cli: RunCli) -> None:
     assert "skipped 14 other" in run.stderr
 
 
-@pytest.mark.parametrize("name", ["lab-nft/dnat.nft-monitor", "lab-nft/dnat.xtables-monitor",
-                                  "lab-nft/native.nft-monitor"])
+@pytest.mark.parametrize(
+    "name", ["lab-nft/dnat.nft-monitor", "lab-nft/dnat.xtables-monitor", "lab-nft/native.nft-monitor"]
+)
 def test_dnat_rewrite_in_the_nft_formats(name: str, run_cli: RunCli) -> None:
     """The DNAT'ed connection from tl-ext: each client packet is one timeline showing its rewrite."""
     records = run_cli("parse", "-f", "jsonl", str(SAMPLES / name)).records()
@@ -149,5 +167,5 @@ def test_dnat_rewrite_in_the_nft_formats(name: str, run_cli: RunCli) -> None:
     for record in client:
         fields = {(r["field"], r["from"], r["to"]) for r in record["rewrites"]}
         assert ("dst", "192.0.2.1", "172.18.0.3") in fields
-        assert ("dport", "8080", "80") in fields
+        assert ("dport", 8080, 80) in fields
     assert all(r["verdict"] is not None for r in records)  # nft traces carry their verdicts

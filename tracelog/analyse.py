@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tracelog.record import TERMINAL_VERDICTS, Record
-from tracelog.wording import decided_by, endpoint, plural
+from tracelog.wording import decided_by, destination, endpoint, plural
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,6 +68,8 @@ PACKET_COLUMNS = (
     "verdict_at",
     "verdict_rule",
     "verdict_by",
+    "endpoint",
+    "endpoint_name",
 )
 FLOW_COLUMNS = (
     "flow",
@@ -223,7 +225,7 @@ def _flows(packets: pd.DataFrame) -> pd.DataFrame:
             "host": first["host"].to_numpy(),
             "proto": first["proto"].to_numpy(),
             "client": [endpoint(*ends) for ends in zip(first["src"], first["sport"], first["src_name"], strict=True)],
-            "server": [endpoint(*ends) for ends in zip(first["dst"], first["dport"], first["dst_name"], strict=True)],
+            "server": [destination(cast(Record, row)) for row in first.to_dict("records")],
             "packets": sizes.to_numpy(),
             "requests": requests.to_numpy(),
             "replies": (sizes - requests).to_numpy(),

@@ -20,8 +20,10 @@ from tracelog.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.names import Names, interface_names
 from tracelog.netfilter import NAT_TARGETS, passes_packet_on
 from tracelog.ruleset import FINAL_TARGETS
+from tracelog.wording import endpoint
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
+_PORT_FIELDS = frozenset({"sport", "dport"})
 NO_NAMES = Names()
 
 Record = dict[str, Any]
@@ -107,6 +109,22 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[Record]
     return records
 
 
+def _field_value(field: str, text: str) -> str | int:
+    """A rewritten field's value as the record's own field has it: ports are ints."""
+    return int(text) if field in _PORT_FIELDS else text
+
+
+def nat_destination(dst: str, dport: int | None, rewrites: Iterable[Record]) -> tuple[str, int | None] | None:
+    """Where NAT sent a packet (address, port), or None when its destination was never rewritten."""
+    rewritten = False
+    for rewrite in rewrites:
+        if rewrite["field"] == "dst":
+            dst, rewritten = rewrite["to"], True
+        elif rewrite["field"] == "dport":
+            dport, rewritten = rewrite["to"], True
+    return (dst, dport) if rewritten else None
+
+
 def inner_record(inner: Header | None) -> Record | None:
     """The packet an ICMP error quotes, as far as the kernel printed it."""
     if inner is None:
@@ -173,6 +191,8 @@ def made(
     record = packet_record(packet, names)
     record["flow"] = None  # its place in the record; `numbered` gives the number
     record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
+    destination = nat_destination(record["dst"], record["dport"], record["rewrites"])
+    record["endpoint_name"] = None if destination is None else names.address(destination[0])
     return Made(flow_keys(record), shape(record) if wanted is None or wanted(record) else None)
 
 
@@ -227,6 +247,16 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
     first, last = packet.first, packet.last
     header = first.header
     verdict, verdict_at, verdict_step = final_verdict(packet)
+    rewrites = [
+        {
+            "step": rewrite.step,
+            "field": rewrite.field,
+            "from": _field_value(rewrite.field, rewrite.old),
+            "to": _field_value(rewrite.field, rewrite.new),
+        }
+        for rewrite in packet.rewrites
+    ]
+    destination = nat_destination(address_text(header.dst), header.dport, rewrites)
     return {
         "packet": packet.number,
         "trace_id": first.trace_id,
@@ -245,11 +275,9 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
         "first_seen": stamp_value(first.stamp),
         "last_seen": stamp_value(last.stamp),
         "steps": step_records(packet.steps, names),
-        "rewrites": [
-            {"step": rewrite.step, "field": rewrite.field, "from": rewrite.old, "to": rewrite.new}
-            for rewrite in packet.rewrites
-        ],
+        "rewrites": rewrites,
         "verdict": verdict,
         "verdict_at": verdict_at,
         "verdict_step": verdict_step,
+        "endpoint": None if destination is None else endpoint(*destination, None),
     }

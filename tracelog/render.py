@@ -19,7 +19,7 @@ from rich.text import Text
 from tracelog.analyse import STEP_COLUMNS, Report, step_rows
 from tracelog.pipeline import RunStats
 from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
-from tracelog.wording import decided_by, endpoint, plural, position, rule_args
+from tracelog.wording import decided_by, destination, endpoint, plural, position, rule_args
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,10 +185,7 @@ def describe(record: Record) -> str:
             code = record["icmp_code"]
             what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
     title = f"{proto} {what}".strip()
-    route = (
-        f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → "
-        f"{endpoint(record['dst'], record['dport'], record.get('dst_name'))}"
-    )
+    route = f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → {destination(record)}"
     steps = record["steps"]
     ins = next((_side(s, "in") for s in steps if s["physin"] or s["in"]), None)
     outs = next((_side(s, "out") for s in reversed(steps) if s["physout"] or s["out"]), None)

@@ -27,6 +27,19 @@ def endpoint(address: str, port: object, name: object) -> str:
     return f"{text} ({name})" if isinstance(name, str) else text
 
 
+def destination(packet: Record) -> str:
+    """`192.0.2.1:8080 → 172.18.0.3:80 (nginx-2)`: where a packet was sent, and where NAT sent it on.
+
+    From a record or a frame's row alike (a row's missing values are NaN).
+    """
+    addressed = endpoint(packet["dst"], packet["dport"], packet.get("dst_name"))
+    rewritten = packet.get("endpoint")
+    if not isinstance(rewritten, str):
+        return addressed
+    name = packet.get("endpoint_name")
+    return f"{addressed} → {rewritten} ({name})" if isinstance(name, str) else f"{addressed} → {rewritten}"
+
+
 def position(step: Record) -> str:
     """Where in its chain a step is: `rule 3`, `return 2`, `policy 3`, `handle 24`, or the bare kind.
 
