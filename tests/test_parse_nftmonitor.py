@@ -23,6 +23,8 @@ NFT_SAMPLES = sorted(SAMPLES.glob("*/*.nft-monitor"))
 SAMPLE_IDS = [str(path.relative_to(SAMPLES)) for path in NFT_SAMPLES]
 PING = SAMPLES / "docker-nft/ping.nft-monitor"
 NATIVE = SAMPLES / "lab-nft/native.nft-monitor"
+# `nft -a monitor trace`, started after a first ping: handles, and counters above zero
+DASH_A = SAMPLES / "lab-nft-options/ping.nft-monitor"
 # captures where xtables-monitor ran beside nft monitor, on the same trace events
 PAIRED = [path for path in NFT_SAMPLES if path.with_suffix(".xtables-monitor").exists()]
 
@@ -38,7 +40,7 @@ def test_rule_steps_carry_the_rule_and_its_verdict() -> None:
     event = event_at(PING, 2)
     assert (event.table, event.chain, event.kind, event.verdict, event.trace_id, event.nf_family) == (
         "raw", "PREROUTING", "rule", "CONTINUE", "6773a007", "ip")
-    assert event.rule == "meta l4proto icmp counter packets 0 bytes 0 meta nftrace set 1"
+    assert event.rule == "meta l4proto icmp counter meta nftrace set 1"
     assert (event.handle, event.rulenum) == (None, None)  # nft prints handles only with -a
     assert event_at(PING, 7).verdict == "JUMP:DOCKER-USER"
     assert event_at(PING, 12).verdict == "ACCEPT"
@@ -47,7 +49,7 @@ def test_rule_steps_carry_the_rule_and_its_verdict() -> None:
 def test_an_explicit_return_rule_is_a_rule_step() -> None:
     event = event_at(PING, 8)
     assert (event.chain, event.kind, event.rule, event.verdict) == (
-        "DOCKER-USER", "rule", "counter packets 0 bytes 0 return", "RETURN")
+        "DOCKER-USER", "rule", "counter return", "RETURN")
 
 
 def test_policy_steps() -> None:
@@ -59,7 +61,7 @@ def test_policy_steps() -> None:
 def test_native_tables_with_anonymous_sets() -> None:
     trace = event_at(NATIVE, 2)
     assert (trace.nf_family, trace.table, trace.chain) == ("inet", "filter", "trace_prerouting")
-    assert trace.rule == "ip saddr { 172.18.0.0/16, 192.0.2.0/24 } counter packets 0 bytes 0 meta nftrace set 1"
+    assert trace.rule == "ip saddr { 172.18.0.0/16, 192.0.2.0/24 } counter meta nftrace set 1"
     web = event_at(NATIVE, 31)
     assert (web.chain, web.verdict) == ("forward", "ACCEPT")
     assert web.rule == 'iifname "docker0" oifname "docker0" tcp dport { 80, 443 } accept'
@@ -131,13 +133,53 @@ def test_both_monitors_read_the_same_events_alike(sample: Path) -> None:
 
 
 def test_rule_handles_under_nft_dash_a() -> None:
-    """`nft -a monitor trace` ends the rule with `# handle N`: the same handle xtables-monitor prints in hex."""
+    """`nft -a monitor trace` ends the rule with `# handle N`: kept as xtables-monitor prints it, in hex."""
+    event = event_at(DASH_A, 7)  # `... jump DOCKER-USER # handle 8 (verdict jump DOCKER-USER)`
+    assert (event.handle, event.rule, event.verdict) == ("0x8", "counter jump DOCKER-USER", "JUMP:DOCKER-USER")
+    assert event.handle is not None
+    assert int(event.handle, 16) == 8  # what `nft -a list ruleset` calls it
+    xtables = event_at(DASH_A.with_suffix(".xtables-monitor"), 7)
+    assert (xtables.trace_id, xtables.chain, xtables.handle) == (event.trace_id, event.chain, event.handle)
+
+
+def test_plain_nft_monitor_trace_prints_no_handles() -> None:
+    """Without -a (nft 1.0.6), a rule step has its rule text and verdict, but neither handle nor position."""
+    events = [event for sample in NFT_SAMPLES if sample != DASH_A for event in sample_events(sample)]
+    rules = [event for event in events if event.kind == "rule"]
+    assert rules
+    assert {(event.handle, event.rulenum) for event in events} == {(None, None)}
+    assert all(event.rule and event.verdict for event in rules)
+
+
+@pytest.mark.parametrize("sample", NFT_SAMPLES, ids=SAMPLE_IDS)
+def test_rule_texts_read_without_live_counters(sample: Path) -> None:
+    """`counter packets 3 bytes 180` is the rule's count, not the rule: it reads `counter`, as `nft -s` lists it."""
+    numbers = re.compile(r"packets \d+ bytes \d+")
+    assert numbers.search(sample.read_text())
+    rules = [event.rule for event in sample_events(sample) if event.rule is not None]
+    assert rules
+    assert not [rule for rule in rules if numbers.search(rule)]
+
+
+def test_counters_above_zero_are_taken_out_too() -> None:
+    """nft prints the counters of the ruleset it read when it started: 2 packets here, before the traced ping."""
+    assert "counter packets 2 bytes 168 return # handle 19" in DASH_A.read_text().splitlines()[7]
+    event = event_at(DASH_A, 8)
+    assert (event.chain, event.rule, event.handle, event.verdict) == ("DOCKER-USER", "counter return", "0x13",
+                                                                      "RETURN")
+
+
+def test_other_live_state_is_taken_out_like_counters() -> None:
+    """A quota's `used` and a set element's counter are live state as well (`nft -s` leaves them out)."""
     lines = PING.read_text().splitlines()
-    annotated = lines[6].replace(" (verdict", " # handle 23 (verdict")
-    *_, event = outcomes([lines[5], annotated])
+    stateful = lines[6].replace(
+        "counter packets 0 bytes 0 jump",
+        "ip saddr { 172.18.0.2 counter packets 7 bytes 588 } quota 10 mbytes used 3 kbytes counter packets 7 bytes 588"
+        " last used 2s jump",
+    )
+    *_, event = outcomes([lines[5], stateful])
     assert isinstance(event, TraceEvent)
-    assert (event.handle, event.rule, event.verdict) == ("0x17", "counter packets 0 bytes 0 jump DOCKER-USER",
-                                                         "JUMP:DOCKER-USER")
+    assert event.rule == "ip saddr { 172.18.0.2 counter } quota 10 mbytes counter last jump DOCKER-USER"
 
 
 def test_the_verdict_is_the_last_parenthesis() -> None:
@@ -216,7 +258,8 @@ def test_the_cli_gives_packets_with_rules_and_verdicts(sample: Path, run_cli: Ru
     rules = [step for step in steps if step["kind"] == "rule"]
     assert rules
     assert all(step["rule"] for step in rules)
-    assert all(step["handle"] is None for step in steps)
+    with_handles = "# handle " in sample.read_text()  # `nft -a monitor trace`
+    assert all((step["handle"] is not None) == (with_handles and step["kind"] == "rule") for step in steps)
 
 
 @given(st.binary(max_size=300))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,12 +15,14 @@ from tests.conftest import RunCli
 from tests.outcomes import event_at, outcomes, sample_events
 from tests.samples import SAMPLES
 from tracelog.events import Header, TraceEvent
-from tracelog.parse import BadLine, Caveat, Skip
+from tracelog.parse import BadLine, Caveat, Skip, xtables
 from tracelog.parse.netlink import UNSEEN_PACKET
 
 XTABLES_SAMPLES = sorted(SAMPLES.glob("*/*.xtables-monitor"))
 SAMPLE_IDS = [str(path.relative_to(SAMPLES)) for path in XTABLES_SAMPLES]
 PING = SAMPLES / "docker-nft/ping.xtables-monitor"
+# `xtables-monitor -c --trace`: each rule with its live counters, `-4 -t raw [2:168] -A PREROUTING ...`
+DASH_C = SAMPLES / "lab-nft-options/ping.xtables-monitor"
 
 
 @pytest.mark.parametrize("sample", XTABLES_SAMPLES, ids=SAMPLE_IDS)
@@ -38,6 +41,33 @@ def test_rule_steps_carry_handle_verdict_and_rule() -> None:
     jump = event_at(PING, 7)
     assert (jump.chain, jump.handle, jump.verdict, jump.rule) == (
         "FORWARD", "0x17", "JUMP:DOCKER-USER", "-4 -t filter -A FORWARD -j DOCKER-USER")
+
+
+def test_rule_texts_read_without_live_counters() -> None:
+    """`-c` prints `[packets:bytes]` after the table; taken out, the rule reads as iptables-save prints it."""
+    first = event_at(DASH_C, 2)
+    assert "-t raw [2:168] -A PREROUTING" in first.origin.text
+    assert (first.handle, first.verdict, first.rule) == ("0x6", "CONTINUE", "-4 -t raw -A PREROUTING -p icmp -j TRACE")
+    rules = [event.rule for event in sample_events(DASH_C) if event.rule is not None]
+    assert len(rules) == 25
+    assert not [rule for rule in rules if "[" in rule]
+    assert rules[-1] == "-4 -t filter -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+
+
+def test_steps_of_one_rule_with_other_counters_are_read_once() -> None:
+    """Live counters differ at every step: the grammar still reads each rule's step line only once."""
+    read: list[str] = []
+
+    def counting(text: str) -> Any:
+        read.append(text)
+        return xtables._grammar(text)
+
+    lines = xtables._monitor_lines(counting)
+    steps = [lines.parse(text) for text in DASH_C.read_text().splitlines() if text.startswith(" TRACE: ")]
+    assert len(steps) == 31
+    rules = {(step.table, step.chain, step.kind, step.handle) for step in steps}
+    assert sum(" TRACE: " in text for text in read) == len(rules)
+    assert [step.rule for step in steps] == [event.rule for event in sample_events(DASH_C)]
 
 
 def test_the_raw_return_verdict_is_named() -> None:

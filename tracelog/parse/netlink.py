@@ -104,10 +104,13 @@ T = TypeVar("T")
 class StepLineMemo:
     """Step lines of one rule differ only in their trace id: the grammar reads each distinct one once.
 
-    `trace_id` matches the start of a line up to its id (group 1).  Only step
-    lines are remembered (packet lines are new for every packet), and only
-    lines that parsed: every error still comes from the grammar.  What is
-    kept of a step is all but its trace id.
+    `trace_id` matches the start of a line up to its id (group 1), and may
+    match further, to a part of the line the step does not depend on (group
+    2, when it takes part: xtables-monitor -c's live counters, which the
+    parser leaves out of the rule).  Only step lines are remembered (packet
+    lines are new for every packet), and only lines that parsed: every error
+    still comes from the grammar.  What is kept of a step is all but its
+    trace id.
     """
 
     def __init__(self, trace_id: re.Pattern[str]) -> None:
@@ -119,7 +122,10 @@ class StepLineMemo:
         match = self._trace_id.match(text)
         if match is None:
             return parse(text)
-        key = text[: match.start(1)] + text[match.end(1) :]
+        if match.lastindex == 1:
+            key = text[: match.start(1)] + text[match.end(1) :]
+        else:
+            key = text[: match.start(1)] + text[match.end(1) : match.start(2)] + text[match.end(2) :]
         rest = self._steps.get(key)
         if rest is not None:
             return build(TraceStep, (match.group(1), *rest))

@@ -98,6 +98,20 @@ _ADDRESSES = {"ip saddr": "SRC", "ip daddr": "DST", "ip6 saddr": "SRC", "ip6 dad
 _NETWORK = frozenset({"ip", "ip6", "arp"})
 _LINK = frozenset({"iif", "oif", "ether", "vlan"})
 
+# What nft prints of a rule's live state (statement.c, unless `nft -s`): a
+# counter's numbers, a quota's use, when a `last` statement last matched.
+# Taken out, a rule reads as written, as `nft -s list ruleset` shows it.
+_LIVE_STATE = re.compile(
+    r"(?<=\bcounter) packets \d+ bytes \d+"
+    r"|(?<=bytes) used \d+ [kmg]?bytes"
+    r"|(?<=\blast) used (?:never|(?:\d+(?:ms|[dhms]))+)(?=[\s,}]|$)"
+)
+
+
+def _stateless_rule(text: str) -> str:
+    """A rule as nft printed it in a trace, without the live state it prints too (`counter packets 3 bytes 180`)."""
+    return _LIVE_STATE.sub("", text)
+
 
 @dataclass(frozen=True, slots=True)
 class _PacketLine:
@@ -139,7 +153,7 @@ class _NftTransformer(Transformer[Token, Any]):
 
     def rule(self, children: list[Any]) -> _StepParts:
         handle = hex(int(children[1].split()[-1])) if len(children) > 2 else None
-        return "rule", str(children[0]), handle, children[-1], None
+        return "rule", _stateless_rule(children[0]), handle, children[-1], None
 
     def unknown_rule(self, children: list[Any]) -> _StepParts:
         return "rule", None, hex(int(children[0])), children[1], None

@@ -10,6 +10,7 @@ so that `build_header` gives a `Header` that means what a kernel-log one does.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,6 +39,13 @@ _IPV6_LEN_SHORTFALL = 20
 # one byte printed with %02x from a signed char: 00..7f, or ffffff80..ffffffff
 _SIGNED_BYTE = re.compile(r"([0-7][0-9a-f])|ffffff([89a-f][0-9a-f])", re.IGNORECASE)
 
+# `-c` (rule_cb(): nft_rule_print_save() without FMT_NOCOUNTS) prints the
+# rule's live counters after its family and table, before its chain:
+# `-4 -t raw [2:168] -A PREROUTING ...`
+_RULE_HEAD = r"-[046] -t \S++ "
+_RULE_COUNTERS = r"\[\d+:\d+\] "
+_COUNTERS = re.compile(rf"({_RULE_HEAD}){_RULE_COUNTERS}")
+
 _StepParts = tuple[StepKind, str | None, str, str | None]
 """kind, handle, verdict, rule text"""
 
@@ -46,6 +54,12 @@ _StepParts = tuple[StepKind, str | None, str, str | None]
 class _PacketLine:
     trace_id: str
     fields: list[Field]
+
+
+def _without_counters(rule: str) -> str:
+    """A rule as xtables-monitor printed it, without the live counters `-c` adds (`[2:168]`)."""
+    counted = _COUNTERS.match(rule) if "[" in rule else None
+    return rule if counted is None else counted[1] + rule[counted.end() :]
 
 
 def _unsigned_bytes(text: str) -> list[str] | None:
@@ -90,7 +104,7 @@ class _XtablesTransformer(Transformer[Token, Any]):
         return TraceStep(str(trace_id), family, str(table), str(chain), kind, verdict, handle, rule)
 
     def rule_step(self, children: list[Any]) -> _StepParts:
-        rule = children[2].rstrip() if len(children) > 2 else None
+        rule = _without_counters(children[2].rstrip()) if len(children) > 2 else None
         return "rule", str(children[0]), children[1], rule
 
     def policy_step(self, children: list[Any]) -> _StepParts:
@@ -119,17 +133,26 @@ def _line_header(line: _PacketLine) -> Header | None:
     return _header(line.fields)
 
 
-# PACKET lines differ from packet to packet in their trace id and decimal
-# values; `MACPROTO=0800` is not one (it becomes part of the MAC= field)
-_LINES = MonitorLines(
-    _grammar,
-    _line_header,
-    packet_line=re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)"),
-    stub="PACKET: 0 0 ",
-    values=re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"),
-    kinds=(("=", r"\d+"),),
-    step_line=re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "),
-)
+def _monitor_lines(grammar: Callable[[str], _PacketLine | TraceStep]) -> MonitorLines:
+    """xtables-monitor's lines through the memos, `grammar` reading what they cannot answer.
+
+    PACKET lines differ from packet to packet in their trace id and decimal
+    values; `MACPROTO=0800` is not one (it becomes part of the MAC= field).
+    TRACE lines differ in their trace id, and under `-c` in the rule's live
+    counters, which the rule text is read without.
+    """
+    return MonitorLines(
+        grammar,
+        _line_header,
+        packet_line=re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)"),
+        stub="PACKET: 0 0 ",
+        values=re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"),
+        kinds=(("=", r"\d+"),),
+        step_line=re.compile(rf"[ \t]*TRACE: \d+ ([0-9a-f]+) (?:\S++ ++{_RULE_HEAD}({_RULE_COUNTERS}))?"),
+    )
+
+
+_LINES = _monitor_lines(_grammar)
 
 
 def _ethernet(parts: dict[str, str]) -> str:
