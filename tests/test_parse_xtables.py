@@ -70,6 +70,51 @@ def test_steps_of_one_rule_with_other_counters_are_read_once() -> None:
     assert [step.rule for step in steps] == [event.rule for event in sample_events(DASH_C)]
 
 
+def test_icmp_packets_have_no_protocol_in_their_packet_lines() -> None:
+    """xtables-monitor prints ports and TCP flags, nothing for ICMP: the header's protocol is unknown, `?`."""
+    assert {event.header.proto for event in sample_events(PING)} == {"?"}
+    assert " PROTO=" not in PING.read_text()
+
+
+@pytest.mark.parametrize("sample", [PING, DASH_C], ids=lambda path: str(path.relative_to(SAMPLES)))
+def test_a_matched_rule_with_dash_p_gives_the_protocol(sample: Path) -> None:
+    """The raw `-p icmp -j TRACE` rule matched every traced packet: each packet's first step says ICMP."""
+    events = sample_events(sample)
+    first_steps = [event for event in events if event.chain == "PREROUTING" and event.kind == "rule"]
+    assert {event.trace_id for event in first_steps} == {event.trace_id for event in events}
+    assert {xtables.rule_protocol(event.rule) for event in first_steps} == {"ICMP"}
+    assert {xtables.rule_protocol(event.rule) for event in events if event.table == "filter"} == {None}
+
+
+@pytest.mark.parametrize("sample", XTABLES_SAMPLES, ids=SAMPLE_IDS)
+def test_a_matched_rule_never_contradicts_the_packet_line(sample: Path) -> None:
+    """Where the packet line tells the protocol (TCP flags), every rule the packet matched agrees with it."""
+    said = [(event.header.proto, xtables.rule_protocol(event.rule)) for event in sample_events(sample)
+            if event.kind == "rule" and event.rule is not None]
+    assert said
+    assert all(header == rule for header, rule in said if header != "?" and rule is not None)
+
+
+@pytest.mark.parametrize(("rule", "protocol"), [
+    ("-4 -t raw -A PREROUTING -p icmp -j TRACE", "ICMP"),
+    ("-4 -t filter -A DOCKER -d 172.18.0.3/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT", "TCP"),
+    ("-6 -t raw -A PREROUTING -p ipv6-icmp -j TRACE", "ICMPv6"),
+    ("-4 -t filter -A FORWARD -p udp -m udp --dport 53 -j ACCEPT", "UDP"),
+    ("-4 -t filter -A FORWARD -p 47 -j ACCEPT", "47"),
+    ("-4 -t filter -A FORWARD -p sctp -j ACCEPT", "132"),
+    ("-4 -t filter -A FORWARD ! -p icmp -j DROP", None),
+    ("-4 -t filter -A FORWARD -p all -j ACCEPT", None),
+    ("-4 -t filter -A FORWARD -p 0 -j ACCEPT", None),
+    ("-4 -t filter -A FORWARD -p ospf -j ACCEPT", None),
+    ('-4 -t filter -A FORWARD -m comment --comment "not -p icmp" -j ACCEPT', None),
+    ('-4 -t filter -A FORWARD -m comment --comment "unbalanced -j ACCEPT', None),
+    ("-4 -t filter -A FORWARD -j DOCKER-USER", None),
+])
+def test_the_protocol_a_rule_requires(rule: str, protocol: str | None) -> None:
+    """`-p` as iptables-save prints it, in the kernel logger's spelling; nothing where the rule allows several."""
+    assert xtables.rule_protocol(rule) == protocol
+
+
 def test_the_raw_return_verdict_is_named() -> None:
     """NFT_RETURN has no word in print_verdict(): `0xfffffffb`."""
     event = event_at(PING, 8)

@@ -10,9 +10,9 @@ from tracelog.parse.kernel import looks_cut, other_records, parse_kernel_line, s
 from tracelog.parse.nftmonitor import NftMonitorParser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.ulogd import parse_json_line, parse_logemu_line
-from tracelog.parse.xtables import XtablesMonitorParser
+from tracelog.parse.xtables import XtablesMonitorParser, rule_protocol
 
-__all__ = ["BadLine", "Caveat", "LineParser", "Outcome", "Skip"]
+__all__ = ["BadLine", "Caveat", "LineParser", "Outcome", "Skip", "rule_protocol"]
 
 # A 300-character record wrapped at 40 columns spans 8 lines.
 _MAX_PIECES = 8

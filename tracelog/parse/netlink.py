@@ -24,6 +24,13 @@ from tracelog.parse.shapes import ShapeMemo, ValueKind
 # NFPROTO_* (include/uapi/linux/netfilter.h) → nft family names
 NFPROTO_FAMILIES: dict[int, NfFamily] = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 
+# IP protocols by the names nft and iptables print them with (nft's proto.c,
+# /etc/protocols)
+PROTOCOL_NUMBERS = {
+    "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58,
+    "ipv6-icmp": 58, "comp": 108, "sctp": 132, "udplite": 136,
+}
+
 # IP protocol numbers the kernel logger names in PROTO=; it prints the others as numbers
 _PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 50: "ESP", 51: "AH", 58: "ICMPv6", 136: "UDPLITE"}
 

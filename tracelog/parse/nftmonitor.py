@@ -30,6 +30,7 @@ from tracelog.events import Header, NfFamily, StepKind
 from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header, ip_address
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
+    PROTOCOL_NUMBERS,
     MonitorLines,
     MonitorParser,
     TraceStep,
@@ -72,10 +73,6 @@ _DSCP = {
 }
 _ECN = {"not-ect": 0, "ect1": 1, "ect0": 2, "ce": 3}
 _TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20, "ecn": 0x40, "cwr": 0x80}
-_PROTOCOLS = {
-    "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58,
-    "ipv6-icmp": 58, "comp": 108, "sctp": 132, "udplite": 136,
-}
 _ETHERTYPES = {"ip": "08:00", "ip6": "86:dd", "arp": "08:06", "vlan": "81:00", "8021ad": "88:a8"}
 _LINK_LAYER_BITS = 8 * 64  # more than any link-layer header nft could print as @ll
 _IPV6_HEADER = 40  # `ip6 length` is the payload length; the kernel's LEN= counts the header too
@@ -276,7 +273,7 @@ def _traffic_class(draft: _Draft) -> list[Field]:
 
 def _start_transport(draft: _Draft, protocol: str | None) -> None:
     """Write the link and network layers' pending fields, then PROTO=."""
-    number = _PROTOCOLS.get(protocol or "", draft.protocol)
+    number = PROTOCOL_NUMBERS.get(protocol or "", draft.protocol)
     proto = "?" if number is None else proto_name(number)
     draft.fields += [*_ethernet(draft), *_traffic_class(draft), ("PROTO", proto)]
     draft.transport = True
@@ -322,8 +319,8 @@ def _network_field(draft: _Draft, statement: Statement) -> list[Field] | None:
     if name in ("dscp", "ecn") and protocol in ("ip", "ip6"):
         draft.traffic_class[name] = _number(statement, _DSCP if name == "dscp" else _ECN)
         return []
-    if key in ("ip protocol", "ip6 nexthdr") and (value in _PROTOCOLS or value.isdigit()):
-        draft.protocol = _PROTOCOLS[value] if value in _PROTOCOLS else int(value)
+    if key in ("ip protocol", "ip6 nexthdr") and (value in PROTOCOL_NUMBERS or value.isdigit()):
+        draft.protocol = PROTOCOL_NUMBERS[value] if value in PROTOCOL_NUMBERS else int(value)
         return []
     if key == "ip6 length":
         return [("LEN", _number(statement) + _IPV6_HEADER)]

@@ -10,6 +10,7 @@ so that `build_header` gives a `Header` that means what a kernel-log one does.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -22,9 +23,11 @@ from tracelog.parse.fields import Field, FieldsTransformer, build_header
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     NFPROTO_FAMILIES,
+    PROTOCOL_NUMBERS,
     MonitorLines,
     MonitorParser,
     TraceStep,
+    proto_name,
     tcp_flag_bits,
     tcp_flag_names,
     tos_fields,
@@ -182,10 +185,41 @@ def _proto(fields: list[Field]) -> Field:
     """PROTO=, which xtables-monitor does not print: TCP when it printed TCP flags.
 
     Ports alone may be UDP, UDP-Lite, SCTP or DCCP, and a header without ports
-    anything else, so the protocol stays unknown ("?").
+    anything else (ICMP and ICMPv6 print nothing of their own), so the
+    protocol stays unknown ("?"); `rule_protocol` may tell it from a rule the
+    packet matched.
     """
     tcp = any(key == "FLAG" and value in _TCP_FLAGS for key, value in fields)
     return ("PROTO", "TCP" if tcp else "?")
+
+
+def rule_protocol(rule: str | None) -> str | None:
+    """The IP protocol a packet has if it matched `rule`, in the kernel logger's spelling (`ICMP`, `TCP`, `47`).
+
+    `rule` is an iptables rule as xtables-monitor prints it (or iptables-save):
+    its `-p` option names the one protocol the rule lets through, by a name
+    iptables prints (`icmp`, `ipv6-icmp`, `udp`) or a number.  A rule step in
+    an nf_tables trace is a rule the packet matched: the kernel reports a rule
+    only once every one of its expressions matched, a mismatch ending the rule
+    without a trace event.  So a packet whose TRACE line shows `-p icmp` is
+    ICMP at every hook (NAT never changes the protocol).
+
+    None where the rule does not pin one protocol: no `-p`, `! -p icmp`,
+    `-p all` (or 0), a name tracelog does not know, or text that does not
+    split into words as iptables quotes them.
+    """
+    if rule is None or "-p" not in rule:
+        return None
+    try:
+        words = shlex.split(rule)
+    except ValueError:
+        return None
+    for at, word in enumerate(words[:-1]):
+        if word in ("-p", "--protocol") and (at == 0 or words[at - 1] != "!"):
+            name = words[at + 1].lower()
+            number = int(name) if name.isdecimal() else PROTOCOL_NUMBERS.get(name, 0)
+            return proto_name(number) if number else None
+    return None
 
 
 def _kernel_fields(fields: list[Field]) -> list[Field]:
