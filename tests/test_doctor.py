@@ -234,6 +234,19 @@ def test_missing_trace_extension(host: FakeHost) -> None:
 
 def test_legacy_backend_without_python_iptables(host: FakeHost) -> None:
     host.library_problem = "the legacy backend needs python-iptables"
+    # --backend nft would trace, but the legacy rules' steps would stay in the kernel log: the hint says so.
+    assert failing(host.findings()) == [
+        (
+            "TRACE target",
+            "pip install python-iptables (with --backend nft the TRACE rule goes to nf_tables, but the steps in the "
+            "legacy tables still print to the kernel log only: read both trace readers then)",
+        )
+    ]
+    host.save("legacy", DOCKER_LEGACY_SAVE)
+    [(_, fix)] = failing(host.findings())
+    assert "the steps in the legacy tables, Docker's chains among them, still print to the kernel log only" in str(fix)
+    host.save("legacy", "")
+    host.outputs[("iptables", "-V")] = "iptables v1.8.9 (legacy)\n"
     assert failing(host.findings()) == [("TRACE target", "pip install python-iptables, or use --backend nft")]
     host.save("legacy", "")
     host.save("nft", NFT_SAVE)
@@ -249,6 +262,114 @@ def test_both_backends_hold_rules(host: FakeHost) -> None:
         "tail -f /var/log/kern.log | tracelog parse",
         "stdbuf -oL xtables-monitor --trace | tracelog parse",
     ]
+
+
+DOCKER_LEGACY_SAVE = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER-USER -j RETURN
+COMMIT
+"""
+
+
+def findings_of(findings: list[Finding], check: str) -> list[tuple[str, str, str | None]]:
+    return [(finding.level, finding.message, finding.fix) for finding in findings if finding.check == check]
+
+
+def test_docker_in_legacy_while_iptables_runs_nft(host: FakeHost) -> None:
+    """Docker 20.10 on iptables-legacy, the admin's own rules through `iptables` (nf_tables): a mixed host."""
+    host.write("proc/net/ip_tables_names", "filter\nnat\n")
+    host.save("legacy", DOCKER_LEGACY_SAVE)
+    host.save("nft", NFT_SAVE)
+    host.outputs[("iptables", "-V")] = "iptables v1.8.9 (nf_tables)\n"
+    host.outputs[("nft", "list", "tables")] = "table ip filter\n"
+    facts = host.facts()
+    assert (facts.usage.legacy_owners, facts.usage.nft_owners, facts.usage.nft_tables) == (
+        ("Docker",),
+        (),
+        ("ip filter",),
+    )
+    findings = diagnose(facts)
+    assert findings_of(findings, "mixed backends") == [
+        (
+            "info",
+            "Docker's chains are in the legacy tables, while `iptables` runs iptables-nft (nf_tables): "
+            "`iptables -L` and `iptables-save` do not show them, iptables-legacy-save does",
+            None,
+        )
+    ]
+    choice = choose_backend(facts.usage)
+    assert (choice.backend, choice.both) == ("nft", True)
+    kernel_log, monitor = trace_sources(facts, choice)
+    assert kernel_log.shows == "the steps in the legacy tables ipv4 filter, ipv4 nat (Docker's chains)"
+    assert monitor.shows == "the steps in the nf_tables tables ip filter, ip raw"
+    assert monitor.what == "nf_tables trace events (netlink)"
+    assert findings_of(findings, "trace readers") == [
+        ("ok", f"tail -f /var/log/kern.log | tracelog parse shows {kernel_log.shows}", None),
+        ("ok", f"stdbuf -oL xtables-monitor --trace | tracelog parse shows {monitor.shows}", None),
+        (
+            "warn",
+            "a traced packet's steps are split between two readers, tail -f /var/log/kern.log and stdbuf -oL "
+            "xtables-monitor --trace, and tracelog shows the part each one read as a packet of its own",
+            "read both, each with its own tracelog parse; or keep every rule in one backend",
+        ),
+    ]
+    assert tracing_works(findings)  # a split trace is still a trace
+    assert "trace readers" in [problem.check for problem in doctor.backend_problems(findings, ["ipv4"])]
+
+
+def test_the_other_way_round_docker_in_nf_tables_while_iptables_runs_legacy(host: FakeHost) -> None:
+    host.write("proc/net/ip_tables_names", "")
+    host.save("legacy", "")
+    host.save("nft", DOCKER_LEGACY_SAVE)
+    host.outputs[("nft", "list", "tables")] = "table ip filter\n"
+    [(level_, message, _)] = findings_of(host.findings(), "mixed backends")
+    assert (level_, message) == (
+        "info",
+        "Docker's chains are in the nf_tables tables, while `iptables` runs iptables-legacy (python-iptables): "
+        "`iptables -L` and `iptables-save` do not show them, iptables-nft-save does",
+    )
+
+
+def test_empty_legacy_tables_beside_nf_tables_add_their_policy_steps(host: FakeHost) -> None:
+    """Legacy tables once loaded (`iptables-legacy -L` is enough) stay and print policy lines for flagged packets."""
+    host.write("proc/net/ip_tables_names", "raw\nfilter\n")
+    host.save("legacy", "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+    host.save("nft", NFT_SAVE)
+    facts = host.facts()
+    choice = choose_backend(facts.usage)
+    assert (choice.backend, choice.both) == ("nft", False)
+    kernel_log, _ = trace_sources(facts, choice)
+    assert kernel_log.shows == (
+        "the steps in the legacy tables ipv4 raw, ipv4 filter; they hold no rules, so mostly their policy steps"
+    )
+    [spread] = [finding for finding in diagnose(facts) if finding.check == "trace readers" and finding.fix]
+    assert (spread.level, spread.fix) == ("info", "read both, each with its own tracelog parse")
+
+
+def test_one_backend_one_reader(host: FakeHost) -> None:
+    facts = host.facts()
+    [source] = trace_sources(facts, choose_backend(facts.usage))
+    assert source.shows == "the steps in the legacy tables ipv4 filter, ipv4 raw"
+    assert findings_of(diagnose(facts), "trace readers") == [
+        (
+            "ok",
+            "tail -f /var/log/kern.log | tracelog parse shows the steps in the legacy tables ipv4 filter, ipv4 raw",
+            None,
+        )
+    ]
+
+
+def test_without_nft_the_tables_come_from_iptables_nft_save(host: FakeHost) -> None:
+    host.save("legacy", "")
+    host.save("nft", "*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT DROP [0:0]\nCOMMIT\n")
+    assert host.facts().usage.nft_tables == ("ip raw", "ip filter")
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from tracelog.errors import Unavailable
 from tracelog.events import Family
-from tracelog.rules.backends import BackendName, Probe, run_probe
+from tracelog.rules.backends import BACKENDS, SAVE_TOOLS, BackendName, Probe, run_probe
 from tracelog.rules.detect import BackendUsage, Choice, choose_backend, parse_requested, probe_usage
 from tracelog.rules.legacy import load_iptc
 
@@ -75,11 +75,12 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where this host puts one backend's trace output, and the command that reads it."""
+    """Where this host puts one backend's trace output, the command that reads it, and which steps it gets."""
 
     what: str
     reader: str
     backend: BackendName
+    shows: str = ""
 
     def command(self, rules: Iterable[Path] = ()) -> str:
         """`dmesg -w | tracelog parse --rules SNAPSHOT`: snapshots turn legacy rule numbers into rules."""
@@ -270,11 +271,17 @@ def diagnose(facts: HostFacts, requested: str = "auto") -> list[Finding]:
     choice = choose_backend(facts.usage, parse_requested(requested))
     legacy = choice.backend == "legacy" or choice.both
     nft = choice.backend == "nft" or choice.both
-    findings = [_privileges(facts), _backends(facts, choice), *_trace_target(facts, choice)]
+    findings = [
+        _privileges(facts),
+        _backends(facts, choice),
+        *_mixed_backends(facts.usage),
+        *_trace_target(facts, choice),
+    ]
     if legacy:
         findings += [*_nf_log_checks(facts), *_netns_check(facts), _log_sink(facts)]
     if nft:
         findings.append(_nft_reader(facts))
+    findings += _reader_findings(facts, choice)
     findings += _bridge_checks(facts)
     return findings
 
@@ -301,10 +308,40 @@ def _backends(facts: HostFacts, choice: Choice) -> Finding:
         return Finding(
             "backends",
             "warn",
-            message + ". A packet flagged by either is traced by the tables of "
-            "both: lines of legacy tables go to the kernel log, those of nf_tables to xtables-monitor",
+            message + ". A packet one backend flags is traced by the tables of both: the steps in legacy tables "
+            "print to the kernel log, those in nf_tables go to xtables-monitor (see trace readers)",
         )
     return Finding("backends", "ok", message)
+
+
+def _mixed_backends(usage: BackendUsage) -> list[Finding]:
+    """Programs whose chains sit in the backend `iptables` does not run: `iptables -L` does not show them."""
+    flavour = usage.iptables_flavour
+    if flavour is None:
+        return []
+    other: BackendName = "legacy" if flavour == "nft" else "nft"
+    owners = [owner for owner in usage.owners(other) if owner not in usage.owners(flavour)]
+    if not owners:
+        return []
+    runs, shown_by = _backend_words(flavour), SAVE_TOOLS[other]["ipv4"]
+    return [
+        Finding(
+            "mixed backends",
+            "info",
+            f"{_chains_of(owners)} are in the {_TABLE_WORDS[other]}, while `iptables` runs {runs}: "
+            f"`iptables -L` and `iptables-save` do not show them, {shown_by} does",
+        )
+    ]
+
+
+_TABLE_WORDS: dict[BackendName, str] = {"legacy": "legacy tables", "nft": "nf_tables tables"}
+
+
+def _chains_of(owners: Sequence[str]) -> str:
+    """`Docker's chains`, `the chains of Docker and kube-proxy`."""
+    if len(owners) == 1:
+        return f"{owners[0]}'s chains"
+    return f"the chains of {', '.join(owners[:-1])} and {owners[-1]}"
 
 
 def _backend_words(backend: BackendName) -> str:
@@ -332,9 +369,7 @@ def _trace_target(facts: HostFacts, choice: Choice) -> list[Finding]:
             )
         )
     if choice.backend == "legacy" and facts.legacy_library is not None:
-        findings.append(
-            Finding("TRACE target", "fail", facts.legacy_library, "pip install python-iptables, or use --backend nft")
-        )
+        findings.append(Finding("TRACE target", "fail", facts.legacy_library, _legacy_library_fix(facts.usage)))
     if choice.backend == "nft" and "iptables-nft" not in facts.tools:
         findings.append(Finding("TRACE target", "fail", "iptables-nft is not installed", "apt install iptables"))
     if not findings:
@@ -347,6 +382,22 @@ def _trace_target(facts: HostFacts, choice: Choice) -> list[Finding]:
         )
         findings.append(Finding("TRACE target", "ok", where))
     return findings
+
+
+def _legacy_library_fix(usage: BackendUsage) -> str:
+    """Installing the library; `--backend nft` only where no legacy rule's steps would move out of sight.
+
+    The TRACE rule would move to nf_tables, but the legacy tables keep
+    printing their steps to the kernel log, a reader other than the one
+    `--backend nft` prints.
+    """
+    if not usage.legacy_used:
+        return "pip install python-iptables, or use --backend nft"
+    whose = f", {_chains_of(usage.legacy_owners)} among them," if usage.legacy_owners else ""
+    return (
+        "pip install python-iptables (with --backend nft the TRACE rule goes to nf_tables, but the steps in the "
+        f"legacy tables{whose} still print to the kernel log only: read both trace readers then)"
+    )
 
 
 def _nf_log_checks(facts: HostFacts) -> list[Finding]:
@@ -473,15 +524,66 @@ def _bridge_checks(facts: HostFacts) -> list[Finding]:
 
 
 def trace_sources(facts: HostFacts, choice: Choice, family: Family = "ipv4") -> list[Source]:
-    """Where this host puts the trace of the chosen backend (and of the other one when both hold rules)."""
+    """Where this host puts each part of a trace: the chosen backend's reader, then the other's if it gets steps.
+
+    `-j TRACE` only flags the packet; every table it then crosses reports
+    it, each through its own backend: legacy tables print to the kernel log,
+    nf_tables sends netlink events.  So the other backend's reader gets steps
+    too whenever that backend has tables here, rules or not.
+    """
+    other: BackendName = "nft" if choice.backend == "legacy" else "legacy"
+    backends = [choice.backend] + ([other] if facts.usage.tables(other) or choice.both else [])
     sources = []
-    if choice.backend == "legacy" or choice.both:
-        sources.append(_legacy_source(facts, family))
-    if choice.backend == "nft" or choice.both:
-        inside = f"ip netns exec {facts.netns_name} " if facts.netns_name and facts.in_init_netns is False else ""
-        reader = "stdbuf -oL xtables-monitor --trace" if "xtables-monitor" in facts.tools else "nft monitor trace"
-        sources.append(Source("nf_tables trace events (netlink, never the kernel log)", inside + reader, "nft"))
+    for backend in sorted(backends, key=BACKENDS.index):
+        source = _legacy_source(facts, family) if backend == "legacy" else _nft_source(facts)
+        sources.append(replace(source, shows=_shown_steps(facts.usage, backend, backend == choice.backend, family)))
     return sources
+
+
+def _nft_source(facts: HostFacts) -> Source:
+    inside = f"ip netns exec {facts.netns_name} " if facts.netns_name and facts.in_init_netns is False else ""
+    reader = "stdbuf -oL xtables-monitor --trace" if "xtables-monitor" in facts.tools else "nft monitor trace"
+    return Source("nf_tables trace events (netlink)", inside + reader, "nft")
+
+
+def _shown_steps(usage: BackendUsage, backend: BackendName, traced_here: bool, family: Family) -> str:
+    """`the steps in the legacy tables ipv4 filter, ipv4 nat (Docker's chains)`, or why there are only policies."""
+    tables = list(usage.tables(backend))
+    raw = f"{family} raw" if backend == "legacy" else f"{'ip' if family == 'ipv4' else 'ip6'} raw"
+    if traced_here and raw not in tables:
+        tables.append(raw)  # where tracelog puts its TRACE rules
+    names = ", ".join(tables) or "none yet"
+    owners = f" ({_chains_of(usage.owners(backend))})" if usage.owners(backend) else ""
+    steps = f"the steps in the {_TABLE_WORDS[backend]} {names}{owners}"
+    if usage.rules(backend) == 0:
+        held = "tracelog's TRACE rules" if traced_here else "no rules"
+        steps += f"; they hold {held}, so mostly their policy steps"
+    return steps
+
+
+def split_trace(facts: HostFacts, choice: Choice) -> bool:
+    """Whether the rules that decide a packet's fate are in the backend whose reader tracelog does not print first."""
+    other: BackendName = "nft" if choice.backend == "legacy" else "legacy"
+    return facts.usage.used(other)
+
+
+def _reader_findings(facts: HostFacts, choice: Choice) -> list[Finding]:
+    sources = trace_sources(facts, choice)
+    findings = [Finding("trace readers", "ok", f"{source.command()} shows {source.shows}") for source in sources]
+    if len(sources) > 1:
+        split = split_trace(facts, choice)
+        findings.append(
+            Finding(
+                "trace readers",
+                "warn" if split else "info",
+                f"a traced packet's steps are {'split between' if split else 'spread over'} two readers, "
+                f"{sources[0].reader} and {sources[1].reader}, and tracelog shows the part each one read as a "
+                "packet of its own",
+                "read both, each with its own tracelog parse"
+                + ("; or keep every rule in one backend" if split else ""),
+            )
+        )
+    return findings
 
 
 def _legacy_source(facts: HostFacts, family: Family) -> Source:

@@ -19,15 +19,43 @@ _XTABLES_NFT_TABLES = {
 } | {"arp filter", "bridge filter", "bridge nat", "bridge broute"}
 
 
+# Whose chains these are, by the prefix of their names in iptables-save (legacy or nft) ...
+_CHAIN_OWNERS = (
+    ("DOCKER", "Docker"),
+    ("KUBE-", "kube-proxy"),
+    ("NETAVARK", "Podman"),
+    ("cali-", "Calico"),
+    ("CILIUM_", "Cilium"),
+    ("LIBVIRT_", "libvirt"),
+    ("ufw-", "ufw"),
+    ("f2b-", "fail2ban"),
+)
+# ... and by the name of their native nftables table.
+_TABLE_OWNERS = {
+    "docker-bridges": "Docker",
+    "kube-proxy": "kube-proxy",
+    "netavark": "Podman",
+    "firewalld": "firewalld",
+    "fw4": "OpenWrt fw4",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class BackendUsage:
-    """What each backend holds in this namespace, tracelog's own rules left out."""
+    """What each backend holds in this namespace, tracelog's own rules left out.
+
+    `*_owners` name the programs whose chains or tables are in each backend
+    (Docker, kube-proxy, …); `nft_tables` lists every nf_tables table.
+    """
 
     legacy_tables: tuple[str, ...] = ()
     legacy_rules: int | None = 0
     nft_rules: int | None = 0
     nft_native_tables: tuple[str, ...] = ()
     iptables_flavour: BackendName | None = None
+    nft_tables: tuple[str, ...] = ()
+    legacy_owners: tuple[str, ...] = ()
+    nft_owners: tuple[str, ...] = ()
 
     @property
     def legacy_used(self) -> bool:
@@ -36,6 +64,19 @@ class BackendUsage:
     @property
     def nft_used(self) -> bool:
         return bool(self.nft_rules) or bool(self.nft_native_tables)
+
+    def tables(self, backend: BackendName) -> tuple[str, ...]:
+        """The tables a traced packet can cross in one backend (`ipv4 filter`, `ip filter`, `inet fw4`)."""
+        return self.legacy_tables if backend == "legacy" else self.nft_tables
+
+    def rules(self, backend: BackendName) -> int | None:
+        return self.legacy_rules if backend == "legacy" else self.nft_rules
+
+    def owners(self, backend: BackendName) -> tuple[str, ...]:
+        return self.legacy_owners if backend == "legacy" else self.nft_owners
+
+    def used(self, backend: BackendName) -> bool:
+        return self.legacy_used if backend == "legacy" else self.nft_used
 
     def describe(self) -> str:
         """`legacy: 12 rules; nf_tables: 3 rules, native tables inet fw4` for people."""
@@ -79,6 +120,29 @@ def _tagged(line: str) -> bool:
     return f'--comment "{TAG_PREFIX}' in line or f"--comment {TAG_PREFIX}" in line
 
 
+def chain_owners(saved: str) -> tuple[str, ...]:
+    """The programs whose chains `iptables-save` text declares (`:DOCKER-USER - [0:0]` → Docker), in order."""
+    chains = (line[1:].split()[0] for line in saved.splitlines() if line.startswith(":") and len(line) > 1)
+    owners = [owner for chain in chains for prefix, owner in _CHAIN_OWNERS if chain.startswith(prefix)]
+    return tuple(dict.fromkeys(owners))
+
+
+def table_owners(tables: tuple[str, ...]) -> tuple[str, ...]:
+    """The programs known by their native nftables table (`ip docker-bridges` → Docker)."""
+    owners = [_TABLE_OWNERS[table.split()[-1]] for table in tables if table.split()[-1] in _TABLE_OWNERS]
+    return tuple(dict.fromkeys(owners))
+
+
+def all_tables(listing: str) -> tuple[str, ...]:
+    """Every table `nft list tables` names, `ip filter`, `inet fw4`, …"""
+    return tuple(line.removeprefix("table ").strip() for line in listing.splitlines() if line.startswith("table "))
+
+
+def saved_tables(saved: str, family: str) -> tuple[str, ...]:
+    """The tables `iptables-nft-save` printed (`*filter` → `ip filter`); it prints only tables that exist."""
+    return tuple(f"{family} {line[1:].strip()}" for line in saved.splitlines() if line.startswith("*"))
+
+
 def native_tables(listing: str) -> tuple[str, ...]:
     """nft tables from `nft list tables` that iptables-nft did not create."""
     tables = (line.removeprefix("table ").strip() for line in listing.splitlines() if line.startswith("table "))
@@ -100,16 +164,33 @@ def probe_usage(probe: Probe = run_probe, root: Path = Path("/")) -> BackendUsag
         for table in _read_words(root / name)
     )
     legacy_rules: int | None = 0
+    legacy_saved: list[str | None] = []
     if legacy_tables:
-        saved = [probe([tool]) for tool in SAVE_TOOLS["legacy"].values()]
-        legacy_rules = None if None in saved else sum(count_rules(text or "") for text in saved)
+        legacy_saved = [probe([tool]) for tool in SAVE_TOOLS["legacy"].values()]
+        legacy_rules = None if None in legacy_saved else sum(count_rules(text or "") for text in legacy_saved)
     nft_saved = [probe([tool]) for tool in SAVE_TOOLS["nft"].values()]
+    listing = probe(["nft", "list", "tables"])
+    nft_tables = (
+        all_tables(listing)
+        if listing is not None
+        else tuple(
+            table
+            for family, text in zip(("ip", "ip6"), nft_saved, strict=True)
+            for table in saved_tables(text or "", family)
+        )
+    )
+    native = native_tables(listing or "")
     return BackendUsage(
         legacy_tables=legacy_tables,
         legacy_rules=legacy_rules,
         nft_rules=None if None in nft_saved else sum(count_rules(text or "") for text in nft_saved),
-        nft_native_tables=native_tables(probe(["nft", "list", "tables"]) or ""),
+        nft_native_tables=native,
         iptables_flavour=iptables_flavour(probe(["iptables", "-V"])),
+        nft_tables=nft_tables,
+        legacy_owners=chain_owners("\n".join(text or "" for text in legacy_saved)),
+        nft_owners=tuple(
+            dict.fromkeys(chain_owners("\n".join(text or "" for text in nft_saved)) + table_owners(native))
+        ),
     )
 
 
