@@ -29,11 +29,12 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog import cli
 from tracelog.docker import container_from_inspect, inspect_container
+from tracelog.doctor import Source
 from tracelog.errors import ExitStatus, Unavailable, UsageError
 from tracelog.events import Family
 from tracelog.rules import manage
-from tracelog.rules.backends import BackendName, FoundRule
-from tracelog.rules.detect import BackendUsage, choose_backend, count_rules, iptables_flavour, native_tables
+from tracelog.rules.backends import BackendName, FoundRule, TableChange
+from tracelog.rules.detect import BackendUsage, Choice, choose_backend, count_rules, iptables_flavour, native_tables
 from tracelog.rules.nft import _trace_rule
 from tracelog.rules.spec import (
     DEFAULT_DURATION,
@@ -49,6 +50,7 @@ from tracelog.rules.spec import (
     parse_tag,
     plan_specs,
 )
+from tracelog.state import namespace_id, save_snapshot
 
 NOW = datetime(2026, 11, 28, 4, 0, 0, 250000, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 28, 5, 0, 1, tzinfo=UTC)
@@ -456,6 +458,18 @@ class MemoryBackend:
     def __init__(self, name: BackendName = "nft") -> None:
         self.name = name
         self.rules: list[RuleArgs | FoundRule] = []
+        self.chains: set[tuple[Family, str]] = set()  # chains that exist
+        self.created: set[tuple[Family, str]] = set()  # ... and those tracelog made
+
+    def remove_created_tables(self) -> list[TableChange]:
+        """Like nf_tables: a chain tracelog made goes when no rule is left in it."""
+        gone = []
+        for family, chain in sorted(self.created):
+            if not any(rule.family == family and rule.chain == chain for rule in self.rules):
+                self.created.discard((family, chain))
+                self.chains.discard((family, chain))
+                gone.append(TableChange("removed", self.name, family, f"chain raw {chain}", "made for tracelog"))
+        return gone
 
     def trace_rules(self, family: Family) -> list[FoundRule]:
         return [self._found(rule) for rule in self.rules if rule.family == family]
@@ -468,6 +482,9 @@ class MemoryBackend:
     def add(self, rule: RuleArgs) -> bool:
         if rule in self.rules:
             return False
+        if (rule.family, rule.chain) not in self.chains:
+            self.chains.add((rule.family, rule.chain))
+            self.created.add((rule.family, rule.chain))
         self.rules.append(rule)
         return True
 
@@ -517,6 +534,92 @@ def test_a_failed_enable_takes_back_what_it_added() -> None:
     with pytest.raises(Unavailable):
         manage.add_rules(backend, [TraceSpec("icmp")], renew=True)
     assert backend.rules == []
+    assert backend.chains == set()  # the chain made for the first rule went with it
+
+
+def test_enable_names_every_reader_and_what_it_shows() -> None:
+    kernel_log = Source("the kernel ring buffer", "dmesg -w", "legacy", "the steps in the legacy tables ipv4 filter")
+    monitor = Source(
+        "nf_tables trace events (netlink)",
+        "stdbuf -oL xtables-monitor --trace",
+        "nft",
+        "the steps in the nf_tables tables ip raw",
+    )
+    report = manage.EnableReport(Choice("nft", "asked"), [TraceSpec("icmp")], [], sources=[kernel_log, monitor])
+    lines = report.lines()
+    assert lines[lines.index("read the trace from the kernel ring buffer:") :][:6] == [
+        "read the trace from the kernel ring buffer:",
+        "    dmesg -w | tracelog parse",
+        "    it shows the steps in the legacy tables ipv4 filter",
+        "read the trace from nf_tables trace events (netlink):",
+        "    stdbuf -oL xtables-monitor --trace | tracelog parse",
+        "    it shows the steps in the nf_tables tables ip raw",
+    ]
+    assert (
+        "this watch does not read the kernel ring buffer, which shows the steps in the legacy tables ipv4 "
+        "filter: dmesg -w | tracelog parse"
+    ) in report.watch_lines()
+
+
+@pytest.fixture
+def memory_backends(caps: Path, monkeypatch: pytest.MonkeyPatch) -> list[MemoryBackend]:
+    """`disable` and `status` over in-memory backends: an nft one where tracelog makes its chains, a legacy one."""
+    backends = [MemoryBackend("nft"), MemoryBackend("legacy")]
+    monkeypatch.setattr(manage, "open_backends", lambda requested: (backends, []))
+    return backends
+
+
+def test_disable_removes_the_chains_tracelog_made_once_empty(memory_backends: list[MemoryBackend]) -> None:
+    nft, legacy = memory_backends
+    manage.add_rules(nft, [TraceSpec("icmp")], renew=True)
+    legacy.chains |= {("ipv4", "PREROUTING"), ("ipv4", "OUTPUT")}  # the user's: never made by tracelog
+    manage.add_rules(legacy, [TraceSpec("tcp", dport=80)], renew=True)
+    lines = manage.disable_lines("auto")
+    assert lines[-1] == "removed 4 tracelog rules"
+    assert [line for line in lines if "chain raw" in line] == [
+        "removed  nft    ipv4 chain raw OUTPUT  (made for tracelog)",
+        "removed  nft    ipv4 chain raw PREROUTING  (made for tracelog)",
+    ]
+    assert nft.chains == set()
+    assert legacy.chains == {("ipv4", "PREROUTING"), ("ipv4", "OUTPUT")}
+    assert manage.disable_lines("auto") == ["no tracelog rules found"]
+
+
+def test_a_made_chain_holding_another_rule_stays(memory_backends: list[MemoryBackend]) -> None:
+    nft, _ = memory_backends
+    manage.add_rules(nft, [TraceSpec("icmp")], renew=True)
+    nft.rules.append(FoundRule("nft", "ipv4", "OUTPUT", None, "-j CT --notrack"))
+    assert [line for line in manage.disable_lines("auto") if "chain raw" in line] == [
+        "removed  nft    ipv4 chain raw PREROUTING  (made for tracelog)"
+    ]
+    assert nft.chains == {("ipv4", "OUTPUT")}
+
+
+def test_status_lists_the_snapshots_kept(
+    memory_backends: list[MemoryBackend], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACELOG_STATE_DIR", str(tmp_path))
+    lines = manage.status_lines("auto", NOW)
+    assert lines[-1] == (
+        f"no ruleset snapshots in {tmp_path}/snapshots "
+        "(the newest 10 per network namespace are kept, none older than 7 days)"
+    )
+    for minutes in range(12):
+        save_snapshot({"iptables-nft-save": "*raw\nCOMMIT\n"}, NOW + timedelta(minutes=minutes), tmp_path)
+    (tmp_path / "snapshots" / f"20261101T000000.000000Z-{namespace_id()}").mkdir()  # older than 7 days
+    lines = manage.status_lines("auto", NOW + timedelta(minutes=12))
+    listed = lines[
+        lines.index(
+            f"ruleset snapshots in {tmp_path}/snapshots (10; the newest 10 per network "
+            "namespace are kept, none older than 7 days):"
+        )
+        + 1 :
+    ]
+    assert len(listed) == 10
+    assert listed[-1] == (
+        f"  2026-11-28 04:11:00 UTC  this namespace ({namespace_id()})  "
+        f"20261128T041100.250000Z-{namespace_id()}: iptables-nft-save"
+    )
 
 
 def test_disable_removes_tracelog_rules_only_and_keeps_changed_ones() -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.lab import dockerlab, kernlog
+from tracelog.rules.legacy import LEFT_EMPTY as LEGACY_LEFT_EMPTY
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]
 
@@ -398,6 +399,149 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
     return found
+
+
+# -- what tracing leaves behind -------------------------------------------------------------------------
+
+_NFT_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+
+
+def filter_rules_only(ns: LabNamespace, backend: str) -> None:
+    """The user's filter rules without any raw table: tracelog has to bring the raw table and chains itself."""
+    for family, rules in USER_RULES.items():
+        filter_only = rules[rules.index("*filter") :]
+        subprocess.run(
+            ["ip", "netns", "exec", ns.name, ns.tool(backend, family, "restore")],
+            input=filter_only,
+            text=True,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=True,
+        )
+
+
+def nft_ruleset(ns: LabNamespace) -> str:
+    """`nft list ruleset` without counters."""
+    return _NFT_COUNTER.sub("counter", ns.run("nft", "list", "ruleset").stdout)
+
+
+def whole_state(ns: LabNamespace, backend: str) -> tuple[str, ...]:
+    """Both families' `iptables-save` of the backend and, for nft, the nf_tables ruleset, counters aside."""
+    saved = tuple(ns.save(backend, family) for family in ("ipv4", "ipv6"))
+    return (*saved, nft_ruleset(ns)) if backend == "nft" else saved
+
+
+@pytest.fixture
+def bare_ns(tmp_path: Path, backend: str) -> Iterator[LabNamespace]:
+    with lab_namespace(tmp_path / "state") as namespace:
+        filter_rules_only(namespace, backend)
+        yield namespace
+
+
+def test_disable_removes_the_raw_tables_and_chains_tracelog_created(bare_ns: LabNamespace, backend: str) -> None:
+    if backend == "nft" and shutil.which("nft") is None:
+        pytest.skip("nft is needed to look at the ruleset")
+    before = whole_state(bare_ns, backend)
+    enable(bare_ns, backend, "ipv4")
+    enable(bare_ns, backend, "ipv6")
+    if backend == "nft":
+        assert 'comment "tracelog: created for its TRACE rules' in nft_ruleset(bare_ns)
+    bare_ns.ping("ipv4")
+    done = bare_ns.tracelog("disable", "--backend", backend)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "removed 4 tracelog rules"
+    if backend == "nft":
+        assert sorted(line for line in lines if " table " in line or " chain " in line) == sorted(
+            f"removed  nft    {family} {what}  (tracelog created it; empty again)"
+            for family, name in (("ipv4", "ip raw"), ("ipv6", "ip6 raw"))
+            for what in (f"chain {name} PREROUTING", f"chain {name} OUTPUT", f"table {name}")
+        )
+        assert whole_state(bare_ns, backend) == before
+    else:
+        # Legacy tables cannot be unloaded from one namespace: they stay, empty, and status says so.
+        assert [line for line in lines if line.startswith("kept ")] == [
+            f"kept     legacy {family} table raw  ({LEGACY_LEFT_EMPTY})" for family in ("ipv4", "ipv6")
+        ]
+        empty_raw = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+        assert [saved.replace(empty_raw, "") for saved in whole_state(bare_ns, backend)] == list(before)
+        status = bare_ns.tracelog("status", "--backend", backend).stdout
+        assert f"kept     legacy ipv4 table raw  ({LEGACY_LEFT_EMPTY})" in status
+
+
+def test_a_table_that_was_there_stays_and_only_the_chain_tracelog_created_goes(tmp_path: Path) -> None:
+    require_backend("nft")
+    with lab_namespace(tmp_path / "state") as ns:
+        ns.run("iptables-nft", "-t", "raw", "-A", "PREROUTING", "-s", "192.0.2.99", "-j", "CT", "--notrack")
+        before = whole_state(ns, "nft")
+        enable(ns, "nft", "ipv4")
+        lines = ns.tracelog("disable").stdout.splitlines()
+        assert [line for line in lines if " chain " in line or " table " in line] == [
+            "removed  nft    ipv4 chain ip raw OUTPUT  (tracelog created it; empty again)"
+        ]
+        assert whole_state(ns, "nft") == before
+
+
+def test_a_created_table_with_a_foreign_rule_is_kept(bare_ns: LabNamespace, backend: str) -> None:
+    if backend != "nft":
+        pytest.skip("legacy tables are never removed")
+    enable(bare_ns, "nft", "ipv4")
+    bare_ns.run("iptables-nft", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "9", "-j", "CT", "--notrack")
+    lines = bare_ns.tracelog("disable").stdout.splitlines()
+    assert [line for line in lines if " chain " in line or " table " in line] == [
+        "removed  nft    ipv4 chain ip raw PREROUTING  (tracelog created it; empty again)"
+    ]
+    assert "CT --notrack" in bare_ns.save("nft", "ipv4")
+
+
+def test_after_a_crash_status_removes_expired_rules_and_their_tables(tmp_path: Path) -> None:
+    """The mark is in the kernel: a later process, not the one that created the table, removes it."""
+    require_backend("nft")
+    with lab_namespace(tmp_path / "state") as ns:
+        filter_rules_only(ns, "nft")
+        before = whole_state(ns, "nft")
+        watch = subprocess.Popen(
+            ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env=ns.env(),
+        )
+        try:
+            wait_for_rules(ns, "nft")
+        finally:
+            watch.kill()
+            watch.wait(timeout=10)
+        assert whole_state(ns, "nft") != before
+        time.sleep(3.5)
+        status = ns.tracelog("status")
+        assert status.returncode == 0, status.stderr
+        assert "removed  nft    ipv4 table ip raw  (tracelog created it; empty again)" in status.stdout
+        assert whole_state(ns, "nft") == before
+
+
+def test_watch_removes_the_tables_it_created_when_it_ends(bare_ns: LabNamespace, backend: str) -> None:
+    if backend != "nft":
+        pytest.skip("legacy tables are never removed")
+    before = whole_state(bare_ns, "nft")
+    watch = subprocess.Popen(
+        bare_ns.tracelog_argv("watch", "icmp", "--backend", "nft"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=bare_ns.env(),
+    )
+    try:
+        wait_for_rules(bare_ns, "nft")
+        watch.send_signal(signal.SIGTERM)
+        _, stderr = watch.communicate(timeout=20)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert "tracelog: removed  nft    ipv4 table ip raw  (tracelog created it; empty again)" in stderr
+    assert whole_state(bare_ns, "nft") == before
 
 
 # -- --container: both halves of a conversation ------------------------------------------------------

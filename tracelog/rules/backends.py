@@ -36,6 +36,22 @@ class FoundRule:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class TableChange:
+    """A table or base chain tracelog caused to exist: removed once empty again, or why it stays."""
+
+    action: Literal["removed", "kept"]
+    backend: BackendName
+    family: Family
+    what: str
+    note: str = ""
+
+    def line(self) -> str:
+        """`removed  nft    ipv4 chain ip raw OUTPUT  (tracelog created it; empty again)`."""
+        text = f"{self.action:<8} {self.backend:<6} {self.family} {self.what}"
+        return text + (f"  ({self.note})" if self.note else "")
+
+
 class RuleBackend(Protocol):
     """Installs and removes single TRACE rules by exact match; never anything else."""
 
@@ -49,6 +65,9 @@ class RuleBackend(Protocol):
 
     def delete(self, rule: RuleArgs) -> bool:
         """Delete one rule equal to `rule`; False when there is none (nothing else is touched)."""
+
+    def remove_created_tables(self) -> list[TableChange]:
+        """Remove the raw tables and chains tracelog created that are empty again; say what has to stay."""
 
 
 def run_probe(argv: Sequence[str]) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from tracelog.errors import FirewallError, Unavailable
 from tracelog.events import Family
-from tracelog.rules.backends import BackendName, FoundRule, refused
+from tracelog.rules.backends import FAMILIES, BackendName, FoundRule, TableChange, refused
 from tracelog.rules.spec import PROTOCOL_NUMBER, TABLE, TARGET, RuleArgs
 
 TABLE_NAMES: dict[Family, Path] = {
@@ -26,6 +26,10 @@ TABLE_NAMES: dict[Family, Path] = {
     "ipv6": Path("/proc/net/ip6_tables_names"),
 }
 LOCK_WAIT = 10.0
+LEFT_EMPTY = (
+    "empty; a legacy table cannot be removed from one network namespace, so it stays, and prints "
+    "its policy lines into kernel-log traces"
+)
 _ANY = {"0.0.0.0/0.0.0.0", "::/0", None}
 
 
@@ -112,6 +116,18 @@ class LegacyBackend:
             chain.delete_rule(candidate)
             table.commit()
             return True
+
+    def remove_created_tables(self) -> list[TableChange]:
+        """Nothing can go: say which raw tables are left empty."""
+        changes = []
+        for family in FAMILIES:
+            if not has_raw_table(family):
+                continue
+            with self._errors(f"cannot list the legacy {family} {TABLE} table"):
+                empty = not any(chain.rules for chain in self._table(family).chains)
+            if empty:
+                changes.append(TableChange("kept", "legacy", family, f"table {TABLE}", LEFT_EMPTY))
+        return changes
 
     def _table(self, family: Family) -> Any:
         """The raw table re-read from the kernel, with changes held until `commit()`."""

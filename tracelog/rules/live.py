@@ -188,7 +188,8 @@ def watching(plan: Plan, now: datetime, say: Callable[[str], None]) -> Iterator[
         source = open_source(plan)
         report: EnableReport | None = None
         try:
-            report = enable_tracing(plan, now, renew=False)
+            with _deferred_stop():  # a stop while rules are being added would lose track of them
+                report = enable_tracing(plan, now, renew=False)
             yield Watch(report, source)
         finally:
             with _shielded():
@@ -197,6 +198,8 @@ def watching(plan: Plan, now: datetime, say: Callable[[str], None]) -> Iterator[
                     added = [(change.rule, change.what) for change in report.added if change.rule is not None]
                     for change in remove_rules(plan.backend, added):
                         say(change.line())
+                    for table in plan.backend.remove_created_tables():
+                        say(table.line())
     problem = source.problem()
     if problem is not None:
         raise Unavailable(problem)
@@ -214,6 +217,21 @@ def _stop_signals() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def _deferred_stop() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver the first one that came."""
+    came: list[int] = []
+    numbers = (signal.SIGINT, *STOP_SIGNALS)
+    previous = {number: signal.signal(number, lambda signum, _frame: came.append(signum)) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if came:
+            signal.raise_signal(came[0])
 
 
 @contextlib.contextmanager

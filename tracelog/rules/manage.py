@@ -2,7 +2,8 @@
 
 Rules are found again by their comment tag alone and removed by rebuilding
 their exact arguments from it, so no state file is needed and nothing
-without the tag is ever touched.
+without the tag is ever touched.  Tables and chains tracelog had to create
+for its rules go again once they are empty (see each backend).
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ from tracelog.rules.spec import (
     parse_tag,
     plan_specs,
 )
-from tracelog.state import save_snapshot
+from tracelog.state import (
+    KEEP_PER_NAMESPACE,
+    MAX_AGE,
+    SNAPSHOTS,
+    list_snapshots,
+    namespace_id,
+    prune_snapshots,
+    save_snapshot,
+    state_dir,
+)
 
 Action = Literal["added", "present", "renewed", "removed", "kept"]
 PROC_STATUS = Path("/proc/self/status")
@@ -156,6 +166,7 @@ def add_rules(backend: RuleBackend, specs: Iterable[TraceSpec], *, renew: bool) 
     except TracelogError:
         # Half a trace is worse than none: take back what this run added, then report the failure.
         remove_rules(backend, [(c.rule, c.what) for c in changes if c.action == "added" and c.rule is not None])
+        backend.remove_created_tables()
         raise
     return changes
 
@@ -275,6 +286,7 @@ class EnableReport:
         lines = self._head()
         for source in self.sources:
             lines += [f"read the trace from {source.what}:", f"    {source.command(self.rule_files(source.backend))}"]
+            lines += [f"    it shows {source.shows}"] if source.shows else []
         lines += [
             "or enable, read and clean up in one go: tracelog watch (same options)",
             "stop tracing: tracelog disable",
@@ -283,8 +295,14 @@ class EnableReport:
         return [line for line in lines if line]
 
     def watch_lines(self) -> list[str]:
-        """The same without the reading hints: `watch` reads the trace itself."""
-        return [line for line in [*self._head(), self._snapshot_line()] if line]
+        """The same without the reading hints (`watch` reads the trace itself) but for the reader it does not read."""
+        others = [source for source in self.sources if source.backend != self.choice.backend]
+        lines = [
+            f"this watch does not read {source.what}, which shows {source.shows}: "
+            f"{source.command(self.rule_files(source.backend))}"
+            for source in others
+        ]
+        return [line for line in [*self._head(), *lines, self._snapshot_line()] if line]
 
     def _snapshot_line(self) -> str:
         return f"ruleset snapshot: {self.snapshot}" if self.snapshot else f"warning: {self.snapshot_problem}"
@@ -378,13 +396,32 @@ def status_lines(requested: str, now: datetime) -> list[str]:
     strays: list[str] = []
     for backend in backends:
         lines += [change.line() for change in remove_expired(backend, now)]
+        lines += [change.line() for change in backend.remove_created_tables()]
         found = survey(backend)
         mine += [_installed_line(item, now) for item in found.installed]
         strays += [f"  {rule.backend:<6} {rule.family} {TABLE} {rule.chain:<10} {rule.text}" for rule in found.strays]
     lines += [f"tracelog rules ({len(mine)}):", *mine] if mine else ["no tracelog rules are installed"]
     if strays:
         lines += [f"TRACE rules tracelog did not install, left alone ({len(strays)}):", *strays]
-    return lines
+    return lines + snapshot_lines(now)
+
+
+def snapshot_lines(now: datetime, directory: Path | None = None) -> list[str]:
+    """The ruleset snapshots kept, newest last, after pruning; this namespace's marked."""
+    prune_snapshots(directory, now)
+    where = (directory or state_dir()) / SNAPSHOTS
+    problems: list[str] = []
+    snapshots = list_snapshots(directory, warn=problems.append)
+    kept = f"the newest {KEEP_PER_NAMESPACE} per network namespace are kept, none older than {MAX_AGE.days} days"
+    if not snapshots:
+        return [*(f"note: {problem}" for problem in problems), f"no ruleset snapshots in {where} ({kept})"]
+    here = namespace_id()
+    lines = [f"ruleset snapshots in {where} ({len(snapshots)}; {kept}):"]
+    for snapshot in snapshots:
+        whose = f"this namespace ({here})" if snapshot.namespace == here else snapshot.namespace
+        files = ", ".join(snapshot.files) or "no files"
+        lines.append(f"  {snapshot.taken:%Y-%m-%d %H:%M:%S} UTC  {whose}  {snapshot.path.name}: {files}")
+    return [*(f"note: {problem}" for problem in problems), *lines]
 
 
 def _installed_line(item: Installed, now: datetime) -> str:
@@ -413,7 +450,16 @@ def disable_lines(requested: str) -> list[str]:
     """`tracelog disable`: remove every rule tracelog installed, nothing else."""
     require_net_admin()
     backends, notes = open_backends(parse_requested(requested))
-    changes = [change for backend in backends for change in remove_all(backend)]
+    lines = [f"note: {note}" for note in notes]
+    changes: list[Change] = []
+    for backend in backends:
+        mine = remove_all(backend)
+        lines += [change.line() for change in mine]
+        # Legacy tables cannot go: that is said when tracelog just emptied one (and always by `status`).
+        emptied = any(change.action == "removed" for change in mine)
+        lines += [table.line() for table in backend.remove_created_tables() if table.action == "removed" or emptied]
+        changes += mine
+    prune_snapshots()
     removed = sum(change.action == "removed" for change in changes)
     summary = f"removed {removed} tracelog rule{'s' if removed != 1 else ''}" if changes else "no tracelog rules found"
-    return [*(f"note: {note}" for note in notes), *(change.line() for change in changes), summary]
+    return [*lines, summary]

@@ -3,6 +3,11 @@
 iptables-nft turns `-j TRACE` into `meta nftrace set 1` and the comment
 into the rule's user data, and compares both in `-C`/`-D`: a rule is only
 ever deleted when every byte of it is the one tracelog wrote.
+
+Before its first rule, tracelog creates a missing `table ip raw` (`ip6`)
+and base chain itself, marked with a comment (iptables-nft would create them
+unmarked and leave them for good); `remove_created_tables` deletes what
+carries the mark once it is empty again, and nothing else.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from collections.abc import Sequence
 
 from tracelog.errors import FirewallError, Unavailable
 from tracelog.events import Family
-from tracelog.rules.backends import SAVE_TOOLS, TOOL_TIMEOUT, BackendName, FoundRule, refused
+from tracelog.rules.backends import FAMILIES, SAVE_TOOLS, TOOL_TIMEOUT, BackendName, FoundRule, TableChange, refused
+from tracelog.rules.nfnetlink import NFT_FAMILY_NAME, RAW_PRIORITY, NetlinkError, Nftables
 from tracelog.rules.spec import TABLE, TARGET, RuleArgs
 
 TOOLS: dict[Family, str] = {"ipv4": "iptables-nft", "ipv6": "ip6tables-nft"}
+CREATED_MARK = "tracelog:"
+TABLE_COMMENT = "tracelog: created for its TRACE rules; tracelog removes it when it is empty again"
+CHAIN_COMMENT = "tracelog: created for its TRACE rules; tracelog removes it when it is empty again"
 # iptables exits 1 from -C/-D when no rule matches, 2 on bad options and 4 on kernel errors.
 _NOT_FOUND = 1
 
@@ -41,8 +50,12 @@ class NftBackend:
     def add(self, rule: RuleArgs) -> bool:
         if self._exists(rule):
             return False
+        create_marked_chain(rule.family, rule.chain)
         self._change(rule, "-A", f"cannot add the TRACE rule to nft {TABLE} {rule.chain}")
         return True
+
+    def remove_created_tables(self) -> list[TableChange]:
+        return remove_created_tables()
 
     def delete(self, rule: RuleArgs) -> bool:
         if not self._exists(rule):
@@ -88,3 +101,53 @@ def _option(words: list[str], flag: str) -> str | None:
         if word == flag:
             return words[index + 1]
     return None
+
+
+def create_marked_chain(family: Family, chain: str) -> None:
+    """Create the raw table and the base chain, each marked as tracelog's, where they do not exist yet.
+
+    Creating is exclusive: one that appeared meanwhile is someone else's and
+    stays unmarked.  Where netlink is refused, iptables-nft creates them
+    itself, unmarked, and they stay after tracing.
+    """
+    try:
+        with Nftables() as netlink:
+            if not any(table.name == TABLE for table in netlink.tables(family)):
+                netlink.create_table(family, TABLE, TABLE_COMMENT)
+            if not any(found.name == chain for found in netlink.chains(family, TABLE)):
+                netlink.create_base_chain(family, TABLE, chain, RAW_PRIORITY, CHAIN_COMMENT)
+    except NetlinkError:
+        return
+
+
+def remove_created_tables() -> list[TableChange]:
+    """Delete tracelog's empty raw base chains, then its raw tables if that left them empty.
+
+    The kernel checks emptiness in the deleting transaction (`NLM_F_NONREC`),
+    so a rule someone adds meanwhile keeps its chain and table.
+    """
+    changes = []
+    for family in FAMILIES:
+        name = f"{NFT_FAMILY_NAME[family]} {TABLE}"
+        try:
+            with Nftables() as netlink:
+                for chain in netlink.chains(family, TABLE):
+                    if _marked(chain.comment) and chain.base and chain.use == 0 and netlink.delete_empty_chain(chain):
+                        changes.append(_removed(family, f"chain {name} {chain.name}"))
+                tables = [table for table in netlink.tables(family) if table.name == TABLE and _marked(table.comment)]
+                for table in tables:
+                    if table.use == 0 and netlink.delete_empty_table(table):
+                        changes.append(_removed(family, f"table {name}"))
+        except NetlinkError as error:
+            changes.append(
+                TableChange("kept", "nft", family, f"table {name}", f"cannot look at nf_tables: {error.strerror}")
+            )
+    return changes
+
+
+def _removed(family: Family, what: str) -> TableChange:
+    return TableChange("removed", "nft", family, what, "tracelog created it; empty again")
+
+
+def _marked(comment: str | None) -> bool:
+    return comment is not None and comment.startswith(CREATED_MARK)
