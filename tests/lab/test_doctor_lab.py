@@ -6,6 +6,7 @@ namespace; the one global knob, nf_log_all_netns, is put back to what it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.lab import kernlog
-from tests.lab.test_rules_lab import LabNamespace, lab_namespace, legacy_trace_of_one_ping, require_backend
+from tests.lab.test_rules_lab import (
+    LabNamespace,
+    lab_namespace,
+    legacy_trace_of_one_ping,
+    monitor_trace_of_one_ping,
+    require_backend,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]
 
@@ -153,3 +160,81 @@ def test_without_cap_net_admin(ns: LabNamespace) -> None:
         "tracelog: changing the firewall needs root (CAP_NET_ADMIN) (run it with sudo)\n",
     )
     assert ns.save("legacy", "ipv4") == before
+
+
+DOCKER_CHAINS = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -j DOCKER-USER
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+COMMIT
+"""
+
+
+@pytest.mark.parametrize("flavour", ["nft", "legacy"])
+def test_a_mixed_host_and_where_each_part_of_its_trace_really_goes(tmp_path: Path, flavour: str) -> None:
+    """Docker's chains in the backend `iptables` does not run, the admin's rule through `iptables`, TRACE by tracelog.
+
+    The doctor says the steps are split between the kernel log and xtables-monitor; the kernel then shows it:
+    a legacy chain reports to the kernel log whichever backend set the trace flag, and xtables-monitor sees
+    only the nf_tables chains.  `iptables` is `flavour` for tracelog alone (its PATH), never switched for the host.
+    """
+    require_backend("legacy")
+    require_backend("nft")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "iptables").symlink_to(shutil.which(f"iptables-{flavour}") or "missing")
+    path = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    docker = "legacy" if flavour == "nft" else "nft"
+    words = {"legacy": "iptables-legacy (python-iptables)", "nft": "iptables-nft (nf_tables)"}
+    tables = {"legacy": "legacy tables", "nft": "nf_tables tables"}
+    with lab_namespace(tmp_path / "state") as ns:
+        subprocess.run(
+            ["ip", "netns", "exec", ns.name, f"iptables-{docker}-restore"],
+            input=DOCKER_CHAINS,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        ns.run(f"iptables-{flavour}", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+        with kernlog.nf_log_all_netns():
+            status, lines = doctor(ns, **path)
+            assert status == 0, lines
+            assert (
+                f"info  mixed backends: Docker's chains are in the {tables[docker]}, while `iptables` runs "
+                f"{words[flavour]}: `iptables -L` and `iptables-save` do not show them, "
+                f"iptables-{docker}-save does"
+            ) in lines
+            readers = [line for line in lines if "trace readers:" in line]
+            shows = {"legacy": readers[0], "nft": readers[1]}
+            assert shows["legacy"].startswith(
+                "ok    trace readers: dmesg -w | tracelog parse shows the steps in the legacy tables ipv4 filter"
+            ), readers
+            assert "xtables-monitor --trace | tracelog parse shows the steps in the nf_tables tables" in shows["nft"]
+            assert "(Docker's chains)" in shows[docker]
+            assert "Docker" not in shows[flavour]
+            assert readers[2].startswith("warn  trace readers: a traced packet's steps are split between two readers")
+
+            enabled = ns.tracelog("enable", "icmp", "--dst", ns.ipv4, **path)
+            assert enabled.returncode == 0, enabled.stderr
+            report = enabled.stdout.splitlines()
+            assert report[0].startswith(f"backend: {flavour}, because both backends hold rules; following `iptables`")
+            assert "read the trace from the kernel ring buffer (no syslog daemon writes it to a file):" in report
+            assert "read the trace from nf_tables trace events (netlink):" in report
+            assert any(line.startswith("warning: a traced packet's steps are split") for line in report)
+
+            kernel = legacy_trace_of_one_ping(ns, "ipv4")
+            monitor = [line for line in monitor_trace_of_one_ping(ns, "ipv4") if " TRACE: " in line]
+        assert ns.tracelog("disable", **path).returncode == 0
+    # What the doctor said: each backend's chains report to that backend's reader only.
+    seen = {"legacy": kernel, "nft": monitor}
+    assert any("filter:DOCKER-USER:" in line for line in seen[docker]), seen
+    assert not any("DOCKER" in line for line in seen[flavour]), seen
+    assert any("filter:INPUT:" in line for line in seen[flavour]), seen  # the admin's table, in the other reader
+    assert any("raw:" in line for line in seen[flavour]), seen  # where tracelog put its TRACE rule
