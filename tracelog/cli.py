@@ -8,25 +8,20 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
 
 import typer
 
-from tracelog.errors import ExitStatus, InputError, TracelogError, UsageError
-from tracelog.filters import PacketFilter, parse_network
-from tracelog.names import Names, docker_names, load_names
-from tracelog.parallel import available_cpus, packets_made
-from tracelog.pipeline import ParseOptions, RunStats
-from tracelog.record import RECORDS, Made, Shaping, made, numbered, shown
-from tracelog.ruleset import load_rulesets
-from tracelog.saved_rules import choose_rules
+from tracelog.errors import ExitStatus, TracelogError, UsageError
+from tracelog.pipeline import RunStats
+from tracelog.reading import DOCKER, Reading, packet_filter
+from tracelog.record import RECORDS, Shaping
 from tracelog.sources import STDIN
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tracelog.correlate import Packet
 
 app = typer.Typer(
     help="Readable netfilter TRACE output: one timeline per packet.",
@@ -128,79 +123,20 @@ ChainFilter = Annotated[
 NameFilter = Annotated[str | None, typer.Option("--name", help="Only packets to, from or through this container.")]
 
 
-@dataclass(frozen=True)
-class _Inputs:
-    """What `parse` and `summary` read and how: the options both commands share."""
-
-    files: list[str]
-    idle: float
-    year: int | None
-    strict: bool
-    rules: list[str]
-    names: list[str]
-    wanted: PacketFilter
-    jobs: int
-
-    def shown(self, stats: RunStats, shaping: Shaping[T, U]) -> Iterator[U]:
-        """The inputs' packets as `shaping` shows them: named, in flows, filtered, numbered."""
-        if STDIN in self.files and sys.stdin.isatty():
-            raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
-        options = ParseOptions(idle=self.idle, strict=self.strict)
-        if self.year is not None:
-            options = replace(options, year=self.year)
-        chosen = choose_rules(self.rules, self.files, options.year)
-        if chosen.note:
-            typer.echo(f"tracelog: {chosen.note}", err=True)
-        options = replace(options, rulesets=chosen.rulesets)
-        names = _load_names(self.names)
-        wanted = self.wanted.matches if self.wanted else None
-
-        def make(packet: Packet) -> Made[T]:
-            return made(packet, names, wanted, shaping.shape)
-
-        return numbered(packets_made(self.files, options, stats, make, self.jobs), shaping.number)
-
-    def run(self, output: _Output[T, U]) -> None:
-        """Write what the output shows, then the run summary on stderr; exit as the run went."""
-        stats = RunStats()
-        try:
-            output.write(self.shown(stats, output.shaping))
-        except (KeyboardInterrupt, BrokenPipeError):
-            _print_summary(stats, len(self.files))  # an interrupted live run still says what it read
-            raise
-        _print_summary(stats, len(self.files))
-        if stats.unreadable:
-            raise typer.Exit(ExitStatus.INPUT)
-        if stats.bad:
-            raise typer.Exit(ExitStatus.BAD_LINES)
-
-
-def _inputs(
-    files: list[str] | None,
-    idle: float,
-    year: int | None,
-    strict: bool,
-    rules: list[str] | None,
-    names: list[str] | None,
-    src: str | None,
-    dst: str | None,
-    proto: str | None,
-    port: int | None,
-    verdict: str | None,
-    chain: str | None,
-    name: str | None,
-    jobs: int | None,
-) -> _Inputs:
-    wanted = PacketFilter(
-        src=parse_network(src) if src else None,
-        dst=parse_network(dst) if dst else None,
-        proto=proto,
-        port=port,
-        verdict=verdict,
-        chain=chain,
-        name=name,
-    )
-    return _Inputs(files or [STDIN], idle, year, strict, rules or [], names or [], wanted, jobs or available_cpus())
+def _run(reading: Reading, output: _Output[T, U]) -> None:
+    """Write what the output shows, then the run summary on stderr; exit as the run went."""
+    stats = RunStats()
+    inputs = len(reading.files() or [STDIN])
+    try:
+        output.write(reading.shaped(stats, output.shaping))
+    except (KeyboardInterrupt, BrokenPipeError):
+        _print_summary(stats, inputs)  # an interrupted live run still says what it read
+        raise
+    _print_summary(stats, inputs)
+    if stats.unreadable:
+        raise typer.Exit(ExitStatus.INPUT)
+    if stats.bad:
+        raise typer.Exit(ExitStatus.BAD_LINES)
 
 
 @app.command()
@@ -239,8 +175,9 @@ def parse(
 
         tracelog parse --format parquet --output trace.parquet kern.log.*.gz
     """
-    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name, jobs)
-    inputs.run(_output(output, directory))
+    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
+    reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+    _run(reading, _output(output, directory))
 
 
 @app.command()
@@ -290,15 +227,9 @@ def summary(
         else:
             render.print_summary(report, _console())
 
-    inputs = _inputs(files, idle, year, strict, rules, names, src, dst, proto, port, verdict, chain, name, jobs)
-    inputs.run(_Output(RECORDS, write))
-
-
-def _load_names(sources: list[str]) -> Names:
-    """Names from inspect files, and from the live daemon for the word `docker`."""
-    files = [source for source in sources if source != "docker"]
-    found = load_names(files)
-    return found.merge(docker_names()) if "docker" in sources else found
+    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
+    reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+    _run(reading, _Output(RECORDS, write))
 
 
 def _print_summary(stats: RunStats, inputs: int) -> None:
@@ -459,41 +390,54 @@ def watch(
     limit: LimitOption = "10/second",
     backend: BackendOption = BackendChoice.auto,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    directory: Annotated[
+        str | None, typer.Option("--output", "-o", help="Directory for --format parquet (steps/, packets/).")
+    ] = None,
     idle: Annotated[
         float, typer.Option(help="Seconds without a new line before a packet is complete.", min=0.05)
     ] = 1.0,
+    names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--names",
+            help="docker inspect / docker network inspect output (repeatable), or 'docker' "
+            "[default: the running Docker daemon, when it answers].",
+        ),
+    ] = None,
+    verdict: VerdictFilter = None,
+    chain: ChainFilter = None,
+    name: NameFilter = None,
 ) -> None:
     """Trace live: enable, print each packet's timeline as it completes, remove the rules on exit.
 
-    Takes the options of `tracelog enable`.  Reads /dev/kmsg (legacy) or
-    `xtables-monitor --trace` (nft) from now on, with the ruleset snapshot
-    taken at start naming the rules behind legacy rule numbers.  Ctrl-C, SIGTERM and SIGHUP
-    stop it and remove exactly the rules it added; if it is killed outright,
-    the kernel still stops them after --for.  Examples:
+    Takes the options of `tracelog enable`, and reads as `tracelog parse`
+    does: container names from the Docker daemon (or --names), the filters
+    --verdict, --chain and --name, every --format.  Reads /dev/kmsg (legacy)
+    or `xtables-monitor --trace` (nft) from now on, with the ruleset snapshot
+    taken at start naming the rules behind legacy rule numbers.  Ctrl-C,
+    SIGINT, SIGTERM and SIGHUP stop it and remove exactly the rules it added;
+    if it is killed outright, the kernel still stops them after --for.
+    Examples:
 
-        tracelog watch icmp --dst 172.18.0.3
+        tracelog watch icmp --container nginx-2
 
-        tracelog watch tcp --dport 80 --for 5m --format jsonl
+        tracelog watch tcp --dport 80 --for 5m --format jsonl --verdict DROP
     """
-    from tracelog.pipeline import correlate_lines
     from tracelog.rules import live, manage
     from tracelog.rules.spec import TraceRequest
 
     now = manage.utc_now()
     request = TraceRequest(proto.value, src, dst, sport, dport, iface, container, ipv6, duration, limit)
     plan = manage.plan_tracing(request, backend.value, now)
-    stats = RunStats()
+    wanted = packet_filter(verdict=verdict, chain=chain, name=name)
+    out = _output(output, directory)
     with live.watching(plan, now, say=_say) as session:
         for line in session.report.watch_lines():
             _say(line)
         snapshot = [str(path) for path in session.report.rule_files(plan.choice.backend)]
-        options = ParseOptions(idle=idle, rulesets=load_rulesets(snapshot) if snapshot else None)
-        packets = correlate_lines(session.source.lines(idle / 4), options, stats)
-        try:
-            out = _output(output)
-            out.write(shown(packets, out.shaping))
-        finally:
-            _print_summary(stats, 1)
+        lines = session.source.lines(idle / 4)
+        reading = Reading(lines, snapshot, names or [DOCKER], wanted, idle, say=_say, docker_optional=not names)
+        _run(reading, out)
 
 
 def _say(line: str) -> None:

@@ -36,8 +36,8 @@ class RulesChoice:
     note: str | None = None
 
 
-def choose_rules(rules: Sequence[str], inputs: Sequence[str], year: int) -> RulesChoice:
-    """The rules `--rules` names, else the saved snapshot where it fits `inputs`."""
+def choose_rules(rules: Sequence[str], inputs: Sequence[str], year: int, *, live: bool = False) -> RulesChoice:
+    """The rules `--rules` names, else the saved snapshot where it fits `inputs` (`live`: a stream of lines)."""
     if rules:
         given = load_rulesets(rules)
         return RulesChoice(given if given.by_family else None)
@@ -51,7 +51,7 @@ def choose_rules(rules: Sequence[str], inputs: Sequence[str], year: int) -> Rule
             None, f"not naming rules from {where}: {'; '.join(problems) or 'it holds no rules'} (--rules names them)"
         )
     offline = [name for name in inputs if _is_regular_file(name)]
-    if len(offline) == len(inputs):
+    if not live and len(offline) == len(inputs):
         use, why_not = _fits_offline(files[0], rulesets, offline, year)
         if not use:
             return RulesChoice(None, why_not and f"not naming rules from {where}: {why_not} (--rules names them)")

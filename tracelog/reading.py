@@ -1,0 +1,161 @@
+"""The library's way in: read traces into packet records, named, filtered and numbered.
+
+`parse`, `summary` and `watch` all read through `Reading`; `read_packets`
+is the same for a Python caller:
+
+    import tracelog
+    for packet in tracelog.read_packets(["kern.log"], rules=["iptables-save.txt"], verdict="DROP"):
+        print(packet["packet"], packet["verdict_at"])
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar, cast
+
+from tracelog.correlate import Packet
+from tracelog.errors import InputError, TracelogError, UsageError
+from tracelog.events import SourceLine
+from tracelog.filters import PacketFilter, parse_network
+from tracelog.names import Names, docker_names, load_names
+from tracelog.parallel import available_cpus, packets_made
+from tracelog.pipeline import ParseOptions, RunStats, correlate_lines
+from tracelog.record import RECORDS, Made, Record, Shaping, made, numbered
+from tracelog.saved_rules import choose_rules
+from tracelog.sources import STDIN
+
+T = TypeVar("T")
+U = TypeVar("U")
+Lines = Iterable[SourceLine | None]
+"""A stream of lines read elsewhere (`None`: a clock tick from a live source)."""
+DOCKER = "docker"
+"""The name source that asks the running Docker daemon."""
+
+
+def _ignore(note: str) -> None:
+    """Where a caller who does not want the run's notes sends them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What to read and how: the inputs, the rules and names that explain them, and which packets to keep.
+
+    `inputs` are file names (`-` is stdin) or a stream of lines; `rules` are
+    iptables-save snapshots (none: the one `tracelog enable` saved, where it
+    fits); `names` are `docker inspect` files or `docker` for the daemon.
+    `say` gets the one-line notes a run has for its user (which snapshot
+    named the rules, names that could not be had).
+    """
+
+    inputs: Sequence[str] | Lines = (STDIN,)
+    rules: Sequence[str] = ()
+    names: Sequence[str] = ()
+    wanted: PacketFilter = field(default_factory=PacketFilter)
+    idle: float = 1.0
+    year: int | None = None
+    strict: bool = False
+    jobs: int | None = None
+    docker_optional: bool = False
+    say: Callable[[str], None] = _ignore
+
+    def __post_init__(self) -> None:
+        if self.wanted.name is not None and not self.names:
+            raise UsageError("--name needs names to match", hint="add --names docker or --names INSPECT.json")
+
+    def files(self) -> list[str] | None:
+        """The input names, or None for a stream of lines."""
+        if isinstance(self.inputs, str):
+            return [self.inputs]
+        if isinstance(self.inputs, Sequence) and all(isinstance(name, str) for name in self.inputs):
+            return [str(name) for name in self.inputs]
+        return None
+
+    def shaped(self, stats: RunStats, shaping: Shaping[T, U]) -> Iterator[U]:
+        """Each packet as `shaping` shows it: named, in flows, filtered, numbered, in packet order."""
+        files = self.files()
+        if files is not None and STDIN in files and sys.stdin.isatty():
+            raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
+        options = ParseOptions(idle=self.idle, strict=self.strict)
+        if self.year is not None:
+            options = replace(options, year=self.year)
+        chosen = choose_rules(self.rules, files or (), options.year, live=files is None)
+        if chosen.note:
+            self.say(chosen.note)
+        options = replace(options, rulesets=chosen.rulesets)
+        names = self.load_names()
+        wanted = self.wanted.matches if self.wanted else None
+
+        def make(packet: Packet) -> Made[T]:
+            return made(packet, names, wanted, shaping.shape)
+
+        packets: Iterator[Made[T]]
+        if files is None:
+            lines = cast(Lines, self.inputs)
+            packets = map(make, correlate_lines(lines, options, stats))
+        else:
+            packets = packets_made(files, options, stats, make, self.jobs or available_cpus())
+        return numbered(packets, shaping.number)
+
+    def load_names(self) -> Names:
+        """Names from inspect files, and from the live daemon for the word `docker`."""
+        found = load_names([source for source in self.names if source != DOCKER])
+        if DOCKER not in self.names:
+            return found
+        try:
+            return found.merge(docker_names())
+        except TracelogError as error:
+            if not self.docker_optional:
+                raise
+            self.say(f"no container names: {error}")
+            return found
+
+
+def packet_filter(
+    *,
+    src: str | None = None,
+    dst: str | None = None,
+    proto: str | None = None,
+    port: int | None = None,
+    verdict: str | None = None,
+    chain: str | None = None,
+    name: str | None = None,
+) -> PacketFilter:
+    """The filters `parse`, `summary` and `watch` take, from their option values."""
+    return PacketFilter(
+        src=parse_network(src) if src else None,
+        dst=parse_network(dst) if dst else None,
+        proto=proto,
+        port=port,
+        verdict=verdict,
+        chain=chain,
+        name=name,
+    )
+
+
+def read_packets(
+    inputs: Sequence[str] | Lines,
+    *,
+    rules: Sequence[str] = (),
+    names: Sequence[str] = (),
+    src: str | None = None,
+    dst: str | None = None,
+    proto: str | None = None,
+    port: int | None = None,
+    verdict: str | None = None,
+    chain: str | None = None,
+    name: str | None = None,
+    idle: float = 1.0,
+    year: int | None = None,
+    strict: bool = False,
+    jobs: int | None = None,
+    stats: RunStats | None = None,
+) -> Iterator[Record]:
+    """Each packet's record, exactly as `tracelog parse --format jsonl` prints it, in packet order.
+
+    Counts what was read, skipped and not understood into `stats` when given.
+    """
+    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
+    reading = Reading(inputs, rules, names, wanted, idle, year, strict, jobs)
+    return reading.shaped(stats if stats is not None else RunStats(), RECORDS)
