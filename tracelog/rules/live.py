@@ -30,14 +30,15 @@ from tracelog.sources import follow_fd
 
 KMSG = Path("/dev/kmsg")
 KMSG_RECORD_MAX = 8192
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# SIGINT too, handled rather than left as inherited: a shell starts `tracelog watch … &` with it ignored
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MONITOR_STOP_WAIT = 5.0
 _MONITOR_FAMILY: dict[Family, str] = {"ipv4": "-4", "ipv6": "-6"}
 _PR_SET_PDEATHSIG = 1
 
 
 class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: a watch ends the way Ctrl-C ends it, rules removed on the way out."""
+    """SIGINT, SIGTERM or SIGHUP: a watch ends the way Ctrl-C ends it, rules removed on the way out."""
 
 
 class TraceSource(Protocol):
@@ -223,8 +224,7 @@ def _stop_signals() -> Iterator[None]:
 def _deferred_stop() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver the first one that came."""
     came: list[int] = []
-    numbers = (signal.SIGINT, *STOP_SIGNALS)
-    previous = {number: signal.signal(number, lambda signum, _frame: came.append(signum)) for number in numbers}
+    previous = {number: signal.signal(number, lambda signum, _frame: came.append(signum)) for number in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -237,8 +237,7 @@ def _deferred_stop() -> Iterator[None]:
 @contextlib.contextmanager
 def _shielded() -> Iterator[None]:
     """No signal may cut rule removal short, and a closed stdout must not break libiptc's stdout juggling."""
-    numbers = (signal.SIGINT, *STOP_SIGNALS)
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in numbers}
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
