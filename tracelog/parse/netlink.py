@@ -111,17 +111,22 @@ T = TypeVar("T")
 class StepLineMemo:
     """Step lines of one rule differ only in their trace id: the grammar reads each distinct one once.
 
-    `trace_id` matches the start of a line up to its id (group 1), and may
-    match further, to a part of the line the step does not depend on (group
-    2, when it takes part: xtables-monitor -c's live counters, which the
-    parser leaves out of the rule).  Only step lines are remembered (packet
-    lines are new for every packet), and only lines that parsed: every error
-    still comes from the grammar.  What is kept of a step is all but its
-    trace id.
+    `trace_id` matches the start of a line up to its id (group 1).  Only step
+    lines are remembered (packet lines are new for every packet), and only
+    lines that parsed: every error still comes from the grammar.  What is
+    kept of a step is all but its trace id.
+
+    `volatile`, if given, matches some step lines like `trace_id` does and
+    further, to a part of the line that differs from step to step but that
+    the step does not depend on (group 2: xtables-monitor -c's live
+    counters, which the parser leaves out of the rule).  Such a line is
+    remembered without that part too.  It is tried only for a line whose
+    text without its id is new, so that the lines of a run without it cost
+    nothing more.
     """
 
-    def __init__(self, trace_id: re.Pattern[str]) -> None:
-        self._trace_id = trace_id
+    def __init__(self, trace_id: re.Pattern[str], volatile: re.Pattern[str] | None = None) -> None:
+        self._trace_id, self._volatile = trace_id, volatile
         self._steps: dict[str, tuple[Any, ...]] = {}
 
     def parse(self, text: str, parse: Callable[[str], T]) -> T | TraceStep:
@@ -129,11 +134,11 @@ class StepLineMemo:
         match = self._trace_id.match(text)
         if match is None:
             return parse(text)
-        if match.lastindex == 1:
-            key = text[: match.start(1)] + text[match.end(1) :]
-        else:
-            key = text[: match.start(1)] + text[match.end(1) : match.start(2)] + text[match.end(2) :]
+        key = text[: match.start(1)] + text[match.end(1) :]
         rest = self._steps.get(key)
+        if rest is None and self._volatile is not None and (loose := self._volatile.match(text)) is not None:
+            key = text[: loose.start(1)] + text[loose.end(1) : loose.start(2)] + text[loose.end(2) :]
+            rest = self._steps.get(key)
         if rest is not None:
             return build(TraceStep, (match.group(1), *rest))
         parsed = parse(text)
@@ -153,7 +158,7 @@ class MonitorLines:
     the line the grammar reads, so group 2 must hold everything the trace id
     pattern does not check.  `header` turns the grammar's result into a
     `Header`.  Step lines go by their text without the trace id
-    (`StepLineMemo` with `step_line`).
+    (`StepLineMemo` with `step_line` and `step_volatile`).
     """
 
     def __init__(
@@ -165,10 +170,11 @@ class MonitorLines:
         values: re.Pattern[str],
         kinds: tuple[ValueKind, ...],
         step_line: re.Pattern[str],
+        step_volatile: re.Pattern[str] | None = None,
     ) -> None:
         self._grammar, self._header, self._packet_line, self._stub = grammar, header, packet_line, stub
         self._packets = ShapeMemo(values, kinds, self._read_packet)
-        self._steps = StepLineMemo(step_line)
+        self._steps = StepLineMemo(step_line, step_volatile)
 
     def parse(self, text: str) -> Any:
         """A line as the grammar reads it, or a `KnownPacket` for a packet line of a known shape."""

@@ -151,7 +151,8 @@ def _monitor_lines(grammar: Callable[[str], _PacketLine | TraceStep]) -> Monitor
         stub="PACKET: 0 0 ",
         values=re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"),
         kinds=(("=", r"\d+"),),
-        step_line=re.compile(rf"[ \t]*TRACE: \d+ ([0-9a-f]+) (?:\S++ ++{_RULE_HEAD}({_RULE_COUNTERS}))?"),
+        step_line=re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "),
+        step_volatile=re.compile(rf"[ \t]*TRACE: \d+ ([0-9a-f]+) \S++ ++{_RULE_HEAD}({_RULE_COUNTERS})"),
     )
 
 
