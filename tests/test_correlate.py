@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from itertools import zip_longest
 from pathlib import Path
+from typing import Any
 
-from tests.samples import SAMPLES
-from tracelog.correlate import Correlator, Packet, correlate_packets
+import pytest
+
+from tests.samples import SAMPLES, trace_samples
+from tracelog import correlate
+from tracelog.correlate import Correlator, Packet, Rewrite, correlate_packets
 from tracelog.events import SourceLine, TraceEvent
 from tracelog.parse import LineParser
 
@@ -81,3 +85,83 @@ def test_user_chain_steps_inherit_the_hook_of_their_caller() -> None:
     (first, *_) = correlate_packets(events(SAMPLES / "docker-legacy/ping.dmesg"))
     hooks = {step.event.chain: step.hook for step in first.steps}
     assert hooks["DOCKER-USER"] == hooks["DOCKER"] == "FORWARD"
+
+
+def _interleaved(paths: list[Path]) -> list[TraceEvent]:
+    """The events of several captures, their lines interleaved one by one as on a busy host."""
+    texts = [path.read_text().splitlines() for path in paths]
+    mixed = [line for lines in zip_longest(*texts) for line in lines if line is not None]
+    return events(Path("mixed"), mixed)
+
+
+def _packets_found(found: list[Packet]) -> list[tuple[int, list[str], list[Rewrite]]]:
+    return [(packet.number, [step.event.origin.text for step in packet.steps], list(packet.rewrites))
+            for packet in found]
+
+
+def _correlated(stream: list[TraceEvent], correlator: Correlator) -> list[Packet]:
+    return [packet for event in stream for packet in correlator.feed(event)] + correlator.finish()
+
+
+@pytest.mark.parametrize("window", [40, 400])
+@pytest.mark.parametrize("tables", ["all", "raw"])
+def test_the_index_finds_what_a_scan_of_every_open_packet_finds(
+    window: int, tables: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one identity for all packets of a host and family, steps are looked up among hundreds of packets.
+
+    Every capture interleaved (NAT, loopback, bridges, trace ids reused and
+    changing between hooks): the index, used from the first packet, must
+    find what trying them all, newest first, finds.  Keeping only the raw
+    table's steps makes packets jump from before one NAT to past another
+    (raw OUTPUT to raw PREROUTING through `lo`: past both).
+    """
+    monkeypatch.setattr(correlate, "identity", lambda event: (event.host, event.header.family))
+    stream = [event for event in _interleaved(trace_samples()) if tables == "all" or event.table == "raw"]
+    scanned = _correlated(stream, Correlator(window, index_from=1 << 30))
+    indexed = _correlated(stream, Correlator(window, index_from=1))
+    assert len(scanned) > 100
+    assert _packets_found(indexed) == _packets_found(scanned)
+
+
+def test_a_fixed_ip_id_flood_costs_no_more_per_step_than_ordinary_traffic() -> None:
+    """A scanner's fixed IP id (zmap's 54321): thousands of one-step packets open at once share an identity.
+
+    Counted in candidates tried, not in seconds: a scan would try every
+    open packet for every step (millions here).
+    """
+    (line, *_) = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
+    flood = [line.replace("ID=56577", "ID=54321").replace("SPT=33398", f"SPT={1024 + number}")
+             for number in range(20_000)]
+    stream = events(Path("flood.dmesg"), flood)
+    tried = 0
+    fit = correlate._fit
+
+    def counted(packet: Any, event: TraceEvent) -> Any:
+        nonlocal tried
+        tried += 1
+        return fit(packet, event)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(correlate, "_fit", counted)
+        found = _correlated(stream, Correlator())
+    assert len(found) == len(flood)
+    assert tried < len(flood)
+
+
+def test_the_steps_held_are_bounded_in_lines_and_characters() -> None:
+    """A packet that never stops (one line repeated, each a step of the last) and the packets waiting for it."""
+    (line, *_) = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
+    rule = line.replace("raw:PREROUTING:policy:3", "raw:PREROUTING:rule:1")
+    ping = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
+    stream = events(Path("endless.dmesg"), [rule, *[rule if number % 2 else ping[number % len(ping)]
+                                                    for number in range(6_000)]])
+    for bounds in ({"max_lines": 500}, {"max_chars": 100_000}):
+        correlator = Correlator(window=100, **bounds)  # type: ignore[arg-type]
+        peak_lines = peak_chars = 0
+        for event in stream:
+            correlator.feed(event)
+            held_lines, held_chars = correlator.held
+            peak_lines, peak_chars = max(peak_lines, held_lines), max(peak_chars, held_chars)
+        assert peak_lines <= bounds.get("max_lines", 1 << 30)
+        assert peak_chars <= bounds.get("max_chars", 1 << 30)

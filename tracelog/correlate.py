@@ -5,19 +5,34 @@ netfilter hook rewrites: IP id, length, TCP sequence numbers, ICMP type and
 sequence, ...), runs later in the hook/table order than the packet's last
 step, arrives on the same interface, and shows the same addresses and ports,
 unless NAT ran in between (see `tracelog.netfilter`).  Anything else starts a
-new packet.  Memory is bounded: a packet untouched for `window` events is
-complete, and packets leave memory as soon as they are emitted, in order of
-first appearance.
+new packet.
+
+Memory is bounded: a packet untouched for `window` events is complete, and
+packets leave memory as soon as they are emitted, in order of first
+appearance.  The steps held (open packets, and complete ones waiting for an
+older one) are bounded too, in lines and in characters of log text: past
+either bound the oldest open packet is complete, whatever touched it lately.
+
+Time per step is bounded whatever the window holds.  A step is looked for
+among the open packets of its identity, newest first; when many share one (a
+scanner's fixed IP id, a flood of retransmissions), an index by where the
+packets stand (hook, table, step kind), by trace id and by the NAT fields that
+must match finds the newest that fits without trying the others, and gives
+the packet a scan of them all would give.  Crafted input that defeats the
+index too (open packets alike in all of that, told apart only by their
+interfaces) costs at most `EXAMINED_MAX` candidates per step: past that, the
+step starts a packet of its own.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tracelog import netfilter
 from tracelog.events import Header, TraceEvent, build
@@ -25,6 +40,17 @@ from tracelog.events import Header, TraceEvent, build
 # A packet's steps are printed within microseconds of each other; other
 # packets' lines interleave, but thousands of them in between means it ended.
 DEFAULT_WINDOW = 5000
+# What the steps held may take, beyond which the oldest open packet is
+# complete: in lines, a few windows (packets are a few lines each, and the
+# complete ones wait only for the older ones still open); in characters, what
+# those lines take with real TRACE lines (< 1 KiB), not with long ones.
+WINDOWS_HELD = 4
+DEFAULT_MAX_HELD_CHARS = 32 << 20
+# Open packets of one identity from which their index is kept; below it a
+# scan of them all is as quick.
+INDEX_FROM = 16
+# Candidates a step examines at most (index groups included).
+EXAMINED_MAX = 128
 
 _NAT_FIELDS = ("src", "dst", "sport", "dport", "icmp_id")
 
@@ -84,7 +110,7 @@ Stage = tuple[str | None, int | None]
 """Hook and priority of a step; either may be unknown (native nf_tables chains)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _OpenPacket:
     number: int
     identity: Identity
@@ -94,12 +120,19 @@ class _OpenPacket:
     rewrites: list[Rewrite] = field(default_factory=list)
     touched: int = 0
     arrival: float = 0.0
+    chars: int = 0  # of its steps' log lines
 
-    def add(self, event: TraceEvent, stage: Stage) -> None:
-        """The next step; `stage` and `last` are the newest step's, kept at hand for the next event."""
+    def add(self, event: TraceEvent, stage: Stage) -> int:
+        """The next step; `stage` and `last` are the newest step's, kept at hand for the next event.
+
+        Returns the length of the step's log line, which the packet now holds.
+        """
         self.steps.append(build(Step, (event, stage[0])))
         self.stage = stage
         self.last = event
+        chars = len(event.origin.text)
+        self.chars += chars
+        return chars
 
     def freeze(self) -> Packet:
         return Packet(self.number, tuple(self.steps), tuple(self.rewrites))
@@ -121,8 +154,8 @@ def _builtin_stage(table: str, chain: str) -> Stage:
     return chain, netfilter.table_priority(table, chain)
 
 
-def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
-    """Where `event` ran, as far as the log and the packet so far tell.
+def _stage(event: TraceEvent, before: Stage, before_table: str | None) -> Stage:
+    """Where `event` ran, as far as the log and the packet so far (its stage and table) tell.
 
     iptables built-in chains name their hook and have known priorities; a
     native nf_tables chain named after its hook (`prerouting`, fw4's `dstnat`)
@@ -135,9 +168,12 @@ def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
     native_hook = netfilter.hook_of_chain(chain) if chain.islower() else None
     if native_hook is not None:
         return native_hook, None
-    if packet is not None and packet.last.table == event.table:
-        return packet.stage
+    if before_table == event.table:
+        return before
     return None, None
+
+
+_UNKNOWN: Stage = (None, None)
 
 
 def _same_trace(packet: _OpenPacket, event: TraceEvent) -> bool:
@@ -155,6 +191,11 @@ def _follows_within_hook(last: TraceEvent, before: int | None, event: TraceEvent
     return event.table == last.table and last.kind != "policy"
 
 
+def _crosses_loopback(before_hook: str, hook: str) -> bool:
+    """Whether a packet seen at `before_hook` can be seen at `hook` only by looping back through `lo`."""
+    return hook in netfilter.LOOPBACK_HOOKS and before_hook in (netfilter.OUTPUT, netfilter.POSTROUTING)
+
+
 def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
     """Whether `event`, run at `stage`, can come after the packet's last step."""
     (before_hook, before), (hook, after) = packet.stage, stage
@@ -166,11 +207,23 @@ def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
     if not netfilter.is_later_hook(before_hook, hook):
         return False
     header = last.header
-    if hook in netfilter.LOOPBACK_HOOKS and before_hook in (netfilter.OUTPUT, netfilter.POSTROUTING):
+    if _crosses_loopback(before_hook, hook):
         return header.out_iface == "lo" and event.header.in_iface == "lo"
     # POSTROUTING lines print an empty IN= (the hook has no in-device)
     before_in, after_in = header.in_iface, event.header.in_iface
     return before_in is None or after_in is None or before_in == after_in
+
+
+def _nat_allowed(before: Stage, after: Stage) -> frozenset[str]:
+    """The fields NAT may have rewritten between two stages of one packet."""
+    (before_hook, _), (after_hook, _) = before, after
+    if before_hook is None or after_hook is None:
+        return frozenset()
+    dnat = netfilter.crosses_dnat((before_hook, before[1]), (after_hook, after[1]))
+    snat = netfilter.crosses_snat((before_hook, before[1]), (after_hook, after[1]))
+    if dnat and snat:
+        return _DNAT_FIELDS | _SNAT_FIELDS
+    return _DNAT_FIELDS if dnat else _SNAT_FIELDS if snat else frozenset()
 
 
 def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[str] | None:
@@ -182,48 +235,234 @@ def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[s
     if old == new:  # usually the very same address objects: compared by identity
         return []
     changed = [name for name, was, now in zip(_NAT_FIELDS, old, new, strict=True) if was != now]
-    allowed: set[str] = set()
-    before_hook, after_hook = packet.stage[0], stage[0]
-    if before_hook is not None and after_hook is not None:
-        if netfilter.crosses_dnat((before_hook, packet.stage[1]), (after_hook, stage[1])):
-            allowed |= _DNAT_FIELDS
-        if netfilter.crosses_snat((before_hook, packet.stage[1]), (after_hook, stage[1])):
-            allowed |= _SNAT_FIELDS
-    return changed if allowed.issuperset(changed) else None
+    return changed if _nat_allowed(packet.stage, stage).issuperset(changed) else None
 
 
-def _same_trace_first(packets: list[_OpenPacket], event: TraceEvent) -> Iterator[_OpenPacket]:
-    """Newest first, those whose last step had the event's trace id before the others.
+def _fit(packet: _OpenPacket, event: TraceEvent) -> tuple[Stage, list[str]] | None:
+    """Whether `event` can be the packet's next step: if so, where it ran and the NAT fields it changed."""
+    stage = _stage(event, packet.stage, packet.last.table)
+    if not _follows(packet, event, stage):
+        return None
+    # the same field text as the last step (one shared header): nothing changed
+    changes = [] if event.header is packet.last.header else _nat_changes(packet, event, stage)
+    return None if changes is None else (stage, changes)
+
+
+def _same_trace_first(packets: Iterable[_OpenPacket], event: TraceEvent) -> Iterator[_OpenPacket]:
+    """Newest first (`packets` are), those whose last step had the event's trace id before the others.
 
     The trace id is a strong hint, not a packet id.  Lazily: the first
-    candidate nearly always fits, and packets sharing an identity (IPv6
-    without ids, TCP with ID=0) can be dozens.
+    candidate nearly always fits.
     """
-    newest_first = packets[::-1]
+    newest_first = list(packets)
     yield from (packet for packet in newest_first if _same_trace(packet, event))
     yield from (packet for packet in newest_first if not _same_trace(packet, event))
+
+
+Context = tuple[Stage, str, str]
+"""Where an open packet stands: the stage, table and kind of its last step."""
+
+Found = tuple[_OpenPacket, Stage, list[str]]
+"""The packet a step continues, where the step ran, and the NAT fields it changed."""
+
+
+def _insert(lists: dict[Any, list[int]], key: object, number: int) -> None:
+    bisect.insort(lists.setdefault(key, []), number)
+
+
+def _remove(lists: dict[Any, list[int]], key: object, number: int) -> None:
+    numbers = lists[key]
+    del numbers[bisect.bisect_left(numbers, number)]
+    if not numbers:
+        del lists[key]
+
+
+class _ContextGroup:
+    """The open packets of one identity and context, by the NAT fields a step must share with them.
+
+    Each list holds packet numbers in ascending order.  A step from which
+    no NAT ran must show a packet's fields unchanged (`exact`); past
+    destination NAT only the source may not change (`same_source`), past
+    source NAT only the destination (`same_destination`); past both, any
+    packet of the group may fit (`every`).
+    """
+
+    __slots__ = ("every", "exact", "same_destination", "same_source")
+
+    def __init__(self) -> None:
+        self.exact: dict[tuple[object, ...], list[int]] = {}
+        self.same_source: dict[tuple[object, object], list[int]] = {}
+        self.same_destination: dict[tuple[object, object], list[int]] = {}
+        self.every: list[int] = []
+
+    def keys(self, nat: tuple[object, ...]) -> tuple[tuple[object, ...], tuple[object, object], tuple[object, object]]:
+        src, dst, sport, dport, _ = nat
+        return nat, (src, sport), (dst, dport)
+
+    def add(self, nat: tuple[object, ...], number: int) -> None:
+        exact, source, destination = self.keys(nat)
+        _insert(self.exact, exact, number)
+        _insert(self.same_source, source, number)
+        _insert(self.same_destination, destination, number)
+        bisect.insort(self.every, number)
+
+    def remove(self, nat: tuple[object, ...], number: int) -> None:
+        exact, source, destination = self.keys(nat)
+        _remove(self.exact, exact, number)
+        _remove(self.same_source, source, number)
+        _remove(self.same_destination, destination, number)
+        del self.every[bisect.bisect_left(self.every, number)]
+
+    def may_fit(self, allowed: frozenset[str], nat: tuple[object, ...]) -> list[int]:
+        """The packets a step showing `nat` may continue, when NAT may have changed the `allowed` fields."""
+        exact, source, destination = self.keys(nat)
+        if not allowed:
+            return self.exact.get(exact, [])
+        if allowed == _DNAT_FIELDS:
+            return self.same_source.get(source, [])
+        if allowed == _SNAT_FIELDS:
+            return self.same_destination.get(destination, [])
+        return self.every
+
+
+class _CandidateIndex:
+    """The open packets of one identity, when they are many: by context and NAT fields, and by trace id.
+
+    A packet is indexed as it stands after its last step: it must be taken
+    out before a step is added and put back after.
+    """
+
+    def __init__(self, packets: Iterable[_OpenPacket]) -> None:
+        self._groups: dict[Context, _ContextGroup] = {}
+        self._traces: dict[str, list[int]] = {}
+        for packet in packets:
+            self.add(packet)
+
+    def add(self, packet: _OpenPacket) -> None:
+        last = packet.last
+        context = (packet.stage, last.table, last.kind)
+        group = self._groups.get(context)
+        if group is None:
+            group = self._groups[context] = _ContextGroup()
+        group.add(_nat_values(last.header), packet.number)
+        if last.trace_id is not None:
+            _insert(self._traces, last.trace_id, packet.number)
+
+    def remove(self, packet: _OpenPacket) -> None:
+        last = packet.last
+        context = (packet.stage, last.table, last.kind)
+        group = self._groups[context]
+        group.remove(_nat_values(last.header), packet.number)
+        if not group.every:
+            del self._groups[context]
+        if last.trace_id is not None:
+            _remove(self._traces, last.trace_id, packet.number)
+
+    def find(self, event: TraceEvent, packets: Mapping[int, _OpenPacket]) -> Found | None:
+        """What a scan of the packets, newest first and the event's trace id first, would find.
+
+        The packets whose last step had the event's trace id come first, as
+        in the scan.  Then each context is asked once whether a step can
+        follow a packet standing there (the packets whose context decides
+        nothing, an unknown hook, are those the trace id alone can join,
+        already tried), and which NAT fields may have changed since; of the
+        packets the NAT fields allow, the newest that fits is that
+        context's; the newest of those wins.
+        """
+        examined = 0
+        if event.trace_id is not None:
+            for number in reversed(self._traces.get(event.trace_id, ())):
+                packet = packets[number]
+                fit = _fit(packet, event)
+                if fit is not None:
+                    return packet, *fit
+                examined += 1
+                if examined >= EXAMINED_MAX:
+                    return None
+        best: Found | None = None
+        nat = _nat_values(event.header)
+        for context, group in self._groups.items():
+            examined += 1
+            if examined >= EXAMINED_MAX:
+                break
+            allowed = self._allowed_after(context, event, packets[group.every[-1]])
+            if allowed is None:
+                continue
+            for number in reversed(group.may_fit(allowed, nat)):
+                if best is not None and number < best[0].number:
+                    break
+                packet = packets[number]
+                fit = _fit(packet, event)
+                if fit is not None:
+                    best = packet, *fit
+                    break
+                examined += 1
+                if examined >= EXAMINED_MAX:
+                    return best
+        return best
+
+    @staticmethod
+    def _allowed_after(context: Context, event: TraceEvent, example: _OpenPacket) -> frozenset[str] | None:
+        """The NAT fields that may have changed if `event` follows a packet standing at `context`.
+
+        None if no packet standing there can take it (`example` is one that
+        does) for a reason that does not depend on the packet but on where
+        it stands.
+        """
+        before = context[0]
+        stage = _stage(event, before, context[1])
+        before_hook, hook = before[0], stage[0]
+        if hook is None or before_hook is None:
+            return None
+        if hook == before_hook:
+            if not _follows_within_hook(example.last, before[1], event, stage[1]):
+                return None
+        elif not netfilter.is_later_hook(before_hook, hook) or (
+            _crosses_loopback(before_hook, hook) and event.header.in_iface != "lo"
+        ):
+            return None
+        return _nat_allowed(before, stage)
 
 
 class Correlator:
     """Streaming correlation: feed events, collect packets as they complete.
 
     Packets are emitted in order of first appearance; a finished packet waits
-    only for older ones still open, which the window bounds.
+    only for older ones still open, which the window bounds.  `max_lines`
+    (default: `WINDOWS_HELD` windows) and `max_chars` bound the steps held.
     """
 
-    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(
+        self,
+        window: int = DEFAULT_WINDOW,
+        max_lines: int | None = None,
+        max_chars: int = DEFAULT_MAX_HELD_CHARS,
+        index_from: int = INDEX_FROM,
+    ) -> None:
         self._window = window
+        self._max_lines = max_lines if max_lines is not None else WINDOWS_HELD * window
+        self._max_chars = max_chars
+        self._index_from = index_from
         self._events = 0
         self._numbers = 0
         self._open: OrderedDict[int, _OpenPacket] = OrderedDict()
-        self._by_identity: dict[Identity, list[_OpenPacket]] = {}
-        self._finished: dict[int, Packet] = {}
+        self._by_identity: dict[Identity, dict[int, _OpenPacket]] = {}  # by number, oldest first
+        self._indexes: dict[Identity, _CandidateIndex] = {}
+        self._finished: dict[int, tuple[Packet, int]] = {}
+        self._ready: list[Packet] = []
         self._emitted = 0
+        self._held_lines = 0
+        self._held_chars = 0
         self._horizon = window  # no packet can be due before this event count
 
     @property
     def open_packets(self) -> int:
         return len(self._open)
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """The lines and characters of log text the packets not yet emitted hold."""
+        return self._held_lines, self._held_chars
 
     @property
     def started(self) -> int:
@@ -240,7 +479,9 @@ class Correlator:
         self._open.move_to_end(packet.number)
         if self._events > self._horizon:
             self._close_untouched()
-        return self._ready() if self._finished else []
+        if self._held_lines > self._max_lines or self._held_chars > self._max_chars:
+            self._close_oldest()
+        return self._take_ready() if self._ready else []
 
     def _close_untouched(self) -> None:
         """Complete the packets untouched for more than the window.
@@ -256,6 +497,19 @@ class Correlator:
             self._close(oldest)
         self._horizon = self._events + self._window
 
+    def _close_oldest(self) -> None:
+        """Complete open packets, oldest first, until the steps held are within bounds.
+
+        The oldest open packet is the one the complete packets after it wait
+        for: each one closed lets them go.  Those skipped to find it are let
+        go at once, so the search costs nothing in the long run.
+        """
+        while (self._held_lines > self._max_lines or self._held_chars > self._max_chars) and self._open:
+            number = self._emitted + 1
+            while number in self._finished:
+                number += 1
+            self._close(self._open[number])
+
     def expire(self, now: float, idle: float) -> list[Packet]:
         """Complete the packets whose last event arrived more than `idle` seconds before `now`."""
         while self._open:
@@ -263,60 +517,87 @@ class Correlator:
             if now - oldest.arrival <= idle:
                 break
             self._close(oldest)
-        return self._ready()
+        return self._take_ready()
 
     def finish(self) -> list[Packet]:
         """End of input: every open packet is complete."""
         for packet in list(self._open.values()):
             self._close(packet)
-        return self._ready()
+        return self._take_ready()
 
     def _continue(self, event: TraceEvent, key: Identity) -> _OpenPacket | None:
         same_identity = self._by_identity.get(key)
         if not same_identity:
             return None
-        candidates: Iterable[_OpenPacket] = reversed(same_identity)
+        index = self._indexes.get(key)
+        found = index.find(event, self._open) if index is not None else self._scan(same_identity, event)
+        if found is None:
+            return None
+        packet, stage, changes = found
+        before = packet.last.header
+        step = len(packet.steps) + 1
+        for name in changes:
+            old, new = getattr(before, name), getattr(event.header, name)
+            packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
+        if index is not None:
+            index.remove(packet)
+        self._hold(packet.add(event, stage))
+        if index is not None:
+            index.add(packet)
+        return packet
+
+    @staticmethod
+    def _scan(same_identity: dict[int, _OpenPacket], event: TraceEvent) -> Found | None:
+        """The newest packet the event fits, those of its trace id first: a few packets, tried one by one."""
+        candidates: Iterable[_OpenPacket] = reversed(same_identity.values())
         if event.trace_id is not None and len(same_identity) > 1:
-            candidates = _same_trace_first(same_identity, event)
+            candidates = _same_trace_first(candidates, event)
         for packet in candidates:
-            stage = _stage(event, packet)
-            if not _follows(packet, event, stage):
-                continue
-            before = packet.last.header
-            # the same field text as the last step (one shared header): nothing changed
-            changes = [] if event.header is before else _nat_changes(packet, event, stage)
-            if changes is None:
-                continue
-            step = len(packet.steps) + 1
-            for name in changes:
-                old, new = getattr(before, name), getattr(event.header, name)
-                packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
-            packet.add(event, stage)
-            return packet
+            fit = _fit(packet, event)
+            if fit is not None:
+                return packet, *fit
         return None
 
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
-        stage = _stage(event, None)
+        stage = _stage(event, _UNKNOWN, None)
         packet = _OpenPacket(self._numbers, key, [], stage, event)
-        packet.add(event, stage)
+        self._hold(packet.add(event, stage))
         self._open[packet.number] = packet
-        self._by_identity.setdefault(key, []).append(packet)
+        siblings = self._by_identity.setdefault(key, {})
+        siblings[packet.number] = packet
+        index = self._indexes.get(key)
+        if index is not None:
+            index.add(packet)
+        elif len(siblings) >= self._index_from:
+            self._indexes[key] = _CandidateIndex(siblings.values())
         return packet
+
+    def _hold(self, chars: int) -> None:
+        self._held_lines += 1
+        self._held_chars += chars
 
     def _close(self, packet: _OpenPacket) -> None:
         del self._open[packet.number]
-        siblings = self._by_identity[packet.identity]
-        siblings.remove(packet)
+        key = packet.identity
+        siblings = self._by_identity[key]
+        del siblings[packet.number]
+        index = self._indexes.get(key)
+        if index is not None:
+            index.remove(packet)
         if not siblings:
-            del self._by_identity[packet.identity]
-        self._finished[packet.number] = packet.freeze()
-
-    def _ready(self) -> list[Packet]:
-        ready = []
+            del self._by_identity[key]
+            self._indexes.pop(key, None)
+        self._finished[packet.number] = (packet.freeze(), packet.chars)
         while self._emitted + 1 in self._finished:
             self._emitted += 1
-            ready.append(self._finished.pop(self._emitted))
+            done, chars = self._finished.pop(self._emitted)
+            self._held_lines -= len(done.steps)
+            self._held_chars -= chars
+            self._ready.append(done)
+
+    def _take_ready(self) -> list[Packet]:
+        ready, self._ready = self._ready, []
         return ready
 
 
