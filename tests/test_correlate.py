@@ -37,7 +37,8 @@ def test_interleaved_captures_give_the_same_packets() -> None:
     tcp = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
     mixed = [line for pair in zip_longest(ping, tcp) for line in pair if line is not None]
     alone = step_texts(list(correlate_packets(events(Path("p"), ping)))) + step_texts(
-        list(correlate_packets(events(Path("t"), tcp))))
+        list(correlate_packets(events(Path("t"), tcp)))
+    )
     together = step_texts(list(correlate_packets(events(Path("m"), mixed))))
     assert sorted(together) == sorted(alone)
 
@@ -95,8 +96,9 @@ def _interleaved(paths: list[Path]) -> list[TraceEvent]:
 
 
 def _packets_found(found: list[Packet]) -> list[tuple[int, list[str], list[Rewrite]]]:
-    return [(packet.number, [step.event.origin.text for step in packet.steps], list(packet.rewrites))
-            for packet in found]
+    return [
+        (packet.number, [step.event.origin.text for step in packet.steps], list(packet.rewrites)) for packet in found
+    ]
 
 
 def _correlated(stream: list[TraceEvent], correlator: Correlator) -> list[Packet]:
@@ -131,8 +133,9 @@ def test_a_fixed_ip_id_flood_costs_no_more_per_step_than_ordinary_traffic() -> N
     open packet for every step (millions here).
     """
     (line, *_) = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
-    flood = [line.replace("ID=56577", "ID=54321").replace("SPT=33398", f"SPT={1024 + number}")
-             for number in range(20_000)]
+    flood = [
+        line.replace("ID=56577", "ID=54321").replace("SPT=33398", f"SPT={1024 + number}") for number in range(20_000)
+    ]
     stream = events(Path("flood.dmesg"), flood)
     tried = 0
     fit = correlate._fit
@@ -154,10 +157,11 @@ def test_the_steps_held_are_bounded_in_lines_and_characters() -> None:
     (line, *_) = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
     rule = line.replace("raw:PREROUTING:policy:3", "raw:PREROUTING:rule:1")
     ping = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
-    stream = events(Path("endless.dmesg"), [rule, *[rule if number % 2 else ping[number % len(ping)]
-                                                    for number in range(6_000)]])
+    stream = events(
+        Path("endless.dmesg"), [rule, *[rule if number % 2 else ping[number % len(ping)] for number in range(6_000)]]
+    )
     for bounds in ({"max_lines": 500}, {"max_chars": 100_000}):
-        correlator = Correlator(window=100, **bounds)  # type: ignore[arg-type]
+        correlator = Correlator(window=100, **bounds)
         peak_lines = peak_chars = 0
         for event in stream:
             correlator.feed(event)

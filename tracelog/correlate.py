@@ -139,7 +139,16 @@ class _OpenPacket:
 
 
 _identity_fields = _header_fields(
-    "family", "proto", "ip_id", "flowlabel", "length", "tcp_seq", "tcp_ack", "icmp_type", "icmp_code", "icmp_seq",
+    "family",
+    "proto",
+    "ip_id",
+    "flowlabel",
+    "length",
+    "tcp_seq",
+    "tcp_ack",
+    "icmp_type",
+    "icmp_code",
+    "icmp_seq",
     "udp_length",
 )
 
