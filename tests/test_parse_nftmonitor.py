@@ -39,7 +39,13 @@ def test_every_step_line_is_one_event(sample: Path) -> None:
 def test_rule_steps_carry_the_rule_and_its_verdict() -> None:
     event = event_at(PING, 2)
     assert (event.table, event.chain, event.kind, event.verdict, event.trace_id, event.nf_family) == (
-        "raw", "PREROUTING", "rule", "CONTINUE", "6773a007", "ip")
+        "raw",
+        "PREROUTING",
+        "rule",
+        "CONTINUE",
+        "6773a007",
+        "ip",
+    )
     assert event.rule == "meta l4proto icmp counter meta nftrace set 1"
     assert (event.handle, event.rulenum) == (None, None)  # nft prints handles only with -a
     assert event_at(PING, 7).verdict == "JUMP:DOCKER-USER"
@@ -48,14 +54,18 @@ def test_rule_steps_carry_the_rule_and_its_verdict() -> None:
 
 def test_an_explicit_return_rule_is_a_rule_step() -> None:
     event = event_at(PING, 8)
-    assert (event.chain, event.kind, event.rule, event.verdict) == (
-        "DOCKER-USER", "rule", "counter return", "RETURN")
+    assert (event.chain, event.kind, event.rule, event.verdict) == ("DOCKER-USER", "rule", "counter return", "RETURN")
 
 
 def test_policy_steps() -> None:
     event = event_at(PING, 3)
     assert (event.table, event.chain, event.kind, event.rule, event.verdict) == (
-        "raw", "PREROUTING", "policy", None, "ACCEPT")
+        "raw",
+        "PREROUTING",
+        "policy",
+        None,
+        "ACCEPT",
+    )
 
 
 def test_native_tables_with_anonymous_sets() -> None:
@@ -79,7 +89,11 @@ def test_dnat_rule_sees_the_packet_before_it_is_rewritten() -> None:
 def test_icmp_echo_header() -> None:
     header = event_at(PING, 2).header
     assert (header.family, str(header.src), str(header.dst), header.proto) == (
-        "ipv4", "172.18.0.2", "172.18.0.3", "ICMP")
+        "ipv4",
+        "172.18.0.2",
+        "172.18.0.3",
+        "ICMP",
+    )
     assert (header.in_iface, header.mac) == ("docker0", "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00")
     assert (header.length, header.tos, header.prec, header.ttl, header.ip_id) == (84, 0, 0, 64, 52221)
     # `icmp code net-unreachable` is nft's name for code 0
@@ -111,7 +125,8 @@ def test_icmpv6_echo_id_and_sequence() -> None:
     assert {h.icmp_seq for h in requests} == {0, 1}
     # `ip6 length 64` is the payload: the kernel's LEN= counts the 40-byte header too
     assert {(str(h.src), str(h.dst), h.length, h.tc, h.ttl, h.flowlabel) for h in requests} == {
-        ("fd00:18::2", "fd00:18::3", 104, 0, 64, 772344)}
+        ("fd00:18::2", "fd00:18::3", 104, 0, 64, 772344)
+    }
 
 
 def test_tcp_flags_as_a_number() -> None:
@@ -124,12 +139,31 @@ def test_both_monitors_read_the_same_events_alike(sample: Path) -> None:
     """xtables-monitor and nft monitor ran together: same steps, same verdicts, same header fields."""
     nft, xtables = sample_events(sample), sample_events(sample.with_suffix(".xtables-monitor"))
     assert [(e.trace_id, e.nf_family, e.table, e.chain, e.kind, e.verdict) for e in nft] == [
-        (e.trace_id, e.nf_family, e.table, e.chain, e.kind, e.verdict) for e in xtables]
-    shared = ("family", "src", "dst", "in_iface", "out_iface", "mac", "length", "tos", "prec", "tc", "ttl",
-              "flowlabel", "ip_id", "sport", "dport", "tcp_flags")
+        (e.trace_id, e.nf_family, e.table, e.chain, e.kind, e.verdict) for e in xtables
+    ]
+    shared = (
+        "family",
+        "src",
+        "dst",
+        "in_iface",
+        "out_iface",
+        "mac",
+        "length",
+        "tos",
+        "prec",
+        "tc",
+        "ttl",
+        "flowlabel",
+        "ip_id",
+        "sport",
+        "dport",
+        "tcp_flags",
+    )
     for a, b in zip(nft, xtables, strict=True):
         assert [getattr(a.header, name) for name in shared] == [getattr(b.header, name) for name in shared], (
-            a.origin.line, b.origin.line)
+            a.origin.line,
+            b.origin.line,
+        )
 
 
 def test_rule_handles_under_nft_dash_a() -> None:
@@ -165,8 +199,7 @@ def test_counters_above_zero_are_taken_out_too() -> None:
     """nft prints the counters of the ruleset it read when it started: 2 packets here, before the traced ping."""
     assert "counter packets 2 bytes 168 return # handle 19" in DASH_A.read_text().splitlines()[7]
     event = event_at(DASH_A, 8)
-    assert (event.chain, event.rule, event.handle, event.verdict) == ("DOCKER-USER", "counter return", "0x13",
-                                                                      "RETURN")
+    assert (event.chain, event.rule, event.handle, event.verdict) == ("DOCKER-USER", "counter return", "0x13", "RETURN")
 
 
 def test_other_live_state_is_taken_out_like_counters() -> None:
@@ -270,9 +303,41 @@ def test_random_bytes_never_raise(data: bytes) -> None:
             assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)
 
 
-NFT_WORDS = ["ip", "ip6", "saddr", "daddr", "1.2.3.4", "::1", "tcp", "flags", "==", "|", "syn", "0x12", "icmp",
-             "icmpv6", "type", "echo-request", "parameter-problem", "@ll,0,112", "@th,8,16", "0xfff", "iif", '"lo"',
-             "ether", "arp", "rule", "(verdict", "accept)", "jump", "policy", "meta", "mark", "length", "99999999999"]
+NFT_WORDS = [
+    "ip",
+    "ip6",
+    "saddr",
+    "daddr",
+    "1.2.3.4",
+    "::1",
+    "tcp",
+    "flags",
+    "==",
+    "|",
+    "syn",
+    "0x12",
+    "icmp",
+    "icmpv6",
+    "type",
+    "echo-request",
+    "parameter-problem",
+    "@ll,0,112",
+    "@th,8,16",
+    "0xfff",
+    "iif",
+    '"lo"',
+    "ether",
+    "arp",
+    "rule",
+    "(verdict",
+    "accept)",
+    "jump",
+    "policy",
+    "meta",
+    "mark",
+    "length",
+    "99999999999",
+]
 
 
 @given(st.lists(st.sampled_from(NFT_WORDS), max_size=40).map(" ".join))

@@ -35,12 +35,21 @@ def test_every_trace_line_is_one_event(sample: Path) -> None:
 def test_rule_steps_carry_handle_verdict_and_rule() -> None:
     first = event_at(PING, 2)
     assert (first.table, first.chain, first.kind, first.handle, first.verdict) == (
-        "raw", "PREROUTING", "rule", "0x2", "CONTINUE")
+        "raw",
+        "PREROUTING",
+        "rule",
+        "0x2",
+        "CONTINUE",
+    )
     assert first.rule == "-4 -t raw -A PREROUTING -p icmp -j TRACE"
     assert (first.rulenum, first.trace_id, first.nf_family) == (None, "6773a007", "ip")
     jump = event_at(PING, 7)
     assert (jump.chain, jump.handle, jump.verdict, jump.rule) == (
-        "FORWARD", "0x17", "JUMP:DOCKER-USER", "-4 -t filter -A FORWARD -j DOCKER-USER")
+        "FORWARD",
+        "0x17",
+        "JUMP:DOCKER-USER",
+        "-4 -t filter -A FORWARD -j DOCKER-USER",
+    )
 
 
 def test_rule_texts_read_without_live_counters() -> None:
@@ -89,27 +98,33 @@ def test_a_matched_rule_with_dash_p_gives_the_protocol(sample: Path) -> None:
 @pytest.mark.parametrize("sample", XTABLES_SAMPLES, ids=SAMPLE_IDS)
 def test_a_matched_rule_never_contradicts_the_packet_line(sample: Path) -> None:
     """Where the packet line tells the protocol (TCP flags), every rule the packet matched agrees with it."""
-    said = [(event.header.proto, xtables.rule_protocol(event.rule)) for event in sample_events(sample)
-            if event.kind == "rule" and event.rule is not None]
+    said = [
+        (event.header.proto, xtables.rule_protocol(event.rule))
+        for event in sample_events(sample)
+        if event.kind == "rule" and event.rule is not None
+    ]
     assert said
     assert all(header == rule for header, rule in said if header != "?" and rule is not None)
 
 
-@pytest.mark.parametrize(("rule", "protocol"), [
-    ("-4 -t raw -A PREROUTING -p icmp -j TRACE", "ICMP"),
-    ("-4 -t filter -A DOCKER -d 172.18.0.3/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT", "TCP"),
-    ("-6 -t raw -A PREROUTING -p ipv6-icmp -j TRACE", "ICMPv6"),
-    ("-4 -t filter -A FORWARD -p udp -m udp --dport 53 -j ACCEPT", "UDP"),
-    ("-4 -t filter -A FORWARD -p 47 -j ACCEPT", "47"),
-    ("-4 -t filter -A FORWARD -p sctp -j ACCEPT", "132"),
-    ("-4 -t filter -A FORWARD ! -p icmp -j DROP", None),
-    ("-4 -t filter -A FORWARD -p all -j ACCEPT", None),
-    ("-4 -t filter -A FORWARD -p 0 -j ACCEPT", None),
-    ("-4 -t filter -A FORWARD -p ospf -j ACCEPT", None),
-    ('-4 -t filter -A FORWARD -m comment --comment "not -p icmp" -j ACCEPT', None),
-    ('-4 -t filter -A FORWARD -m comment --comment "unbalanced -j ACCEPT', None),
-    ("-4 -t filter -A FORWARD -j DOCKER-USER", None),
-])
+@pytest.mark.parametrize(
+    ("rule", "protocol"),
+    [
+        ("-4 -t raw -A PREROUTING -p icmp -j TRACE", "ICMP"),
+        ("-4 -t filter -A DOCKER -d 172.18.0.3/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT", "TCP"),
+        ("-6 -t raw -A PREROUTING -p ipv6-icmp -j TRACE", "ICMPv6"),
+        ("-4 -t filter -A FORWARD -p udp -m udp --dport 53 -j ACCEPT", "UDP"),
+        ("-4 -t filter -A FORWARD -p 47 -j ACCEPT", "47"),
+        ("-4 -t filter -A FORWARD -p sctp -j ACCEPT", "132"),
+        ("-4 -t filter -A FORWARD ! -p icmp -j DROP", None),
+        ("-4 -t filter -A FORWARD -p all -j ACCEPT", None),
+        ("-4 -t filter -A FORWARD -p 0 -j ACCEPT", None),
+        ("-4 -t filter -A FORWARD -p ospf -j ACCEPT", None),
+        ('-4 -t filter -A FORWARD -m comment --comment "not -p icmp" -j ACCEPT', None),
+        ('-4 -t filter -A FORWARD -m comment --comment "unbalanced -j ACCEPT', None),
+        ("-4 -t filter -A FORWARD -j DOCKER-USER", None),
+    ],
+)
 def test_the_protocol_a_rule_requires(rule: str, protocol: str | None) -> None:
     """`-p` as iptables-save prints it, in the kernel logger's spelling; nothing where the rule allows several."""
     assert xtables.rule_protocol(rule) == protocol
@@ -124,7 +139,13 @@ def test_the_raw_return_verdict_is_named() -> None:
 def test_policy_steps_have_no_rule() -> None:
     event = event_at(PING, 3)
     assert (event.table, event.chain, event.kind, event.handle, event.rule, event.verdict) == (
-        "raw", "PREROUTING", "policy", None, None, "ACCEPT")
+        "raw",
+        "PREROUTING",
+        "policy",
+        None,
+        None,
+        "ACCEPT",
+    )
 
 
 def test_drop_in_a_user_chain() -> None:
@@ -138,11 +159,22 @@ def test_drop_in_a_user_chain() -> None:
 def test_packet_fields_in_the_kernel_loggers_terms() -> None:
     header = event_at(PING, 2).header
     assert (header.family, str(header.src), str(header.dst), header.in_iface, header.out_iface) == (
-        "ipv4", "172.18.0.2", "172.18.0.3", "docker0", None)
+        "ipv4",
+        "172.18.0.2",
+        "172.18.0.3",
+        "docker0",
+        None,
+    )
     # MACSRC=2:42:ac:12:0:2 MACDST=2:42:ac:12:0:3 MACPROTO=0800, written as the kernel's MAC=
     assert header.mac == "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00"
     assert (header.length, header.tos, header.prec, header.ttl, header.ip_id, header.ip_flags) == (
-        84, 0, 0, 64, 52221, ("DF",))
+        84,
+        0,
+        0,
+        64,
+        52221,
+        ("DF",),
+    )
     # xtables-monitor prints no protocol and no ports for ICMP
     assert (header.proto, header.sport, header.icmp_type) == ("?", None, None)
 
@@ -170,7 +202,11 @@ def test_ipv6_length_is_the_whole_packet() -> None:
     event = event_at(SAMPLES / "lab-nft/ipv6-ping.xtables-monitor", 2)
     header = event.header
     assert (header.family, str(header.src), str(header.dst), event.nf_family) == (
-        "ipv6", "fd00:18::2", "ff02::1:ff00:3", "ip6")
+        "ipv6",
+        "fd00:18::2",
+        "ff02::1:ff00:3",
+        "ip6",
+    )
     assert (header.length, header.tc, header.ttl, header.flowlabel) == (72, 0, 255, 0)  # printed LEN=52
 
 
@@ -222,8 +258,13 @@ def test_a_packet_that_is_not_ip_skips_its_steps() -> None:
 
 def test_each_lines_format_is_recognised_by_itself() -> None:
     """One input may interleave kernel log, xtables-monitor, nft monitor and ulogd lines."""
-    files = ["docker-nft/ping.dmesg", "docker-nft/ping.xtables-monitor", "lab-nft/native.nft-monitor",
-             "lab-ulogd/syslogemu.log", "lab-ulogd/ulogd.json"]
+    files = [
+        "docker-nft/ping.dmesg",
+        "docker-nft/ping.xtables-monitor",
+        "lab-nft/native.nft-monitor",
+        "lab-ulogd/syslogemu.log",
+        "lab-ulogd/ulogd.json",
+    ]
     texts = [(SAMPLES / name).read_text().splitlines() for name in files]
     alone = [len(outcomes(lines)) for lines in texts]
     mixed = [line for group in itertools.zip_longest(*texts) for line in group if line is not None]
@@ -255,8 +296,11 @@ def render_packet_line(h: Header, trace_id: int, fused_id: bool) -> str:
     parts += [f"{key}={value}" for key, value in (("IN", h.in_iface), ("OUT", h.out_iface)) if value]
     if h.mac is not None:
         octets = [octet.lstrip("0") or "0" for octet in h.mac.split(":")]
-        parts += [f"MACSRC={':'.join(octets[6:12])}", f"MACDST={':'.join(octets[:6])}",
-                  f"MACPROTO={''.join(h.mac.split(':')[12:])}"]
+        parts += [
+            f"MACSRC={':'.join(octets[6:12])}",
+            f"MACDST={':'.join(octets[:6])}",
+            f"MACPROTO={''.join(h.mac.split(':')[12:])}",
+        ]
     parts += [f"SRC={h.src}", f"DST={h.dst}"]
     if h.family == "ipv4":
         assert h.tos is not None
@@ -285,23 +329,39 @@ def xtables_headers(draw: st.DrawFn) -> Header:
     """Headers with only what xtables-monitor prints, in the kernel logger's terms."""
     family = draw(st.sampled_from(["ipv4", "ipv6"]))
     ipv4 = family == "ipv4"
-    address = st.builds(ipaddress.IPv4Address if ipv4 else ipaddress.IPv6Address,
-                        st.integers(0, 2**32 - 1 if ipv4 else 2**128 - 1))
+    address = st.builds(
+        ipaddress.IPv4Address if ipv4 else ipaddress.IPv6Address, st.integers(0, 2**32 - 1 if ipv4 else 2**128 - 1)
+    )
     ports = draw(st.booleans())
     flags = draw(st.sets(st.sampled_from(XTABLES_TCP_FLAGS))) if ports else set()
     values: dict[str, object] = {
-        "family": family, "src": draw(address), "dst": draw(address), "ttl": draw(u8),
-        "in_iface": draw(ifaces), "out_iface": draw(ifaces), "mac": draw(st.none() | macs),
-        "proto": "TCP" if flags else "?", "tcp_flags": tuple(f for f in kernel_flag_order if f in flags),
-        "sport": draw(u16) if ports else None, "dport": draw(u16) if ports else None,
+        "family": family,
+        "src": draw(address),
+        "dst": draw(address),
+        "ttl": draw(u8),
+        "in_iface": draw(ifaces),
+        "out_iface": draw(ifaces),
+        "mac": draw(st.none() | macs),
+        "proto": "TCP" if flags else "?",
+        "tcp_flags": tuple(f for f in kernel_flag_order if f in flags),
+        "sport": draw(u16) if ports else None,
+        "dport": draw(u16) if ports else None,
         "mark": draw(st.none() | st.integers(1, 2**32 - 1)),
     }
     if ipv4:
-        values |= {"length": draw(u16), "tos": draw(u8) & 0x1E, "prec": draw(u8) & 0xE0, "ip_id": draw(u16),
-                   "ip_flags": tuple(f for f in ("CE", "DF", "MF") if draw(st.booleans()))}
+        values |= {
+            "length": draw(u16),
+            "tos": draw(u8) & 0x1E,
+            "prec": draw(u8) & 0xE0,
+            "ip_id": draw(u16),
+            "ip_flags": tuple(f for f in ("CE", "DF", "MF") if draw(st.booleans())),
+        }
     else:
-        values |= {"length": draw(st.integers(20, 65535 + 20)), "tc": draw(u8),
-                   "flowlabel": draw(st.integers(0, 2**20 - 1))}
+        values |= {
+            "length": draw(st.integers(20, 65535 + 20)),
+            "tc": draw(u8),
+            "flowlabel": draw(st.integers(0, 2**20 - 1)),
+        }
     return Header(**values)  # type: ignore[arg-type]
 
 
@@ -323,8 +383,12 @@ def test_random_bytes_never_raise(data: bytes) -> None:
             assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)
 
 
-@given(st.text(alphabet=st.sampled_from(list("PACKET:TRACE 2 6773a007 raw:filter:rule:policy:return:0x1e:JUMP=SRC.")),
-               max_size=200))
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("PACKET:TRACE 2 6773a007 raw:filter:rule:policy:return:0x1e:JUMP=SRC.")),
+        max_size=200,
+    )
+)
 def test_xtables_shaped_garbage_never_raises(text: str) -> None:
     lines = PING.read_text().splitlines()
     for outcome in outcomes([lines[0], "PACKET: 2 6773a007 " + text, " TRACE: 2 6773a007 " + text]):

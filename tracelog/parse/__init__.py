@@ -27,6 +27,7 @@ class _Held:
     pieces: int = 1
     whole: bool = False
 
+
 # How each format's lines start; anything else is a kernel log line.  A kernel
 # log's usual one-record line is recognised before this is tried (no other
 # format's line is one: the tests read every sample both ways).

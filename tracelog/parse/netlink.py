@@ -27,16 +27,35 @@ NFPROTO_FAMILIES: dict[int, NfFamily] = {1: "inet", 2: "ip", 3: "arp", 5: "netde
 # IP protocols by the names nft and iptables print them with (nft's proto.c,
 # /etc/protocols)
 PROTOCOL_NUMBERS = {
-    "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58,
-    "ipv6-icmp": 58, "comp": 108, "sctp": 132, "udplite": 136,
+    "icmp": 1,
+    "igmp": 2,
+    "tcp": 6,
+    "udp": 17,
+    "dccp": 33,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "icmpv6": 58,
+    "ipv6-icmp": 58,
+    "comp": 108,
+    "sctp": 132,
+    "udplite": 136,
 }
 
 # IP protocol numbers the kernel logger names in PROTO=; it prints the others as numbers
 _PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 50: "ESP", 51: "AH", 58: "ICMPv6", 136: "UDPLITE"}
 
 # TCP flag bits, in the order the kernel packet logger prints them (nf_log_syslog.c)
-_TCP_FLAG_BITS = (("CWR", 0x80), ("ECE", 0x40), ("URG", 0x20), ("ACK", 0x10), ("PSH", 0x08), ("RST", 0x04),
-                  ("SYN", 0x02), ("FIN", 0x01))
+_TCP_FLAG_BITS = (
+    ("CWR", 0x80),
+    ("ECE", 0x40),
+    ("URG", 0x20),
+    ("ACK", 0x10),
+    ("PSH", 0x08),
+    ("RST", 0x04),
+    ("SYN", 0x02),
+    ("FIN", 0x01),
+)
 _TCP_FLAG_VALUES = dict(_TCP_FLAG_BITS)
 
 # the kernel logger splits the IPv4 TOS byte (IPTOS_TOS_MASK, IPTOS_PREC_MASK)
@@ -247,8 +266,22 @@ class PacketMemory:
             return Skip.NON_IP
         if mark is not None:
             header = header._replace(mark=mark)
-        fields = (table, chain, kind, header, None, handle, None, _NO_STAMP, trace_id, rule, verdict, None, nf_family,
-                  origin)
+        fields = (
+            table,
+            chain,
+            kind,
+            header,
+            None,
+            handle,
+            None,
+            _NO_STAMP,
+            trace_id,
+            rule,
+            verdict,
+            None,
+            nf_family,
+            origin,
+        )
         return build(TraceEvent, fields)
 
 

@@ -46,30 +46,80 @@ Statement = tuple[str, str]
 
 # nft's symbol tables (src/proto.c, src/datatype.c): names it prints for numbers
 _ICMP_TYPES = {
-    "echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5, "echo-request": 8,
-    "router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11, "parameter-problem": 12,
-    "timestamp-request": 13, "timestamp-reply": 14, "info-request": 15, "info-reply": 16,
-    "address-mask-request": 17, "address-mask-reply": 18,
+    "echo-reply": 0,
+    "destination-unreachable": 3,
+    "source-quench": 4,
+    "redirect": 5,
+    "echo-request": 8,
+    "router-advertisement": 9,
+    "router-solicitation": 10,
+    "time-exceeded": 11,
+    "parameter-problem": 12,
+    "timestamp-request": 13,
+    "timestamp-reply": 14,
+    "info-request": 15,
+    "info-reply": 16,
+    "address-mask-request": 17,
+    "address-mask-reply": 18,
 }
 _ICMP_CODES = {
-    "net-unreachable": 0, "host-unreachable": 1, "prot-unreachable": 2, "port-unreachable": 3, "frag-needed": 4,
-    "net-prohibited": 9, "host-prohibited": 10, "admin-prohibited": 13,
+    "net-unreachable": 0,
+    "host-unreachable": 1,
+    "prot-unreachable": 2,
+    "port-unreachable": 3,
+    "frag-needed": 4,
+    "net-prohibited": 9,
+    "host-prohibited": 10,
+    "admin-prohibited": 13,
 }
 _ICMPV6_TYPES = {
-    "destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
-    "echo-request": 128, "echo-reply": 129, "mld-listener-query": 130, "mld-listener-report": 131,
-    "mld-listener-done": 132, "mld-listener-reduction": 132, "nd-router-solicit": 133, "nd-router-advert": 134,
-    "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136, "nd-redirect": 137, "router-renumbering": 138,
-    "ind-neighbor-solicit": 141, "ind-neighbor-advert": 142, "mld2-listener-report": 143,
+    "destination-unreachable": 1,
+    "packet-too-big": 2,
+    "time-exceeded": 3,
+    "parameter-problem": 4,
+    "echo-request": 128,
+    "echo-reply": 129,
+    "mld-listener-query": 130,
+    "mld-listener-report": 131,
+    "mld-listener-done": 132,
+    "mld-listener-reduction": 132,
+    "nd-router-solicit": 133,
+    "nd-router-advert": 134,
+    "nd-neighbor-solicit": 135,
+    "nd-neighbor-advert": 136,
+    "nd-redirect": 137,
+    "router-renumbering": 138,
+    "ind-neighbor-solicit": 141,
+    "ind-neighbor-advert": 142,
+    "mld2-listener-report": 143,
 }
 _ICMPV6_CODES = {
-    "no-route": 0, "admin-prohibited": 1, "addr-unreachable": 3, "port-unreachable": 4, "policy-fail": 5,
+    "no-route": 0,
+    "admin-prohibited": 1,
+    "addr-unreachable": 3,
+    "port-unreachable": 4,
+    "policy-fail": 5,
     "reject-route": 6,
 }
 _DSCP = {
-    **{f"cs{n}": n * 8 for n in range(8)}, "df": 0, "be": 0, "lephb": 1, "af11": 0x0A, "af12": 0x0C, "af13": 0x0E,
-    "af21": 0x12, "af22": 0x14, "af23": 0x16, "af31": 0x1A, "af32": 0x1C, "af33": 0x1E, "af41": 0x22, "af42": 0x24,
-    "af43": 0x26, "va": 0x2C, "ef": 0x2E,
+    **{f"cs{n}": n * 8 for n in range(8)},
+    "df": 0,
+    "be": 0,
+    "lephb": 1,
+    "af11": 0x0A,
+    "af12": 0x0C,
+    "af13": 0x0E,
+    "af21": 0x12,
+    "af22": 0x14,
+    "af23": 0x16,
+    "af31": 0x1A,
+    "af32": 0x1C,
+    "af33": 0x1E,
+    "af41": 0x22,
+    "af42": 0x24,
+    "af43": 0x26,
+    "va": 0x2C,
+    "ef": 0x2E,
 }
 _ECN = {"not-ect": 0, "ect1": 1, "ect0": 2, "ce": 3}
 _TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20, "ecn": 0x40, "cwr": 0x80}
@@ -79,15 +129,31 @@ _IPV6_HEADER = 40  # `ip6 length` is the payload length; the kernel's LEN= count
 
 # statement → kernel logger key, for fields nft prints as plain numbers
 _NUMBERS = {
-    "ip ttl": "TTL", "ip6 hoplimit": "HOPLIMIT", "ip id": "ID", "ip length": "LEN", "ip6 flowlabel": "FLOWLBL",
-    "tcp sequence": "SEQ", "tcp ackseq": "ACK", "tcp window": "WINDOW", "tcp urgptr": "URGP", "udp length": "LEN",
-    "icmp mtu": "MTU", "icmpv6 mtu": "MTU", "esp spi": "SPI", "ah spi": "SPI",
-    **{f"{proto} {end}port": f"{end.upper()}PT" for proto in ("tcp", "udp", "udplite", "sctp", "dccp", "th")
-       for end in ("s", "d")},
+    "ip ttl": "TTL",
+    "ip6 hoplimit": "HOPLIMIT",
+    "ip id": "ID",
+    "ip length": "LEN",
+    "ip6 flowlabel": "FLOWLBL",
+    "tcp sequence": "SEQ",
+    "tcp ackseq": "ACK",
+    "tcp window": "WINDOW",
+    "tcp urgptr": "URGP",
+    "udp length": "LEN",
+    "icmp mtu": "MTU",
+    "icmpv6 mtu": "MTU",
+    "esp spi": "SPI",
+    "ah spi": "SPI",
+    **{
+        f"{proto} {end}port": f"{end.upper()}PT"
+        for proto in ("tcp", "udp", "udplite", "sctp", "dccp", "th")
+        for end in ("s", "d")
+    },
 }
 _SYMBOLS = {
-    "icmp type": ("TYPE", _ICMP_TYPES), "icmp code": ("CODE", _ICMP_CODES),
-    "icmpv6 type": ("TYPE", _ICMPV6_TYPES), "icmpv6 code": ("CODE", _ICMPV6_CODES),
+    "icmp type": ("TYPE", _ICMP_TYPES),
+    "icmp code": ("CODE", _ICMP_CODES),
+    "icmpv6 type": ("TYPE", _ICMPV6_TYPES),
+    "icmpv6 code": ("CODE", _ICMPV6_CODES),
 }
 # nft prints these for any ICMP message; the kernel only for echo messages, where they mean id and sequence
 _ECHO_FIELDS = {"icmp id": "ID", "icmp sequence": "SEQ", "icmpv6 id": "ID", "icmpv6 sequence": "SEQ"}
@@ -215,8 +281,11 @@ def _address(statement: Statement) -> ipaddress.IPv4Address | ipaddress.IPv6Addr
 
 
 def _tcp_flags(statement: Statement) -> list[Field]:
-    bits = sum(_TCP_FLAGS[word] if word in _TCP_FLAGS else _number((statement[0], word))
-               for part in statement[1].split("|") for word in part.split(","))
+    bits = sum(
+        _TCP_FLAGS[word] if word in _TCP_FLAGS else _number((statement[0], word))
+        for part in statement[1].split("|")
+        for word in part.split(",")
+    )
     return [("FLAG", name) for name in tcp_flag_names(bits)]
 
 
@@ -361,8 +430,9 @@ def _kernel_fields(draft: _Draft, statement: Statement) -> list[Field]:
 
 def _is_transport(draft: _Draft, key: str) -> bool:
     protocol = key.partition(" ")[0]
-    return not draft.transport and (key.startswith("@th,") or not (
-        protocol in _NETWORK or protocol in _LINK or key.startswith(("@ll,", "@nh,"))))
+    return not draft.transport and (
+        key.startswith("@th,") or not (protocol in _NETWORK or protocol in _LINK or key.startswith(("@ll,", "@nh,")))
+    )
 
 
 def _header(statements: list[Statement]) -> Header | None:
