@@ -18,6 +18,7 @@ from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
 from tracelog.record import RECORDS, Shaping
 from tracelog.sources import STDIN
+from tracelog.wording import escape_controls
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -236,7 +237,7 @@ def _print_summary(stats: RunStats, inputs: int) -> None:
     from tracelog.render import summary_lines
 
     for line in summary_lines(stats, inputs):
-        typer.echo(line, err=True)
+        _echo(line, err=True)
 
 
 def _console() -> Console:
@@ -287,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TracelogError as error:
         if _Settings.traceback:
             raise
-        print(f"tracelog: {error}", file=sys.stderr)
+        _echo(f"tracelog: {error}", err=True)
         return int(error.status)
     return ExitStatus.OK
 
@@ -371,7 +372,7 @@ def enable(
     request = TraceRequest(proto.value, src, dst, sport, dport, iface, container, ipv6, duration, limit)
     report = manage.enable_tracing(manage.plan_tracing(request, backend.value, now), now)
     for line in report.lines():
-        typer.echo(line)
+        _echo(line)
 
 
 @app.command()
@@ -440,8 +441,13 @@ def watch(
         _run(reading, out)
 
 
+def _echo(line: str, *, err: bool = False) -> None:
+    """Text for the user, line by line with control characters escaped: it may quote a log, a comment, a name."""
+    typer.echo("\n".join(map(escape_controls, line.split("\n"))), err=err)
+
+
 def _say(line: str) -> None:
-    typer.echo(f"tracelog: {line}", err=True)
+    _echo(f"tracelog: {line}", err=True)
 
 
 @app.command()
@@ -457,7 +463,7 @@ def status(backend: BackendOption = BackendChoice.auto) -> None:
     from tracelog.rules import manage
 
     for line in manage.status_lines(backend.value, manage.utc_now()):
-        typer.echo(line)
+        _echo(line)
 
 
 @app.command()
@@ -475,7 +481,7 @@ def disable(backend: BackendOption = BackendChoice.auto) -> None:
     from tracelog.rules import manage
 
     for line in manage.disable_lines(backend.value):
-        typer.echo(line)
+        _echo(line)
 
 
 @app.command()
@@ -496,11 +502,11 @@ def doctor(backend: BackendOption = BackendChoice.auto) -> None:
 
     findings = checks.diagnose(checks.probe_host(), backend.value)
     for finding in findings:
-        typer.echo(f"{finding.level:<4}  {finding.check}: {finding.message}")
+        _echo(f"{finding.level:<4}  {finding.check}: {finding.message}")
         if finding.fix and finding.level != "ok":
-            typer.echo(f"      fix: {finding.fix}")
+            _echo(f"      fix: {finding.fix}")
     failed = sum(finding.level == "fail" for finding in findings)
     if failed:
-        typer.echo(f"tracing will not work here: {failed} problem{'s' if failed != 1 else ''} to fix")
+        _echo(f"tracing will not work here: {failed} problem{'s' if failed != 1 else ''} to fix")
         raise typer.Exit(ExitStatus.DOCTOR_FAILED)
-    typer.echo("tracing should work here")
+    _echo("tracing should work here")

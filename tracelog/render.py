@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import orjson
 from rich.console import Console, Group, RenderableType
-from rich.control import strip_control_codes
 from rich.table import Table
 from rich.text import Text
 
 from tracelog.analyse import STEP_COLUMNS, Report, step_rows
 from tracelog.pipeline import RunStats
 from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
-from tracelog.wording import decided_by, destination, endpoint, plural, position, rule_args
+from tracelog.wording import decided_by, destination, endpoint, escape_controls, plural, position, rule_args
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,15 +142,10 @@ class Styled(NamedTuple):
     style: str = ""
 
     def text(self) -> Text:
-        return Text.assemble(*self.runs, style=self.style)
+        return Text.assemble(*((escape_controls(run), style) for run, style in self.runs), style=self.style)
 
     def plain(self) -> str:
-        return printable("".join(run for run, _ in self.runs))
-
-
-def printable(text: str) -> str:
-    """Text without the control codes rich would drop: only where `isprintable` says there are any."""
-    return text if text.isprintable() else strip_control_codes(text)
+        return escape_controls("".join(run for run, _ in self.runs))
 
 
 def _named(interface: str | None, name: str | None) -> str | None:
@@ -278,7 +272,8 @@ def pending_timeline_text(record: Record) -> Pending:
     wide as its widest cell), at a fraction of the cost on large logs.
     """
     host = f"  on {record['host']}" if record["host"] else ""
-    return Pending("#", printable(f" {describe(record)}  flow "), printable(host) + "\n" + _steps_text(record))
+    title = escape_controls(f" {describe(record)}  flow ")
+    return Pending("#", title, escape_controls(host) + "\n" + _steps_text(record))
 
 
 TIMELINE_TEXTS = Shaping(pending_timeline_text, Pending.numbered)
@@ -394,7 +389,7 @@ def _rich_table(title: str, frame: pd.DataFrame, columns: list[str]) -> Table:
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in frame[columns].head(_SUMMARY_TOP).itertuples(index=False):
-        table.add_row(*("" if _plain(value) is None else str(value) for value in row))
+        table.add_row(*("" if _plain(value) is None else escape_controls(str(value)) for value in row))
     return table
 
 
@@ -422,4 +417,4 @@ def print_summary(report: Report, console: Console) -> None:
         console,
         _rich_table("Rules hit most", frames["rules"], ["hits", "table", "chain", "kind", "number", "verdict", "rule"]),
     )
-    emit(console, Text(report.answer))
+    emit(console, Text(escape_controls(report.answer)))

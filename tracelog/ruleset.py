@@ -186,7 +186,9 @@ def parse_ruleset(text: str, source: str) -> Ruleset:
     comments: list[str] = []
     tables: dict[str, dict[str, list[Any]]] = {}
     current: dict[str, list[Any]] | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" only: a rule comment may hold any other control character
+    for number, ended in enumerate(text.removesuffix("\n").split("\n"), start=1):
+        line = ended.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -238,7 +240,7 @@ class Rulesets:
 def read_ruleset(path: str) -> Ruleset:
     """Read one snapshot file; one that cannot be read or parsed is an `InputError`."""
     try:
-        text = Path(path).read_text(errors="replace")
+        text = Path(path).read_bytes().decode("utf-8", "replace")  # no newline translation: see parse_ruleset
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from error
     return parse_ruleset(text, path)

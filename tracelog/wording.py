@@ -9,6 +9,24 @@ from typing import Any
 Record = dict[str, Any]
 
 
+# C0 and C1 controls and DEL, which terminals act on (escape sequences, bell,
+# backspace, carriage return), and the bidirectional overrides that reorder
+# what a reader sees: shown as `\x1b`, `\u202e`.
+_CONTROLS = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
+def escape_controls(text: str) -> str:
+    """Log text made safe for a terminal: every control character written as its escape, visibly.
+
+    Log text is whoever wrote the log's: a host field or a rule comment must
+    never clear a screen or set a window title.
+    """
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
 def plural(number: int, noun: str) -> str:
     """`1 packet`, `3 packets`."""
     return f"{number} {noun}{'' if number == 1 else 's'}"
