@@ -34,3 +34,33 @@ def test_parquet_needs_a_directory(run_cli: RunCli) -> None:
 
 def test_summary_does_not_write_parquet(run_cli: RunCli) -> None:
     assert run_cli("summary", "--format", "parquet", str(SAMPLES / "lab-legacy/ping.dmesg")).status == 2
+
+
+def test_parquet_refuses_a_target_that_holds_something(run_cli: RunCli, tmp_path: Path) -> None:
+    """Writing into an earlier dataset would append: every packet number twice."""
+    ping = str(SAMPLES / "lab-legacy/ping.dmesg")
+    out = tmp_path / "trace.parquet"
+    assert run_cli("parse", "--format", "parquet", "--output", str(out), ping).status == 0
+    again = run_cli("parse", "--format", "parquet", "--output", str(out), ping)
+    assert again.status == 2
+    assert "--force" in again.stderr
+    replaced = run_cli("parse", "--format", "parquet", "--output", str(out), "--force", ping)
+    assert replaced.status == 0, replaced.stderr
+    packets = pd.read_parquet(out / "packets")
+    assert packets["packet"].is_unique
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["trace.parquet"]  # nothing left beside it
+
+
+def test_parquet_refuses_a_file_as_its_directory(run_cli: RunCli, tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    run = run_cli("parse", "--format", "parquet", "--output", str(target), str(SAMPLES / "lab-legacy/ping.dmesg"))
+    assert run.status == 2
+    assert run.stderr.count("\n") == 1
+    assert target.read_text() == "keep me"
+
+
+def test_summary_refuses_parquet_before_reading(run_cli: RunCli, tmp_path: Path) -> None:
+    run = run_cli("summary", "--format", "parquet", str(tmp_path / "missing.log"))
+    assert run.status == 2
+    assert "lines from" not in run.stderr  # nothing was read

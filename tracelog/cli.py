@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import gc
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
 
 import typer
 
-from tracelog.errors import ExitStatus, TracelogError, UsageError
+from tracelog.errors import ExitStatus, OutputError, TracelogError, UsageError
 from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
 from tracelog.record import RECORDS, Shaping
@@ -59,6 +62,24 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken like Ctrl-C (what was read is still reported), ending with 143."""
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    """While reading, SIGTERM interrupts as Ctrl-C does."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _quiet_stdout() -> None:
     """After a closed pipe, point stdout at /dev/null so the exit flush is silent."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -72,6 +93,8 @@ def _ends_quietly(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
+        except Terminated:
+            raise typer.Exit(ExitStatus.TERMINATED) from None
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.INTERRUPTED) from None
         except BrokenPipeError:
@@ -88,6 +111,7 @@ def _global(
     _Settings.traceback = traceback
 
 
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace what --output names (a dataset written before).")]
 FilesArgument = Annotated[
     list[str] | None, typer.Argument(help="Log files (plain or .gz); - or none for stdin.", show_default=False)
 ]
@@ -130,9 +154,14 @@ def _run(reading: Reading, output: _Output[T, U]) -> None:
     inputs = len(reading.files() or [STDIN])
     try:
         output.write(reading.shaped(stats, output.shaping))
+        sys.stdout.flush()
     except (KeyboardInterrupt, BrokenPipeError):
         _print_summary(stats, inputs)  # an interrupted live run still says what it read
         raise
+    except OSError as error:
+        _print_summary(stats, inputs)
+        _quiet_stdout()  # what is still buffered cannot be written either
+        raise OutputError(f"cannot write the output: {error.strerror or error}") from error
     _print_summary(stats, inputs)
     if stats.unreadable:
         raise typer.Exit(ExitStatus.INPUT)
@@ -148,6 +177,7 @@ def parse(
     directory: Annotated[
         str | None, typer.Option("--output", "-o", help="Directory for --format parquet (steps/, packets/).")
     ] = None,
+    force: ForceOption = False,
     idle: IdleOption = 1.0,
     year: YearOption = None,
     strict: StrictOption = False,
@@ -178,7 +208,7 @@ def parse(
     """
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
     reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
-    _run(reading, _output(output, directory))
+    _run(reading, _output(output, directory, force))
 
 
 @app.command()
@@ -187,6 +217,15 @@ def summary(
     files: FilesArgument = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     table: Annotated[SummaryTable, typer.Option(help="Which table --format csv writes.")] = SummaryTable.flows,
+    every: Annotated[
+        float | None,
+        typer.Option(
+            "--every",
+            metavar="SECONDS",
+            min=0.1,
+            help="On a live stream, print the summary so far every SECONDS (as packets arrive).",
+        ),
+    ] = None,
     idle: IdleOption = 1.0,
     year: YearOption = None,
     strict: StrictOption = False,
@@ -214,12 +253,10 @@ def summary(
     from tracelog import render
     from tracelog.analyse import Summary
 
-    def write(records: Iterator[dict[str, Any]]) -> None:
-        found = Summary()
-        for record in records:
-            found.add(record)
-        if output is OutputFormat.parquet:
-            raise UsageError("summary writes table, jsonl or csv", hint="parse --format parquet writes the data")
+    if output is OutputFormat.parquet:
+        raise UsageError("summary writes table, jsonl or csv", hint="parse --format parquet writes the data")
+
+    def show(found: Summary) -> None:
         report = found.report()
         if output is OutputFormat.jsonl:
             render.write_summary_jsonl(report, sys.stdout)
@@ -227,10 +264,50 @@ def summary(
             render.write_summary_csv(report, table.value, sys.stdout)
         else:
             render.print_summary(report, _console())
+        sys.stdout.flush()
+
+    def write(records: Iterator[dict[str, Any]]) -> None:
+        found = Summary()
+        try:
+            with _shown_every(every, lambda: show(found), lambda: len(found.packets)) as lock:
+                for record in records:
+                    with lock:
+                        found.add(record)
+        except KeyboardInterrupt as stop:
+            _say(f"interrupted ({stop.args[0] if stop.args else 'SIGINT'}): the summary of what was read until then")
+            show(found)
+            raise
+        show(found)
 
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
     reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
-    _run(reading, _Output(RECORDS, write))
+    with _terminated_as_interrupt():
+        _run(reading, _Output(RECORDS, write))
+
+
+@contextlib.contextmanager
+def _shown_every(seconds: float | None, show: Callable[[], None], count: Callable[[], int]) -> Iterator[threading.Lock]:
+    """Call `show` every `seconds` while the block runs, when `count` changed since; the block adds under the lock.
+
+    A live stream can stay quiet for hours: a timer, not the next packet,
+    decides when the summary so far is printed.
+    """
+    lock, stop = threading.Lock(), threading.Event()
+
+    def run(shown: int = 0) -> None:
+        while seconds is not None and not stop.wait(seconds):
+            with lock:
+                if count() != shown:
+                    shown = count()
+                    show()
+
+    timer = threading.Thread(target=run, daemon=True)
+    timer.start()
+    try:
+        yield lock
+    finally:
+        stop.set()
+        timer.join()
 
 
 def _print_summary(stats: RunStats, inputs: int) -> None:
@@ -254,7 +331,8 @@ class _Output(Generic[T, U]):
     write: Callable[[Iterator[U]], None]
 
 
-def _output(output: OutputFormat, directory: str | None = None) -> _Output[Any, Any]:
+def _output(output: OutputFormat, directory: str | None = None, force: bool = False) -> _Output[Any, Any]:
+    """How a format takes the packets and writes them; a target it cannot write is refused before any reading."""
     from tracelog import render
 
     if output is OutputFormat.jsonl:
@@ -262,9 +340,10 @@ def _output(output: OutputFormat, directory: str | None = None) -> _Output[Any, 
     if output is OutputFormat.csv:
         return _Output(RECORDS, lambda records: render.write_csv(records, sys.stdout))
     if output is OutputFormat.parquet:
-        from tracelog.parquet import write_parquet
+        from tracelog.parquet import parquet_target, write_parquet
 
-        return _Output(RECORDS, lambda records: write_parquet(records, directory))
+        target = parquet_target(directory, force)
+        return _Output(RECORDS, lambda records: write_parquet(records, target))
     console = _console()
     if console.is_terminal:
         return _Output(RECORDS, lambda records: render.print_timelines(records, console))
@@ -394,6 +473,7 @@ def watch(
     directory: Annotated[
         str | None, typer.Option("--output", "-o", help="Directory for --format parquet (steps/, packets/).")
     ] = None,
+    force: ForceOption = False,
     idle: Annotated[
         float, typer.Option(help="Seconds without a new line before a packet is complete.", min=0.05)
     ] = 1.0,
@@ -431,7 +511,7 @@ def watch(
     request = TraceRequest(proto.value, src, dst, sport, dport, iface, container, ipv6, duration, limit)
     plan = manage.plan_tracing(request, backend.value, now)
     wanted = packet_filter(verdict=verdict, chain=chain, name=name)
-    out = _output(output, directory)
+    out = _output(output, directory, force)
     with live.watching(plan, now, say=_say) as session:
         for line in session.report.watch_lines():
             _say(line)

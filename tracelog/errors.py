@@ -16,7 +16,9 @@ class ExitStatus(enum.IntEnum):
     PERMISSION = 5
     UNAVAILABLE = 6
     DOCTOR_FAILED = 7
+    OUTPUT = 8
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class TracelogError(Exception):
@@ -49,6 +51,12 @@ class UsageError(TracelogError):
     """Options that cannot go together or name something that does not exist."""
 
     status = ExitStatus.USAGE
+
+
+class OutputError(TracelogError):
+    """The output could not be written (a full disk, a closed or broken file)."""
+
+    status = ExitStatus.OUTPUT
 
 
 class PermissionDenied(TracelogError):

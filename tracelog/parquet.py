@@ -7,6 +7,8 @@ bounded whatever the size of the log.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,18 +61,54 @@ class _Table:
         self.rows.clear()
 
 
-def write_parquet(records: Iterable[Record], directory: str | None) -> None:
-    """Write `<directory>/steps` and `<directory>/packets`, partitioned by host."""
+def parquet_target(directory: str | None, force: bool) -> Path:
+    """Where the dataset goes, checked before anything is read.
+
+    A target that already holds something is refused unless `force`: the
+    dataset writer would add to it, and every packet number would then
+    appear twice.
+    """
     if not directory:
         raise UsageError("--format parquet needs --output DIRECTORY")
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         raise Unavailable("pyarrow is not installed", hint="reinstall tracelog, which depends on it") from None
-    root = Path(directory)
-    steps, packets = _Table(root / "steps", STEP_COLUMNS), _Table(root / "packets", PACKET_COLUMNS)
-    for record in records:
-        steps.add(step_rows(record))
-        packets.add([packet_row(record)])
-    steps.flush()
-    packets.flush()
+    target = Path(directory)
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: {target.parent} is not a directory")
+    if not force and (target.is_symlink() or target.exists()):
+        if not target.is_dir() or target.is_symlink():
+            raise UsageError(f"{target} exists and is not a directory", hint="--force replaces it")
+        if any(target.iterdir()):
+            raise UsageError(f"{target} is not empty", hint="--force replaces what it holds")
+    return target
+
+
+def write_parquet(records: Iterable[Record], target: Path) -> None:
+    """Write `<target>/steps` and `<target>/packets`, partitioned by host, in one rename at the end.
+
+    The dataset is written beside the target and renamed into place, so an
+    interrupted run leaves whatever was there before, never half a dataset.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        steps, packets = _Table(staging / "steps", STEP_COLUMNS), _Table(staging / "packets", PACKET_COLUMNS)
+        for record in records:
+            steps.add(step_rows(record))
+            packets.add([packet_row(record)])
+        steps.flush()
+        packets.flush()
+        _remove(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Clear the way for the new dataset: a file, a link or a directory tree (checked by `parquet_target`)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

@@ -1,0 +1,41 @@
+"""Output that cannot be written ends with one clear line and a named exit code, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.samples import SAMPLES
+from tracelog.errors import ExitStatus
+
+
+@pytest.mark.parametrize("output", ["table", "jsonl", "csv"])
+def test_a_full_disk_is_one_line_and_its_own_exit_code(output: str) -> None:
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "tracelog", "parse", "-f", output, str(SAMPLES / "docker-legacy/http.dmesg")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == ExitStatus.OUTPUT == 8
+    problems = [line for line in run.stderr.splitlines() if "lines from" not in line]
+    assert problems == ["tracelog: cannot write the output: No space left on device"]
+
+
+def test_summary_to_a_full_disk() -> None:
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "tracelog", "summary", str(SAMPLES / "docker-legacy/http.dmesg")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == ExitStatus.OUTPUT
+    assert "Traceback" not in run.stderr
