@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what tests/lab/test_docker.py and `python -m tests.lab.dockerlab` need on Debian 12:
-# Debian's docker.io (dockerd, containerd, runc, docker-proxy), both iptables backends with
-# xtables-monitor, nft, busybox-static for the local image, and pytest.
+# Installs what tests/lab/test_docker.py, tests/lab/test_journey.py and
+# `python -m tests.lab.dockerlab` need on Debian 12: Debian's docker.io (dockerd, containerd,
+# runc, docker-proxy), both iptables backends with xtables-monitor, nft, busybox-static for
+# the local image, and the tools the journey types (bash, tail, dmesg, stdbuf, sysctl).
 # The tests start and stop dockerd themselves; this script starts nothing.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -9,4 +10,4 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
   docker.io containerd runc tini \
   iptables nftables iproute2 busybox-static \
-  kmod procps util-linux coreutils
+  bash kmod procps util-linux coreutils
