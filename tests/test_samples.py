@@ -169,3 +169,11 @@ def test_dnat_rewrite_in_the_nft_formats(name: str, run_cli: RunCli) -> None:
         assert ("dst", "192.0.2.1", "172.18.0.3") in fields
         assert ("dport", 8080, 80) in fields
     assert all(r["verdict"] is not None for r in records)  # nft traces carry their verdicts
+
+
+def test_xtables_monitor_icmp_takes_its_protocol_from_the_rule_it_matched(run_cli: RunCli) -> None:
+    """xtables-monitor prints no protocol for ICMP; the TRACE rule's `-p icmp` the packet matched says it."""
+    run = run_cli("parse", "-f", "jsonl", str(SAMPLES / "docker-nft/ping.xtables-monitor"))
+    assert {record["proto"] for record in run.records()} == {"ICMP"}
+    title = run_cli("parse", str(SAMPLES / "lab-nft/udp-closed.xtables-monitor")).stdout.splitlines()[0]
+    assert title.startswith("#1 (protocol not shown) 172.18.0.2:")  # no rule pins it: said plainly, not `?`

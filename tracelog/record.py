@@ -19,10 +19,13 @@ from tracelog.events import Address, Header, Stamp, TraceEvent
 from tracelog.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.names import Names, interface_names
 from tracelog.netfilter import NAT_TARGETS, passes_packet_on
+from tracelog.parse import rule_protocol
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.wording import endpoint
 
 TERMINAL_VERDICTS = frozenset({"DROP", "REJECT"})
+UNKNOWN_PROTOCOL = "?"
+"""`proto` when neither the trace nor a matched rule says which protocol a packet has."""
 _PORT_FIELDS = frozenset({"sport", "dport"})
 NO_NAMES = Names()
 
@@ -123,6 +126,16 @@ def nat_destination(dst: str, dport: int | None, rewrites: Iterable[Record]) -> 
         elif rewrite["field"] == "dport":
             dport, rewritten = rewrite["to"], True
     return (dst, dport) if rewritten else None
+
+
+def matched_protocol(packet: Packet) -> str:
+    """The protocol a rule the packet matched pins (`-p icmp`), for a source that does not print it.
+
+    xtables-monitor prints no protocol for ICMP; a matched rule's `-p` tells
+    it (see `tracelog.parse.rule_protocol`), else it stays unknown.
+    """
+    found = (rule_protocol(step.event.rule) for step in packet.steps)
+    return next((proto for proto in found if proto is not None), UNKNOWN_PROTOCOL)
 
 
 def inner_record(inner: Header | None) -> Record | None:
@@ -262,7 +275,7 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
         "trace_id": first.trace_id,
         "host": first.host,
         "family": header.family,
-        "proto": header.proto,
+        "proto": header.proto if header.proto != UNKNOWN_PROTOCOL else matched_protocol(packet),
         "src": address_text(header.src),
         "dst": address_text(header.dst),
         "sport": header.sport,

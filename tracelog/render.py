@@ -17,7 +17,7 @@ from rich.text import Text
 
 from tracelog.analyse import STEP_COLUMNS, Report, step_rows
 from tracelog.pipeline import RunStats
-from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
+from tracelog.record import TERMINAL_VERDICTS, UNKNOWN_PROTOCOL, Record, Shaping
 from tracelog.wording import decided_by, destination, endpoint, escape_controls, plural, position, rule_args
 
 if TYPE_CHECKING:
@@ -173,7 +173,9 @@ def describe(record: Record) -> str:
     """`ICMP echo-request 172.18.0.2 → 172.18.0.3  in veth1 → out veth2`."""
     proto, icmp_type = record["proto"], record["icmp_type"]
     what = ",".join(flag for flag in _TCP_FLAG_ORDER if flag in record["tcp_flags"])
-    if proto in _ICMP_TYPES:
+    if proto == UNKNOWN_PROTOCOL:
+        proto = "(protocol not shown)"
+    elif proto in _ICMP_TYPES and icmp_type is not None:
         what = _ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}")
         if what == "unreachable":
             code = record["icmp_code"]
