@@ -7,6 +7,7 @@ import enum
 import functools
 import gc
 import os
+import re
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
 
 import typer
 
+from tracelog import __version__
 from tracelog.errors import ExitStatus, OutputError, TracelogError, UsageError
 from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
@@ -27,12 +29,43 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+_HELP = """Readable netfilter TRACE output: one timeline per packet.
+
+Examples:
+
+\b
+    sudo tracelog enable icmp --container nginx-2
+    tail -f /var/log/syslog | tracelog parse
+    xtables-monitor --trace | tracelog parse
+    tracelog summary --src 172.18.0.2 --dst 172.18.0.3 /var/log/kern.log
+    sudo tracelog disable
+
+Each command's --help has more.
+"""
+_EXIT_STATUS = """Exit status:
+
+\b
+    0    every TRACE line was understood
+    1    an unexpected error (--traceback shows it)
+    2    bad options or arguments
+    3    an input could not be read (the others were still analysed)
+    4    some TRACE lines could not be parsed (listed on stderr)
+    5    changing the firewall needs root (CAP_NET_ADMIN)
+    6    a tool, library or daemon tracelog needs is missing
+    7    tracelog doctor found a problem that keeps traces from showing
+    8    the output could not be written
+    130  interrupted (Ctrl-C; SIGTERM/SIGHUP for watch)
+    143  SIGTERM during summary, after printing what it read
+"""
+
 app = typer.Typer(
-    help="Readable netfilter TRACE output: one timeline per packet.",
+    help=_HELP,
+    epilog=_EXIT_STATUS,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -104,48 +137,84 @@ def _ends_quietly(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"tracelog {__version__}")
+        raise typer.Exit(ExitStatus.OK)
+
+
 @app.callback()
 def _global(
-    traceback: Annotated[bool, typer.Option("--traceback", help="Show the Python traceback of an error.")] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the Python traceback of an error (given anywhere).")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Show the version and exit.")
+    ] = False,
 ) -> None:
-    _Settings.traceback = traceback
+    _Settings.traceback = _Settings.traceback or traceback
 
 
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace what --output names (a dataset written before).")]
 FilesArgument = Annotated[
-    list[str] | None, typer.Argument(help="Log files (plain or .gz); - or none for stdin.", show_default=False)
+    list[str] | None,
+    # described in the commands' help: typer would print a Python type beside it
+    typer.Argument(
+        metavar="FILE", help="Log files (plain or .gz); - or none for stdin.", show_default=False, hidden=True
+    ),
 ]
 IdleOption = Annotated[
-    float, typer.Option(help="Seconds a live stream may stay silent before open packets print.", min=0.05)
+    float,
+    typer.Option(metavar="SECONDS", help="Seconds a live stream may stay silent before open packets print.", min=0.05),
 ]
-YearOption = Annotated[int | None, typer.Option(help="Year for syslog time stamps that have none [default: now].")]
+YearOption = Annotated[
+    int | None,
+    typer.Option(metavar="YEAR", min=1970, max=9999, help="Year for syslog time stamps that have none [default: now]."),
+]
 StrictOption = Annotated[bool, typer.Option(help="Stop at the first TRACE line that cannot be parsed.")]
 JobsOption = Annotated[
     int | None,
-    typer.Option("--jobs", "-j", min=1, help="Processes that read one big plain file together [default: one per CPU]."),
+    typer.Option(
+        "--jobs",
+        "-j",
+        metavar="N",
+        min=1,
+        help="Processes that read one big plain file together [default: one per CPU].",
+    ),
 ]
 RulesOption = Annotated[
     list[str] | None,
-    typer.Option("--rules", help="iptables-save / ip6tables-save snapshot taken while tracing (repeatable)."),
+    typer.Option(
+        "--rules", metavar="FILE", help="iptables-save / ip6tables-save snapshot taken while tracing (repeatable)."
+    ),
 ]
 NamesOption = Annotated[
     list[str] | None,
     typer.Option(
         "--names",
+        metavar="FILE|docker",
         help="docker inspect / docker network inspect output (repeatable), or 'docker' to ask the running daemon.",
     ),
 ]
-SrcOption = Annotated[str | None, typer.Option("--src", help="Source address or network.")]
-DstOption = Annotated[str | None, typer.Option("--dst", help="Destination address or network.")]
-ProtoFilter = Annotated[str | None, typer.Option("--proto", help="Only packets of this protocol (tcp, udp, icmp, …).")]
-PortFilter = Annotated[int | None, typer.Option("--port", min=0, max=65535, help="Only packets to or from this port.")]
+SrcOption = Annotated[str | None, typer.Option("--src", metavar="ADDR[/LEN]", help="Source address or network.")]
+DstOption = Annotated[str | None, typer.Option("--dst", metavar="ADDR[/LEN]", help="Destination address or network.")]
+ProtoFilter = Annotated[
+    str | None, typer.Option("--proto", metavar="NAME", help="Only packets of this protocol (tcp, udp, icmp, …).")
+]
+PortFilter = Annotated[
+    int | None, typer.Option("--port", metavar="N", min=0, max=65535, help="Only packets to or from this port.")
+]
 VerdictFilter = Annotated[
-    str | None, typer.Option("--verdict", help="Only packets with this verdict (ACCEPT, DROP, …, unknown).")
+    str | None,
+    typer.Option("--verdict", metavar="VERDICT", help="Only packets with this verdict (ACCEPT, DROP, …, unknown)."),
 ]
 ChainFilter = Annotated[
-    str | None, typer.Option("--chain", help="Only packets that crossed this chain (or table:chain).")
+    str | None,
+    typer.Option("--chain", metavar="[TABLE:]CHAIN", help="Only packets that crossed this chain (or table:chain)."),
 ]
-NameFilter = Annotated[str | None, typer.Option("--name", help="Only packets to, from or through this container.")]
+NameFilter = Annotated[
+    str | None, typer.Option("--name", metavar="CONTAINER", help="Only packets to, from or through this container.")
+]
 
 
 def _run(reading: Reading, output: _Output[T, U]) -> None:
@@ -169,13 +238,14 @@ def _run(reading: Reading, output: _Output[T, U]) -> None:
         raise typer.Exit(ExitStatus.BAD_LINES)
 
 
-@app.command()
+@app.command(short_help="Turn TRACE output into one timeline per packet.")
 @_ends_quietly
 def parse(
     files: FilesArgument = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     directory: Annotated[
-        str | None, typer.Option("--output", "-o", help="Directory for --format parquet (steps/, packets/).")
+        str | None,
+        typer.Option("--output", "-o", metavar="DIR", help="Directory for --format parquet (steps/, packets/)."),
     ] = None,
     force: ForceOption = False,
     idle: IdleOption = 1.0,
@@ -194,16 +264,16 @@ def parse(
 ) -> None:
     """Turn TRACE output into one timeline per packet.
 
-    Reads kernel logs (dmesg, syslog, kern.log, journalctl -k), xtables-monitor
-    --trace, nft monitor trace and ulogd output, live from a pipe or from saved
-    files.  Examples:
+    Reads each FILE (plain or .gz; - or none: stdin): kernel logs (dmesg,
+    syslog, kern.log, journalctl -k), xtables-monitor --trace, nft monitor
+    trace and ulogd output, live from a pipe or from saved files.
 
+    Examples:
+
+    \b
         tail -f /var/log/syslog | tracelog parse
-
         tracelog parse --format jsonl /var/log/kern.log /var/log/kern.log.2.gz
-
         tracelog parse --rules iptables-save.txt --names docker --verdict DROP kern.log
-
         tracelog parse --format parquet --output trace.parquet kern.log.*.gz
     """
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
@@ -211,7 +281,7 @@ def parse(
     _run(reading, _output(output, directory, force))
 
 
-@app.command()
+@app.command(short_help="Flows, drops by rule, rules hit, and why A cannot reach B.")
 @_ends_quietly
 def summary(
     files: FilesArgument = None,
@@ -242,12 +312,13 @@ def summary(
 ) -> None:
     """Summarise a trace: flows, rule hits, drops ranked by rule, and why A cannot reach B.
 
+    Reads each FILE (plain or .gz; - or none: stdin) as `tracelog parse` does.
+
     Examples:
 
+    \b
         tracelog summary --rules iptables-save.txt kern.log
-
         tracelog summary --src 172.18.0.2 --dst 172.18.0.3 --rules iptables-save.txt kern.log
-
         tracelog summary --format csv --table drops kern.log
     """
     from tracelog import render
@@ -360,16 +431,71 @@ _GC_YOUNG_THRESHOLD = 20_000
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every user error is one line on stderr and an `ExitStatus`."""
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    args = list(sys.argv[1:] if argv is None else argv)
+    _Settings.traceback = "--traceback" in args[: args.index("--") if "--" in args else len(args)]
+    if _Settings.traceback:
+        args.remove("--traceback")  # taken wherever it stands, not only before the command
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="tracelog")
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else ExitStatus.ERROR
+        status = app(args=args, prog_name="tracelog", standalone_mode=False)
+    except typer.TyperException as error:
+        message = error.format_message()
+        if message.startswith("Usage: "):  # `tracelog` alone: the help is the answer
+            typer.echo(message, err=True)
+        else:
+            _echo(f"tracelog: {plain_usage_error(error, args)}", err=True)
+        return ExitStatus.USAGE
+    except typer.Abort:
+        return ExitStatus.INTERRUPTED
     except TracelogError as error:
         if _Settings.traceback:
             raise
         _echo(f"tracelog: {error}", err=True)
         return int(error.status)
-    return ExitStatus.OK
+    return status if isinstance(status, int) else ExitStatus.OK
+
+
+# What the option parser says, in plain words: pydantic's phrases and click's quoting go.
+_PLAIN_REASONS = (
+    (re.compile(r"Value error, '(.*)' is not one of (.*?)\.?$"), lambda m: "one of " + m[2].replace("'", "")),
+    (re.compile(r"Input should be a valid integer.*"), lambda m: "a whole number"),
+    (re.compile(r"Input should be a valid number.*"), lambda m: "a number"),
+    (re.compile(r"Input should be less than or equal to (\S+)"), lambda m: f"at most {m[1]}"),
+    (re.compile(r"Input should be greater than or equal to (\S+)"), lambda m: f"at least {m[1]}"),
+    (re.compile(r"Input should be greater than (\S+)"), lambda m: f"more than {m[1]}"),
+)
+
+
+def plain_usage_error(error: typer.TyperException, args: Sequence[str]) -> str:
+    """`invalid value for --year: 99999 (at most 9999)`: the option, the value given, and what it takes."""
+    option = getattr(error, "option_name", None)  # click's NoSuchOption, which typer does not export
+    if isinstance(option, str):
+        return f"no such option: {option} (see tracelog --help)"
+    if not isinstance(error, typer.BadParameter) or error.param is None:
+        return f"{error.format_message()} (see tracelog --help)"
+    names = [*error.param.opts, *error.param.secondary_opts]
+    name = next((option for option in names if option.startswith("--")), names[0] if names else "argument")
+    reason = str(error.message)
+    for pattern, plain in _PLAIN_REASONS:
+        if found := pattern.match(reason):
+            reason = plain(found)
+            break
+    given = _given_value(args, names)
+    if given is None:
+        return f"invalid value for {name} ({reason})"
+    shown = given if re.fullmatch(r"-?[\d.]+", given) else repr(given)
+    return f"invalid value for {name}: {shown} ({reason})"
+
+
+def _given_value(args: Sequence[str], names: Sequence[str]) -> str | None:
+    """The value the command line gave an option (`--year 9`, `--year=9`), the last if it repeats."""
+    found = None
+    for at, arg in enumerate(args):
+        for name in names:
+            if arg == name and at + 1 < len(args):
+                found = args[at + 1]
+            elif arg.startswith(f"{name}="):
+                found = arg.split("=", 1)[1]
+    return found
 
 
 def main_exit() -> None:
@@ -394,26 +520,37 @@ class BackendChoice(enum.StrEnum):
     nft = "nft"
 
 
-ProtoArgument = Annotated[TraceProto, typer.Argument(help="Protocol to trace.", show_default=False)]
-SportOption = Annotated[int | None, typer.Option("--sport", min=1, max=65535, help="Source port (tcp, udp).")]
-DportOption = Annotated[int | None, typer.Option("--dport", min=1, max=65535, help="Destination port (tcp, udp).")]
-IfaceOption = Annotated[str | None, typer.Option("--iface", help="Interface: input in PREROUTING, output in OUTPUT.")]
+ProtoArgument = Annotated[TraceProto, typer.Argument(metavar="PROTO", help="Protocol to trace.", show_default=False)]
+SportOption = Annotated[
+    int | None, typer.Option("--sport", metavar="PORT", min=1, max=65535, help="Source port (tcp, udp).")
+]
+DportOption = Annotated[
+    int | None, typer.Option("--dport", metavar="PORT", min=1, max=65535, help="Destination port (tcp, udp).")
+]
+IfaceOption = Annotated[
+    str | None, typer.Option("--iface", metavar="IFACE", help="Interface: input in PREROUTING, output in OUTPUT.")
+]
 ContainerOption = Annotated[
     str | None,
     typer.Option(
         "--container",
+        metavar="NAME",
         help="A running Docker container: its address fills --src or --dst (both ways if neither is set).",
     ),
 ]
 Ipv6Option = Annotated[bool, typer.Option("-6", "--ipv6", help="Trace IPv6 (ip6tables).")]
-ForOption = Annotated[str, typer.Option("--for", help="Expiry enforced by the kernel: 30s, 5m, 1h30m, or none.")]
-LimitOption = Annotated[str, typer.Option("--limit", help="Rate limit of each rule: 10/second, 5/minute, or none.")]
+ForOption = Annotated[
+    str, typer.Option("--for", metavar="DURATION", help="Expiry enforced by the kernel: 30s, 5m, 1h30m, or none.")
+]
+LimitOption = Annotated[
+    str, typer.Option("--limit", metavar="RATE", help="Rate limit of each rule: 10/second, 5/minute, or none.")
+]
 BackendOption = Annotated[
     BackendChoice, typer.Option("--backend", help="auto follows the backend that holds this host's rules.")
 ]
 
 
-@app.command()
+@app.command(short_help="Install tagged TRACE rules for the packets you name.")
 @_ends_quietly
 def enable(
     proto: ProtoArgument,
@@ -438,10 +575,11 @@ def enable(
     match again adds nothing (a new --for or --limit replaces the old rule).
     Prints where this host puts the trace and the command that reads it; the
     ruleset is saved to $TRACELOG_STATE_DIR (default /var/lib/tracelog).
+
     Examples:
 
+    \b
         tracelog enable icmp --dst 172.18.0.3
-
         tracelog enable tcp --container nginx-2 --dport 80 --for 10m
     """
     from tracelog.rules import manage
@@ -454,7 +592,7 @@ def enable(
         _echo(line)
 
 
-@app.command()
+@app.command(short_help="Enable, print packets live, remove the rules on exit.")
 @_ends_quietly
 def watch(
     proto: ProtoArgument,
@@ -471,16 +609,19 @@ def watch(
     backend: BackendOption = BackendChoice.auto,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     directory: Annotated[
-        str | None, typer.Option("--output", "-o", help="Directory for --format parquet (steps/, packets/).")
+        str | None,
+        typer.Option("--output", "-o", metavar="DIR", help="Directory for --format parquet (steps/, packets/)."),
     ] = None,
     force: ForceOption = False,
     idle: Annotated[
-        float, typer.Option(help="Seconds without a new line before a packet is complete.", min=0.05)
+        float,
+        typer.Option(metavar="SECONDS", help="Seconds without a new line before a packet is complete.", min=0.05),
     ] = 1.0,
     names: Annotated[
         list[str] | None,
         typer.Option(
             "--names",
+            metavar="FILE|docker",
             help="docker inspect / docker network inspect output (repeatable), or 'docker' "
             "[default: the running Docker daemon, when it answers].",
         ),
@@ -498,10 +639,11 @@ def watch(
     taken at start naming the rules behind legacy rule numbers.  Ctrl-C,
     SIGINT, SIGTERM and SIGHUP stop it and remove exactly the rules it added;
     if it is killed outright, the kernel still stops them after --for.
+
     Examples:
 
+    \b
         tracelog watch icmp --container nginx-2
-
         tracelog watch tcp --dport 80 --for 5m --format jsonl --verdict DROP
     """
     from tracelog.rules import live, manage
@@ -530,14 +672,17 @@ def _say(line: str) -> None:
     _echo(f"tracelog: {line}", err=True)
 
 
-@app.command()
+@app.command(short_help="List tracelog's TRACE rules and the others.")
 @_ends_quietly
 def status(backend: BackendOption = BackendChoice.auto) -> None:
     """List tracelog's TRACE rules with their time left, and TRACE rules tracelog did not install.
 
     Rules whose --for ran out are removed first.  Rules without tracelog's
-    tag are only reported, never touched.  Example:
+    tag are only reported, never touched.
 
+    Examples:
+
+    \b
         tracelog status
     """
     from tracelog.rules import manage
@@ -546,16 +691,17 @@ def status(backend: BackendOption = BackendChoice.auto) -> None:
         _echo(line)
 
 
-@app.command()
+@app.command(short_help="Remove every TRACE rule tracelog installed.")
 @_ends_quietly
 def disable(backend: BackendOption = BackendChoice.auto) -> None:
     """Remove every TRACE rule tracelog installed, each by exact match; nothing else is touched.
 
     A tagged rule someone changed since is reported and left in place.
+
     Examples:
 
+    \b
         tracelog disable
-
         ip netns exec blue tracelog disable --backend legacy
     """
     from tracelog.rules import manage
@@ -564,7 +710,7 @@ def disable(backend: BackendOption = BackendChoice.auto) -> None:
         _echo(line)
 
 
-@app.command()
+@app.command(short_help="Explain why a trace may show nothing here.")
 @_ends_quietly
 def doctor(backend: BackendOption = BackendChoice.auto) -> None:
     """Explain why a trace may show nothing here, with the fix for each problem.
@@ -572,10 +718,12 @@ def doctor(backend: BackendOption = BackendChoice.auto) -> None:
     Checks which iptables backends hold rules, the TRACE target, the nf_log
     binding per family, nf_log_all_netns outside the initial namespace,
     br_netfilter for bridged traffic, and where kernel messages end up.
-    Exits 0 when tracing will work and 7 when it will not.  Examples:
+    Exits 0 when tracing will work and 7 when it will not.
 
+    Examples:
+
+    \b
         tracelog doctor
-
         ip netns exec blue tracelog doctor --backend legacy
     """
     from tracelog import doctor as checks

@@ -10,6 +10,7 @@ is the same for a Python caller:
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from tracelog.names import Names, docker_names, load_names
 from tracelog.parallel import available_cpus, packets_made
 from tracelog.pipeline import ParseOptions, RunStats, correlate_lines
 from tracelog.record import RECORDS, Made, Record, Shaping, made, numbered
+from tracelog.ruleset import FINAL_TARGETS
 from tracelog.saved_rules import choose_rules
 from tracelog.sources import STDIN
 
@@ -31,6 +33,12 @@ U = TypeVar("U")
 Lines = Iterable[SourceLine | None]
 """A stream of lines read elsewhere (`None`: a clock tick from a live source)."""
 DOCKER = "docker"
+# What a record's `proto` can be: the kernel logger's names, or an IP protocol number it has no name for.
+_KNOWN_PROTOCOL = re.compile(
+    r"(?i:tcp|udp|udplite|icmp|icmpv6|sctp|dccp|gre|esp|ah|igmp|arp)|25[0-5]|2[0-4]\d|1?\d?\d", re.ASCII
+)
+# What a record's `verdict` can be, `unknown` for none.
+_KNOWN_VERDICTS = frozenset({*FINAL_TARGETS, "UNKNOWN"})
 """The name source that asks the running Docker daemon."""
 
 
@@ -123,6 +131,13 @@ def packet_filter(
     name: str | None = None,
 ) -> PacketFilter:
     """The filters `parse`, `summary` and `watch` take, from their option values."""
+    if proto is not None and not _KNOWN_PROTOCOL.fullmatch(proto):
+        raise UsageError(
+            f"invalid value for --proto: {proto!r}", hint="a protocol name such as tcp, udp, icmp, or 0-255"
+        )
+    if verdict is not None and verdict.upper() not in _KNOWN_VERDICTS:
+        known = ", ".join(sorted(_KNOWN_VERDICTS))
+        raise UsageError(f"invalid value for --verdict: {verdict!r}", hint=f"one of {known}")
     return PacketFilter(
         src=parse_network(src) if src else None,
         dst=parse_network(dst) if dst else None,
