@@ -264,7 +264,7 @@ class ChunkRun:
     def _take(self, line: SourceLine, stats: RunStats) -> list[Packet]:
         """Parse and correlate one line, counted where it belongs, noting how it read near an edge."""
         chunk, builder = self.chunk, self._builder
-        outcomes = builder.parser.parse(line)
+        outcomes = builder.read(line)
         number = line.line
         if chunk.begin <= number < chunk.begin + OVERLAP_LINES:
             self._head_reading.append(_reading(number, outcomes))

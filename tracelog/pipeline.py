@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,9 +14,14 @@ from tracelog.errors import BadLineError, InputError
 from tracelog.events import SourceLine, TraceEvent
 from tracelog.parse import BadLine, Caveat, LineParser, Outcome, Skip
 from tracelog.ruleset import Rulesets
-from tracelog.sources import read_source
+from tracelog.sources import MAX_LINE_BYTES, LongLine, read_source
 
 EXAMPLES_KEPT = 5
+# How a line too long to read shows it was meant as a TRACE line: a mark of
+# any format near its start (the kernel log's and the monitors').
+_TRACE_MARK = re.compile(r"TRACE: |trace id [0-9a-f]+ |PACKET: \d+ [0-9a-f]+ ")
+_HEAD_SHOWN = 64  # characters of a long line's start shown in its report
+LONG_LINE_SKIPPED = f"longer than {MAX_LINE_BYTES:,} bytes, and no TRACE line by its start: not read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +127,13 @@ class PacketBuilder:
 
     def feed(self, line: SourceLine, stats: RunStats) -> list[Packet]:
         """One more line; the packets it completed."""
-        return self.feed_parsed(self.parser.parse(line), stats)
+        return self.feed_parsed(self.read(line), stats)
+
+    def read(self, line: SourceLine) -> list[Outcome]:
+        """What one line gives, as the parser reads it; a line too long to read, as `long_line_outcomes` tells."""
+        if isinstance(line, LongLine):
+            return [*self.parser.flush(), *long_line_outcomes(line)]
+        return self.parser.parse(line)
 
     def feed_parsed(self, outcomes: list[Outcome], stats: RunStats) -> list[Packet]:
         """One more line, as `parser` read it (for a caller that looks at the outcomes first)."""
@@ -156,3 +168,22 @@ class PacketBuilder:
                     raise BadLineError(f"{outcome.location}: {outcome.reason}\n{outcome.with_caret()}")
                 stats.note_bad(outcome)
         return packets
+
+
+def long_line_outcomes(line: LongLine) -> list[Outcome]:
+    """A line longer than `MAX_LINE_BYTES`, which was not read: a bad TRACE line, or a note and a skip.
+
+    Its start tells what it was meant to be.  With a TRACE mark of any
+    format in the start kept (`tracelog.sources.HEAD_BYTES`), it is a TRACE
+    line not understood, like any other: listed, exit status 4
+    (`BAD_LINES`), `--strict` stops at it.  Anything else is skipped as
+    other lines are, with a note.  The report gives its place, its length
+    and its first characters, control characters escaped; never the line.
+    """
+    head = line.text[:_HEAD_SHOWN]
+    cut = len(line.text) > _HEAD_SHOWN or line.length > len(line.text.encode())
+    origin = SourceLine(line.source, line.line, repr(head)[1:-1] + ("…" if cut else ""))
+    if _TRACE_MARK.search(line.text):
+        reason = f"line of {line.length:,} bytes, longer than the {MAX_LINE_BYTES:,} a line may have: not read"
+        return [BadLine(origin, None, f"{reason} (it starts {head!r})")]
+    return [Caveat(origin, LONG_LINE_SKIPPED), Skip.OTHER]

@@ -18,7 +18,107 @@ from tracelog.events import SourceLine, build
 
 STDIN = "-"
 _GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK = 1 << 16
+_CHUNK = 1 << 16  # bytes read at a time from a pipe
+_BLOCK = 1 << 18  # bytes read (or decompressed) at a time from a file
+
+MAX_LINE_BYTES = 64 << 10
+"""The longest line tracelog reads.
+
+Real TRACE lines are far shorter: the kernel prints at most 1 KiB per
+record, a monitor's line with a long rule a few KiB.  A longer line is passed
+over in constant memory (`LongLine`), so one line costs at most this much,
+whatever the input holds.
+"""
+HEAD_BYTES = 256
+"""What is kept of a line longer than `MAX_LINE_BYTES`: its start, to say what it was."""
+
+
+class LongLine(SourceLine):
+    """A line longer than `MAX_LINE_BYTES`, passed over: `text` is its first `HEAD_BYTES` only.
+
+    A `SourceLine` still, so that a reader that does not look for it reads
+    the start of the line and no more; `length` is the whole line's, in bytes
+    (without its newline).
+    """
+
+    length: int
+
+    @classmethod
+    def of(cls, source: str, line: int, head: bytes, length: int) -> LongLine:
+        long_line = cls(source, line, head.decode("utf-8", "replace"))
+        long_line.length = length
+        return long_line
+
+
+class _LineCutter:
+    """Cuts a stream of bytes into numbered lines, in memory bounded by what it is given at once.
+
+    Lines end at "\n" only, as the kernel writes them (a trailing "\r" goes).
+    Bytes are decoded as UTF-8 with replacement: logs carry binary garbage and
+    a bad byte must cost one field, not the run.  Of a line longer than
+    `MAX_LINE_BYTES` only its start is kept while the rest is counted and
+    dropped, piece by piece, up to its newline.
+    """
+
+    def __init__(self, name: str, lines_before: int = 0) -> None:
+        self.name = name
+        self.number = lines_before  # the lines cut so far
+        self._pending = b""  # the start of a line whose newline has not come yet
+        self._long_head: bytes | None = None  # the start of a long line being passed over
+        self._long_length = 0
+
+    def cut(self, data: bytes) -> list[SourceLine]:
+        """The lines `data` ends (with what came before it); the rest waits for more."""
+        lines: list[SourceLine] = []
+        if self._long_head is not None:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._long_length += len(data)
+                return lines
+            self._long_length += newline
+            lines.append(self._long_line())
+            data = data[newline + 1 :]
+        if self._pending:
+            data = self._pending + data
+        last = data.rfind(b"\n")
+        if last >= 0:
+            lines += self._complete(data[:last])
+        tail = data[last + 1 :]
+        if len(tail) > MAX_LINE_BYTES:
+            self._long_head, self._long_length, self._pending = tail[:HEAD_BYTES], len(tail), b""
+        else:
+            self._pending = tail
+        return lines
+
+    def end(self) -> list[SourceLine]:
+        """The last line, if no newline ended it."""
+        if self._long_head is not None:
+            return [self._long_line()]
+        if not self._pending:
+            return []
+        return self._complete(self._pending)
+
+    def _long_line(self) -> LongLine:
+        assert self._long_head is not None
+        self.number += 1
+        line = LongLine.of(self.name, self.number, self._long_head, self._long_length)
+        self._long_head = None
+        return line
+
+    def _complete(self, data: bytes) -> list[SourceLine]:
+        """Whole lines: `data` ends where a line ends (its newline cut off)."""
+        name, first = self.name, self.number + 1
+        pieces = data.split(b"\n")
+        self.number += len(pieces)
+        if max(map(len, pieces)) <= MAX_LINE_BYTES:  # nearly always: decoded in one go
+            texts = data.decode("utf-8", "replace").split("\n")
+            return [build(SourceLine, (name, number, text.rstrip("\r"))) for number, text in enumerate(texts, first)]
+        return [
+            LongLine.of(name, number, piece[:HEAD_BYTES], len(piece))
+            if len(piece) > MAX_LINE_BYTES
+            else build(SourceLine, (name, number, piece.decode("utf-8", "replace").rstrip("\r")))
+            for number, piece in enumerate(pieces, first)
+        ]
 
 
 def _open(name: str) -> BinaryIO:
@@ -37,50 +137,54 @@ def is_gzip(name: str) -> bool:
 def read_lines(name: str, offset: int = 0, lines_before: int = 0) -> Iterator[SourceLine]:
     """Yield the lines of one file (gzip detected by its magic bytes, not its name).
 
-    Bytes are decoded as UTF-8 with replacement: logs carry binary garbage and
-    a bad byte must cost one field, not the run.  A corrupt gzip stream ends
-    the file with an `InputError` after the lines read so far.  A plain file
-    may be read from byte `offset` on, where `lines_before` lines lie behind.
+    Read a block at a time: memory stays bounded by the block and
+    `MAX_LINE_BYTES` (a longer line is a `LongLine`), whatever the file
+    holds.  A corrupt gzip stream ends the file with an `InputError` after
+    the lines read so far.  A plain file may be read from byte `offset` on,
+    where `lines_before` lines lie behind.
     """
-    number = lines_before
+    cutter = _LineCutter(name, lines_before)
     with _open(name) as raw:
         if offset:  # a named pipe (`<(dmesg)`) cannot seek at all
             raw.seek(offset)
         packed = isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == _GZIP_MAGIC
         with gzip.GzipFile(fileobj=raw, mode="rb") if packed else contextlib.nullcontext(raw) as handle:
-            # decoded in bulk; lines end at "\n" only, as the kernel writes them
-            text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="\n")
             try:
-                for number, data in enumerate(text, start=lines_before + 1):
-                    yield build(SourceLine, (name, number, data.rstrip("\r\n")))
+                while block := handle.read(_BLOCK):
+                    yield from cutter.cut(block)
             except (OSError, EOFError) as error:
-                raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
+                raise InputError(f"{name}:{cutter.number + 1}: cannot read further: {error}") from error
+    yield from cutter.end()
 
 
 def _split_chunks(chunks: Iterator[bytes | None], name: str) -> Iterator[SourceLine | None]:
-    """Cut byte chunks into lines, passing the `None` ticks through."""
-    pending = b""
-    number = 0
+    """Cut byte chunks into lines, passing the `None` ticks through.
+
+    A gzip stream is decompressed a block at a time, so that a small chunk
+    that unpacks to gigabytes costs no more memory than any other.
+    """
+    cutter = _LineCutter(name)
     decompressor: zlib._Decompress | None = None
+    started = False
     for chunk in chunks:
         if chunk is None:
             yield None
             continue
-        if number == 0 and not pending and chunk.startswith(_GZIP_MAGIC):
+        if not started and chunk.startswith(_GZIP_MAGIC):
             decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
-        data = chunk
-        if decompressor is not None:
+        started = started or bool(chunk)
+        if decompressor is None:
+            yield from cutter.cut(chunk)
+        else:
             try:
-                data = decompressor.decompress(chunk)
+                data = decompressor.decompress(chunk, _BLOCK)
+                yield from cutter.cut(data)
+                while decompressor.unconsumed_tail:
+                    yield from cutter.cut(decompressor.decompress(decompressor.unconsumed_tail, _BLOCK))
             except zlib.error as error:
-                raise InputError(f"{name}:{number + 1}: cannot read further: {error}") from error
-        *lines, pending = (pending + data).split(b"\n")
-        for raw in lines:
-            number += 1
-            yield SourceLine(name, number, raw.decode("utf-8", "replace").rstrip("\r"))
+                raise InputError(f"{name}:{cutter.number + 1}: cannot read further: {error}") from error
         yield None
-    if pending:
-        yield SourceLine(name, number + 1, pending.decode("utf-8", "replace").rstrip("\r"))
+    yield from cutter.end()
 
 
 def _fd_chunks(fd: int, tick: float) -> Iterator[bytes | None]:
@@ -100,7 +204,8 @@ def follow_fd(fd: int, name: str, tick: float) -> Iterator[SourceLine | None]:
 
     This is what makes `tail -f log | tracelog parse` live: the ticks let the
     caller finish packets whose lines stopped arriving while the pipe stays
-    open.  Gzip data is recognised and decompressed as it streams.
+    open.  Gzip data is recognised and decompressed as it streams.  Lines
+    longer than `MAX_LINE_BYTES` are `LongLine`s, as from a file.
     """
     yield from _split_chunks(_fd_chunks(fd, tick), name)
 
