@@ -17,6 +17,10 @@ from tracelog.ruleset import Rulesets
 from tracelog.sources import MAX_LINE_BYTES, LongLine, read_source
 
 EXAMPLES_KEPT = 5
+# Kinds of note told apart: their messages can name what the log said (a
+# chain the ruleset lacks), and a run's stats must not grow with the input.
+CAVEAT_KINDS_KEPT = 20
+OTHER_CAVEATS = f"notes of other kinds (the first {CAVEAT_KINDS_KEPT} kinds are told apart)"
 # How a line too long to read shows it was meant as a TRACE line: a mark of
 # any format near its start (the kernel log's and the monitors').
 _TRACE_MARK = re.compile(r"TRACE: |trace id [0-9a-f]+ |PACKET: \d+ [0-9a-f]+ ")
@@ -60,8 +64,13 @@ class RunStats:
             self.bad_examples.append(bad)
 
     def note_caveat(self, caveat: Caveat) -> None:
-        self.caveats[caveat.message] += 1
-        self.caveat_examples.setdefault(caveat.message, f"{caveat.origin.source}:{caveat.origin.line}")
+        self._count_caveat(caveat.message, 1, f"{caveat.origin.source}:{caveat.origin.line}")
+
+    def _count_caveat(self, message: str, count: int, where: str) -> None:
+        if message not in self.caveats and len(self.caveats) >= CAVEAT_KINDS_KEPT:
+            message = OTHER_CAVEATS
+        self.caveats[message] += count
+        self.caveat_examples.setdefault(message, where)
 
     def add(self, later: RunStats) -> None:
         """Count in what a run over the lines after these counted (see `tracelog.parallel`)."""
@@ -71,9 +80,8 @@ class RunStats:
         self.skipped += later.skipped
         self.bad += later.bad
         self.bad_examples += later.bad_examples[: EXAMPLES_KEPT - len(self.bad_examples)]
-        self.caveats += later.caveats
-        for message, where in later.caveat_examples.items():
-            self.caveat_examples.setdefault(message, where)
+        for message, count in later.caveats.items():
+            self._count_caveat(message, count, later.caveat_examples[message])
         self.unreadable += later.unreadable
 
 
