@@ -41,8 +41,10 @@ OPTIONS = ParseOptions(year=2026)
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("built")
-    return {fmt: build.build(fmt, lines, out).path for fmt, lines in (("kernel", 30_000), ("nft", 12_000),
-                                                                      ("xtables", 12_000))}
+    return {
+        fmt: build.build(fmt, lines, out).path
+        for fmt, lines in (("kernel", 30_000), ("nft", 12_000), ("xtables", 12_000))
+    }
 
 
 @pytest.fixture
@@ -193,8 +195,13 @@ def test_a_chunk_that_cannot_be_read_on_ends_the_file_there(
         ("parse", "-f", "csv"),
         ("summary",),
         ("parse", "--proto", "udp"),
-        ("parse", "--rules", str(SAMPLES / "docker-legacy/iptables-save.txt"), "--names",
-         str(SAMPLES / "docker-legacy/docker-inspect.json")),
+        (
+            "parse",
+            "--rules",
+            str(SAMPLES / "docker-legacy/iptables-save.txt"),
+            "--names",
+            str(SAMPLES / "docker-legacy/docker-inspect.json"),
+        ),
     ],
 )
 def test_the_cli_prints_the_same_with_one_process_or_several(
@@ -229,7 +236,9 @@ def test_an_interrupted_run_in_chunks_ends_quietly_and_leaves_nothing_behind(big
     assert len(plan([str(big)], 2, OPTIONS)) == 2
     process = subprocess.Popen(
         [sys.executable, "-m", "tracelog", "parse", "-f", "jsonl", "-j", "2", str(big)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     assert process.stdout is not None
     assert process.stdout.readline().startswith(b'{"packet":1,')
@@ -292,3 +301,28 @@ def test_a_worker_that_dies_midway_costs_time_not_truth(
     assert [chunk.begin for chunk in rests] == [plan([str(built["kernel"])], 3, OPTIONS)[1].begin]
     assert several == one
     assert several_stats == one_stats
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("jobs", [2, 4])
+def test_lines_too_long_to_read_and_an_endless_packet_read_in_chunks_as_by_one_process(
+    jobs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines past the limit across the chunks' cuts, and a packet cut by the bound on steps held (issue 15)."""
+    monkeypatch.setattr(parallel, "_BATCH_STEPS", 50)  # a worker's batches cut by their steps too
+    captured = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
+    rule = captured[0].replace(":policy:", ":rule:", 1)
+    long_trace = captured[3].replace("IN=docker0", "IN=" + "d" * (200 << 10), 1)
+    long_noise = "kernel: " + "n" * (150 << 10)
+    lines = [*captured * 20, long_trace, *captured * 5, long_noise, *[rule] * 600, *captured * 20, long_trace]
+    path = tmp_path / "long.dmesg"
+    path.write_text("\n".join(lines) + "\n")
+    tiny = dataclasses.replace(OPTIONS, window=20)
+    one, one_stats = records(path, 1, tiny)
+    several, several_stats = records(path, jobs, tiny)
+    assert len(plan([str(path)], jobs, tiny)) > 1
+    assert several == one
+    assert several_stats == one_stats
+    assert one_stats.bad == 2
+    # the endless packet, cut by the step that takes the steps held past 4 windows
+    assert max(len(record["steps"]) for record in one) == 4 * tiny.window + 1

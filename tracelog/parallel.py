@@ -59,7 +59,11 @@ MIN_CHUNK_BYTES = 8 << 20
 LEAD_WINDOWS = 1
 # Lines after a seam that both chunks read and compare outcome by outcome.
 OVERLAP_LINES = 2_000
-_BATCH = 256  # packets per pickle in a worker's spool
+# A pickle in a worker's spool holds this many packets, or fewer with as many
+# steps: what a batch of packets costs to hold grows with their steps, and a
+# packet can have thousands (see `tracelog.correlate.WINDOWS_HELD`).
+_BATCH = 256
+_BATCH_STEPS = 4096
 _BLOCK = 1 << 20  # bytes read at a time to plan the chunks
 
 Reading = tuple[tuple[int, int], ...]
@@ -422,10 +426,9 @@ def _work(chunk: Chunk, options: ParseOptions, make: Callable[[Packet], M], spoo
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stats = RunStats()
     run = ChunkRun(chunk, options)
-    made = map(make, run.packets(stats))
     told = False
     with open(spool, "wb", closefd=False) as out:  # the inherited descriptor
-        while batch := list(itertools.islice(made, _BATCH)):
+        for batch in _batches(run.packets(stats), make):
             payload = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
             out.write(len(payload).to_bytes(_FRAME_HEADER, "little") + payload)
             out.flush()
@@ -436,3 +439,17 @@ def _work(chunk: Chunk, options: ParseOptions, make: Callable[[Packet], M], spoo
         messages.send(run.head)
     messages.send(run.ended)
     messages.close()
+
+
+def _batches(packets: Iterator[Packet], make: Callable[[Packet], M]) -> Iterator[list[M]]:
+    """What `make` makes of the packets, in lists of at most `_BATCH` packets or about `_BATCH_STEPS` steps."""
+    batch: list[M] = []
+    steps = 0
+    for packet in packets:
+        batch.append(make(packet))
+        steps += len(packet.steps)
+        if len(batch) >= _BATCH or steps >= _BATCH_STEPS:
+            yield batch
+            batch, steps = [], 0
+    if batch:
+        yield batch
