@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -107,3 +107,27 @@ def test_given_rules_for_a_family_without_tables_are_no_error(run_cli: RunCli, t
     )
     assert run.status == 0, run.stderr
     assert [record["verdict"] for record in run.records()] == ["DROP"] * 3
+
+
+def test_the_newest_snapshot_taken_before_the_file_is_the_one_used(run_cli: RunCli, tmp_path: Path) -> None:
+    """Tracing again after the capture saved a newer snapshot: the capture is still named from its own."""
+    earlier = save_snapshot({"iptables-legacy-save": DROP_RULES}, datetime.now(UTC) - timedelta(minutes=5))
+    trace = fresh_copy(DOCKER / "drop.dmesg", tmp_path)
+    two_minutes_ago = datetime.now(UTC).timestamp() - 120
+    os.utime(trace, (two_minutes_ago, two_minutes_ago))
+    saved({"iptables-legacy-save": LAB_RULES})
+    run = run_cli("parse", "-f", "jsonl", str(trace))
+    assert [record["verdict"] for record in run.records()] == ["DROP"] * 3
+    assert str(earlier) in run.stderr
+
+
+def test_odd_entries_in_the_state_directory_are_said(run_cli: RunCli) -> None:
+    snapshot = saved({"iptables-legacy-save": DROP_RULES, "ip6tables-legacy-save": ""})
+    (snapshot / "ip6tables-legacy-save").unlink()
+    (snapshot / "ip6tables-legacy-save").symlink_to("/etc/passwd")
+    run = run_cli("parse", "-f", "jsonl", stdin=(DOCKER / "drop.dmesg").read_text())
+    assert run.status == 0
+    assert [record["verdict"] for record in run.records()] == ["DROP"] * 3
+    note = next(line for line in run.stderr.splitlines() if "snapshot" in line)
+    assert "passed over" in note
+    assert "root:" not in run.stderr  # /etc/passwd was never read

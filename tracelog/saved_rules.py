@@ -1,10 +1,10 @@
 """Which rules name a trace's legacy steps: `--rules`, or the snapshot `tracelog enable` saved where it fits.
 
 A saved snapshot is only a help.  One that is empty, damaged or unreadable
-is passed over; an offline file is named from it only when the snapshot was
-taken before the file was last written and explains every legacy step of
-the file's first lines (every chain the trace names is there, every rule
-number within its chain).  A live stream is read on the host that saved it,
+is passed over; an offline file is named from the newest snapshot taken
+before the file was last written, and only when it explains every legacy
+step of the file's first lines (every chain the trace names is there, every
+rule number within its chain).  A live stream is read on the host that saved it,
 so there it is used as it is, and a step it does not fit says so.  Either
 way one line on stderr says which snapshot was used, or why none was.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
@@ -41,20 +42,32 @@ def choose_rules(rules: Sequence[str], inputs: Sequence[str], year: int, *, live
     if rules:
         given = load_rulesets(rules)
         return RulesChoice(given if given.by_family else None)
-    files = latest_snapshot()
-    if not files:
-        return RulesChoice(None)
-    where = f"the snapshot tracelog enable saved in {files[0].parent}"
-    rulesets, problems = _read_snapshot(files)
-    if not rulesets.by_family:
-        return RulesChoice(
-            None, f"not naming rules from {where}: {'; '.join(problems) or 'it holds no rules'} (--rules names them)"
-        )
+    return _saved_rules(inputs, year, live)
+
+
+def _saved_rules(inputs: Sequence[str], year: int, live: bool) -> RulesChoice:
+    """The snapshot `tracelog enable` saved, where it fits `inputs`, and the line that says so."""
+    problems: list[str] = []
     offline = [name for name in inputs if _is_regular_file(name)]
-    if not live and len(offline) == len(inputs):
-        use, why_not = _fits_offline(files[0], rulesets, offline, year)
-        if not use:
-            return RulesChoice(None, why_not and f"not naming rules from {where}: {why_not} (--rules names them)")
+    written = None if live or len(offline) != len(inputs) else _last_written(offline)
+    files = latest_snapshot(warn=problems.append, before=None if written is None else written[1])
+    if not files:
+        if written is not None and latest_snapshot():
+            why = f"it was taken after {written[0]} was last written"
+            return RulesChoice(None, f"not naming rules from the snapshot tracelog enable saved: {why}")
+        return RulesChoice(None, f"not naming rules: {'; '.join(problems)}" if problems else None)
+    where = f"the snapshot tracelog enable saved in {files[0].parent}"
+    rulesets, unread = _read_snapshot(files)
+    problems += unread
+    if not rulesets.by_family:
+        why = "; ".join(problems) or "it holds no rules"
+        return RulesChoice(None, f"not naming rules from {where}: {why} (--rules names them)")
+    if written is not None:
+        needed, mismatch = _misfit(rulesets, offline, year)
+        if not needed:
+            return RulesChoice(None)
+        if mismatch:
+            return RulesChoice(None, f"not naming rules from {where}: {mismatch} (--rules names them)")
     skipped = f"; passed over {'; '.join(problems)}" if problems else ""
     used = ", ".join(ruleset.source.rsplit("/", 1)[-1] for ruleset in rulesets.by_family.values())
     return RulesChoice(rulesets, f"naming rules from {where} ({used}){skipped} (--rules chooses another)")
@@ -82,24 +95,14 @@ def _is_regular_file(name: str) -> bool:
         return False
 
 
-def _fits_offline(snapshot: Path, rulesets: Rulesets, inputs: Sequence[str], year: int) -> tuple[bool, str | None]:
-    """Whether a snapshot names the steps of files read to their end, and why not when that needs saying."""
-    why = _taken_after(snapshot, inputs)
-    if why:
-        return False, why
-    needed, mismatch = _misfit(rulesets, inputs, year)
-    return needed and mismatch is None, mismatch
-
-
-def _taken_after(snapshot: Path, inputs: Iterable[str]) -> str | None:
-    """Why a snapshot taken after every input was last written cannot be theirs, or None."""
+def _last_written(inputs: Sequence[str]) -> tuple[str, datetime] | None:
+    """The input written last, and when: a snapshot taken after that cannot be the one of its trace."""
     try:
-        taken = snapshot.stat().st_mtime
         written = {name: Path(name).stat().st_mtime for name in inputs}
     except OSError:
         return None  # gone since: the run itself says so
     newest = max(written, key=written.__getitem__)
-    return f"it was taken after {newest} was last written" if written[newest] < taken else None
+    return newest, datetime.fromtimestamp(written[newest], UTC)
 
 
 def _misfit(rulesets: Rulesets, inputs: Iterable[str], year: int) -> tuple[bool, str | None]:

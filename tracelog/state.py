@@ -149,16 +149,22 @@ def _write_file(path: Path, text: str, mode: int, group: int | None) -> None:
 # -- reading -------------------------------------------------------------------------------------------
 
 
-def latest_snapshot(directory: Path | None = None, *, warn: Warn | None = None) -> list[Path]:
-    """The files of the newest snapshot of this network namespace, or none; never raises.
+def latest_snapshot(
+    directory: Path | None = None, *, warn: Warn | None = None, before: datetime | None = None
+) -> list[Path]:
+    """The files of the newest snapshot of this network namespace (taken by `before`, if given), or none.
 
-    Kernel-log traces number rules of the legacy tables, so where both
-    backends were saved the legacy files are the ones that explain them.
-    Whatever cannot be used (unreadable, not a directory or file, a symlink)
-    is skipped, with one line to `warn` saying why.
+    Never raises.  Kernel-log traces number rules of the legacy tables, so
+    where both backends were saved the legacy files are the ones that
+    explain them.  Whatever cannot be used (unreadable, not a directory or
+    file, a symlink) is skipped, with one line to `warn` saying why.
     """
     say = warn if warn is not None else _quiet
-    ours = list_snapshots(directory, warn=say, namespace=namespace_id())
+    ours = [
+        snapshot
+        for snapshot in list_snapshots(directory, warn=say, namespace=namespace_id())
+        if before is None or snapshot.taken <= before
+    ]
     if not ours:
         return []
     newest = ours[-1]
