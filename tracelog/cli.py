@@ -573,8 +573,11 @@ def enable(
     (10/second unless --limit) and stops matching in the kernel after --for
     (1h unless --for none), even if tracelog is killed.  Enabling the same
     match again adds nothing (a new --for or --limit replaces the old rule).
-    Prints where this host puts the trace and the command that reads it; the
-    ruleset is saved to $TRACELOG_STATE_DIR (default /var/lib/tracelog).
+    With --container and neither --src nor --dst, traffic to the container
+    and from it is traced (from it the ports are mirrored: --dport 80
+    becomes --sport 80).  Prints each rule installed, where this host puts
+    the trace and the command that reads it; the ruleset is saved to
+    $TRACELOG_STATE_DIR (default /var/lib/tracelog).
 
     Examples:
 
@@ -678,7 +681,7 @@ def status(backend: BackendOption = BackendChoice.auto) -> None:
     """List tracelog's TRACE rules with their time left, and TRACE rules tracelog did not install.
 
     Rules whose --for ran out are removed first.  Rules without tracelog's
-    tag are only reported, never touched.
+    tag are only reported, never touched.  Lists the ruleset snapshots kept.
 
     Examples:
 
@@ -696,7 +699,9 @@ def status(backend: BackendOption = BackendChoice.auto) -> None:
 def disable(backend: BackendOption = BackendChoice.auto) -> None:
     """Remove every TRACE rule tracelog installed, each by exact match; nothing else is touched.
 
-    A tagged rule someone changed since is reported and left in place.
+    Then the nf_tables raw table and chains tracelog created for them go,
+    once they are empty.  A tagged rule someone changed since is reported
+    and left in place.
 
     Examples:
 
