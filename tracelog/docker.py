@@ -56,26 +56,43 @@ def docker_socket() -> Path:
 
 def inspect_container(name: str, sock: Path | None = None, timeout: float = TIMEOUT) -> Container:
     """`GET /containers/NAME/json`, reduced to the running container's addresses."""
+    found = docker_get(f"/containers/{quote(name, safe='')}/json", sock, timeout)
+    if found is None:
+        raise UsageError(f"no container named {name}", hint="see docker ps")
+    return container_from_inspect(name, found)
+
+
+def docker_get(api_path: str, sock: Path | None = None, timeout: float = TIMEOUT) -> Any:
+    """GET an Engine API path and decode its JSON; None when Docker says it does not exist (404).
+
+    The one request tracelog makes of Docker.  A 404 is how a container that
+    went away between listing and inspecting shows up: not an error for a
+    snapshot of names.
+    """
     path = sock or docker_socket()
     connection = _UnixConnection(path, timeout)
     try:
-        connection.request("GET", f"/containers/{quote(name, safe='')}/json")
+        connection.request("GET", api_path)
         response = connection.getresponse()
         body = response.read()
     except PermissionError as error:
         raise PermissionDenied(f"cannot talk to Docker at {path}", hint="run as root or in the docker group") from error
-    except OSError as error:
+    except (OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "strerror", None) or error
         raise Unavailable(
-            f"cannot reach the Docker daemon at {path}: {error.strerror or error}",
+            f"cannot reach the Docker daemon at {path}: {reason}",
             hint="is dockerd running? DOCKER_HOST=unix:///path picks another socket",
         ) from error
     finally:
         connection.close()
     if response.status == 404:
-        raise UsageError(f"no container named {name}", hint="see docker ps")
+        return None
     if response.status != 200:
-        raise Unavailable(f"Docker answered {response.status} for container {name}: {_message(body)}")
-    return container_from_inspect(name, json.loads(body))
+        raise Unavailable(f"Docker answered {response.status} to GET {api_path}: {_message(body)}")
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise Unavailable(f"Docker answered GET {api_path} with something that is not JSON") from error
 
 
 def _message(body: bytes) -> str:

@@ -9,7 +9,6 @@ the container's network namespace) can name those.
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -20,8 +19,8 @@ from typing import Any
 
 # The Unix-socket transport and error text of the Engine API client already
 # written for `tracelog docker`: one client, not two.
-from tracelog.docker import TIMEOUT, _message, _UnixConnection, container_from_inspect, docker_socket
-from tracelog.errors import InputError, PermissionDenied, Unavailable, UsageError
+from tracelog.docker import TIMEOUT, container_from_inspect, docker_get
+from tracelog.errors import InputError, UsageError
 
 Address = IPv4Address | IPv6Address
 
@@ -203,38 +202,6 @@ def docker_names(sock: Path | None = None, timeout: float = TIMEOUT) -> Names:
     networks = docker_get("/networks", sock, timeout) or []
     names = names_from_inspect([*inspected, *networks], "the Docker daemon")
     return replace(names, veths=container_veths(inspected))
-
-
-def docker_get(api_path: str, sock: Path | None = None, timeout: float = TIMEOUT) -> Any:
-    """GET an Engine API path and decode its JSON; None when Docker says it does not exist (404).
-
-    A 404 is how a container that went away between listing and inspecting
-    shows up: not an error for a snapshot of names.
-    """
-    path = sock or docker_socket()
-    connection = _UnixConnection(path, timeout)
-    try:
-        connection.request("GET", api_path)
-        response = connection.getresponse()
-        body = response.read()
-    except PermissionError as error:
-        raise PermissionDenied(f"cannot talk to Docker at {path}", hint="run as root or in the docker group") from error
-    except (OSError, http.client.HTTPException) as error:
-        reason = getattr(error, "strerror", None) or error
-        raise Unavailable(
-            f"cannot reach the Docker daemon at {path}: {reason}",
-            hint="is dockerd running? DOCKER_HOST=unix:///path picks another socket",
-        ) from error
-    finally:
-        connection.close()
-    if response.status == 404:
-        return None
-    if response.status != 200:
-        raise Unavailable(f"Docker answered {response.status} to GET {api_path}: {_message(body)}")
-    try:
-        return json.loads(body)
-    except ValueError as error:
-        raise Unavailable(f"Docker answered GET {api_path} with something that is not JSON") from error
 
 
 # --- host-side veths ------------------------------------------------------------
