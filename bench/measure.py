@@ -34,20 +34,23 @@ _SAMPLE_EVERY = 0.1  # seconds between samples of the tool's memory
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def byte_compile() -> None:
-    """Compile this working tree's modules once, as `pip install` does.
+def byte_compile(tree: Path = ROOT) -> None:
+    """Compile a tree's modules once (this working tree's by default), as `pip install` does.
 
     Python reads a module's bytecode if it finds it; where nobody wrote it
     (a fresh clone on a machine with PYTHONDONTWRITEBYTECODE set) every run
     would compile tracelog's modules anew, about 0.1 s no installed copy pays.
     """
-    compileall.compile_dir(ROOT / "tracelog", quiet=1)
+    compileall.compile_dir(tree / "tracelog", quiet=1)
 
 
-def child_env() -> dict[str, str]:
-    """The environment for `python -m tracelog`: this working tree first, installed or not."""
+def child_env(tree: Path = ROOT) -> dict[str, str]:
+    """The environment for `python -m tracelog`: this working tree (or `tree`) first, installed or not.
+
+    The child also runs in `tree`: `python -m` looks in its working directory first.
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     return env
 
 
@@ -55,9 +58,9 @@ def child_env() -> dict[str, str]:
 class Sample:
     """One run of one tool on one input.
 
-    `status` is None when the run was killed at its budget; `lines_read` is
-    then how many lines of the input it had read (from its file offset, so
-    at most one read buffer ahead of what it processed).
+    `status` is None when the run was killed at its budget; `lines_read` and
+    `bytes_read` are then how much of the input it had read (from its file
+    offset, so at most one read buffer ahead of what it processed).
     """
 
     wall: float
@@ -66,6 +69,7 @@ class Sample:
     status: int | None
     lines_read: int | None
     stderr: str
+    bytes_read: int | None = None
 
     @property
     def killed(self) -> bool:
@@ -141,12 +145,15 @@ def process_tree_rss_kb(root: int) -> int:
     return total
 
 
-def run_once(argv: Sequence[str], path: Path, budget: float | None) -> Sample:
-    """Run `argv` once with stdout to /dev/null; kill it after `budget` seconds (None: never)."""
+def run_once(argv: Sequence[str], path: Path, budget: float | None, tree: Path = ROOT) -> Sample:
+    """Run `argv` once with stdout to /dev/null; kill it after `budget` seconds (None: never).
+
+    tracelog is this working tree's, or `tree`'s (see `child_env`).
+    """
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT, env=child_env()
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=tree, env=child_env(tree)
         )
         pidfd = os.pidfd_open(child.pid)
         tree_rss_kb = 0
@@ -175,6 +182,7 @@ def run_once(argv: Sequence[str], path: Path, budget: float | None) -> Sample:
         status=None if killed else child.returncode,
         lines_read=count_lines(path, offset) if killed and offset is not None else None,
         stderr=stderr,
+        bytes_read=offset if killed else None,
     )
 
 

@@ -135,10 +135,15 @@ def one_size(cells: Sequence[Cell]) -> list[str]:
     for cell in cells:
         speed, base = cell.lines_per_second, kernel.lines_per_second
         ratio = f"{speed / base:.2f}×" if speed and base else "?"
-        rounds = ", ".join(f"{(cell.lines / run.wall) / (kernel.lines / first.wall):.2f}×"
-                           for first, run in zip(kernel.samples, cell.samples, strict=False) if not run.killed)
-        rows.append(f"| {cell.tool} | {cell.lines:,} | {len(cell.samples)} | {cell.wall:.2f} | {_int(speed)} "
-                    f"| {ratio} | {rounds if cell is not kernel else ''} |")
+        rounds = ", ".join(
+            f"{(cell.lines / run.wall) / (kernel.lines / first.wall):.2f}×"
+            for first, run in zip(kernel.samples, cell.samples, strict=False)
+            if not run.killed
+        )
+        rows.append(
+            f"| {cell.tool} | {cell.lines:,} | {len(cell.samples)} | {cell.wall:.2f} | {_int(speed)} "
+            f"| {ratio} | {rounds if cell is not kernel else ''} |"
+        )
     return rows
 
 
@@ -202,8 +207,9 @@ def document(
     counts: Sequence[SourceCounts],
     live: tuple[Memory, Latency] | None,
     took: float,
+    pathological: Sequence[str] = (),
 ) -> str:
-    """The whole report."""
+    """The whole report; `pathological`, the section of `bench.hostile` if it ran."""
     parts = [
         "## Benchmark",
         "",
@@ -240,6 +246,8 @@ def document(
     if live is not None:
         parts += ["### Live memory: `tracelog parse --format jsonl` on an endless pipe", "", *memory(live[0]), ""]
         parts += ["### Live latency: `tracelog parse --format jsonl --idle` on an open pipe", "", *latency(live[1]), ""]
+    if pathological:
+        parts += [*pathological, ""]
     return "\n".join(parts)
 
 

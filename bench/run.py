@@ -17,6 +17,9 @@ the monitors' size (a kernel log built at it too), in turn: lines/s of paths
 whose fixed costs weigh alike.
 Then it streams a 10M-line kernel log into tracelog on stdin to see whether
 its memory stays flat, and times how soon a packet prints on a live pipe.
+With `--pathological`, it times the inputs of bench/hostile.py (floods of
+packets sharing an IP id, huge fields, many hosts, garbage) against an
+ordinary input of the same size, per MB.
 The report is Markdown on stdout (also saved as bench/out/results.md);
 progress goes to stderr.  A per-cell time budget (60 s: one whole run of the
 1M-line file) keeps the whole run short; a tracelog run that outlasts it is killed and its
@@ -34,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: import the bench package
 
-from bench import build, expect, live, report
+from bench import build, expect, hostile, live, report
 from bench.expect import SourceCounts
 from bench.measure import ROOT, TRACELOG, Cell, Turn, byte_compile, child_env, measure, measure_in_turn
 
@@ -49,15 +52,34 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--monitor-lines", type=int, help="nft / xtables-monitor input size (default: lines / 5)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool and input; the median is reported")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per tool and input (default 60)")
-    parser.add_argument("--pair-budget", type=float, default=120.0,
-                        help="no new round of the alternating naive / jsonl runs once this many seconds are spent "
-                        "(default 120)")
+    parser.add_argument(
+        "--pair-budget",
+        type=float,
+        default=120.0,
+        help="no new round of the alternating naive / jsonl runs once this many seconds are spent (default 120)",
+    )
     parser.add_argument("--out", type=Path, default=build.OUT, help="where inputs and results.md go")
     parser.add_argument("--no-live", action="store_true", help="skip the live memory and latency checks")
     parser.add_argument("--live-lines", type=int, default=10_000_000, help="lines streamed for the memory check")
     parser.add_argument("--live-seconds", type=float, default=60.0, help="at most this long streaming (default 60)")
     parser.add_argument("--idle", type=float, default=0.5, help="tracelog --idle for the latency check")
     parser.add_argument("--latency-copies", type=int, default=3, help="copies of the latency capture to write")
+    parser.add_argument(
+        "--pathological",
+        action="store_true",
+        help="also time pathological inputs against an ordinary one (bench/hostile.py)",
+    )
+    parser.add_argument(
+        "--pathological-mb", type=float, default=4.0, help="size of each pathological input (default 4 MB)"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --pathological: another source tree (tracelog/ and grammars/, e.g. from "
+        "`git archive COMMIT tracelog grammars`) measured in turn with this one; repeatable",
+    )
     return parser.parse_args(argv)
 
 
@@ -99,8 +121,10 @@ def bench_input(
             continue  # measured in turn with the naive script
         if name == report.NAIVE:
             report.progress(f"{manifest.path.name}: {name} and {report.JSONL}, in turn")
-            turns = [Turn(name, command, manifest.path, manifest.lines, None),
-                     Turn(report.JSONL, jsonl, manifest.path, manifest.lines, args.budget)]
+            turns = [
+                Turn(name, command, manifest.path, manifest.lines, None),
+                Turn(report.JSONL, jsonl, manifest.path, manifest.lines, args.budget),
+            ]
             cells += measure_in_turn(turns, args.repeat, args.pair_budget)
             continue
         report.progress(f"{manifest.path.name}: {name}")
@@ -125,9 +149,12 @@ def one_size(manifests: list[build.Manifest], args: argparse.Namespace) -> list[
     size = monitors[0].lines
     kernel = build.ensure("kernel", size, args.out)
     report.progress(f"one size: {report.JSONL} on {size:,} lines of every format, in turn")
-    turns = [Turn(build.FORMATS[manifest.fmt].title, jsonl_command(manifest.path), manifest.path, manifest.lines,
-                  args.budget)
-             for manifest in [kernel, *monitors]]
+    turns = [
+        Turn(
+            build.FORMATS[manifest.fmt].title, jsonl_command(manifest.path), manifest.path, manifest.lines, args.budget
+        )
+        for manifest in [kernel, *monitors]
+    ]
     return measure_in_turn(turns, args.repeat, args.pair_budget)
 
 
@@ -137,6 +164,16 @@ def live_checks(args: argparse.Namespace) -> tuple[live.Memory, live.Latency]:
     memory = live.memory(args.live_lines, args.live_seconds)
     report.progress(f"live latency: {args.latency_copies} copies of {LATENCY_CAPTURE.name}, --idle {args.idle:g}")
     return memory, live.latency(LATENCY_CAPTURE, args.latency_copies, args.idle)
+
+
+def pathological_section(args: argparse.Namespace) -> list[str]:
+    """Every case of bench/hostile.py at `--pathological-mb`, beside an ordinary input, each tree in turn."""
+    trees = {"this tree": ROOT, **{str(tree): tree.resolve() for tree in args.against}}
+    for tree in trees.values():
+        byte_compile(tree)
+    size = int(args.pathological_mb * hostile.MB)
+    report.progress(f"pathological inputs: {len(hostile.CASES)} cases at {args.pathological_mb:g} MB")
+    return hostile.section(hostile.measure(size, trees, args.out, args.repeat, args.budget))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,10 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     results = [bench_input(manifest, counts[manifest.fmt], args, summary) for manifest in manifests]
     same_size = one_size(manifests, args)
     checks = None if args.no_live else live_checks(args)
+    pathological = pathological_section(args) if args.pathological else []
     settings = f"--lines {args.lines} --repeat {args.repeat} --budget {args.budget:g}"
     settings += f" --pair-budget {args.pair_budget:g}"
     settings += "" if args.no_live else f" --live-lines {args.live_lines} --live-seconds {args.live_seconds:g}"
-    text = report.document(load, settings, results, same_size, list(counts.values()), checks, time.monotonic() - began)
+    settings += f" --pathological --pathological-mb {args.pathological_mb:g}" if args.pathological else ""
+    took = time.monotonic() - began
+    text = report.document(load, settings, results, same_size, list(counts.values()), checks, took, pathological)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text + "\n")
     print(text)

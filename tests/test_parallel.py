@@ -308,7 +308,7 @@ def test_a_worker_that_dies_midway_costs_time_not_truth(
 def test_lines_too_long_to_read_and_an_endless_packet_read_in_chunks_as_by_one_process(
     jobs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Lines past the limit across the chunks' cuts, and a packet cut by the bound on steps held (issue 15)."""
+    """Lines past the limit across the chunks' cuts, and a packet cut by the bound on steps held."""
     monkeypatch.setattr(parallel, "_BATCH_STEPS", 50)  # a worker's batches cut by their steps too
     captured = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
     rule = captured[0].replace(":policy:", ":rule:", 1)

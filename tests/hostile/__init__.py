@@ -1,1 +1,1 @@
-"""Hostile input and surroundings (issue 15): every case generated from a real sample, with limits checked."""
+"""Hostile input and surroundings: every case generated from a real sample, with limits checked."""
