@@ -413,6 +413,7 @@ DMESG_JSONL = "dmesg | tracelog parse --format jsonl"
 TAIL_SYSLOG = "tail -f /var/log/syslog | tracelog parse"
 TAIL_KERN_LOG = "tail -f /var/log/kern.log | tracelog parse"
 SUMMARY_KERN_LOG = "tracelog summary /var/log/kern.log"
+NAMES_KERN_LOG = "tracelog parse --names docker /var/log/kern.log"
 XTABLES_MONITOR = "xtables-monitor --trace | tracelog parse"
 NFT_MONITOR = "nft monitor trace | tracelog parse"
 # The same events, saved by a monitor running beside the one the user watches.
@@ -422,6 +423,9 @@ XTABLES_JSONL = f"tracelog parse --format jsonl {XTABLES_FILE}"
 NFT_JSONL = f"tracelog parse --format jsonl {NFT_FILE}"
 SUMMARY_XTABLES = f"tracelog summary {XTABLES_FILE}"
 SUMMARY_NFT = f"tracelog summary {NFT_FILE}"
+NAMES_XTABLES = f"tracelog parse --names docker {XTABLES_FILE}"
+WATCH = "sudo tracelog watch icmp --container nginx-2"
+WATCH_DROPS = "sudo tracelog watch icmp --container nginx-2 --verdict DROP -f jsonl"
 # A capture from another host, read here after `enable` saved this host's snapshot.
 FOREIGN_SAMPLE = "tracelog parse --format jsonl samples/docker-legacy/drop.dmesg"
 
@@ -430,9 +434,11 @@ LIVE_READERS: dict[dockerlab.Backend, tuple[str, ...]] = {
     "nft": (XTABLES_MONITOR, NFT_MONITOR),
 }
 OFFLINE_READERS: dict[dockerlab.Backend, tuple[str, ...]] = {
-    "legacy": (DMESG, DMESG_JSONL, SUMMARY_KERN_LOG, FOREIGN_SAMPLE),
-    "nft": (DMESG, XTABLES_JSONL, NFT_JSONL, SUMMARY_XTABLES, SUMMARY_NFT),
+    "legacy": (DMESG, DMESG_JSONL, SUMMARY_KERN_LOG, NAMES_KERN_LOG, FOREIGN_SAMPLE),
+    "nft": (DMESG, XTABLES_JSONL, NFT_JSONL, SUMMARY_XTABLES, SUMMARY_NFT, NAMES_XTABLES),
 }
+# Run after `disable`, one at a time, each with its own traffic.
+WATCHES = (WATCH, WATCH_DROPS)
 
 # nginx-2's pings to nginx-1 are dropped in DOCKER-USER; nginx-1's pings to nginx-2, and
 # nginx-2's replies to them, pass.
@@ -447,8 +453,10 @@ BLOCKED_PING = dockerlab.Scenario(
     expect_success=False,
 )
 SCENARIOS = (dockerlab.PING, dockerlab.HTTP, BLOCKED_PING)
+WATCHED_SCENARIOS = (dockerlab.PING, BLOCKED_PING)
 LIVE_DEADLINE = 20.0
 MONITOR_START = 1.0
+WATCH_START = 20.0
 
 
 @dataclass
@@ -461,6 +469,7 @@ class Journey:
     enables: list[Typed]
     snapshots: list[str]
     traced: int
+    watched: dict[str, int]
     kernel_lines: list[str]
     readers: dict[str, Typed]
     seen_live: dict[str, bool]
@@ -472,6 +481,10 @@ class Journey:
     def mine(self, timeline: Timeline) -> bool:
         """Whether a timeline is a packet of this lab's containers (not another lab's on this host)."""
         return is_lab_packet(timeline, self.backend, self.veths)
+
+    def traced_for(self, command: str) -> int:
+        """How many packets the kernel traced while `command` read: a `watch` traces on its own."""
+        return self.watched.get(command, self.traced)
 
 
 def is_lab_packet(timeline: Timeline, backend: dockerlab.Backend, veths: Iterable[str]) -> bool:
@@ -511,6 +524,34 @@ def _mixed_backend_doctors(shell: Shell) -> dict[str, Typed]:
     finally:
         dockerlab.set_iptables_backend("legacy")
     return found
+
+
+def _tracing(backend: dockerlab.Backend) -> bool:
+    return "tracelog:" in dockerlab.run([f"iptables-{backend}-save", "-t", "raw"])
+
+
+def _watch(command: str, backend: dockerlab.Backend, shell: Shell, veths: tuple[str, ...]) -> tuple[Typed, bool, int]:
+    """`tracelog watch …` on a terminal while the containers ping: what it showed, live or not, packets traced."""
+    watch = shell.live(command)
+    traced, seen = 0, False
+    try:
+        deadline = time.monotonic() + WATCH_START
+        while not _tracing(backend) and watch.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _tracing(backend):
+            for scenario in WATCHED_SCENARIOS:
+                dockerlab.generate_traffic(scenario)
+            traced = traced_packets(backend)
+            if command == WATCH:
+                seen = watch.wait_for(
+                    lambda screen: sum(is_lab_packet(t, backend, veths) for t in timelines(screen)) >= max(traced, 1),
+                    LIVE_DEADLINE,
+                )
+            else:
+                seen = watch.wait_for(lambda screen: bool(re.search(r'"verdict":\s*"DROP"', screen)), LIVE_DEADLINE)
+    finally:
+        typed = watch.interrupt()
+    return typed, seen, traced
 
 
 def walk(backend: dockerlab.Backend, shell: Shell, workdir: Path) -> Journey:
@@ -570,6 +611,10 @@ def walk(backend: dockerlab.Backend, shell: Shell, workdir: Path) -> Journey:
         readers[command] = shell.run(typed(command))
     status = shell.run(STATUS)
     disable = shell.run(DISABLE)
+    watched: dict[str, int] = {}
+    for command in WATCHES:
+        readers[command], seen_live[command], watched[command] = _watch(command, backend, shell, veths)
+    echo(f"{backend}: watched")
     changes = ruleset_changes(before, rulesets())
     mixed = _mixed_backend_doctors(shell) if backend == "legacy" else {}
     echo(f"{backend}: done")
@@ -580,6 +625,7 @@ def walk(backend: dockerlab.Backend, shell: Shell, workdir: Path) -> Journey:
         enables=enables,
         snapshots=_snapshot_paths(enables),
         traced=traced,
+        watched=watched,
         kernel_lines=kernel_trace_lines(kernel_log, veths),
         readers=readers,
         seen_live=seen_live,

@@ -34,9 +34,10 @@ pytestmark = [pytest.mark.lab, pytest.mark.root_only]
 Record = dict[str, Any]
 BACKENDS: tuple[dockerlab.Backend, ...] = ("legacy", "nft")
 TABLE_READERS: dict[dockerlab.Backend, tuple[str, ...]] = {
-    "legacy": (jr.DMESG, jr.TAIL_SYSLOG, jr.TAIL_KERN_LOG),
-    "nft": (jr.XTABLES_MONITOR, jr.NFT_MONITOR),
+    "legacy": (jr.DMESG, jr.TAIL_SYSLOG, jr.TAIL_KERN_LOG, jr.NAMES_KERN_LOG, jr.WATCH),
+    "nft": (jr.XTABLES_MONITOR, jr.NFT_MONITOR, jr.NAMES_XTABLES, jr.WATCH),
 }
+LIVE_READERS = {backend: (*jr.LIVE_READERS[backend], *jr.WATCHES) for backend in BACKENDS}
 JSONL_READERS: dict[dockerlab.Backend, tuple[str, ...]] = {
     "legacy": (jr.DMESG_JSONL,),
     "nft": (jr.XTABLES_JSONL, jr.NFT_JSONL),
@@ -45,7 +46,7 @@ SUMMARIES: dict[dockerlab.Backend, tuple[str, ...]] = {
     "legacy": (jr.SUMMARY_KERN_LOG,),
     "nft": (jr.SUMMARY_XTABLES, jr.SUMMARY_NFT),
 }
-ALL_READERS = {backend: (*jr.LIVE_READERS[backend], *jr.OFFLINE_READERS[backend]) for backend in BACKENDS}
+ALL_READERS = {backend: (*LIVE_READERS[backend], *jr.OFFLINE_READERS[backend]) for backend in BACKENDS}
 INTERRUPTED = 130
 # `ACCEPTED by filter FORWARD rule 6: …`, `… handle 14: …`, `DROPPED by a rule of filter DOCKER-USER: …`
 DECIDED_IN_FILTER = re.compile(r"(ACCEPTED|DROPPED) by (a rule of )?filter (?P<chain>FORWARD|DOCKER[-\w]*)\b")
@@ -243,18 +244,18 @@ def test_doctor_names_a_mixed_backend_host(walked: Journey, host: str) -> None:
 def test_reader_ends_cleanly(walked: Journey, command: str) -> None:
     """Exit 0 at the end of the input; 130 after Ctrl-C for a live reader; never a traceback."""
     typed = walked.readers[command]
-    expected = INTERRUPTED if command in jr.LIVE_READERS[walked.backend] else 0
+    expected = INTERRUPTED if command in LIVE_READERS[walked.backend] else 0
     assert typed.status == expected, shown(typed)
     assert "Traceback" not in typed.stderr, shown(typed)
 
 
 @pytest.mark.parametrize(("backend", "command"), per_backend(TABLE_READERS))
 def test_reader_shows_each_traced_packet(walked: Journey, command: str) -> None:
-    assert walked.traced > 0
-    assert len(lab_packets(walked, command)) == walked.traced, shown(walked.readers[command])
+    assert walked.traced_for(command) > 0
+    assert len(lab_packets(walked, command)) == walked.traced_for(command), shown(walked.readers[command])
 
 
-@pytest.mark.parametrize(("backend", "command"), per_backend(jr.LIVE_READERS))
+@pytest.mark.parametrize(("backend", "command"), per_backend(LIVE_READERS))
 def test_live_reader_prints_while_the_stream_is_open(walked: Journey, command: str) -> None:
     assert walked.seen_live[command], shown(walked.readers[command])
 
@@ -341,6 +342,26 @@ def test_xtables_monitor_titles_name_the_protocol(walked: Journey) -> None:
     packets = lab_packets(walked, jr.XTABLES_MONITOR)
     assert packets, shown(walked.readers[jr.XTABLES_MONITOR])
     assert not [p.title for p in packets if re.match(r"#\d+ \? ", p.title)]
+
+
+@pytest.mark.parametrize(
+    ("backend", "command"), per_backend({"legacy": (jr.NAMES_KERN_LOG, jr.WATCH), "nft": (jr.NAMES_XTABLES, jr.WATCH)})
+)
+def test_containers_are_named_from_the_docker_daemon(walked: Journey, command: str) -> None:
+    """`--names docker` asks the daemon; `watch` does it unasked when the daemon answers."""
+    packets = lab_packets(walked, command)
+    assert packets, shown(walked.readers[command])
+    unnamed = [p.title for p in packets if not ("(nginx-1)" in p.title and "(nginx-2)" in p.title)]
+    assert not unnamed, shown(walked.readers[command])
+
+
+def test_watch_reads_as_parse_does(walked: Journey) -> None:
+    """`watch … --verdict DROP -f jsonl`: only the dropped ping, as a JSON line, its containers named."""
+    typed = walked.readers[jr.WATCH_DROPS]
+    records = [json.loads(line) for line in typed.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 1, shown(typed)
+    assert records[0]["verdict"] == "DROP", records[0]
+    assert (records[0]["src_name"], records[0]["dst_name"]) == (dockerlab.NGINX_2, dockerlab.NGINX_1), records[0]
 
 
 # --- summaries ----------------------------------------------------------------------
