@@ -13,9 +13,11 @@ import pytest
 
 from tests.conftest import RunCli
 from tracelog import doctor
-from tracelog.doctor import Finding, HostFacts, NfLog, diagnose, probe_host, trace_sources, tracing_works
+from tracelog.doctor import Finding, diagnose, tracing_works
 from tracelog.errors import ExitStatus
+from tracelog.rules import host as host_facts
 from tracelog.rules.detect import choose_backend
+from tracelog.rules.host import HostFacts, NfLog, probe_host, trace_sources
 
 RELEASE = "6.18.44-test"
 NF_LOG = """\
@@ -401,21 +403,21 @@ def test_where_kernel_messages_go(host: FakeHost, setup: Callable[[FakeHost], ob
 
 
 def test_parsers_of_proc_files() -> None:
-    assert doctor.parse_nf_log(NF_LOG) == {
+    assert host_facts.parse_nf_log(NF_LOG) == {
         "ipv4": NfLog("nf_log_ipv4", ("nf_log_ipv4", "nfnetlink_log")),
         "ipv6": NfLog("nf_log_ipv6", ("nf_log_ipv6", "nfnetlink_log")),
     }
-    assert doctor.ulogd_log_file(ULOGD_CONF) == "/var/log/ulog/trace.log"
-    assert doctor.ulogd_log_file("") == doctor.DEFAULT_ULOGD_FILE
-    assert doctor.has_net_admin("CapEff:\t0000000000001000\n")
-    assert not doctor.has_net_admin("CapEff:\t0000000000000fff\n")
-    assert not doctor.has_net_admin("")
+    assert host_facts.ulogd_log_file(ULOGD_CONF) == "/var/log/ulog/trace.log"
+    assert host_facts.ulogd_log_file("") == host_facts.DEFAULT_ULOGD_FILE
+    assert host_facts.has_net_admin("CapEff:\t0000000000001000\n")
+    assert not host_facts.has_net_admin("CapEff:\t0000000000000fff\n")
+    assert not host_facts.has_net_admin("")
 
 
 def test_cli_prints_each_problem_with_its_fix(host: FakeHost, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
     host.write("proc/net/netfilter/nf_log", NF_LOG.replace(" 2 nf_log_ipv4 (", " 2 NONE ("))
     facts = host.facts()
-    monkeypatch.setattr(doctor, "probe_host", lambda: facts)
+    monkeypatch.setattr(host_facts, "probe_host", lambda: facts)
     run = run_cli("doctor")
     assert run.status == ExitStatus.DOCTOR_FAILED
     assert int(ExitStatus.DOCTOR_FAILED) == 7
@@ -426,6 +428,6 @@ def test_cli_prints_each_problem_with_its_fix(host: FakeHost, run_cli: RunCli, m
     assert run.stdout.endswith("tracing will not work here: 1 problem to fix\n")
     host.write("proc/net/netfilter/nf_log", NF_LOG)
     healthy = host.facts()
-    monkeypatch.setattr(doctor, "probe_host", lambda: healthy)
+    monkeypatch.setattr(host_facts, "probe_host", lambda: healthy)
     run = run_cli("doctor")
     assert (run.status, run.stdout.splitlines()[-1]) == (ExitStatus.OK, "tracing should work here")

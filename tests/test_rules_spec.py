@@ -29,12 +29,12 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog import cli
 from tracelog.docker import container_from_inspect, inspect_container
-from tracelog.doctor import Source
 from tracelog.errors import ExitStatus, Unavailable, UsageError
 from tracelog.events import Family
 from tracelog.rules import manage
 from tracelog.rules.backends import BackendName, FoundRule, TableChange
 from tracelog.rules.detect import BackendUsage, Choice, choose_backend, count_rules, iptables_flavour, native_tables
+from tracelog.rules.host import Source
 from tracelog.rules.nft import _trace_rule
 from tracelog.rules.spec import (
     DEFAULT_DURATION,

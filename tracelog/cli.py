@@ -28,6 +28,8 @@ from tracelog.wording import escape_controls
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from tracelog.rules.manage import Plan
+
 
 _HELP = """Readable netfilter TRACE output: one timeline per packet.
 
@@ -590,7 +592,8 @@ def enable(
 
     now = manage.utc_now()
     request = TraceRequest(proto.value, src, dst, sport, dport, iface, container, ipv6, duration, limit)
-    report = manage.enable_tracing(manage.plan_tracing(request, backend.value, now), now)
+    plan = manage.plan_tracing(request, backend.value, now)
+    report = manage.enable_tracing(plan, now, warnings=_warnings(plan))
     for line in report.lines():
         _echo(line)
 
@@ -657,13 +660,20 @@ def watch(
     plan = manage.plan_tracing(request, backend.value, now)
     wanted = packet_filter(verdict=verdict, chain=chain, name=name)
     out = _output(output, directory, force)
-    with live.watching(plan, now, say=_say) as session:
+    with live.watching(plan, now, say=_say, warnings=_warnings(plan)) as session:
         for line in session.report.watch_lines():
             _say(line)
         snapshot = [str(path) for path in session.report.rule_files(plan.choice.backend)]
         lines = session.source.lines(idle / 4)
         reading = Reading(lines, snapshot, names or [DOCKER], wanted, idle, say=_say, docker_optional=not names)
         _run(reading, out)
+
+
+def _warnings(plan: Plan) -> list[str]:
+    """What the doctor finds that will keep the planned trace from showing."""
+    from tracelog import doctor
+
+    return doctor.tracing_warnings(plan.facts, plan.choice.backend, plan.families)
 
 
 def _echo(line: str, *, err: bool = False) -> None:
@@ -732,8 +742,9 @@ def doctor(backend: BackendOption = BackendChoice.auto) -> None:
         ip netns exec blue tracelog doctor --backend legacy
     """
     from tracelog import doctor as checks
+    from tracelog.rules import host
 
-    findings = checks.diagnose(checks.probe_host(), backend.value)
+    findings = checks.diagnose(host.probe_host(), backend.value)
     for finding in findings:
         _echo(f"{finding.level:<4}  {finding.check}: {finding.message}")
         if finding.fix and finding.level != "ok":

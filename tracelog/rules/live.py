@@ -16,7 +16,7 @@ import select
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -179,7 +179,7 @@ class Watch:
 
 
 @contextlib.contextmanager
-def watching(plan: Plan, now: datetime, say: Callable[[str], None]) -> Iterator[Watch]:
+def watching(plan: Plan, now: datetime, say: Callable[[str], None], warnings: Sequence[str] = ()) -> Iterator[Watch]:
     """Open the source, then add the rules; on the way out remove exactly the rules added here.
 
     The source opens first so the first traced packet is not missed.  Rules
@@ -190,7 +190,7 @@ def watching(plan: Plan, now: datetime, say: Callable[[str], None]) -> Iterator[
         report: EnableReport | None = None
         try:
             with _deferred_stop():  # a stop while rules are being added would lose track of them
-                report = enable_tracing(plan, now, renew=False)
+                report = enable_tracing(plan, now, renew=False, warnings=warnings)
             yield Watch(report, source)
         finally:
             with _shielded():

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from tracelog import doctor
 from tracelog.docker import inspect_container
 from tracelog.errors import PermissionDenied, TracelogError, Unavailable
 from tracelog.events import Family
 from tracelog.rules.backends import BACKENDS, FAMILIES, SAVE_TOOLS, BackendName, FoundRule, RuleBackend, saved_rulesets
 from tracelog.rules.detect import Choice, Requested, choose_backend, parse_requested
+from tracelog.rules.host import HostFacts, Source, has_net_admin, probe_host, trace_sources
 from tracelog.rules.legacy import LegacyBackend, has_raw_table
 from tracelog.rules.nft import NftBackend
 from tracelog.rules.spec import (
@@ -105,7 +105,7 @@ def require_net_admin(status: Path | None = None) -> None:
         text = (status or PROC_STATUS).read_text()
     except OSError:
         return  # no /proc: let the backend say what it thinks
-    if not doctor.has_net_admin(text):
+    if not has_net_admin(text):
         raise PermissionDenied("changing the firewall needs root (CAP_NET_ADMIN)", hint="run it with sudo")
 
 
@@ -265,8 +265,8 @@ class EnableReport:
     specs: list[TraceSpec]
     changes: list[Change]
     expired: list[Change] = field(default_factory=list)
-    problems: list[doctor.Finding] = field(default_factory=list)
-    sources: list[doctor.Source] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     snapshot: Path | None = None
     snapshot_problem: str = ""
 
@@ -311,10 +311,7 @@ class EnableReport:
         lines = [f"backend: {self.choice.backend}, because {self.choice.reason}"]
         lines += [change.line() for change in [*self.expired, *self.changes]]
         lines.append(_settings(self.specs))
-        lines += [
-            f"warning: {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "")
-            for problem in self.problems
-        ]
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return lines
 
 
@@ -333,7 +330,7 @@ def _settings(specs: Sequence[TraceSpec]) -> str:
 class Plan:
     """Everything decided before the first rule is written: the host, the backend and the specs."""
 
-    facts: doctor.HostFacts
+    facts: HostFacts
     choice: Choice
     backend: RuleBackend
     specs: list[TraceSpec]
@@ -350,13 +347,16 @@ def plan_tracing(request: TraceRequest, requested: str, now: datetime) -> Plan:
         addresses = inspect_container(request.container).addresses
     specs = plan_specs(request, now, addresses)
     require_net_admin()
-    facts = doctor.probe_host()
+    facts = probe_host()
     choice = choose_backend(facts.usage, parse_requested(requested))
     return Plan(facts, choice, open_backend(choice.backend), specs)
 
 
-def enable_tracing(plan: Plan, now: datetime, *, renew: bool = True) -> EnableReport:
-    """Tidy expired rules, add the plan's rules, snapshot the ruleset, say where to read the trace."""
+def enable_tracing(plan: Plan, now: datetime, *, renew: bool = True, warnings: Sequence[str] = ()) -> EnableReport:
+    """Tidy expired rules, add the plan's rules, snapshot the ruleset, say where to read the trace.
+
+    `warnings`: what the doctor found that will keep this trace from showing.
+    """
     expired = remove_expired(plan.backend, now)
     changes = add_rules(plan.backend, plan.specs, renew=renew)
     snapshot, problem = _snapshot(plan.choice, now)
@@ -365,8 +365,8 @@ def enable_tracing(plan: Plan, now: datetime, *, renew: bool = True) -> EnableRe
         specs=plan.specs,
         changes=changes,
         expired=expired,
-        problems=doctor.backend_problems(doctor.diagnose(plan.facts, plan.choice.backend), plan.families),
-        sources=doctor.trace_sources(plan.facts, plan.choice, plan.specs[0].family),
+        warnings=list(warnings),
+        sources=trace_sources(plan.facts, plan.choice, plan.specs[0].family),
         snapshot=snapshot,
         snapshot_problem=problem,
     )
