@@ -95,20 +95,24 @@ class Pending(NamedTuple):
 
 
 _JSON_LEAD = '{"packet":'
-_JSON_FLOW = ',"flow":'
+
+
+def _json_members(fields: dict[str, object]) -> str:
+    """`"a":1,"b":2`: the members of a JSON object, to be joined with others into one."""
+    return json_line(fields)[1:-2]  # without the braces and the line end
 
 
 def pending_json_line(record: Record) -> Pending:
-    """`json_line` of a record whose flow is not known yet (None), to be numbered in order.
+    """`json_line` of a record whose packet and flow numbers are not known yet, to be numbered in order.
 
-    Its packet number is the first field, its flow the one before the
-    address names (`tracelog.record.made`); a JSON string cannot hold the
-    text searched for, whose quotes it would escape.
+    Made from the record's named parts: the fields between `packet` and
+    `flow` (the contract's order), and those after `flow`.
     """
-    text = json_line(record)
-    packet_end = text.index(",", len(_JSON_LEAD))
-    flow_end = text.rindex(f'{_JSON_FLOW}null,"src_name":') + len(_JSON_FLOW)
-    return Pending(_JSON_LEAD, text[packet_end:flow_end], text[flow_end + len("null") :])
+    names = list(record)
+    flow = names.index("flow")
+    before = {name: record[name] for name in names[1:flow]}
+    after = {name: record[name] for name in names[flow + 1 :]}
+    return Pending(_JSON_LEAD, f",{_json_members(before)},\"flow\":", f",{_json_members(after)}}}\n")
 
 
 JSON_LINES = Shaping(pending_json_line, Pending.numbered)
