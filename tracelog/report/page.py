@@ -248,7 +248,7 @@ def _plain_int(value: object) -> int:
 _FILTERS = """
 <form id="filters" class="filters" role="search" aria-label="Filter packets">
 <label>Container<select id="f-name"><option value="">any</option></select></label>
-<label>Address<input id="f-address" type="search" placeholder="e.g. 172.18.0.2" autocomplete="off"></label>
+<label>Address<input id="f-address" type="search" placeholder="all or part of one" autocomplete="off"></label>
 <label>Verdict<select id="f-verdict"><option value="">any</option></select></label>
 <label>Chain<select id="f-chain"><option value="">any</option></select></label>
 <label class="wide">Rule text<input id="f-rule" type="search" placeholder="e.g. --dport 80 -j DROP"

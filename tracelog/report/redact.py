@@ -147,9 +147,26 @@ class Redactor:
     # ---- records -------------------------------------------------------------------------------------
 
     def record(self, record: Record) -> Record:
-        """A redacted copy of a packet record (or any part of one); the original is left as it is."""
+        """A redacted copy of a packet record (or any part of one); the original is left as it is.
+
+        The record's names are learnt first, so that its own rule text is
+        rid of them too.
+        """
+        self._learn_names(record)
         redacted: Record = self._value("", record)
         return redacted
+
+    def _learn_names(self, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                kind = _NAME_KINDS.get(key)
+                if kind is not None and isinstance(item, str):
+                    self.name(item, kind)
+                elif isinstance(item, dict | list):
+                    self._learn_names(item)
+        elif isinstance(value, list):
+            for item in value:
+                self._learn_names(item)
 
     def _value(self, key: str, value: Any) -> Any:
         if isinstance(value, dict):
