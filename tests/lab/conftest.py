@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.lab import kernlog
+from tests.lab.namespaces import LabNamespace, lab_namespace, require_backend
 from tests.lab.netlab import DockerLikeLab
 
 REQUIRED_TOOLS = ("ip", "iptables-legacy", "ip6tables-legacy", "dmesg")
@@ -48,3 +50,16 @@ def legacy_lab() -> Iterator[DockerLikeLab]:
     """
     with kernlog.nf_log_all_netns(), DockerLikeLab(backend="legacy", prefix="tlt") as lab:
         yield lab
+
+
+@pytest.fixture(params=["legacy", "nft"])
+def backend(request: pytest.FixtureRequest) -> str:
+    require_backend(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def ns(tmp_path: Path, backend: str) -> Iterator[LabNamespace]:
+    with lab_namespace(tmp_path / "state") as namespace:
+        namespace.load_user_rules(backend)
+        yield namespace

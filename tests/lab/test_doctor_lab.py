@@ -15,13 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.lab import kernlog
-from tests.lab.test_rules_lab import (
-    LabNamespace,
-    lab_namespace,
-    legacy_trace_of_one_ping,
-    monitor_trace_of_one_ping,
-    require_backend,
-)
+from tests.lab.namespaces import LabNamespace, lab_namespace, require_backend
+from tests.lab.test_rules_lab import legacy_trace_of_one_ping, monitor_trace_of_one_ping
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]
 

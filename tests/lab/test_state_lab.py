@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.test_rules_lab import REPO, TIMEOUT, LabNamespace, lab_namespace, require_backend
+from tests.lab.namespaces import REPO, TIMEOUT, LabNamespace, lab_namespace, require_backend
 from tests.samples import SAMPLES
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]

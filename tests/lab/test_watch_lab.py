@@ -12,36 +12,14 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.lab import kernlog
-from tests.lab.test_rules_lab import (
-    MONITOR_SETTLE,
-    REPO,
-    LabNamespace,
-    lab_namespace,
-    require_backend,
-    wait_for_rules,
-)
+from tests.lab.namespaces import MONITOR_SETTLE, REPO, LabNamespace, wait_for_rules
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]
-
-
-@pytest.fixture(params=["legacy", "nft"])
-def backend(request: pytest.FixtureRequest) -> str:
-    require_backend(request.param)
-    return str(request.param)
-
-
-@pytest.fixture
-def ns(tmp_path: Path, backend: str) -> Iterator[LabNamespace]:
-    """A namespace holding the user's own rules (legacy tables, once there, cannot go again)."""
-    with lab_namespace(tmp_path / "state") as namespace:
-        namespace.load_user_rules(backend)
-        yield namespace
 
 
 def inspect_naming(address: str, name: str, directory: Path) -> Path:
