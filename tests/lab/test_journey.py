@@ -3,12 +3,13 @@
 For the legacy backend, then the nft one, Docker runs nginx-1 and nginx-2 on
 docker0 (no IPv6 rules), DOCKER-USER drops nginx-2's pings to nginx-1, and the
 commands a user types run as written with the installed `tracelog`: the
-doctor, `enable`, the traffic (a ping each way, an HTTP fetch), every reader
-the README names without `--rules` (`dmesg`, `tail -f` on syslog files in
-both of rsyslog's formats, `tracelog summary`, `xtables-monitor --trace`,
-`nft monitor trace`), then `status` and `disable`.  The tests judge what each
-command printed against what the kernel did: the TRACE rules' counters, the
-rule that decided each packet, the rulesets before and after.
+doctor, `enable`, the traffic (a ping each way, both with echo id 1, and an
+HTTP fetch), every reader the README names without `--rules` (`dmesg`, `tail
+-f` on syslog files in both of rsyslog's formats, `tracelog summary`,
+`xtables-monitor --trace`, `nft monitor trace`, `--names docker`), `status`,
+`disable`, then `watch`.  The tests judge what each command printed against
+what the kernel did: the TRACE rules' counters, the rule that decided each
+packet, the rulesets before and after.
 
 Each backend's journey is walked once, on first use, and Docker is stopped
 and the host restored before any test judges it.  Needs root, br_netfilter,
@@ -381,6 +382,15 @@ def test_summary_flows_end_at_filter_rules(walked: Journey, command: str) -> Non
     rows = [row for row in flows(typed.stdout) if dockerlab.NGINX_2_IP in row["client"] + row["server"]]
     assert rows, shown(typed)
     assert all(row["verdict_at"].startswith("filter:") for row in rows), shown(typed)
+
+
+@pytest.mark.parametrize(("backend", "command"), per_backend(SUMMARIES))
+def test_summary_flows_say_who_was_dropped(walked: Journey, command: str) -> None:
+    """nginx-1's pings to nginx-2 were answered; nginx-2's ping to nginx-1 was dropped."""
+    typed = walked.readers[command]
+    pings = {(row["client"], row["server"]): row["verdict"] for row in flows(typed.stdout) if row["proto"] != "TCP"}
+    assert pings.get((dockerlab.NGINX_1_IP, dockerlab.NGINX_2_IP)) == "ACCEPT", shown(typed)
+    assert pings.get((dockerlab.NGINX_2_IP, dockerlab.NGINX_1_IP)) == "DROP", shown(typed)
 
 
 @pytest.mark.parametrize(("backend", "command"), per_backend(SUMMARIES))
