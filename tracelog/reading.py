@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar, cast
+from typing import TypedDict, TypeVar, Unpack, cast
 
 from tracelog.correlate import Packet
 from tracelog.errors import InputError, TracelogError, UsageError
@@ -120,17 +120,22 @@ class Reading:
             return found
 
 
-def packet_filter(
-    *,
-    src: str | None = None,
-    dst: str | None = None,
-    proto: str | None = None,
-    port: int | None = None,
-    verdict: str | None = None,
-    chain: str | None = None,
-    name: str | None = None,
-) -> PacketFilter:
-    """The filters `parse`, `summary` and `watch` take, from their option values."""
+class FilterOptions(TypedDict, total=False):
+    """The filters `parse`, `summary` and `watch` take, by their option names."""
+
+    src: str | None
+    dst: str | None
+    proto: str | None
+    port: int | None
+    verdict: str | None
+    chain: str | None
+    name: str | None
+
+
+def packet_filter(**options: Unpack[FilterOptions]) -> PacketFilter:
+    """The filters `parse`, `summary` and `watch` take, from their option values, checked."""
+    src, dst, proto = options.get("src"), options.get("dst"), options.get("proto")
+    verdict = options.get("verdict")
     if proto is not None and not _KNOWN_PROTOCOL.fullmatch(proto):
         raise UsageError(
             f"invalid value for --proto: {proto!r}", hint="a protocol name such as tcp, udp, icmp, or 0-255"
@@ -142,10 +147,10 @@ def packet_filter(
         src=parse_network(src) if src else None,
         dst=parse_network(dst) if dst else None,
         proto=proto,
-        port=port,
+        port=options.get("port"),
         verdict=verdict,
-        chain=chain,
-        name=name,
+        chain=options.get("chain"),
+        name=options.get("name"),
     )
 
 
@@ -154,23 +159,18 @@ def read_packets(
     *,
     rules: Sequence[str] = (),
     names: Sequence[str] = (),
-    src: str | None = None,
-    dst: str | None = None,
-    proto: str | None = None,
-    port: int | None = None,
-    verdict: str | None = None,
-    chain: str | None = None,
-    name: str | None = None,
     idle: float = 1.0,
     year: int | None = None,
     strict: bool = False,
     jobs: int | None = None,
     stats: RunStats | None = None,
+    **filters: Unpack[FilterOptions],
 ) -> Iterator[Record]:
     """Each packet's record, exactly as `tracelog parse --format jsonl` prints it, in packet order.
 
-    Counts what was read, skipped and not understood into `stats` when given.
+    Takes the filters of `tracelog parse` by their option names (`src`,
+    `dst`, `proto`, `port`, `verdict`, `chain`, `name`), and counts what was
+    read, skipped and not understood into `stats` when given.
     """
-    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
-    reading = Reading(inputs, rules, names, wanted, idle, year, strict, jobs)
+    reading = Reading(inputs, rules, names, packet_filter(**filters), idle, year, strict, jobs)
     return reading.shaped(stats if stats is not None else RunStats(), RECORDS)
