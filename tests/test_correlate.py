@@ -152,20 +152,26 @@ def test_a_fixed_ip_id_flood_costs_no_more_per_step_than_ordinary_traffic() -> N
     assert tried < len(flood)
 
 
-def test_the_steps_held_are_bounded_in_lines_and_characters() -> None:
-    """A packet that never stops (one line repeated, each a step of the last) and the packets waiting for it."""
+def test_the_steps_held_are_bounded_in_lines_and_in_characters_of_long_lines() -> None:
+    """A packet that never stops (a rule step repeated, each a step of the last), and ping packets waiting for it.
+
+    Its lines made 2 KiB long (an interface name) count their characters.
+    """
     (line, *_) = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()
     rule = line.replace("raw:PREROUTING:policy:3", "raw:PREROUTING:rule:1")
+    long_rule = rule.replace("IN=docker0", "IN=" + "d" * 2048, 1)
     ping = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
-    stream = events(
-        Path("endless.dmesg"), [rule, *[rule if number % 2 else ping[number % len(ping)] for number in range(6_000)]]
-    )
-    for bounds in ({"max_lines": 500}, {"max_chars": 100_000}):
-        correlator = Correlator(window=100, **bounds)
+    for endless, max_lines, max_chars in ((rule, 500, 1 << 30), (long_rule, 1 << 20, 100_000)):
+        lines = [endless, *[endless if number % 2 else ping[number % len(ping)] for number in range(6_000)]]
+        correlator = Correlator(window=100, max_lines=max_lines, max_chars=max_chars)
         peak_lines = peak_chars = 0
-        for event in stream:
-            correlator.feed(event)
+        found = []
+        for event in events(Path("endless.dmesg"), lines):
+            found += correlator.feed(event)
             held_lines, held_chars = correlator.held
             peak_lines, peak_chars = max(peak_lines, held_lines), max(peak_chars, held_chars)
-        assert peak_lines <= bounds.get("max_lines", 1 << 30)
-        assert peak_chars <= bounds.get("max_chars", 1 << 30)
+        found += correlator.finish()
+        assert peak_lines <= max_lines
+        assert peak_chars <= max_chars
+        assert min(max_lines, max_chars // len(long_rule)) // 2 < max(len(packet.steps) for packet in found)
+        assert sum(packet.first.origin.text == endless for packet in found) > 2  # cut

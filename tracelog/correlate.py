@@ -10,8 +10,9 @@ new packet.
 Memory is bounded: a packet untouched for `window` events is complete, and
 packets leave memory as soon as they are emitted, in order of first
 appearance.  The steps held (open packets, and complete ones waiting for an
-older one) are bounded too, in lines and in characters of log text: past
-either bound the oldest open packet is complete, whatever touched it lately.
+older one) are bounded too, in lines and in characters of their long lines:
+past either bound the oldest open packet is complete, whatever touched it
+lately.
 
 Time per step is bounded whatever the window holds.  A step is looked for
 among the open packets of its identity, newest first; when many share one (a
@@ -42,9 +43,11 @@ from tracelog.events import Header, TraceEvent, build
 DEFAULT_WINDOW = 5000
 # What the steps held may take, beyond which the oldest open packet is
 # complete: in lines, a few windows (packets are a few lines each, and the
-# complete ones wait only for the older ones still open); in characters, what
-# those lines take with real TRACE lines (< 1 KiB), not with long ones.
+# complete ones wait only for the older ones still open); in characters of
+# lines longer than real TRACE lines (< 1 KiB), what a few thousand of those
+# would take.  Lines up to that length are bounded by their number.
 WINDOWS_HELD = 4
+LONG_LINE_CHARS = 1024
 DEFAULT_MAX_HELD_CHARS = 32 << 20
 # Open packets of one identity from which their index is kept; below it a
 # scan of them all is as quick.
@@ -120,19 +123,13 @@ class _OpenPacket:
     rewrites: list[Rewrite] = field(default_factory=list)
     touched: int = 0
     arrival: float = 0.0
-    chars: int = 0  # of its steps' log lines
+    long_chars: int = 0  # of its steps' log lines longer than LONG_LINE_CHARS
 
-    def add(self, event: TraceEvent, stage: Stage) -> int:
-        """The next step; `stage` and `last` are the newest step's, kept at hand for the next event.
-
-        Returns the length of the step's log line, which the packet now holds.
-        """
+    def add(self, event: TraceEvent, stage: Stage) -> None:
+        """The next step; `stage` and `last` are the newest step's, kept at hand for the next event."""
         self.steps.append(build(Step, (event, stage[0])))
         self.stage = stage
         self.last = event
-        chars = len(event.origin.text)
-        self.chars += chars
-        return chars
 
     def freeze(self) -> Packet:
         return Packet(self.number, tuple(self.steps), tuple(self.rewrites))
@@ -247,14 +244,18 @@ def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[s
     return changed if _nat_allowed(packet.stage, stage).issuperset(changed) else None
 
 
-def _fit(packet: _OpenPacket, event: TraceEvent) -> tuple[Stage, list[str]] | None:
+Found = tuple[_OpenPacket, Stage, list[str]]
+"""The packet a step continues, where the step ran, and the NAT fields it changed."""
+
+
+def _fit(packet: _OpenPacket, event: TraceEvent) -> Found | None:
     """Whether `event` can be the packet's next step: if so, where it ran and the NAT fields it changed."""
     stage = _stage(event, packet.stage, packet.last.table)
     if not _follows(packet, event, stage):
         return None
     # the same field text as the last step (one shared header): nothing changed
     changes = [] if event.header is packet.last.header else _nat_changes(packet, event, stage)
-    return None if changes is None else (stage, changes)
+    return None if changes is None else (packet, stage, changes)
 
 
 def _same_trace_first(packets: Iterable[_OpenPacket], event: TraceEvent) -> Iterator[_OpenPacket]:
@@ -270,9 +271,6 @@ def _same_trace_first(packets: Iterable[_OpenPacket], event: TraceEvent) -> Iter
 
 Context = tuple[Stage, str, str]
 """Where an open packet stands: the stage, table and kind of its last step."""
-
-Found = tuple[_OpenPacket, Stage, list[str]]
-"""The packet a step continues, where the step ran, and the NAT fields it changed."""
 
 
 def _insert(lists: dict[Any, list[int]], key: object, number: int) -> None:
@@ -381,10 +379,9 @@ class _CandidateIndex:
         examined = 0
         if event.trace_id is not None:
             for number in reversed(self._traces.get(event.trace_id, ())):
-                packet = packets[number]
-                fit = _fit(packet, event)
+                fit = _fit(packets[number], event)
                 if fit is not None:
-                    return packet, *fit
+                    return fit
                 examined += 1
                 if examined >= EXAMINED_MAX:
                     return None
@@ -400,10 +397,9 @@ class _CandidateIndex:
             for number in reversed(group.may_fit(allowed, nat)):
                 if best is not None and number < best[0].number:
                     break
-                packet = packets[number]
-                fit = _fit(packet, event)
+                fit = _fit(packets[number], event)
                 if fit is not None:
-                    best = packet, *fit
+                    best = fit
                     break
                 examined += 1
                 if examined >= EXAMINED_MAX:
@@ -438,7 +434,9 @@ class Correlator:
 
     Packets are emitted in order of first appearance; a finished packet waits
     only for older ones still open, which the window bounds.  `max_lines`
-    (default: `WINDOWS_HELD` windows) and `max_chars` bound the steps held.
+    (default: `WINDOWS_HELD` windows) bounds the steps held, `max_chars` the
+    characters of those longer than `LONG_LINE_CHARS`.  `index_from` (at
+    least 1) is how many open packets of one identity make an index pay.
     """
 
     def __init__(
@@ -456,13 +454,14 @@ class Correlator:
         self._numbers = 0
         self._open: OrderedDict[int, _OpenPacket] = OrderedDict()
         self._by_identity: dict[Identity, dict[int, _OpenPacket]] = {}  # by number, oldest first
-        self._indexes: dict[Identity, _CandidateIndex] = {}
-        self._finished: dict[int, tuple[Packet, int]] = {}
+        self._indexes: dict[Identity, _CandidateIndex] = {}  # of those with `index_from` packets or more
+        self._finished: dict[int, _OpenPacket] = {}  # complete, waiting for an older packet
         self._ready: list[Packet] = []
         self._emitted = 0
-        self._held_lines = 0
-        self._held_chars = 0
+        self._released_lines = 0  # the steps of the packets emitted: the others' are held
+        self._held_long_chars = 0
         self._horizon = window  # no packet can be due before this event count
+        self._lines_horizon = self._max_lines  # nor can the steps held be too many before this one
 
     @property
     def open_packets(self) -> int:
@@ -470,8 +469,8 @@ class Correlator:
 
     @property
     def held(self) -> tuple[int, int]:
-        """The lines and characters of log text the packets not yet emitted hold."""
-        return self._held_lines, self._held_chars
+        """The steps the packets not yet emitted hold, and the characters of their long lines."""
+        return self._events - self._released_lines, self._held_long_chars
 
     @property
     def started(self) -> int:
@@ -486,9 +485,15 @@ class Correlator:
         packet.touched = self._events
         packet.arrival = arrival
         self._open.move_to_end(packet.number)
+        chars = len(event.origin.text)
+        if chars > LONG_LINE_CHARS:
+            packet.long_chars += chars
+            self._held_long_chars += chars
+            if self._held_long_chars > self._max_chars:
+                self._lines_horizon = 0  # too much held now
         if self._events > self._horizon:
             self._close_untouched()
-        if self._held_lines > self._max_lines or self._held_chars > self._max_chars:
+        if self._events > self._lines_horizon:
             self._close_oldest()
         return self._take_ready() if self._ready else []
 
@@ -513,11 +518,15 @@ class Correlator:
         for: each one closed lets them go.  Those skipped to find it are let
         go at once, so the search costs nothing in the long run.
         """
-        while (self._held_lines > self._max_lines or self._held_chars > self._max_chars) and self._open:
+        while self._open:
+            held_lines, held_long_chars = self.held
+            if held_lines <= self._max_lines and held_long_chars <= self._max_chars:
+                break
             number = self._emitted + 1
             while number in self._finished:
                 number += 1
             self._close(self._open[number])
+        self._lines_horizon = self._released_lines + self._max_lines
 
     def expire(self, now: float, idle: float) -> list[Packet]:
         """Complete the packets whose last event arrived more than `idle` seconds before `now`."""
@@ -538,8 +547,8 @@ class Correlator:
         same_identity = self._by_identity.get(key)
         if not same_identity:
             return None
-        index = self._indexes.get(key)
-        found = index.find(event, self._open) if index is not None else self._scan(same_identity, event)
+        index = self._indexes[key] if len(same_identity) >= self._index_from else None
+        found = self._scan(same_identity, event) if index is None else index.find(event, self._open)
         if found is None:
             return None
         packet, stage, changes = found
@@ -550,7 +559,7 @@ class Correlator:
             packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
         if index is not None:
             index.remove(packet)
-        self._hold(packet.add(event, stage))
+        packet.add(event, stage)
         if index is not None:
             index.add(packet)
         return packet
@@ -564,46 +573,47 @@ class Correlator:
         for packet in candidates:
             fit = _fit(packet, event)
             if fit is not None:
-                return packet, *fit
+                return fit
         return None
 
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
         stage = _stage(event, _UNKNOWN, None)
         packet = _OpenPacket(self._numbers, key, [], stage, event)
-        self._hold(packet.add(event, stage))
+        packet.add(event, stage)
         self._open[packet.number] = packet
-        siblings = self._by_identity.setdefault(key, {})
+        siblings = self._by_identity.get(key)
+        if siblings is None:
+            siblings = self._by_identity[key] = {}
         siblings[packet.number] = packet
-        index = self._indexes.get(key)
-        if index is not None:
-            index.add(packet)
-        elif len(siblings) >= self._index_from:
+        if len(siblings) > self._index_from:
+            self._indexes[key].add(packet)
+        elif len(siblings) == self._index_from:
             self._indexes[key] = _CandidateIndex(siblings.values())
         return packet
-
-    def _hold(self, chars: int) -> None:
-        self._held_lines += 1
-        self._held_chars += chars
 
     def _close(self, packet: _OpenPacket) -> None:
         del self._open[packet.number]
         key = packet.identity
         siblings = self._by_identity[key]
+        if len(siblings) > self._index_from:
+            self._indexes[key].remove(packet)
+        elif len(siblings) == self._index_from:
+            del self._indexes[key]
         del siblings[packet.number]
-        index = self._indexes.get(key)
-        if index is not None:
-            index.remove(packet)
         if not siblings:
             del self._by_identity[key]
-            self._indexes.pop(key, None)
-        self._finished[packet.number] = (packet.freeze(), packet.chars)
-        while self._emitted + 1 in self._finished:
+        finished = self._finished
+        finished[packet.number] = packet
+        if packet.number != self._emitted + 1:
+            return  # it waits for an older one
+        while (done := finished.pop(self._emitted + 1, None)) is not None:
             self._emitted += 1
-            done, chars = self._finished.pop(self._emitted)
-            self._held_lines -= len(done.steps)
-            self._held_chars -= chars
-            self._ready.append(done)
+            self._released_lines += len(done.steps)
+            self._held_long_chars -= done.long_chars
+            self._ready.append(done.freeze())
+        if self._held_long_chars <= self._max_chars:
+            self._lines_horizon = self._released_lines + self._max_lines
 
     def _take_ready(self) -> list[Packet]:
         ready, self._ready = self._ready, []

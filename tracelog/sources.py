@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
+import itertools
 import os
 import select
 import sys
@@ -19,7 +21,7 @@ from tracelog.events import SourceLine, build
 STDIN = "-"
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 16  # bytes read at a time from a pipe
-_BLOCK = 1 << 18  # bytes read (or decompressed) at a time from a file
+_BLOCK = 1 << 15  # bytes read (or decompressed) at a time from a file: what a CPU cache holds
 
 MAX_LINE_BYTES = 64 << 10
 """The longest line tracelog reads.
@@ -48,6 +50,10 @@ class LongLine(SourceLine):
         long_line = cls(source, line, head.decode("utf-8", "replace"))
         long_line.length = length
         return long_line
+
+
+# `_new_line((source, line, text))` makes a SourceLine without a Python-level call (see `events.build`)
+_new_line = functools.partial(build, SourceLine)
 
 
 class _LineCutter:
@@ -108,11 +114,14 @@ class _LineCutter:
     def _complete(self, data: bytes) -> list[SourceLine]:
         """Whole lines: `data` ends where a line ends (its newline cut off)."""
         name, first = self.name, self.number + 1
+        texts = data.decode("utf-8", "replace").split("\n")
+        self.number += len(texts)
+        # nearly always: no line has that many characters, so none has too many bytes (4 at most per character)
+        if max(map(len, texts)) <= MAX_LINE_BYTES // 4:
+            if b"\r" in data:
+                texts = [text.rstrip("\r") for text in texts]
+            return list(map(_new_line, zip(itertools.repeat(name), itertools.count(first), texts)))
         pieces = data.split(b"\n")
-        self.number += len(pieces)
-        if max(map(len, pieces)) <= MAX_LINE_BYTES:  # nearly always: decoded in one go
-            texts = data.decode("utf-8", "replace").split("\n")
-            return [build(SourceLine, (name, number, text.rstrip("\r"))) for number, text in enumerate(texts, first)]
         return [
             LongLine.of(name, number, piece[:HEAD_BYTES], len(piece))
             if len(piece) > MAX_LINE_BYTES
