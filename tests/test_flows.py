@@ -18,7 +18,6 @@ from tracelog.record import packet_record
 Record = dict[str, Any]
 
 
-
 def packets(*names: str) -> list[Packet]:
     return list(trace_packets([str(SAMPLES / name) for name in names], ParseOptions(year=2026), RunStats()))
 
@@ -70,9 +69,15 @@ def test_jsonl_records_carry_their_flow(run_cli: RunCli) -> None:
     run = run_cli("parse", "-f", "jsonl", str(SAMPLES / "lab-legacy/udp-closed.dmesg"))
     datagram, error = run.records()
     assert datagram["flow"] == error["flow"] == 1
-    assert error["inner"] == {"src": datagram["src"], "dst": datagram["dst"], "proto": "UDP",
-                              "sport": datagram["sport"], "dport": datagram["dport"], "icmp_type": None,
-                              "icmp_id": None}
+    assert error["inner"] == {
+        "src": datagram["src"],
+        "dst": datagram["dst"],
+        "proto": "UDP",
+        "sport": datagram["sport"],
+        "dport": datagram["dport"],
+        "icmp_type": None,
+        "icmp_id": None,
+    }
 
 
 def test_loopback_dnat_is_seen_through_both_ways() -> None:
@@ -142,9 +147,7 @@ def flows_per_scenario(found: list[Record]) -> dict[str, set[int]]:
 @pytest.mark.parametrize(
     ("scenario", "expected"),
     [
-        pytest.param(scenario, count)
-        if scenario == "udp-closed"
-        else (scenario, count)
+        pytest.param(scenario, count) if scenario == "udp-closed" else (scenario, count)
         for scenario, count in MIXED_RUN_FLOWS.items()
     ],
 )
@@ -173,3 +176,18 @@ def test_flows_leave_memory_once_idle() -> None:
         tracker.assign(record)
         peak = max(peak, tracker.live_flows)
     assert peak <= 4
+
+
+def mirrored(record: Record) -> Record:
+    """The same packet sent the other way: what the other end's own ping looks like."""
+    turned = {**record, "src": record["dst"], "dst": record["src"]}
+    turned["steps"] = [{**step, "src": step["dst"], "dst": step["src"]} for step in record["steps"]]
+    return turned
+
+
+def test_two_ends_pinging_each_other_with_one_identifier_are_two_flows() -> None:
+    """busybox pings from two fresh containers often share an identifier: an echo request is never a reply."""
+    request, reply = records("lab-legacy/ping.dmesg")[:2]
+    assert (request["icmp_type"], reply["icmp_type"]) == (8, 0)
+    found = [request, mirrored(request), reply, mirrored(reply)]
+    assert flow_ids(found) == [1, 2, 1, 2]

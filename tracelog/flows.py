@@ -47,11 +47,18 @@ class Ends(NamedTuple):
     icmp_id: int | None = None
 
     def key(self, host: str | None) -> FlowKey:
-        """The same key for both directions: endpoints as a set, ICMP told apart by query and identifier."""
-        endpoints = frozenset({(self.src, self.sport), (self.dst, self.dport)})
+        """The same key for both directions: endpoints as a set, ICMP told apart by query and identifier.
+
+        An ICMP query's key names who asked: a request from A and a request
+        from B never pair up, even with one identifier, while each reply joins
+        the request it answers.
+        """
         queries = _ICMP_QUERIES.get(self.proto, {})
         if self.icmp_type in queries:
-            return (host, self.proto, endpoints, queries[self.icmp_type], self.icmp_id)
+            request = queries[self.icmp_type]
+            asker, asked = (self.src, self.dst) if self.icmp_type == request else (self.dst, self.src)
+            return (host, self.proto, asker, asked, request, self.icmp_id)
+        endpoints = frozenset({(self.src, self.sport), (self.dst, self.dport)})
         # other ICMP (neighbour discovery, …) has no reply type: one flow per type and address pair
         return (host, self.proto, endpoints, self.icmp_type)
 
@@ -67,8 +74,12 @@ def packet_sights(record: Mapping[str, Any]) -> tuple[Sight, ...]:
     first, because NAT may rewrite it, else for the whole packet.
     """
     icmp_id = record.get("icmp_id")
-    return tuple({(step["src"], step["dst"], step.get("sport"), step.get("dport"), step.get("icmp_id", icmp_id)): None
-                  for step in record["steps"]})
+    return tuple(
+        {
+            (step["src"], step["dst"], step.get("sport"), step.get("dport"), step.get("icmp_id", icmp_id)): None
+            for step in record["steps"]
+        }
+    )
 
 
 def quoted_ends(inner: Mapping[str, Any]) -> Ends:
