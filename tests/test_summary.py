@@ -51,6 +51,7 @@ def test_summary_jsonl_sections(run_cli: RunCli) -> None:
             "verdict": "DROP",
             "verdict_at": "filter:DOCKER-USER:rule:1",
             "verdict_rule": "-A DOCKER-USER -s 172.18.0.2/32 -d 172.18.0.3/32 -p tcp -m tcp --dport 80 -j DROP",
+            "verdict_place": "filter DOCKER-USER rule 1",
         }
     ]
     hits = {(row["chain"], row["kind"], row["number"]): row["hits"] for row in rows if row["section"] == "rules"}
@@ -131,3 +132,10 @@ def test_nft_drops_are_named_as_the_timeline_names_them(sample: str, dropped_by:
     assert answer.endswith(" 1 packet was accepted.")
     timeline = run_cli("parse", path).stdout
     assert f"DROPPED by {dropped_by}" in timeline
+
+
+def test_summary_tables_show_nft_handles_as_nft_does(run_cli: RunCli) -> None:
+    """`handle 20`, as `nft -a list ruleset` prints it, never the trace's hex `0x14`."""
+    text = run_cli("summary", str(SAMPLES / "lab-nft/drop.xtables-monitor")).stdout
+    assert "0x" not in text
+    assert "filter DOCKER-USER handle 20" in text

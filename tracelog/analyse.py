@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from tracelog.record import TERMINAL_VERDICTS, Record
-from tracelog.wording import decided_by, destination, endpoint, plural
+from tracelog.wording import decided_by, destination, endpoint, place, plural, position
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,6 +70,7 @@ PACKET_COLUMNS = (
     "verdict_by",
     "endpoint",
     "endpoint_name",
+    "verdict_place",
 )
 FLOW_COLUMNS = (
     "flow",
@@ -84,9 +85,10 @@ FLOW_COLUMNS = (
     "verdict",
     "verdict_at",
     "verdict_rule",
+    "verdict_place",
 )
 RULE_COLUMNS = ("table", "chain", "kind", "number", "rule", "verdict", "hits")
-DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example", "verdict_by")
+DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example", "verdict_by", "verdict_place")
 
 
 def step_rows(record: Record) -> list[Record]:
@@ -118,6 +120,7 @@ def packet_row(record: Record) -> Record:
     row.update(
         verdict_rule=decisive["rule"] if decisive else None,
         verdict_by=decided_by(decisive) if decisive else None,
+        verdict_place=place(decisive) if decisive else None,
         steps=len(record["steps"]),
         first_hook=path[0] if path else None,
         last_hook=path[-1] if path else None,
@@ -156,12 +159,12 @@ class Summary:
     def add(self, record: Record) -> None:
         self.packets.append(packet_row(record))
         for step in record["steps"]:
-            number = step["rulenum"] if step["rulenum"] is not None else step["handle"]
+            number = position(step).removeprefix(f"{step['kind']} ")  # `3`, `handle 17`, or none
             key = (
                 step["table"],
                 step["chain"],
                 step["kind"],
-                "" if number is None else str(number),
+                "" if number == step["kind"] else number,
                 step["rule"] or "",
                 step["verdict"] or "",
             )
@@ -211,7 +214,7 @@ def _flows(packets: pd.DataFrame) -> pd.DataFrame:
 
     if packets.empty:
         return pd.DataFrame(columns=list(FLOW_COLUMNS))
-    fate = ["verdict", "verdict_at", "verdict_rule"]
+    fate = ["verdict", "verdict_at", "verdict_rule", "verdict_place"]
     first = packets.drop_duplicates("flow").set_index("flow").sort_index()
     decisive = packets.drop_duplicates("flow", keep="last").set_index("flow")[fate].reindex(first.index)
     dropped = packets[packets["verdict"].isin(TERMINAL_VERDICTS)].drop_duplicates("flow").set_index("flow")[fate]
@@ -249,6 +252,7 @@ def _drops(packets: pd.DataFrame) -> pd.DataFrame:
         flows=("flow", "nunique"),
         first=("packet", "min"),
         verdict_by=("verdict_by", "first"),
+        verdict_place=("verdict_place", "first"),
     )
     frame = frame.reset_index()
     examples = packets.set_index("packet")

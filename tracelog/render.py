@@ -112,7 +112,7 @@ def pending_json_line(record: Record) -> Pending:
     flow = names.index("flow")
     before = {name: record[name] for name in names[1:flow]}
     after = {name: record[name] for name in names[flow + 1 :]}
-    return Pending(_JSON_LEAD, f",{_json_members(before)},\"flow\":", f",{_json_members(after)}}}\n")
+    return Pending(_JSON_LEAD, f',{_json_members(before)},"flow":', f",{_json_members(after)}}}\n")
 
 
 JSON_LINES = Shaping(pending_json_line, Pending.numbered)
@@ -407,7 +407,7 @@ def print_summary(report: Report, console: Console) -> None:
         _rich_table(
             "Flows",
             frames["flows"],
-            ["flow", "proto", "client", "server", "requests", "replies", "path", "verdict", "verdict_at"],
+            ["flow", "proto", "client", "server", "requests", "replies", "path", "verdict", "verdict_place"],
         ),
     )
     if not frames["drops"].empty:
@@ -416,7 +416,7 @@ def print_summary(report: Report, console: Console) -> None:
             _rich_table(
                 "Drops by rule",
                 frames["drops"],
-                ["packets", "flows", "verdict", "verdict_at", "verdict_rule", "example"],
+                ["packets", "flows", "verdict", "verdict_place", "verdict_rule", "example"],
             ),
         )
     emit(

@@ -81,15 +81,19 @@ def rule_args(step: Record) -> str:
     return rule
 
 
-def decided_by(step: Record) -> str:
-    """What decided at a step: `filter DOCKER-USER rule 1: -s … -j DROP`, `the policy of filter FORWARD`.
+def place(step: Record) -> str:
+    """Where a step is, in words: `filter DOCKER-USER rule 1`, `filter FORWARD handle 17`, `the policy of nat OUTPUT`.
 
     A rule without a number (plain `nft monitor trace` prints no handle) is
     `a rule of filter DOCKER-USER`.
     """
     chain = f"{step['table']} {step['chain']}"
-    if not step["rule"]:
-        return f"the policy of {chain}" if step["kind"] == "policy" else f"{chain} {position(step)}"
+    if step["kind"] == "policy" and not step["rule"]:
+        return f"the policy of {chain}"
     where = position(step)
-    place = f"a rule of {chain}" if where == "rule" else f"{chain} {where}"
-    return f"{place}: {rule_args(step)}"
+    return f"a rule of {chain}" if where == "rule" else f"{chain} {where}"
+
+
+def decided_by(step: Record) -> str:
+    """What decided at a step: `filter DOCKER-USER rule 1: -s … -j DROP`, `the policy of filter FORWARD`."""
+    return f"{place(step)}: {rule_args(step)}" if step["rule"] else place(step)
