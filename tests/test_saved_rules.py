@@ -63,6 +63,7 @@ def test_an_offline_file_from_another_host_is_read_without_a_snapshot_that_does_
     note = next(line for line in run.stderr.splitlines() if "snapshot" in line)
     assert "does not fit" in note
     assert "DOCKER-USER" in note  # why: the chain the trace names is not in it
+    assert "iptables-legacy-save names them anyway" in note  # the way to name them all the same
 
 
 def test_a_snapshot_taken_after_the_file_was_written_is_not_its_snapshot(run_cli: RunCli, tmp_path: Path) -> None:
