@@ -154,7 +154,7 @@ def _global(
         bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Show the version and exit.")
     ] = False,
 ) -> None:
-    _Settings.traceback = _Settings.traceback or traceback
+    """The options every command takes: `main` reads --traceback wherever it stands, --version answers at once."""
 
 
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace what --output names (a dataset written before).")]
