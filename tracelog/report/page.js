@@ -37,7 +37,8 @@
     verdict: document.getElementById("f-verdict"),
     chain: document.getElementById("f-chain"),
     rule: document.getElementById("f-rule"),
-    flows: document.getElementById("f-flows")
+    flows: document.getElementById("f-flows"),
+    diagrams: document.getElementById("f-diagrams")
   };
   var rows = [];
   var shown = 0;
@@ -152,7 +153,7 @@
     }
     head.appendChild(title);
     var facts = element("p", "flow-facts");
-    var text = plural(total, "packet") + " shown";
+    var text = plural(total, "packet");
     if (info) {
       text += " · " + info[4] + " from the client, " + info[5] + " from the server";
     }
@@ -170,6 +171,43 @@
     return head;
   }
 
+  // Up to this many packets of a flow are drawn at first, the rest on request, so that a flow of
+  // thousands of packets (a flood, a long download) does not stand between the reader and the next flow.
+  var FLOW_PREVIEW = 12;
+  var FLOW_STEP = 100;
+
+  function pairRows(members) {
+    var built = [];
+    var pair = null;
+    for (var k = 0; k < members.length; k++) {
+      var packet = members[k];
+      if (!packet[REPLY]) {
+        pair = { kind: "pair", left: packet, right: null };
+        built.push(pair);
+      } else if (pair && !pair.right) {
+        pair.right = packet;
+      } else {
+        pair = { kind: "pair", left: null, right: packet };
+        built.push(pair);
+      }
+    }
+    return built;
+  }
+
+  // Where to cut a flow's packets after about `size`: never between a request and the reply beside it.
+  function cutAt(members, size) {
+    var cut = Math.min(size, members.length);
+    if (cut < members.length && members[cut][REPLY]) { cut++; }
+    return cut;
+  }
+
+  function flowRows(flow, members) {
+    var cut = cutAt(members, FLOW_PREVIEW);
+    var built = pairRows(members.slice(0, cut));
+    if (cut < members.length) { built.push({ kind: "expand", flow: flow, rest: members.slice(cut), node: null }); }
+    return built;
+  }
+
   function buildRows(selected) {
     var built = [];
     if (!fields.flows.checked) {
@@ -185,26 +223,50 @@
     byFlow.forEach(function (members, flow) {
       var replies = members.filter(function (packet) { return packet[REPLY]; }).length;
       built.push({ kind: "flow", flow: flow, total: members.length, replies: replies });
-      var pair = null;
-      for (var k = 0; k < members.length; k++) {
-        var packet = members[k];
-        if (!packet[REPLY]) {
-          pair = { kind: "pair", left: packet, right: null };
-          built.push(pair);
-        } else if (pair && !pair.right) {
-          pair.right = packet;
-        } else {
-          pair = { kind: "pair", left: null, right: packet };
-          built.push(pair);
-        }
-      }
+      Array.prototype.push.apply(built, flowRows(flow, members));
     });
     return built;
+  }
+
+  // Draw the next packets of a collapsed flow where its button stood; returns the rows added.
+  function expand(row) {
+    var index = rows.indexOf(row);
+    var cut = cutAt(row.rest, FLOW_STEP);
+    var added = pairRows(row.rest.slice(0, cut));
+    if (cut < row.rest.length) {
+      added.push({ kind: "expand", flow: row.flow, rest: row.rest.slice(cut), node: null });
+    }
+    Array.prototype.splice.apply(rows, [index, 1].concat(added));
+    if (index < shown && row.node) {
+      var fragment = document.createDocumentFragment();
+      for (var a = 0; a < added.length; a++) { fragment.appendChild(rowNode(added[a])); }
+      row.node.replaceWith(fragment);
+      shown += added.length - 1;
+    }
+    return added;
+  }
+
+  function expandButton(row) {
+    var box = element("div", "expand");
+    var button = element("button", "", "Show " + plural(Math.min(FLOW_STEP, row.rest.length), "more packet") +
+      " of flow " + row.flow);
+    button.type = "button";
+    box.appendChild(button);
+    box.appendChild(element("span", "expand-note", " " + row.rest.length + " not shown yet"));
+    button.addEventListener("click", function () {
+      var added = expand(row);
+      var first = added.length && added[0].kind === "pair" ? (added[0].left || added[0].right) : null;
+      var card = first && document.getElementById("packet-" + first[NUMBER]);
+      if (card) { card.focus({ preventScroll: true }); }
+    });
+    row.node = box;
+    return box;
   }
 
   function rowNode(row) {
     if (row.kind === "flow") { return flowHeading(row.flow, row.total, row.replies); }
     if (row.kind === "single") { return packetCard(row.packet); }
+    if (row.kind === "expand") { return expandButton(row); }
     var pair = element("div", "pair");
     var left = element("div", "side request");
     var right = element("div", "side reply");
@@ -320,6 +382,10 @@
   fields.verdict.addEventListener("change", apply);
   fields.chain.addEventListener("change", apply);
   fields.flows.addEventListener("change", apply);
+  fields.diagrams.addEventListener("change", function () {
+    list.classList.toggle("no-diagrams", !fields.diagrams.checked);
+    fillViewport();
+  });
   fields.address.addEventListener("input", applySoon);
   fields.rule.addEventListener("input", applySoon);
   document.getElementById("filters").addEventListener("submit", function (event) { event.preventDefault(); });
@@ -346,15 +412,19 @@
 
   // ---- links to a packet or a flow, and the keyboard -------------------------------------------
 
+  function holds(packet, number) { return packet && packet[NUMBER] === number; }
+
+  // The row that shows a flow or packet; a collapsed flow is opened as far as the packet.
   function rowOf(kind, number) {
     for (var r = 0; r < rows.length; r++) {
       var row = rows[r];
       if (kind === "flow" && row.kind === "flow" && row.flow === number) { return r; }
-      if (kind === "packet") {
-        var packetsOf = row.kind === "single" ? [row.packet] : [row.left, row.right];
-        for (var k = 0; k < packetsOf.length; k++) {
-          if (packetsOf[k] && packetsOf[k][NUMBER] === number) { return r; }
-        }
+      if (kind !== "packet") { continue; }
+      if (row.kind === "single" && holds(row.packet, number)) { return r; }
+      if (row.kind === "pair" && (holds(row.left, number) || holds(row.right, number))) { return r; }
+      if (row.kind === "expand" && row.rest.some(function (p) { return holds(p, number); })) {
+        expand(row);
+        r--;  // look at what took its place
       }
     }
     return -1;
@@ -410,4 +480,5 @@
   apply();
   if (location.hash) { reveal(location.hash); }
   document.documentElement.dataset.ready = "true";
+  if (window.performance && performance.mark) { performance.mark("tracelog-first-packets"); }
 })();

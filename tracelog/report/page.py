@@ -254,6 +254,7 @@ _FILTERS = """
 <label class="wide">Rule text<input id="f-rule" type="search" placeholder="e.g. --dport 80 -j DROP"
  autocomplete="off"></label>
 <label class="check"><input id="f-flows" type="checkbox" checked> Side by side per flow</label>
+<label class="check"><input id="f-diagrams" type="checkbox" checked> Diagrams</label>
 <output id="f-count" aria-live="polite"></output>
 </form>
 <p class="keys">Keys: <kbd>j</kbd> / <kbd>k</kbd> next / previous packet, <kbd>/</kbd> search rule text,
