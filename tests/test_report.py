@@ -22,8 +22,9 @@ import pytest
 import tracelog
 from tests.samples import SAMPLES, trace_samples
 from tests.test_ruleset import TRACED_WITH_SNAPSHOT
+from tracelog.errors import UsageError
 from tracelog.render import pending_timeline_text
-from tracelog.report import write_page
+from tracelog.report import report_target, write_page, write_report
 from tracelog.report.diagram import packet_diagram, step_ranges, visits
 from tracelog.report.steps import ending_text, nat_rewrites, step_rows
 from tracelog.wording import escape_controls
@@ -266,3 +267,60 @@ def test_the_page_stays_small_per_packet() -> None:
     count = 100
     page = page_of(list(_copies(records, count)))
     assert len(page.encode()) / (len(records) * count) < 1000
+
+
+# ---- where the command writes -------------------------------------------------------------------------
+
+
+def test_a_target_is_checked_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    existing = tmp_path / "old.html"
+    existing.write_text("old")
+    with pytest.raises(UsageError, match="exists"):
+        report_target(str(existing))
+    assert report_target(str(existing), force=True) == existing
+    with pytest.raises(UsageError, match="is a directory"):
+        report_target(str(tmp_path))
+    with pytest.raises(UsageError, match="is not a directory"):
+        report_target(str(tmp_path / "nowhere" / "page.html"))
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    with pytest.raises(UsageError, match="not for a terminal"):
+        report_target(None)
+
+
+def test_the_page_is_renamed_into_place_only_when_whole(tmp_path: Path) -> None:
+    records = sample_records(SAMPLES / "docker-legacy/drop.dmesg")
+    target = tmp_path / "page.html"
+
+    def broken() -> Iterator[Record]:
+        yield records[0]
+        raise OSError("the log went away")
+
+    with pytest.raises(OSError, match="went away"):
+        write_report(broken(), target)
+    assert list(tmp_path.iterdir()) == []
+    write_report(iter(records), target, title="drop")
+    assert list(tmp_path.iterdir()) == [target]
+    assert target.read_text() == page_of(records, title="drop")
+
+
+def test_an_interrupted_read_still_writes_what_was_read(tmp_path: Path) -> None:
+    records = sample_records(SAMPLES / "docker-legacy/drop.dmesg")
+
+    def interrupted() -> Iterator[Record]:
+        yield from records[:2]
+        raise KeyboardInterrupt("SIGTERM")
+
+    with pytest.raises(KeyboardInterrupt):
+        write_report(interrupted(), tmp_path / "page.html")
+    packets = [packet for data in page_data((tmp_path / "page.html").read_text()) for packet in data.get("p", [])]
+    assert [packet[0] for packet in packets] == [1, 2]
+
+
+def test_one_packets_svg_is_redacted_as_the_page_is(tmp_path: Path) -> None:
+    records = sample_records(SAMPLES / "lab-legacy/dnat.dmesg")
+    write_report(iter(records), tmp_path / "p2.svg", packet=2, redact=True)
+    svg = (tmp_path / "p2.svg").read_text()
+    assert "#2 TCP SYN,ACK 10.2.0.3:80 (container-1) → 10.1.2.10:55580" in svg
+    with pytest.raises(UsageError, match="packet 99 is not in the trace"):
+        write_report(iter(records), tmp_path / "p99.svg", packet=99)
+    assert not (tmp_path / "p99.svg").exists()

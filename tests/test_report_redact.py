@@ -15,6 +15,7 @@ import pytest
 
 from tests.samples import SAMPLES, trace_samples
 from tests.test_report import sample_name, sample_records
+from tracelog.names import load_names
 from tracelog.report import Redactor, redact_records, write_page
 
 Record = dict[str, Any]
@@ -151,3 +152,9 @@ def test_a_redacted_page_names_nothing_of_the_original() -> None:
         assert secret not in page
     assert "10.1.2.1:8080 → 10.2.0.3:80 (container-1)" in page
     assert "redacted" in page
+
+
+def test_names_given_beforehand_are_known_in_text_before_any_record() -> None:
+    names = load_names([SAMPLES / "docker-legacy/docker-inspect.json"])
+    redactor = Redactor.from_names(names)
+    assert redactor.text('--comment "nginx-1 and nginx-2"') == '--comment "container-1 and container-2"'

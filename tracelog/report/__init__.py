@@ -7,12 +7,15 @@
 
 `packet_svg(record)` is one packet's hook diagram as a standalone SVG, and
 `redact_records` replaces addresses, MACs and names in any stream of records.
+`report_target` and `write_report` are what the `report` command writes with:
+to stdout or to a file renamed into place once whole.
 """
 
 from __future__ import annotations
 
 from tracelog.report.diagram import packet_svg
+from tracelog.report.output import report_target, write_report
 from tracelog.report.page import write_page
 from tracelog.report.redact import Redactor, redact_records
 
-__all__ = ["Redactor", "packet_svg", "redact_records", "write_page"]
+__all__ = ["Redactor", "packet_svg", "redact_records", "report_target", "write_page", "write_report"]

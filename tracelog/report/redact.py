@@ -34,6 +34,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from tracelog.names import Names
 from tracelog.record import Record
 
 _ADDRESS_KEYS = frozenset({"src", "dst"})
@@ -105,6 +106,16 @@ class Redactor:
         self._name_pattern: re.Pattern[str] | None = None
         for name in names:
             self.name(name, "container")
+
+    @classmethod
+    def from_names(cls, names: Names) -> Redactor:
+        """A redactor that knows the containers and networks of `--names` before any record names them."""
+        redactor = cls()
+        for name in sorted({*names.containers.values(), *names.veths.values()}):
+            redactor.name(name, "container")
+        for name in sorted(set(names.networks.values())):
+            redactor.name(name, "network")
+        return redactor
 
     # ---- single values -----------------------------------------------------------------------------
 
