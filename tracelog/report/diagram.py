@@ -115,6 +115,7 @@ LOOKS = {
     "steps-accept": f'fill="{GREEN}" font-weight="700" text-anchor="end"',
     "steps-other": f'fill="{AMBER}" font-weight="700" text-anchor="end"',
     "drop-mark": f'fill="{RED}" font-weight="700" font-size="14"',
+    "end": f'fill="{BLUE}" font-weight="600"',
     "title": 'fill="#111827" font-size="13" font-weight="600"',
     "line": 'fill="#1f2937"',
     "line-drop": f'fill="{RED}" font-weight="700"',
@@ -240,6 +241,31 @@ def _edges(record: Record) -> list[str]:
     return list(dict.fromkeys(edges))
 
 
+def _interface(step: Record, direction: str) -> str | None:
+    """`docker0 (veth1e06770)`: a step's interface and, on a bridge, its port."""
+    interface, port = step[direction], step[f"phys{direction}"]
+    if interface and port:
+        return f"{interface} ({port})"
+    return interface or port
+
+
+def _ends(record: Record, edges: list[str]) -> list[str]:
+    """Where the packet came in and went out, over the in and out arrows it crossed."""
+    labels = []
+    if "in" in edges:
+        came = next((_interface(step, "in") for step in record["steps"] if step["in"] or step["physin"]), None)
+        if came:
+            labels.append(f'<text {LOOKS["end"]} x="8" y="14">in {_text(_short(came, 40))}</text>')
+    if "out" in edges:
+        went = next(
+            (_interface(step, "out") for step in reversed(record["steps"]) if step["out"] or step["physout"]), None
+        )
+        if went:
+            end = f'text-anchor="end" x="{WIDTH - 8}" y="14"'
+            labels.append(f"<text {LOOKS['end']} {end}>out {_text(_short(went, 40))}</text>")
+    return labels
+
+
 def _shown_visits(hook: str, at_hook: list[Visit]) -> list[Visit]:
     """A hook's visits as drawn: iptables' tables in their rows, then other tables, the last extra row for the rest."""
     own = [visit for visit in at_hook if visit.table in HOOK_TABLES[hook]]
@@ -255,7 +281,9 @@ def _shown_visits(hook: str, at_hook: list[Visit]) -> list[Visit]:
 def _overlay(record: Record) -> tuple[str, int, str]:
     """What one packet adds to the base drawing, the height it needs, and its path in words."""
     found = visits(record)
-    parts = [f'<path {LOOKS["edge-on"]} d="{EDGES[edge]}" marker-end="url(#tl-arrow-on)"/>' for edge in _edges(record)]
+    edges = _edges(record)
+    parts = [f'<path {LOOKS["edge-on"]} d="{EDGES[edge]}" marker-end="url(#tl-arrow-on)"/>' for edge in edges]
+    parts.extend(_ends(record, edges))
     height = BOTTOM + HEAD + CELL * len(HOOK_TABLES[OUTPUT]) + 8
     words: list[str] = []
     for hook, tables in HOOK_TABLES.items():
