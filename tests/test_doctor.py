@@ -337,6 +337,15 @@ def test_the_other_way_round_docker_in_nf_tables_while_iptables_runs_legacy(host
         "Docker's chains are in the nf_tables tables, while `iptables` runs iptables-legacy (python-iptables): "
         "`iptables -L` and `iptables-save` do not show them, iptables-nft-save does",
     )
+    facts = host.facts()
+    legacy = choose_backend(facts.usage, "legacy")
+    _, monitor = trace_sources(facts, legacy)
+    # a kernel fact the lab shows: nf_tables reports a packet a legacy TRACE rule flagged only while its trace
+    # switch is on, which an nf_tables rule that sets nftrace holds on
+    assert monitor.shows.endswith(
+        "; nf_tables reports them only while an nftables rule that sets nftrace exists on this host "
+        "(the kernel's trace switch: `tracelog enable --backend nft` adds one)"
+    )
 
 
 def test_empty_legacy_tables_beside_nf_tables_add_their_policy_steps(host: FakeHost) -> None:

@@ -224,6 +224,16 @@ def test_a_mixed_host_and_where_each_part_of_its_trace_really_goes(tmp_path: Pat
             assert "read the trace from nf_tables trace events (netlink):" in report
             assert any(line.startswith("warning: a traced packet's steps are split") for line in report)
 
+            if flavour == "legacy":
+                # nf_tables reports a packet a legacy TRACE rule flagged only while the kernel's nf_tables
+                # trace switch is on: while some nf_tables rule that sets nftrace exists, in any namespace.
+                # This one never matches; it only holds the switch on, as a host's own nft trace rule would.
+                for command in (
+                    "add table ip tlswitch",
+                    "add chain ip tlswitch hold",
+                    "add rule ip tlswitch hold ip saddr 192.0.2.250 meta nftrace set 1",
+                ):
+                    ns.run("nft", *command.split())
             kernel = legacy_trace_of_one_ping(ns, "ipv4")
             monitor = [line for line in monitor_trace_of_one_ping(ns, "ipv4") if " TRACE: " in line]
         assert ns.tracelog("disable", **path).returncode == 0

@@ -381,13 +381,22 @@ def test_summary_flows_end_at_filter_rules(walked: Journey, command: str) -> Non
     typed = walked.readers[command]
     rows = [row for row in flows(typed.stdout) if dockerlab.NGINX_2_IP in row["client"] + row["server"]]
     assert rows, shown(typed)
-    assert all(row["verdict_at"].startswith("filter:") for row in rows), shown(typed)
+    assert all(row["verdict_place"].startswith("filter ") for row in rows), shown(typed)
 
 
 @pytest.mark.parametrize(("backend", "command"), per_backend(SUMMARIES))
 def test_summary_flows_say_who_was_dropped(walked: Journey, command: str) -> None:
-    """nginx-1's pings to nginx-2 were answered; nginx-2's ping to nginx-1 was dropped."""
+    """nginx-1's pings to nginx-2 were answered; nginx-2's ping to nginx-1 was dropped.
+
+    xtables-monitor prints neither ICMP type nor identifier, so an echo
+    request cannot be told from a reply there and the pings of both ways are
+    one flow: its answer still names the dropped packet's direction.
+    """
     typed = walked.readers[command]
+    if "xtables-monitor" in command:
+        dropped = f"1 packet from {dockerlab.NGINX_2_IP} to {dockerlab.NGINX_1_IP} was dropped by filter DOCKER-USER"
+        assert dropped in typed.stdout, shown(typed)
+        return
     pings = {(row["client"], row["server"]): row["verdict"] for row in flows(typed.stdout) if row["proto"] != "TCP"}
     assert pings.get((dockerlab.NGINX_1_IP, dockerlab.NGINX_2_IP)) == "ACCEPT", shown(typed)
     assert pings.get((dockerlab.NGINX_2_IP, dockerlab.NGINX_1_IP)) == "DROP", shown(typed)

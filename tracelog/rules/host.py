@@ -283,6 +283,13 @@ def _shown_steps(usage: BackendUsage, backend: BackendName, traced_here: bool, f
     if usage.rules(backend) == 0:
         held = "tracelog's TRACE rules" if traced_here else "no rules"
         steps += f"; they hold {held}, so mostly their policy steps"
+    if backend == "nft" and not traced_here:
+        # nf_tables emits trace events behind a kernel-wide switch that only its own rules setting
+        # nftrace turn on: a packet a legacy TRACE rule flagged is not reported while none exists.
+        steps += (
+            "; nf_tables reports them only while an nftables rule that sets nftrace exists on this host "
+            "(the kernel's trace switch: `tracelog enable --backend nft` adds one)"
+        )
     return steps
 
 
