@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 import tracelog
 from tests.samples import SAMPLES, trace_samples
 from tests.test_ruleset import TRACED_WITH_SNAPSHOT
+from tracelog.analyse import Summary
 from tracelog.errors import UsageError
-from tracelog.render import pending_timeline_text
+from tracelog.render import pending_timeline_text, print_summary
 from tracelog.report import report_target, write_page, write_report
 from tracelog.report.diagram import packet_diagram, step_ranges, visits
 from tracelog.report.steps import ending_text, nat_rewrites, step_rows
@@ -324,3 +326,20 @@ def test_one_packets_svg_is_redacted_as_the_page_is(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="packet 99 is not in the trace"):
         write_report(iter(records), tmp_path / "p99.svg", packet=99)
     assert not (tmp_path / "p99.svg").exists()
+
+
+def test_the_summary_tables_have_the_terminals_columns() -> None:
+    """`tracelog summary` prints each table's columns in an order; the page's tables follow it."""
+    records = sample_records(SAMPLES / "docker-legacy/drop.dmesg")
+    summary = Summary()
+    for record in records:
+        summary.add(record)
+    printed_text = io.StringIO()
+    print_summary(summary.report(), Console(file=printed_text, width=1000, color_system=None))
+    printed = printed_text.getvalue().splitlines()
+    page = page_of(records)
+    for table, title in (("flows", "Flows"), ("drops", "Drops by rule"), ("rules", "Rules hit most")):
+        header = printed[printed.index(title) + 1].split()
+        section = page[page.index(f'id="{table}"') :]
+        columns = re.findall(r'<th scope="col">([^<]*)</th>', section[: section.index("</thead>")])
+        assert [column.replace(" ", "_") for column in columns] == header, table

@@ -51,11 +51,12 @@ _CHANGE_KINDS = {"interface": 0, "nat": 1, "ttl": 2}
 _DECISION_KINDS = {"": 0, "mismatch": 1, "note": 2}
 _NAME_KEYS = ("src_name", "dst_name", "endpoint_name")
 _STEP_NAME_KEYS = ("in_name", "out_name", "physin_name", "physout_name")
-_FLOW_COLUMNS = ["flow", "proto", "client", "server", "requests", "replies", "path", "verdict", "verdict_at"]
-_DROP_COLUMNS = ["packets", "flows", "verdict", "verdict_at", "verdict_rule", "example"]
+# the columns `tracelog summary` prints, in its order
+_FLOW_COLUMNS = ["flow", "proto", "client", "server", "requests", "replies", "path", "verdict", "verdict_place"]
+_DROP_COLUMNS = ["packets", "flows", "verdict", "verdict_place", "verdict_rule", "example"]
 _RULE_COLUMNS = ["hits", "table", "chain", "kind", "number", "verdict", "rule"]
 _NUMERIC = frozenset({"flow", "requests", "replies", "packets", "flows", "hits", "number"})
-_MONOSPACE = frozenset({"rule", "verdict_rule", "verdict_at", "path"})
+_MONOSPACE = frozenset({"rule", "verdict_rule", "path"})
 
 
 def safe_text(text: str) -> str:
