@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tracelog.netfilter import NAT_TARGETS
-from tracelog.record import TERMINAL_VERDICTS, Record
+from tracelog.record import Record
 from tracelog.wording import decided_by, endpoint, position, rule_args
 
 DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
@@ -138,11 +138,6 @@ def ending_text(record: Record) -> str:
     """`DROPPED by filter DOCKER-USER rule 1: -s … -j DROP`, or `last seen at …`."""
     label, rest = ending(record)
     return label + rest
-
-
-def is_stopped(record: Record) -> bool:
-    """Whether a packet was dropped or rejected."""
-    return record["verdict"] in TERMINAL_VERDICTS
 
 
 def nat_rewrites(record: Record) -> list[str]:
