@@ -243,7 +243,8 @@ def _edges(record: Record) -> list[str]:
 
 def _interface(step: Record, direction: str) -> str | None:
     """`docker0 (veth1e06770)`: a step's interface and, on a bridge, its port."""
-    interface, port = step[direction], step[f"phys{direction}"]
+    interface: str | None = step[direction]
+    port: str | None = step[f"phys{direction}"]
     if interface and port:
         return f"{interface} ({port})"
     return interface or port
