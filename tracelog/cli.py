@@ -157,7 +157,7 @@ def _global(
     """The options every command takes: `main` reads --traceback wherever it stands, --version answers at once."""
 
 
-ForceOption = Annotated[bool, typer.Option("--force", help="Replace what --output names (a dataset written before).")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace what --output names (written before).")]
 FilesArgument = Annotated[
     list[str] | None,
     # described in the commands' help: typer would print a Python type beside it
@@ -723,6 +723,83 @@ def disable(backend: BackendOption = BackendChoice.auto) -> None:
 
     for line in manage.disable_lines(backend.value):
         _echo(line)
+
+
+class ReportFormat(enum.StrEnum):
+    html = "html"
+    svg = "svg"
+
+
+@app.command(short_help="One self-contained HTML page showing where each packet went.")
+@_ends_quietly
+def report(
+    files: FilesArgument = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--output", "-o", metavar="FILE", help="The page (or SVG) to write; - or none: stdout."),
+    ] = None,
+    output: Annotated[
+        ReportFormat,
+        typer.Option("--format", "-f", help="html: the page; svg: one packet's diagram (with --packet)."),
+    ] = ReportFormat.html,
+    packet: Annotated[
+        int | None,
+        typer.Option("--packet", metavar="N", min=1, help="The packet --format svg draws (as parse numbers it)."),
+    ] = None,
+    redact: Annotated[
+        bool,
+        typer.Option("--redact", help="Replace addresses, MACs, host and container names consistently, to share it."),
+    ] = False,
+    title: Annotated[
+        str | None, typer.Option("--title", metavar="TEXT", help="The page's title [default: the inputs' names].")
+    ] = None,
+    force: ForceOption = False,
+    idle: IdleOption = 1.0,
+    year: YearOption = None,
+    strict: StrictOption = False,
+    jobs: JobsOption = None,
+    rules: RulesOption = None,
+    names: NamesOption = None,
+    src: SrcOption = None,
+    dst: DstOption = None,
+    proto: ProtoFilter = None,
+    port: PortFilter = None,
+    verdict: VerdictFilter = None,
+    chain: ChainFilter = None,
+    name: NameFilter = None,
+) -> None:
+    """Write one self-contained HTML page showing where each packet went.
+
+    Reads each FILE (plain or .gz; - or none: stdin) as `tracelog parse`
+    does.  The page holds the summary, then each packet drawn across
+    netfilter's hooks and tables with its rules, NAT rewrites and verdict;
+    it loads nothing from outside and opens offline.  --redact replaces
+    addresses, MACs, host and container names (the same value by the same
+    token) and keeps rules, chains and verdicts.
+
+    Examples:
+
+    \b
+        tracelog report --rules iptables-save.txt --names docker kern.log -o trace.html
+        tracelog report --redact --verdict DROP kern.log -o to-share.html
+        tracelog report --packet 3 --format svg kern.log -o packet-3.svg
+    """
+    from tracelog.report import Redactor, report_target, write_report
+
+    if (output is ReportFormat.svg) != (packet is not None):
+        raise UsageError("--format svg draws one packet", hint="give --packet N with --format svg, and only then")
+    destination = report_target(target, force=force)
+    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
+    reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+    redactor = Redactor.from_names(reading.load_names()) if redact and names else None
+    inputs = ", ".join(reading.files() or ["stdin"])
+
+    def write(records: Iterator[dict[str, Any]]) -> None:
+        shown_title = title or (None if redact else inputs)
+        write_report(records, destination, title=shown_title, redact=redact, redactor=redactor, packet=packet)
+
+    with _terminated_as_interrupt():
+        _run(reading, _Output(RECORDS, write))
 
 
 @app.command(short_help="Explain why a trace may show nothing here.")
