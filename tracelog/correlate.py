@@ -51,7 +51,7 @@ LONG_LINE_CHARS = 1024
 DEFAULT_MAX_HELD_CHARS = 32 << 20
 # Open packets of one identity from which their index is kept; below it a
 # scan of them all is as quick.
-INDEX_FROM = 16
+INDEX_FROM = 64
 # Candidates a step examines at most (index groups included).
 EXAMINED_MAX = 128
 
@@ -160,8 +160,8 @@ def _builtin_stage(table: str, chain: str) -> Stage:
     return chain, netfilter.table_priority(table, chain)
 
 
-def _stage(event: TraceEvent, before: Stage, before_table: str | None) -> Stage:
-    """Where `event` ran, as far as the log and the packet so far (its stage and table) tell.
+def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
+    """Where `event` ran, as far as the log and the packet so far tell.
 
     iptables built-in chains name their hook and have known priorities; a
     native nf_tables chain named after its hook (`prerouting`, fw4's `dstnat`)
@@ -174,12 +174,9 @@ def _stage(event: TraceEvent, before: Stage, before_table: str | None) -> Stage:
     native_hook = netfilter.hook_of_chain(chain) if chain.islower() else None
     if native_hook is not None:
         return native_hook, None
-    if before_table == event.table:
-        return before
+    if packet is not None and packet.last.table == event.table:
+        return packet.stage
     return None, None
-
-
-_UNKNOWN: Stage = (None, None)
 
 
 def _same_trace(packet: _OpenPacket, event: TraceEvent) -> bool:
@@ -250,7 +247,7 @@ Found = tuple[_OpenPacket, Stage, list[str]]
 
 def _fit(packet: _OpenPacket, event: TraceEvent) -> Found | None:
     """Whether `event` can be the packet's next step: if so, where it ran and the NAT fields it changed."""
-    stage = _stage(event, packet.stage, packet.last.table)
+    stage = _stage(event, packet)
     if not _follows(packet, event, stage):
         return None
     # the same field text as the last step (one shared header): nothing changed
@@ -415,7 +412,7 @@ class _CandidateIndex:
         it stands.
         """
         before = context[0]
-        stage = _stage(event, before, context[1])
+        stage = _stage(event, example)
         before_hook, hook = before[0], stage[0]
         if hook is None or before_hook is None:
             return None
@@ -547,8 +544,18 @@ class Correlator:
         same_identity = self._by_identity.get(key)
         if not same_identity:
             return None
-        index = self._indexes[key] if len(same_identity) >= self._index_from else None
-        found = self._scan(same_identity, event) if index is None else index.find(event, self._open)
+        index, found = None, None
+        if len(same_identity) >= self._index_from:
+            index = self._indexes[key]
+            found = index.find(event, self._open)
+        else:  # a few packets: tried one by one, newest first, those of the event's trace id first
+            candidates: Iterable[_OpenPacket] = reversed(same_identity.values())
+            if event.trace_id is not None and len(same_identity) > 1:
+                candidates = _same_trace_first(candidates, event)
+            for packet in candidates:
+                found = _fit(packet, event)
+                if found is not None:
+                    break
         if found is None:
             return None
         packet, stage, changes = found
@@ -564,21 +571,9 @@ class Correlator:
             index.add(packet)
         return packet
 
-    @staticmethod
-    def _scan(same_identity: dict[int, _OpenPacket], event: TraceEvent) -> Found | None:
-        """The newest packet the event fits, those of its trace id first: a few packets, tried one by one."""
-        candidates: Iterable[_OpenPacket] = reversed(same_identity.values())
-        if event.trace_id is not None and len(same_identity) > 1:
-            candidates = _same_trace_first(candidates, event)
-        for packet in candidates:
-            fit = _fit(packet, event)
-            if fit is not None:
-                return fit
-        return None
-
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
-        stage = _stage(event, _UNKNOWN, None)
+        stage = _stage(event, None)
         packet = _OpenPacket(self._numbers, key, [], stage, event)
         packet.add(event, stage)
         self._open[packet.number] = packet
