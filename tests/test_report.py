@@ -28,7 +28,7 @@ from tracelog.errors import UsageError
 from tracelog.render import pending_timeline_text, print_summary
 from tracelog.report import report_target, write_page, write_report
 from tracelog.report.diagram import packet_diagram, step_ranges, visits
-from tracelog.report.steps import ending_text, nat_rewrites, step_rows
+from tracelog.timeline import ending_text, nat_rewrites, timeline_rows
 from tracelog.wording import escape_controls
 
 RULES = {sample: [f"samples/{snapshot}" for snapshot in snapshots] for sample, snapshots in TRACED_WITH_SNAPSHOT}
@@ -116,7 +116,7 @@ def _timeline_steps(record: Record) -> str:
             "".join(f"{text} " for text, _ in row.changes),
             row.decision,
         ]
-        for row in step_rows(record)
+        for row in timeline_rows(record)
     ]
     rows = [[escape_controls(cell) for cell in row] for row in rows]
     widths = [max(map(len, column)) for column in zip(*rows, strict=True)]

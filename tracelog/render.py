@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import math
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import orjson
@@ -17,53 +15,15 @@ from rich.text import Text
 
 from tracelog.analyse import STEP_COLUMNS, Report, step_rows
 from tracelog.pipeline import RunStats
-from tracelog.record import TERMINAL_VERDICTS, UNKNOWN_PROTOCOL, Record, Shaping
-from tracelog.wording import decided_by, destination, endpoint, escape_controls, plural, position, rule_args
+from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
+from tracelog.timeline import describe, ending, timeline_rows
+from tracelog.wording import escape_controls, plural
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_ICMP_TYPES = {
-    "ICMP": {
-        0: "echo-reply",
-        3: "unreachable",
-        4: "source-quench",
-        5: "redirect",
-        8: "echo-request",
-        11: "time-exceeded",
-        12: "parameter-problem",
-    },
-    "ICMPv6": {
-        1: "unreachable",
-        2: "packet-too-big",
-        3: "time-exceeded",
-        4: "parameter-problem",
-        128: "echo-request",
-        129: "echo-reply",
-        133: "router-solicitation",
-        134: "router-advert",
-        135: "neighbour-solicitation",
-        136: "neighbour-advert",
-    },
-}
-
-
-_UNREACHABLE = {
-    "ICMP": {
-        0: "net",
-        1: "host",
-        2: "protocol",
-        3: "port",
-        4: "fragmentation-needed",
-        9: "net-prohibited",
-        10: "host-prohibited",
-        13: "admin-prohibited",
-    },
-    "ICMPv6": {0: "no-route", 1: "admin-prohibited", 3: "address", 4: "port"},
-}
 # Into a file or pipe, timelines are not wrapped: grep and diff see whole steps.
 UNWRAPPED_WIDTH = 1000
-_TCP_FLAG_ORDER = ("SYN", "ACK", "FIN", "RST", "PSH", "URG", "ECE", "CWR")
 
 
 def json_line(record: Record) -> str:
@@ -152,104 +112,11 @@ class Styled(NamedTuple):
         return escape_controls("".join(run for run, _ in self.runs))
 
 
-def _named(interface: str | None, name: str | None) -> str | None:
-    return f"{interface} [{name}]" if interface and name else interface
-
-
-def _interface(step: Record, direction: str) -> str | None:
-    """`docker0 [bridge] (veth1e06770 [nginx-1])`: the interface, its bridge port, their names."""
-    name = _named(step[direction], step.get(f"{direction}_name"))
-    port = _named(step[f"phys{direction}"], step.get(f"phys{direction}_name"))
-    if port and name:
-        return f"{name} ({port})"
-    return port or name
-
-
-def _side(step: Record, direction: str) -> str | None:
-    """The bridge port if there is one, else the interface, with its name."""
-    port = step[f"phys{direction}"]
-    if port:
-        return _named(port, step.get(f"phys{direction}_name"))
-    return _named(step[direction], step.get(f"{direction}_name"))
-
-
-def describe(record: Record) -> str:
-    """`ICMP echo-request 172.18.0.2 → 172.18.0.3  in veth1 → out veth2`."""
-    proto, icmp_type = record["proto"], record["icmp_type"]
-    what = ",".join(flag for flag in _TCP_FLAG_ORDER if flag in record["tcp_flags"])
-    if proto == UNKNOWN_PROTOCOL:
-        proto = "(protocol not shown)"
-    elif proto in _ICMP_TYPES and icmp_type is not None:
-        what = _ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}")
-        if what == "unreachable":
-            code = record["icmp_code"]
-            what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
-    title = f"{proto} {what}".strip()
-    route = f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → {destination(record)}"
-    steps = record["steps"]
-    ins = next((_side(s, "in") for s in steps if s["physin"] or s["in"]), None)
-    outs = next((_side(s, "out") for s in reversed(steps) if s["physout"] or s["out"]), None)
-    hops = "  ".join(part for part in (f"in {ins}" if ins else "", f"out {outs}" if outs else "") if part)
-    return f"{title} {route}" + (f"  {hops.replace('  ', ' → ')}" if hops else "")
-
-
-def _elapsed(step: Record, start: float | str | None) -> str:
-    """`+0.032ms` since the packet's first step, from kernel uptime or a wall clock finer than a second."""
-    time, base = step["time"], start
-    if isinstance(time, str) and isinstance(base, str) and "." in time and "." in base:
-        time, base = _seconds(time), _seconds(base)
-    if isinstance(time, float) and isinstance(base, float):
-        return f"+{(time - base) * 1000:.3f}ms"
-    return ""
-
-
-@functools.lru_cache(maxsize=1 << 10)
-def _seconds(stamp: str) -> float:
-    """An ISO-8601 time stamp as seconds since the epoch (a packet's steps share a few)."""
-    return datetime.fromisoformat(stamp).timestamp()
-
-
-def _changes(step: Record, previous: Record | None, rewrites: dict[int, list[Record]], number: int) -> Styled:
-    runs = []
-    if step["in"] and (previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"])):
-        runs.append((f"in {_interface(step, 'in')} ", ""))
-    if step["out"] and (previous is None or (step["out"], step["physout"]) != (previous["out"], previous["physout"])):
-        runs.append((f"out {_interface(step, 'out')} ", ""))
-    for rewrite in rewrites.get(number, []):
-        runs.append((f"NAT {rewrite['field']} {rewrite['from']} → {rewrite['to']} ", "bold yellow"))
-    if previous is not None and step["ttl"] is not None and previous["ttl"] not in (None, step["ttl"]):
-        runs.append((f"ttl {previous['ttl']} → {step['ttl']} ", "dim"))
-    return Styled(tuple(runs))
-
-
-_DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
-
-
-def _decision(step: Record) -> Styled:
-    """What a step decided, in the rule column."""
-    if step["mismatch"]:
-        return Styled(((f"? {step['mismatch']}", ""),), "red")
-    if step["rule"]:
-        return Styled(((rule_args(step), ""),))
-    if step["verdict"] and step["kind"] == "policy":
-        return Styled(((f"policy {step['verdict']}", ""),), "italic")
-    if step["verdict"] and step["kind"] == "return":
-        return Styled((("end of chain, back to the caller", ""),), "italic")
-    return Styled(())
-
-
 def _ending(record: Record) -> Styled:
-    verdict = record["verdict"]
-    if verdict:
-        step = record["steps"][record["verdict_step"] - 1]
-        label = (_DONE_BY.get(verdict, str(verdict)), "bold red" if verdict in TERMINAL_VERDICTS else "bold green")
-        return Styled((label, (f" by {decided_by(step)}", "")))
-    last = record["steps"][-1]
-    where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {position(last)}"
-    unknown = "verdict unknown: the trace does not say"
-    if all(step["verdict"] is None for step in record["steps"]):
-        unknown = "verdict unknown: give --rules to name rules and verdicts"
-    return Styled(((f"last seen at {where} ({unknown})", ""),), "dim")
+    label, rest = ending(record)
+    if not label:
+        return Styled(((rest, ""),), "dim")
+    return Styled(((label, "bold red" if record["verdict"] in TERMINAL_VERDICTS else "bold green"), (rest, "")))
 
 
 def _title(record: Record) -> Styled:
@@ -293,24 +160,17 @@ def _steps_text(record: Record) -> str:
     return "\n".join([*lines, _ending(record).plain()]) + "\n\n"
 
 
+# How the terminal styles a timeline's parts (`tracelog.timeline` names their kinds).
+_CHANGE_STYLES = {"interface": "", "nat": "bold yellow", "ttl": "dim"}
+_DECISION_STYLES = {"": "", "mismatch": "red", "note": "italic"}
+
+
 def _step_cells(record: Record) -> Iterator[list[str | Styled]]:
     """The cells of each step: time, hook (when it changes), table:chain, kind, changes, rule."""
-    rewrites: dict[int, list[Record]] = {}
-    for rewrite in record["rewrites"]:
-        rewrites.setdefault(rewrite["step"], []).append(rewrite)
-    previous: Record | None = None
-    start = record["steps"][0]["time"]
-    for number, step in enumerate(record["steps"], start=1):
-        hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
-        yield [
-            _elapsed(step, start),
-            hook or "",
-            f"{step['table']}:{step['chain']}",
-            position(step),
-            _changes(step, previous, rewrites, number),
-            _decision(step),
-        ]
-        previous = step
+    for row in timeline_rows(record):
+        changes = Styled(tuple((f"{text} ", _CHANGE_STYLES[kind]) for text, kind in row.changes))
+        decision = Styled(((row.decision, ""),), _DECISION_STYLES[row.decision_kind]) if row.decision else Styled(())
+        yield [row.elapsed, row.hook_shown, row.place, row.position, changes, decision]
 
 
 class PipeConsole(Console):

@@ -17,9 +17,8 @@ import pytest
 from tests.browser.conftest import OpenedPage, OpenPage
 from tests.samples import SAMPLES, trace_samples
 from tests.test_report import sample_name, sample_records
-from tracelog.render import describe
 from tracelog.report import packet_svg, write_page
-from tracelog.report.steps import step_rows
+from tracelog.timeline import describe, timeline_rows
 
 Record = dict[str, Any]
 _PACKETS_SEEN = """() => Array.from(document.querySelectorAll('[data-packet]')).map(card => [
@@ -167,7 +166,7 @@ def test_filters_by_container_address_verdict_chain_and_rule_text(open_page: Ope
     page.wait_for_function("() => document.querySelector('#f-count').textContent.includes(' of ')")
     opened.show_all()
     wanted = _expected(
-        records, lambda r: any("addrtype --dst-type local" in row.decision.lower() for row in step_rows(r))
+        records, lambda r: any("addrtype --dst-type local" in row.decision.lower() for row in timeline_rows(r))
     )
     assert 0 < len(wanted) < len(records)
     assert shown_packets(opened) == wanted

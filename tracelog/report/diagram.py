@@ -21,8 +21,7 @@ from html import escape
 from tracelog.analyse import hook_path
 from tracelog.netfilter import FORWARD, INPUT, NAT_TARGETS, OUTPUT, POSTROUTING, PREROUTING
 from tracelog.record import TERMINAL_VERDICTS, Record
-from tracelog.render import describe
-from tracelog.report.steps import ending_text, nat_rewrites, step_rows
+from tracelog.timeline import describe, ending_text, nat_rewrites, timeline_rows
 from tracelog.wording import escape_controls
 
 WIDTH = 670
@@ -342,7 +341,7 @@ def _text_lines(record: Record) -> list[tuple[str, str]]:
     ]
     decided = record.get("verdict_step")
     verdict = record["verdict"]
-    for row in step_rows(record):
+    for row in timeline_rows(record):
         place = "  ".join(part for part in (f"{row.number:>2}", row.hook_shown, row.place, row.position) if part)
         changes = " ".join(text for text, _ in row.changes)
         lines.extend((line, "line") for line in _lines(f"{place}  {changes}".rstrip(), TEXT_CHARS))

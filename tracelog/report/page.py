@@ -33,11 +33,10 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 from tracelog import __version__
 from tracelog.analyse import Summary
 from tracelog.record import TERMINAL_VERDICTS, Record
-from tracelog.render import describe
 from tracelog.report.diagram import base_defs, packet_diagram
 from tracelog.report.redact import Redactor
-from tracelog.report.steps import ending, nat_rewrites, step_rows
 from tracelog.ruleset import FINAL_TARGETS
+from tracelog.timeline import describe, ending, nat_rewrites, timeline_rows
 from tracelog.wording import escape_controls, plural
 
 if TYPE_CHECKING:
@@ -116,7 +115,7 @@ class _PacketEncoder:
         names = {record.get(key) for key in _NAME_KEYS}
         addresses = {record["src"], record["dst"]}
         steps = []
-        for row, step in zip(step_rows(record), record["steps"], strict=True):
+        for row, step in zip(timeline_rows(record), record["steps"], strict=True):
             names.update(step.get(key) for key in _STEP_NAME_KEYS)
             addresses.update((step["src"], step["dst"]))
             changes = [value for text, kind in row.changes for value in (ref(text), _CHANGE_KINDS[kind])]

@@ -1,27 +1,67 @@
-"""A packet's steps and ending in the words and order of the terminal timeline, as parts a page can style.
+"""A packet's timeline in words: its title, a row per step and its ending, as parts each output styles.
 
-The terminal timeline (`tracelog.render`) lays these out as columns; the
-page and the SVG show the same cells, so a person moving between them reads
-the same thing (a test holds them to the timeline's text).
+The terminal (`tracelog.render`) lays the rows out as columns, the report
+(`tracelog.report`) as a page and an SVG: one wording, so a person moving
+between them reads the same thing.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import NamedTuple
 
 from tracelog.netfilter import NAT_TARGETS
-from tracelog.record import Record
-from tracelog.wording import decided_by, endpoint, position, rule_args
+from tracelog.record import UNKNOWN_PROTOCOL, Record
+from tracelog.wording import decided_by, destination, endpoint, position, rule_args
+
+_ICMP_TYPES = {
+    "ICMP": {
+        0: "echo-reply",
+        3: "unreachable",
+        4: "source-quench",
+        5: "redirect",
+        8: "echo-request",
+        11: "time-exceeded",
+        12: "parameter-problem",
+    },
+    "ICMPv6": {
+        1: "unreachable",
+        2: "packet-too-big",
+        3: "time-exceeded",
+        4: "parameter-problem",
+        128: "echo-request",
+        129: "echo-reply",
+        133: "router-solicitation",
+        134: "router-advert",
+        135: "neighbour-solicitation",
+        136: "neighbour-advert",
+    },
+}
+
+
+_UNREACHABLE = {
+    "ICMP": {
+        0: "net",
+        1: "host",
+        2: "protocol",
+        3: "port",
+        4: "fragmentation-needed",
+        9: "net-prohibited",
+        10: "host-prohibited",
+        13: "admin-prohibited",
+    },
+    "ICMPv6": {0: "no-route", 1: "admin-prohibited", 3: "address", 4: "port"},
+}
+_TCP_FLAG_ORDER = ("SYN", "ACK", "FIN", "RST", "PSH", "URG", "ECE", "CWR")
+
 
 DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
 
 
-@dataclass(frozen=True, slots=True)
-class StepRow:
-    """One step as the timeline shows it.
+class StepRow(NamedTuple):
+    """One step as the timeline shows it (a named tuple: one is made for every step of every packet shown).
 
     `changes` are the runs of the changes column, each with its kind
     (`interface`, `nat`, `ttl`); `decision_kind` is `mismatch` (the ruleset
@@ -53,6 +93,34 @@ def _named(interface: str | None, name: str | None) -> str | None:
     return f"{interface} [{name}]" if interface and name else interface
 
 
+def _side(step: Record, direction: str) -> str | None:
+    """The bridge port if there is one, else the interface, with its name."""
+    port = step[f"phys{direction}"]
+    if port:
+        return _named(port, step.get(f"phys{direction}_name"))
+    return _named(step[direction], step.get(f"{direction}_name"))
+
+
+def describe(record: Record) -> str:
+    """`ICMP echo-request 172.18.0.2 → 172.18.0.3  in veth1 → out veth2`."""
+    proto, icmp_type = record["proto"], record["icmp_type"]
+    what = ",".join(flag for flag in _TCP_FLAG_ORDER if flag in record["tcp_flags"])
+    if proto == UNKNOWN_PROTOCOL:
+        proto = "(protocol not shown)"
+    elif proto in _ICMP_TYPES and icmp_type is not None:
+        what = _ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}")
+        if what == "unreachable":
+            code = record["icmp_code"]
+            what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
+    title = f"{proto} {what}".strip()
+    route = f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → {destination(record)}"
+    steps = record["steps"]
+    ins = next((_side(s, "in") for s in steps if s["physin"] or s["in"]), None)
+    outs = next((_side(s, "out") for s in reversed(steps) if s["physout"] or s["out"]), None)
+    hops = "  ".join(part for part in (f"in {ins}" if ins else "", f"out {outs}" if outs else "") if part)
+    return f"{title} {route}" + (f"  {hops.replace('  ', ' → ')}" if hops else "")
+
+
 @functools.lru_cache(maxsize=1 << 10)
 def _seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
@@ -68,7 +136,7 @@ def elapsed(step: Record, start: float | str | None) -> str:
     return ""
 
 
-def _changes(step: Record, previous: Record | None, rewrites: list[Record]) -> tuple[tuple[str, str], ...]:
+def _changes(step: Record, previous: Record | None, rewrites: Iterable[Record]) -> tuple[tuple[str, str], ...]:
     runs = []
     if step["in"] and (previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"])):
         runs.append((f"in {_interface(step, 'in')}", "interface"))
@@ -93,7 +161,7 @@ def _decision(step: Record) -> tuple[str, str]:
     return "", ""
 
 
-def step_rows(record: Record) -> Iterator[StepRow]:
+def timeline_rows(record: Record) -> Iterator[StepRow]:
     """Each step's row: time, hook (when it changes), table:chain, position, changes, decision."""
     rewrites: dict[int, list[Record]] = {}
     for rewrite in record["rewrites"]:
@@ -104,15 +172,15 @@ def step_rows(record: Record) -> Iterator[StepRow]:
         hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
         decision, kind = _decision(step)
         yield StepRow(
-            number=number,
-            elapsed=elapsed(step, start),
-            hook=step["hook"],
-            hook_shown=hook or "",
-            place=f"{step['table']}:{step['chain']}",
-            position=position(step),
-            changes=_changes(step, previous, rewrites.get(number, [])),
-            decision=decision,
-            decision_kind=kind,
+            number,
+            elapsed(step, start),
+            step["hook"],
+            hook or "",
+            f"{step['table']}:{step['chain']}",
+            position(step),
+            _changes(step, previous, rewrites.get(number, ())),
+            decision,
+            kind,
         )
         previous = step
 
