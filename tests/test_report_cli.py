@@ -50,3 +50,15 @@ def test_what_report_refuses(run_cli: RunCli, tmp_path: Path) -> None:
     missing = run_cli("report", "--packet", "99", "--format", "svg", DROP, "-o", str(tmp_path / "y.svg"))
     assert missing.status == 2
     assert missing.stderr.strip().splitlines()[-1].startswith("tracelog: ")
+
+
+def test_parse_redact_names_no_address_or_container_in_any_format(run_cli: RunCli, tmp_path: Path) -> None:
+    for output in ("jsonl", "table", "csv"):
+        run = run_cli("parse", "--redact", "-f", output, *NAMED, DROP)
+        assert run.status == 0, run.stderr
+        assert "172.18.0." not in run.stdout
+        assert "nginx" not in run.stdout
+        assert "-j DROP" in run.stdout
+    records = run_cli("parse", "--redact", "-f", "jsonl", *NAMED, DROP).records()
+    assert len({record["src"] for record in records}) == 1  # one value, one token, every time
+    assert [record["packet"] for record in records] == [1, 2, 3]

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
 
 import typer
@@ -250,6 +250,10 @@ def parse(
         typer.Option("--output", "-o", metavar="DIR", help="Directory for --format parquet (steps/, packets/)."),
     ] = None,
     force: ForceOption = False,
+    redact: Annotated[
+        bool,
+        typer.Option("--redact", help="Replace addresses, MACs, host and container names consistently, to share it."),
+    ] = False,
     idle: IdleOption = 1.0,
     year: YearOption = None,
     strict: StrictOption = False,
@@ -277,10 +281,14 @@ def parse(
         tracelog parse --format jsonl /var/log/kern.log /var/log/kern.log.2.gz
         tracelog parse --rules iptables-save.txt --names docker --verdict DROP kern.log
         tracelog parse --format parquet --output trace.parquet kern.log.*.gz
+        tracelog parse --redact kern.log > to-share.txt
     """
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
     reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
-    _run(reading, _output(output, directory, force))
+    out = _output(output, directory, force)
+    if redact:  # one process, so that each value's token is given in the order values appear
+        reading, out = replace(reading, jobs=1), _redacted(out, reading)
+    _run(reading, out)
 
 
 @app.command(short_help="Flows, drops by rule, rules hit, and why A cannot reach B.")
@@ -381,6 +389,15 @@ def _shown_every(seconds: float | None, show: Callable[[], None], count: Callabl
     finally:
         stop.set()
         timer.join()
+
+
+def _redacted(output: _Output[T, U], reading: Reading) -> _Output[T, U]:
+    """The output with addresses, MACs, host and container names replaced (see `tracelog.report.Redactor`)."""
+    from tracelog.report import Redactor
+
+    redactor = Redactor.from_names(reading.load_names()) if reading.names else Redactor()
+    shape = output.shaping.shape
+    return _Output(Shaping(lambda record: shape(redactor.record(record)), output.shaping.number), output.write)
 
 
 def _print_summary(stats: RunStats, inputs: int) -> None:
