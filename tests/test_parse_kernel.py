@@ -70,7 +70,12 @@ def test_fields_of_a_real_bridged_line() -> None:
     assert (header.in_iface, header.out_iface, header.physin, header.physout) == ("docker0", None, "veth1e06770", None)
     assert header.mac == "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00"
     assert (str(header.src), str(header.dst), header.length, header.ttl, header.ip_id) == (
-        "172.18.0.2", "172.18.0.3", 84, 64, 32987)
+        "172.18.0.2",
+        "172.18.0.3",
+        84,
+        64,
+        32987,
+    )
     assert header.ip_flags == ("DF",)
     assert (header.proto, header.icmp_type, header.icmp_code, header.icmp_id, header.icmp_seq) == ("ICMP", 8, 0, 20, 0)
     assert event.origin == SourceLine("f.log", 7, PING[0])
@@ -155,8 +160,11 @@ def test_a_record_wrapped_by_a_terminal_is_joined_again() -> None:
 
 def test_a_cut_record_followed_by_another_record_stays_bad() -> None:
     parser = LineParser(year=2026)
-    found = [*parser.parse(SourceLine("p", 1, PING[0][:120])), *parser.parse(SourceLine("p", 2, PING[1])),
-             *parser.flush()]
+    found = [
+        *parser.parse(SourceLine("p", 1, PING[0][:120])),
+        *parser.parse(SourceLine("p", 2, PING[1])),
+        *parser.flush(),
+    ]
     assert isinstance(found[0], BadLine)
     assert len(found) == 2
     assert read_elsewhere(found[1], only_event(PING[1]))

@@ -32,15 +32,29 @@ def transports(draw: st.DrawFn, family: str) -> dict[str, object]:
     icmp = "ICMP" if family == "ipv4" else "ICMPv6"
     proto = draw(st.sampled_from(["TCP", "UDP", icmp]))
     if proto == "TCP":
-        return {"proto": proto, "sport": draw(u16), "dport": draw(u16), "tcp_seq": draw(u32), "tcp_ack": draw(u32),
-                "tcp_window": draw(u16), "tcp_res": draw(st.integers(0, 15)), "tcp_flags": tuple(draw(tcp_flags)),
-                "tcp_urgp": draw(u16), "tcp_options": draw(st.none() | hexbytes)}
+        return {
+            "proto": proto,
+            "sport": draw(u16),
+            "dport": draw(u16),
+            "tcp_seq": draw(u32),
+            "tcp_ack": draw(u32),
+            "tcp_window": draw(u16),
+            "tcp_res": draw(st.integers(0, 15)),
+            "tcp_flags": tuple(draw(tcp_flags)),
+            "tcp_urgp": draw(u16),
+            "tcp_options": draw(st.none() | hexbytes),
+        }
     if proto == "UDP":
         return {"proto": proto, "sport": draw(u16), "dport": draw(u16), "udp_length": draw(u16)}
     icmp_type = draw(u8)
     echo = icmp_type in ECHO_TYPES[proto]  # the kernel prints ID= SEQ= for echo messages only
-    return {"proto": proto, "icmp_type": icmp_type, "icmp_code": draw(u8),
-            "icmp_id": draw(u16) if echo else None, "icmp_seq": draw(u16) if echo else None}
+    return {
+        "proto": proto,
+        "icmp_type": icmp_type,
+        "icmp_code": draw(u8),
+        "icmp_id": draw(u16) if echo else None,
+        "icmp_seq": draw(u16) if echo else None,
+    }
 
 
 @st.composite
@@ -49,13 +63,23 @@ def headers(draw: st.DrawFn) -> Header:
     addresses = ipv4 if family == "ipv4" else ipv6
     incoming = draw(st.booleans())
     common = {
-        "family": family, "src": draw(addresses), "dst": draw(addresses), "length": draw(u16), "ttl": draw(u8),
-        "in_iface": draw(ifaces) if incoming else None, "out_iface": draw(maybe_iface),
-        "mac": draw(macs) if incoming else None, "mark": draw(st.none() | st.integers(1, 2**32 - 1)),
+        "family": family,
+        "src": draw(addresses),
+        "dst": draw(addresses),
+        "length": draw(u16),
+        "ttl": draw(u8),
+        "in_iface": draw(ifaces) if incoming else None,
+        "out_iface": draw(maybe_iface),
+        "mac": draw(macs) if incoming else None,
+        "mark": draw(st.none() | st.integers(1, 2**32 - 1)),
     }
     if family == "ipv4":
-        common |= {"tos": draw(u8), "prec": draw(u8), "ip_id": draw(u16),
-                   "ip_flags": tuple(draw(st.lists(st.sampled_from(["CE", "DF", "MF"]), unique=True)))}
+        common |= {
+            "tos": draw(u8),
+            "prec": draw(u8),
+            "ip_id": draw(u16),
+            "ip_flags": tuple(draw(st.lists(st.sampled_from(["CE", "DF", "MF"]), unique=True))),
+        }
     else:
         common |= {"tc": draw(u8), "flowlabel": draw(st.integers(0, 2**20 - 1))}
     if not incoming:
@@ -64,12 +88,20 @@ def headers(draw: st.DrawFn) -> Header:
     return Header(**common, **draw(transports(family)))  # type: ignore[arg-type]
 
 
-prefixes = st.sampled_from([
-    "", "[ 1234.567890] ", "[Thu Apr 23 21:55:11 2020] ", "<4>[  72.839502] ",
-    "Nov 28 03:24:23 vm kernel: [   72.839540] ", "Nov  8 03:24:23 host.example.org kernel: ",
-    "2026-11-28T03:24:23.642605+00:00 vm kernel: ", "Mar 02 13:56:16 [localhost] kernel: ",
-    "6,1234,72839502,-;", "[   72.839502][ T1234] ",
-])
+prefixes = st.sampled_from(
+    [
+        "",
+        "[ 1234.567890] ",
+        "[Thu Apr 23 21:55:11 2020] ",
+        "<4>[  72.839502] ",
+        "Nov 28 03:24:23 vm kernel: [   72.839540] ",
+        "Nov  8 03:24:23 host.example.org kernel: ",
+        "2026-11-28T03:24:23.642605+00:00 vm kernel: ",
+        "Mar 02 13:56:16 [localhost] kernel: ",
+        "6,1234,72839502,-;",
+        "[   72.839502][ T1234] ",
+    ]
+)
 tags = st.tuples(
     st.sampled_from(["raw", "mangle", "nat", "filter", "security"]),
     st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,27}", fullmatch=True),

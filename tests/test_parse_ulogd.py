@@ -37,39 +37,81 @@ def test_every_json_trace_record_is_one_event() -> None:
 def test_logemu_record() -> None:
     """`TOS=00` (no 0x) and `MARK=0x0` are ulogd's spellings; the rest is the kernel logger's."""
     event = event_at(LOGEMU, 1)
-    assert (event.table, event.chain, event.kind, event.rulenum, event.host) == (
-        "raw", "PREROUTING", "policy", 3, "vm")
+    assert (event.table, event.chain, event.kind, event.rulenum, event.host) == ("raw", "PREROUTING", "policy", 3, "vm")
     assert (event.stamp.wallclock, event.stamp.assumed_year) == (datetime(2026, 11, 28, 4, 9, 39), True)
     header = event.header
     assert (str(header.src), str(header.dst), header.in_iface, header.out_iface) == (
-        "172.18.0.2", "172.18.0.3", "docker0", None)
+        "172.18.0.2",
+        "172.18.0.3",
+        "docker0",
+        None,
+    )
     assert (header.length, header.tos, header.prec, header.ttl, header.ip_id, header.ip_flags) == (
-        84, 0, 0, 64, 62703, ("DF",))
+        84,
+        0,
+        0,
+        64,
+        62703,
+        ("DF",),
+    )
     assert (header.proto, header.icmp_type, header.icmp_code, header.icmp_id, header.icmp_seq) == (
-        "ICMP", 8, 0, 21273, 0)
+        "ICMP",
+        8,
+        0,
+        21273,
+        0,
+    )
     assert (header.mark, header.extra) == (0, ())
 
 
 def test_logemu_tcp_record() -> None:
     header = event_at(LOGEMU, 29).header
     assert (header.proto, header.sport, header.dport, header.tcp_seq, header.tcp_ack) == (
-        "TCP", 51534, 80, 2087526836, 0)
+        "TCP",
+        51534,
+        80,
+        2087526836,
+        0,
+    )
     assert (header.tcp_window, header.tcp_flags, header.tcp_urgp) == (64240, ("SYN",), 0)
 
 
 def test_json_record() -> None:
     event = event_at(JSON, 3)
     assert (event.table, event.chain, event.kind, event.rulenum, event.nf_family, event.host) == (
-        "filter", "FORWARD", "rule", 1, "ip", None)
+        "filter",
+        "FORWARD",
+        "rule",
+        1,
+        "ip",
+        None,
+    )
     # oob.time.sec/usec: the kernel's time stamp, in UTC
     assert event.stamp.wallclock == datetime(2026, 11, 28, 4, 9, 42, 888388, tzinfo=UTC)
     header = event.header
     assert (str(header.src), str(header.dst), header.in_iface, header.out_iface, header.mac) == (
-        "172.18.0.2", "172.18.0.3", "docker0", "docker0", "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00")
+        "172.18.0.2",
+        "172.18.0.3",
+        "docker0",
+        "docker0",
+        "02:42:ac:12:00:03:02:42:ac:12:00:02:08:00",
+    )
     assert (header.length, header.tos, header.prec, header.ttl, header.ip_id, header.ip_flags) == (
-        84, 0, 0, 64, 63108, ("DF",))  # "ip.fragoff": 16384 is the DF bit
+        84,
+        0,
+        0,
+        64,
+        63108,
+        ("DF",),
+    )  # "ip.fragoff": 16384 is the DF bit
     assert (header.proto, header.icmp_type, header.icmp_code, header.icmp_id, header.icmp_seq, header.mark) == (
-        "ICMP", 8, 0, 21301, 0, 0)
+        "ICMP",
+        8,
+        0,
+        21301,
+        0,
+        0,
+    )
     # keys with no Header attribute are kept, in the record's order
     assert ("ip.csum", "60410") in header.extra
     assert not {"oob.prefix", "timestamp", "src_ip", "tcp.syn"} & {key for key, _ in header.extra}
@@ -78,7 +120,12 @@ def test_json_record() -> None:
 def test_json_tcp_record() -> None:
     header = event_at(JSON, 29).header
     assert (header.proto, header.sport, header.dport, header.tcp_seq, header.tcp_ack) == (
-        "TCP", 51536, 80, 2050982658, 0)
+        "TCP",
+        51536,
+        80,
+        2050982658,
+        0,
+    )
     # tcp.urgp is only sent with the URG flag
     assert (header.tcp_window, header.tcp_flags, header.tcp_urgp) == (64240, ("SYN",), None)
 
@@ -91,8 +138,21 @@ def test_json_postrouting_record_has_no_mac() -> None:
 def test_both_renderings_of_the_same_scenarios_agree() -> None:
     """LOGEMU and JSON captured the same scenarios one after the other: same steps, same stable fields."""
     logemu, js = sample_events(LOGEMU), sample_events(JSON)
-    stable = ("family", "proto", "in_iface", "out_iface", "length", "tos", "prec", "ttl", "ip_flags", "icmp_type",
-              "icmp_code", "tcp_flags", "mark")
+    stable = (
+        "family",
+        "proto",
+        "in_iface",
+        "out_iface",
+        "length",
+        "tos",
+        "prec",
+        "ttl",
+        "ip_flags",
+        "icmp_type",
+        "icmp_code",
+        "tcp_flags",
+        "mark",
+    )
     assert len(logemu) == len(js)
     for a, b in zip(logemu, js, strict=True):
         assert (a.table, a.chain, a.kind, a.rulenum) == (b.table, b.chain, b.kind, b.rulenum)

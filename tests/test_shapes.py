@@ -54,16 +54,19 @@ def test_an_icmp_type_stays_in_the_shape() -> None:
     assert pattern.fullmatch("PROTO=ICMP TYPE=0 CODE=0 ID=12 SEQ=1") is None
 
 
-def counting_memo(length: Callable[[int], int], ttl: Callable[[int], int | None] = lambda _: None,
-                  ) -> tuple[ShapeMemo, list[str]]:
+def counting_memo(
+    length: Callable[[int], int],
+    ttl: Callable[[int], int | None] = lambda _: None,
+) -> tuple[ShapeMemo, list[str]]:
     """A memo over `LEN=<n> …` texts whose reader makes the header's length `length(n)` and TTL `ttl(n)`."""
     read: list[str] = []
 
     def reader(text: str) -> Header:
         read.append(text)
         number = int(text.split(maxsplit=1)[0].removeprefix("LEN="))
-        return Header("ipv6", ip_address("fd00::1"), ip_address("fd00::2"), "TCP", length=length(number),
-                      ttl=ttl(number))
+        return Header(
+            "ipv6", ip_address("fd00::1"), ip_address("fd00::2"), "TCP", length=length(number), ttl=ttl(number)
+        )
 
     return ShapeMemo(re.compile(r"=(\d+)(?![^ \t])"), (("=", r"\d+"),), reader), read
 
@@ -103,8 +106,13 @@ def test_a_value_kept_as_an_unknown_field_goes_back_as_its_text() -> None:
 
     def reader(text: str) -> Header:
         read.append(text)
-        return Header("ipv4", ip_address("10.0.0.1"), ip_address("10.0.0.2"), "ICMP",
-                      extra=(("icmp type", "destination-unreachable"), ("icmp id", text.rsplit(maxsplit=1)[-1])))
+        return Header(
+            "ipv4",
+            ip_address("10.0.0.1"),
+            ip_address("10.0.0.2"),
+            "ICMP",
+            extra=(("icmp type", "destination-unreachable"), ("icmp id", text.rsplit(maxsplit=1)[-1])),
+        )
 
     memo = ShapeMemo(re.compile(r" (\d+)(?![^ \t])"), ((" ", r"\d+"),), reader)
     for number in (7, 65535):

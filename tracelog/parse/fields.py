@@ -121,17 +121,39 @@ class _HeaderDraft:
 
 # key → Header attribute, before and after PROTO=
 _IP_KEYS = {
-    "IN": "in_iface", "OUT": "out_iface", "PHYSIN": "physin", "PHYSOUT": "physout",
-    "MAC": "mac", "SRC": "src", "DST": "dst", "LEN": "length", "TOS": "tos",
-    "PREC": "prec", "TTL": "ttl", "HOPLIMIT": "ttl", "ID": "ip_id", "TC": "tc",
-    "FLOWLBL": "flowlabel", "FRAG": "frag", "OPT": "ip_options",
+    "IN": "in_iface",
+    "OUT": "out_iface",
+    "PHYSIN": "physin",
+    "PHYSOUT": "physout",
+    "MAC": "mac",
+    "SRC": "src",
+    "DST": "dst",
+    "LEN": "length",
+    "TOS": "tos",
+    "PREC": "prec",
+    "TTL": "ttl",
+    "HOPLIMIT": "ttl",
+    "ID": "ip_id",
+    "TC": "tc",
+    "FLOWLBL": "flowlabel",
+    "FRAG": "frag",
+    "OPT": "ip_options",
 }
 _COMMON_KEYS = {"UID": "uid", "GID": "gid", "MARK": "mark", "INCOMPLETE": "incomplete"}
 _TRANSPORT_KEYS = {
-    "SPT": "sport", "DPT": "dport", "WINDOW": "tcp_window", "RES": "tcp_res",
-    "URGP": "tcp_urgp", "OPT": "tcp_options", "LEN": "udp_length", "TYPE": "icmp_type",
-    "CODE": "icmp_code", "GATEWAY": "icmp_gateway", "MTU": "icmp_mtu",
-    "PARAMETER": "icmp_parameter", "SPI": "spi",
+    "SPT": "sport",
+    "DPT": "dport",
+    "WINDOW": "tcp_window",
+    "RES": "tcp_res",
+    "URGP": "tcp_urgp",
+    "OPT": "tcp_options",
+    "LEN": "udp_length",
+    "TYPE": "icmp_type",
+    "CODE": "icmp_code",
+    "GATEWAY": "icmp_gateway",
+    "MTU": "icmp_mtu",
+    "PARAMETER": "icmp_parameter",
+    "SPI": "spi",
 }
 _ICMP_KEYS = {"ID": "icmp_id", "SEQ": "icmp_seq"}
 _TCP_KEYS = {"SEQ": "tcp_seq", "ACK": "tcp_ack"}

@@ -160,8 +160,9 @@ def _fast_prefix(text: str) -> _Prefix | None:
 
 def _matched_prefix(match: re.Match[str]) -> _Prefix:
     """The prefix the groups of `_prefix_pattern` (alone or inside `_record_pattern`) found."""
-    uptime, ctime, syslog, iso, host, inner, kmsg = match.group("uptime", "ctime", "syslog", "iso", "host", "inner",
-                                                                "kmsg")
+    uptime, ctime, syslog, iso, host, inner, kmsg = match.group(
+        "uptime", "ctime", "syslog", "iso", "host", "inner", "kmsg"
+    )
     if uptime:
         return _Prefix(uptime=float(uptime.strip("[] ")))
     if ctime:

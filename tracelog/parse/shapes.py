@@ -113,8 +113,9 @@ def _template(header: Header, count: int) -> _Shape:
             numbers.append((field, *divmod(value - first, _MARKER_SPACING)))
         elif type(value) is str and (index := marker_index(value)) is not None:
             texts.append((field, index))
-    extras = tuple((pair, index) for pair, (_, text) in enumerate(header.extra)
-                   if (index := marker_index(text)) is not None)
+    extras = tuple(
+        (pair, index) for pair, (_, text) in enumerate(header.extra) if (index := marker_index(text)) is not None
+    )
     inner = _template(header.inner, count) if header.inner is not None else None
     return _Shape(tuple(header), tuple(numbers), tuple(texts), extras, inner)
 
@@ -123,16 +124,20 @@ def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list
     """Per value of a split text (`re.split` with one group per kind): its kind and the piece after it."""
     width = len(kinds)
     return [
-        (next(kind for kind, value in zip(kinds, parts[start : start + width], strict=True) if value is not None),
-         str(parts[start + width]))
+        (
+            next(kind for kind, value in zip(kinds, parts[start : start + width], strict=True) if value is not None),
+            str(parts[start + width]),
+        )
         for start in range(1, len(parts), width + 1)
     ]
 
 
 def shape_pattern(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> re.Pattern[str]:
     """The regex of a split text's shape: its pieces verbatim, each value a group of its kind."""
-    values = (f"{re.escape(delimiter)}({value}){re.escape(piece)}" for (delimiter, value), piece in
-              _split_values(parts, kinds))
+    values = (
+        f"{re.escape(delimiter)}({value}){re.escape(piece)}"
+        for (delimiter, value), piece in _split_values(parts, kinds)
+    )
     return re.compile(re.escape(str(parts[0])) + "".join(values))
 
 
@@ -213,8 +218,12 @@ class ShapeMemo:
         if any(_MARKER_STEM in piece for piece in [str(parts[0]), *(piece for _, piece in values)]):
             return pattern, None  # a marker-like word outside the values could pass for one
         first, second = (
-            self._read(str(parts[0]) + "".join(delimiter + _marker(probe, index) + piece
-                                               for index, ((delimiter, _), piece) in enumerate(values)))
+            self._read(
+                str(parts[0])
+                + "".join(
+                    delimiter + _marker(probe, index) + piece for index, ((delimiter, _), piece) in enumerate(values)
+                )
+            )
             for probe in (1, 2)
         )
         if first is None or second is None:

@@ -35,36 +35,71 @@ _ADDRESSES = ((("src_ip", "ip.saddr.str"), "SRC"), (("dest_ip", "ip.daddr.str"),
 _LINK = ((("oob.in",), "IN"), (("oob.out",), "OUT"), (("mac.str",), "MAC"))
 _IPV4 = ((("ip.totlen",), "LEN"), (("ip.ttl",), "TTL"), (("ip.id",), "ID"))
 _IPV6 = ((("ip6.priority",), "TC"), (("ip6.hoplimit",), "HOPLIMIT"), (("ip6.flowlabel",), "FLOWLBL"))
-_PORTS = tuple(((cim, *(f"{proto}.{end}" for proto in ("tcp", "udp", "sctp"))), key)
-               for cim, end, key in (("src_port", "sport", "SPT"), ("dest_port", "dport", "DPT")))
+_PORTS = tuple(
+    ((cim, *(f"{proto}.{end}" for proto in ("tcp", "udp", "sctp"))), key)
+    for cim, end, key in (("src_port", "sport", "SPT"), ("dest_port", "dport", "DPT"))
+)
 _TRANSPORT = {
     "TCP": ((("tcp.seq",), "SEQ"), (("tcp.ackseq",), "ACK"), (("tcp.window",), "WINDOW"), (("tcp.urgp",), "URGP")),
     "UDP": ((("udp.len",), "LEN"),),
     "UDPLITE": ((("udp.len",), "LEN"),),
-    "ICMP": ((("icmp.type",), "TYPE"), (("icmp.code",), "CODE"), (("icmp.echoid",), "ID"),
-             (("icmp.echoseq",), "SEQ"), (("icmp.fragmtu",), "MTU")),
-    "ICMPv6": ((("icmpv6.type",), "TYPE"), (("icmpv6.code",), "CODE"), (("icmpv6.echoid",), "ID"),
-               (("icmpv6.echoseq",), "SEQ")),
+    "ICMP": (
+        (("icmp.type",), "TYPE"),
+        (("icmp.code",), "CODE"),
+        (("icmp.echoid",), "ID"),
+        (("icmp.echoseq",), "SEQ"),
+        (("icmp.fragmtu",), "MTU"),
+    ),
+    "ICMPv6": (
+        (("icmpv6.type",), "TYPE"),
+        (("icmpv6.code",), "CODE"),
+        (("icmpv6.echoid",), "ID"),
+        (("icmpv6.echoseq",), "SEQ"),
+    ),
     "ESP": ((("ahesp.spi",), "SPI"),),
     "AH": ((("ahesp.spi",), "SPI"),),
 }
 _TEXT_FIELDS = frozenset({"IN", "OUT", "MAC"})
 _OWNER = ((("oob.uid",), "UID"), (("oob.gid",), "GID"), (("oob.mark",), "MARK"))
-_TCP_FLAG_KEYS = (("tcp.urg", 0x20), ("tcp.ack", 0x10), ("tcp.psh", 0x08), ("tcp.rst", 0x04), ("tcp.syn", 0x02),
-                  ("tcp.fin", 0x01))
+_TCP_FLAG_KEYS = (
+    ("tcp.urg", 0x20),
+    ("tcp.ack", 0x10),
+    ("tcp.psh", 0x08),
+    ("tcp.rst", 0x04),
+    ("tcp.syn", 0x02),
+    ("tcp.fin", 0x01),
+)
 # ip.fragoff is the IPv4 frag_off word: flag bits, then the offset in 8-byte units
 _IP_FLAG_BITS = (("CE", 0x8000), ("DF", 0x4000), ("MF", 0x2000))
 _FRAGMENT_OFFSET = 0x1FFF
 _IPV6_HEADER = 40  # ip6.payloadlen leaves out the header the kernel's LEN= counts
 
 # read into other fields, or about the record rather than the packet
-_READ_ELSEWHERE = frozenset({
-    "timestamp", "dvc", "oob.prefix", "oob.time.sec", "oob.time.usec", "oob.family", "ip.protocol", "ip.tos",
-    "ip.fragoff", "ip6.payloadlen", "ip6.fragoff", "ip6.fragid", "mac.saddr.str", "mac.daddr.str",
-    *(key for key, _ in _TCP_FLAG_KEYS),
-})
-_MAPPED = frozenset(key for table in (_ADDRESSES, _LINK, _IPV4, _IPV6, _PORTS, _OWNER, *_TRANSPORT.values())
-                    for keys, _ in table for key in keys)
+_READ_ELSEWHERE = frozenset(
+    {
+        "timestamp",
+        "dvc",
+        "oob.prefix",
+        "oob.time.sec",
+        "oob.time.usec",
+        "oob.family",
+        "ip.protocol",
+        "ip.tos",
+        "ip.fragoff",
+        "ip6.payloadlen",
+        "ip6.fragoff",
+        "ip6.fragid",
+        "mac.saddr.str",
+        "mac.daddr.str",
+        *(key for key, _ in _TCP_FLAG_KEYS),
+    }
+)
+_MAPPED = frozenset(
+    key
+    for table in (_ADDRESSES, _LINK, _IPV4, _IPV6, _PORTS, _OWNER, *_TRANSPORT.values())
+    for keys, _ in table
+    for key in keys
+)
 
 
 def _parse(text: str, start: str) -> Any:
@@ -72,6 +107,7 @@ def _parse(text: str, start: str) -> Any:
 
 
 # ---- LOGEMU
+
 
 def _tag_end(text: str) -> int:
     """The column just past the TRACE tag, where the packet fields start."""
@@ -94,6 +130,7 @@ def parse_logemu_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
 
 
 # ---- JSON
+
 
 def _key(record: dict[str, Any], keys: Sequence[str]) -> str | None:
     """The first of `keys` the record has: plugins and ulogd versions name some fields differently."""
@@ -165,8 +202,11 @@ def _json_header(record: dict[str, Any]) -> Header | None:
         return None
     addresses = _addresses(record)
     network = _ipv6_fields(record) if addresses[0][1].version == 6 else _ipv4_fields(record)
-    extra = [("EXTRA", (key, str(value))) for key, value in record.items()
-             if key not in _MAPPED and key not in _READ_ELSEWHERE]
+    extra = [
+        ("EXTRA", (key, str(value)))
+        for key, value in record.items()
+        if key not in _MAPPED and key not in _READ_ELSEWHERE
+    ]
     fields = [*_pairs(record, _LINK), *addresses, *network, *_transport_fields(record), *_pairs(record, _OWNER)]
     return build_header([*fields, *extra], complete=False)
 
@@ -189,8 +229,16 @@ def _json_event(record: dict[str, Any], tag: tuple[str, str, str, int], origin: 
     table, chain, kind, number = tag
     step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
     family = NFPROTO_FAMILIES.get(_int(record, "oob.family")) if "oob.family" in record else None
-    return TraceEvent(table=table, chain=chain, kind=step_kind, header=header, rulenum=number,
-                      stamp=_json_stamp(record), nf_family=family, origin=origin)
+    return TraceEvent(
+        table=table,
+        chain=chain,
+        kind=step_kind,
+        header=header,
+        rulenum=number,
+        stamp=_json_stamp(record),
+        nf_family=family,
+        origin=origin,
+    )
 
 
 def _json_record(origin: SourceLine) -> dict[str, Any] | Outcome:
