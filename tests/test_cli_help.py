@@ -47,8 +47,8 @@ def test_help_names_what_each_option_wants(command: str, run_cli: RunCli) -> Non
 
 def callback_examples(command: str) -> list[str]:
     """The example lines of a command's docstring."""
-    callback = next(info.callback for info in app.registered_commands if info.callback.__name__ == command)
-    doc = callback.__doc__ or ""
+    callbacks = [info.callback for info in app.registered_commands if info.callback is not None]
+    doc = next(callback.__doc__ or "" for callback in callbacks if callback.__name__ == command)
     return [line.strip() for line in doc.splitlines() if line.strip().startswith("tracelog ")]
 
 
