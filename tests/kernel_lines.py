@@ -10,8 +10,16 @@ from tracelog.events import Header
 
 
 def _ipv4(h: Header) -> list[str]:
-    parts = [f"SRC={h.src}", f"DST={h.dst}", f"LEN={h.length}", f"TOS=0x{h.tos:02X}", f"PREC=0x{h.prec:02X}",
-             f"TTL={h.ttl}", f"ID={h.ip_id}", *h.ip_flags]
+    parts = [
+        f"SRC={h.src}",
+        f"DST={h.dst}",
+        f"LEN={h.length}",
+        f"TOS=0x{h.tos:02X}",
+        f"PREC=0x{h.prec:02X}",
+        f"TTL={h.ttl}",
+        f"ID={h.ip_id}",
+        *h.ip_flags,
+    ]
     if h.frag is not None:
         parts.append(h.frag)
     if h.ip_options is not None:
@@ -20,15 +28,29 @@ def _ipv4(h: Header) -> list[str]:
 
 
 def _ipv6(h: Header) -> list[str]:
-    return [f"SRC={h.src.exploded}", f"DST={h.dst.exploded}", f"LEN={h.length}", f"TC={h.tc}",
-            f"HOPLIMIT={h.ttl}", f"FLOWLBL={h.flowlabel}"]
+    return [
+        f"SRC={h.src.exploded}",
+        f"DST={h.dst.exploded}",
+        f"LEN={h.length}",
+        f"TC={h.tc}",
+        f"HOPLIMIT={h.ttl}",
+        f"FLOWLBL={h.flowlabel}",
+    ]
 
 
 def _transport(h: Header) -> list[str]:
     parts = [f"PROTO={h.proto}"]
     if h.proto == "TCP":
-        parts += [f"SPT={h.sport}", f"DPT={h.dport}", f"SEQ={h.tcp_seq}", f"ACK={h.tcp_ack}",
-                  f"WINDOW={h.tcp_window}", f"RES=0x{h.tcp_res:02x}", *h.tcp_flags, f"URGP={h.tcp_urgp}"]
+        parts += [
+            f"SPT={h.sport}",
+            f"DPT={h.dport}",
+            f"SEQ={h.tcp_seq}",
+            f"ACK={h.tcp_ack}",
+            f"WINDOW={h.tcp_window}",
+            f"RES=0x{h.tcp_res:02x}",
+            *h.tcp_flags,
+            f"URGP={h.tcp_urgp}",
+        ]
         if h.tcp_options is not None:
             parts.append(f"OPT ({h.tcp_options})")
     elif h.proto == "UDP":

@@ -125,7 +125,11 @@ def test_unknown_addresses_and_interfaces_have_no_name() -> None:
 def test_interface_names_follow_the_step_interfaces_in_order() -> None:
     names = Names(networks={"docker0": "bridge"}, veths={"veth1": "nginx-1"})
     assert interface_names(names, ("docker0", None, "veth1", "eth9")) == {
-        "in_name": "bridge", "out_name": None, "physin_name": "nginx-1", "physout_name": None}
+        "in_name": "bridge",
+        "out_name": None,
+        "physin_name": "nginx-1",
+        "physout_name": None,
+    }
     assert interface_names(Names(), ("docker0", None, "veth1", None)) == dict.fromkeys(STEP_NAME_KEYS)
 
 
@@ -218,8 +222,16 @@ def test_docker_names_reads_containers_and_networks_from_the_daemon(stand_in_dae
 
 def test_parse_names_containers_and_bridge_in_the_contract(run_cli: RunCli) -> None:
     inspect = SAMPLES / "docker-legacy"
-    run = run_cli("parse", "-f", "jsonl", "--names", str(inspect / "docker-inspect.json"),
-                  "--names", str(inspect / "docker-network-inspect.json"), str(inspect / "ping.dmesg"))
+    run = run_cli(
+        "parse",
+        "-f",
+        "jsonl",
+        "--names",
+        str(inspect / "docker-inspect.json"),
+        "--names",
+        str(inspect / "docker-network-inspect.json"),
+        str(inspect / "ping.dmesg"),
+    )
     request = run.records()[0]
     assert (request["src_name"], request["dst_name"]) == ("nginx-1", "nginx-2")
     assert {step["in_name"] for step in request["steps"] if step["in"]} == {"bridge"}
@@ -232,8 +244,9 @@ def test_names_are_null_when_unknown(run_cli: RunCli) -> None:
     assert set(record["steps"][0]) >= {"in_name", "out_name", "physin_name", "physout_name"}
 
 
-def test_names_from_an_absent_daemon_is_one_line(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+def test_names_from_an_absent_daemon_is_one_line(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no.sock'}")
     run = run_cli("parse", "--names", "docker", str(SAMPLES / "docker-legacy/ping.dmesg"))
     assert run.status == 6

@@ -41,8 +41,10 @@ class PacketFilter:
     name: str | None = None
 
     def __bool__(self) -> bool:
-        return any(value is not None for value in (self.src, self.dst, self.proto, self.port, self.verdict,
-                                                   self.chain, self.name))
+        return any(
+            value is not None
+            for value in (self.src, self.dst, self.proto, self.port, self.verdict, self.chain, self.name)
+        )
 
     def matches(self, record: Record) -> bool:
         steps = record["steps"]
@@ -52,8 +54,8 @@ class PacketFilter:
             self.proto is None or record["proto"].lower() == self.proto.lower(),
             self.port is None or any(self.port in (step["sport"], step["dport"]) for step in steps),
             self.verdict is None or (record["verdict"] or "unknown").lower() == self.verdict.lower(),
-            self.chain is None or any(self.chain in (step["chain"], f"{step['table']}:{step['chain']}")
-                                      for step in steps),
+            self.chain is None
+            or any(self.chain in (step["chain"], f"{step['table']}:{step['chain']}") for step in steps),
             self.name is None or self.name in _names(record),
         )
         return all(checks)

@@ -148,9 +148,7 @@ def read_alternative(name: str) -> Alternative:
     """Read `update-alternatives --query name`."""
     query = run(["update-alternatives", "--query", name]).splitlines()
     fields = dict(line.split(": ", 1) for line in query if ": " in line)
-    return Alternative(
-        name=name, auto=fields["Status"] == "auto", value=fields["Value"]
-    )
+    return Alternative(name=name, auto=fields["Status"] == "auto", value=fields["Value"])
 
 
 def save_host_firewall() -> HostFirewall:
@@ -219,9 +217,7 @@ def normalise_dump(text: str) -> str:
         table.append(_COUNTERS.sub("[0:0]", line))
         if line == "COMMIT":
             body = table[1:-1]
-            if any(
-                not row.startswith(":") or row.split()[1] != "ACCEPT" for row in body
-            ):
+            if any(not row.startswith(":") or row.split()[1] != "ACCEPT" for row in body):
                 kept.extend(table)
             table = []
     kept.extend(table)
@@ -230,11 +226,7 @@ def normalise_dump(text: str) -> str:
 
 def firewall_differences(before: HostFirewall, after: HostFirewall) -> list[str]:
     """Name every dump, alternative or sysctl that differs between two snapshots."""
-    diffs = [
-        name
-        for name in FIREWALL_DUMPS
-        if normalise_dump(before.dumps[name]) != normalise_dump(after.dumps[name])
-    ]
+    diffs = [name for name in FIREWALL_DUMPS if normalise_dump(before.dumps[name]) != normalise_dump(after.dumps[name])]
     pairs = zip(before.alternatives, after.alternatives, strict=True)
     diffs += [f"alternative {a.name}" for a, b in pairs if a != b]
     diffs += [f"sysctl {k}" for k in SYSCTLS if before.sysctls[k] != after.sysctls[k]]
@@ -260,15 +252,10 @@ def docker(*args: str, timeout: float = 60.0, check: bool = True) -> str:
 
 def _docker_answers() -> bool:
     version = [DOCKER, "version"]
-    return (
-        subprocess.run(version, capture_output=True, timeout=10, check=False).returncode
-        == 0
-    )
+    return subprocess.run(version, capture_output=True, timeout=10, check=False).returncode == 0
 
 
-def _wait_for(
-    ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, timeout: float
-) -> None:
+def _wait_for(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -281,9 +268,7 @@ def _wait_for(
 
 def _start_logged(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
-        return subprocess.Popen(
-            argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def require_tools() -> None:
@@ -303,13 +288,9 @@ def start_dockerd(log_dir: Path, timeout: float = 60.0) -> DockerDaemon:
     """
     require_tools()
     if _docker_answers():
-        raise DockerUnavailable(
-            "a docker daemon is already running; not taking it over"
-        )
+        raise DockerUnavailable("a docker daemon is already running; not taking it over")
     if shutil.which("modprobe"):
-        subprocess.run(
-            ["modprobe", "br_netfilter"], capture_output=True, timeout=30, check=False
-        )
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=30, check=False)
     if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
         raise DockerUnavailable("br_netfilter is not available in this kernel")
     run(["sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1"])
@@ -447,11 +428,7 @@ def parse_trace_counters(listing: str) -> list[RuleCounter]:
         rulenum += 1
         pkts, size, target, *spec = words
         if target == "TRACE":
-            counters.append(
-                RuleCounter(
-                    chain, rulenum, int(pkts), int(size), target, " ".join(spec)
-                )
-            )
+            counters.append(RuleCounter(chain, rulenum, int(pkts), int(size), target, " ".join(spec)))
     return counters
 
 
@@ -543,8 +520,7 @@ HTTP = Scenario(
 # busybox 1.35's `wget -T` segfaults, so the timeout comes from busybox `timeout`.
 DROP = Scenario(
     "drop",
-    "the same fetch while DOCKER-USER drops nginx-1 -> nginx-2:80; wget gives up "
-    "after 3 s",
+    "the same fetch while DOCKER-USER drops nginx-1 -> nginx-2:80; wget gives up after 3 s",
     ((NGINX_1, "timeout", "3", "wget", "-q", "-O-", f"http://{NGINX_2_IP}/"),),
     expect_success=False,
 )
@@ -574,9 +550,7 @@ def generate_traffic(scenario: Scenario) -> list[int]:
     """Run the scenario's commands; return their exit codes, checking each."""
     codes: list[int] = []
     for argv in scenario.commands:
-        done = subprocess.run(
-            [DOCKER, "exec", *argv], capture_output=True, timeout=30, check=False
-        )
+        done = subprocess.run([DOCKER, "exec", *argv], capture_output=True, timeout=30, check=False)
         if (done.returncode == 0) != scenario.expect_success:
             command = " ".join(argv)
             raise RuntimeError(f"{scenario.name}: {command} exited {done.returncode}")
@@ -593,9 +567,7 @@ def foreign_lines(lines: Sequence[str], veths: Collection[str]) -> list[str]:
     return [line for line in lines if not set(VETH_NAME.findall(line)) <= set(veths)]
 
 
-def _capture_once(
-    scenario: Scenario, out_dir: Path, backend: Backend
-) -> tuple[list[int], list[str], list[str]]:
+def _capture_once(scenario: Scenario, out_dir: Path, backend: Backend) -> tuple[list[int], list[str], list[str]]:
     """Exit codes, kernel log lines and monitor files of one run of the traffic."""
     run([f"iptables-{backend}", "-t", "raw", "-Z"])
     monitor_files: list[str] = []
@@ -608,9 +580,7 @@ def _capture_once(
     return codes, kernel_lines, monitor_files
 
 
-def trace_scenario(
-    scenario: Scenario, out_dir: Path, backend: Backend, veths: Collection[str]
-) -> ScenarioResult:
+def trace_scenario(scenario: Scenario, out_dir: Path, backend: Backend, veths: Collection[str]) -> ScenarioResult:
     """Zero the raw counters, run the traffic, save what was traced, read counters.
 
     Writes `<name>.dmesg` when the kernel logged something and, on nft,
@@ -626,15 +596,12 @@ def trace_scenario(
         traced = sum(c.pkts for c in counters)
         # Each flagged packet leaves raw by its policy: one raw line per packet here.
         raw_lines = sum("TRACE: raw:" in line for line in kernel_lines)
-        if not foreign_lines(kernel_lines, veths) and (
-            backend == "nft" or raw_lines == traced
-        ):
+        if not foreign_lines(kernel_lines, veths) and (backend == "nft" or raw_lines == traced):
             break
         if attempt == CAPTURE_ATTEMPTS:
             raise RuntimeError(f"{scenario.name}: kernel log disturbed by another lab")
         print(
-            f"dockerlab: {scenario.name}: kernel log disturbed, again in "
-            f"{RETRY_SECONDS:.0f}s",
+            f"dockerlab: {scenario.name}: kernel log disturbed, again in {RETRY_SECONDS:.0f}s",
             file=sys.stderr,
         )
         time.sleep(RETRY_SECONDS)
@@ -729,10 +696,7 @@ def capture_legacy(out_dir: Path, log_dir: Path) -> None:
         add_trace_rules(iptables)
         try:
             (out_dir / "iptables-save.txt").write_text(run(["iptables-legacy-save"]))
-            results = {
-                s.name: trace_scenario(s, out_dir, "legacy", veths)
-                for s in (PING, HTTP, PROXY)
-            }
+            results = {s.name: trace_scenario(s, out_dir, "legacy", veths) for s in (PING, HTTP, PROXY)}
             run([iptables, "-I", *DROP_RULE])
             try:
                 drop_save = run(["iptables-legacy-save"])
@@ -761,8 +725,7 @@ def capture_nft(out_dir: Path, log_dir: Path) -> None:
         "dmesg": "dmesg lines of the {}: legacy tables, still registered in the "
         "kernel, log TRACE lines for packets that the nft rule flagged",
         "xtables-monitor": "stdbuf -oL xtables-monitor --trace during the {}",
-        "nft-monitor": "stdbuf -oL nft monitor trace during the {} (run together "
-        "with xtables-monitor)",
+        "nft-monitor": "stdbuf -oL nft monitor trace during the {} (run together with xtables-monitor)",
     }
     with docker_lab(log_dir, "nft"):
         veths = [host_veth(name) for name in CONTAINERS]
@@ -771,10 +734,7 @@ def capture_nft(out_dir: Path, log_dir: Path) -> None:
             (out_dir / "iptables-save.txt").write_text(run(["iptables-nft-save"]))
             ruleset = run(["nft", "-a", "list", "ruleset"])
             (out_dir / "nft-list-ruleset.txt").write_text(ruleset)
-            results = {
-                s.name: trace_scenario(s, out_dir, "nft", veths)
-                for s in (PING, HTTP, PROXY)
-            }
+            results = {s.name: trace_scenario(s, out_dir, "nft", veths) for s in (PING, HTTP, PROXY)}
         finally:
             delete_trace_rules(iptables)
         for name, result in results.items():
@@ -786,9 +746,7 @@ def capture_nft(out_dir: Path, log_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Regenerate samples/docker-legacy and samples/docker-nft (root, docker.io)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.lab.dockerlab", description=main.__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m tests.lab.dockerlab", description=main.__doc__)
     parser.add_argument("--out", type=Path, default=Path("samples"))
     parser.add_argument(
         "--logs",

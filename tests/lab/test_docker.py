@@ -23,9 +23,7 @@ from tests.lab import dockerlab as lab
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root: starts dockerd and changes the host firewall"
-)
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: starts dockerd and changes the host firewall")
 
 
 @dataclass
@@ -109,9 +107,7 @@ def test_kernel_traced_two_requests_and_two_replies(traced_ping: TracedPing) -> 
     assert traced_ping.capture.read_text().count("TRACE: raw:PREROUTING:") == 4
 
 
-def test_packet_count_matches_trace_counters(
-    traced_ping: TracedPing, packets: list[dict[str, Any]]
-) -> None:
+def test_packet_count_matches_trace_counters(traced_ping: TracedPing, packets: list[dict[str, Any]]) -> None:
     assert len(packets) == traced_ping.result.traced_packets
 
 
@@ -121,9 +117,7 @@ def test_each_packet_starts_in_raw(packets: list[dict[str, Any]]) -> None:
         assert packet["steps"][0]["table"] == "raw", packet
 
 
-def test_bridged_steps_carry_the_containers_veths(
-    traced_ping: TracedPing, packets: list[dict[str, Any]]
-) -> None:
+def test_bridged_steps_carry_the_containers_veths(traced_ping: TracedPing, packets: list[dict[str, Any]]) -> None:
     for packet in packets:
         assert str(packet["proto"]).lower() == "icmp"
         assert {packet["src"], packet["dst"]} == {lab.NGINX_1_IP, lab.NGINX_2_IP}
