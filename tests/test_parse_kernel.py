@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
 import pytest
 
 from tests.samples import SAMPLES, kernel_log_samples, trace_samples
-from tracelog.events import SourceLine, TraceEvent
+from tracelog.events import Partial, SourceLine, TraceEvent, is_known
 from tracelog.parse import BadLine, Caveat, LineParser, Skip
 from tracelog.parse.kernel import parse_whole_line, single_record
 
@@ -104,13 +105,41 @@ def test_lines_without_trace_are_other() -> None:
 
 
 def test_an_unknown_prefix_keeps_the_event_and_says_so() -> None:
-    """`grep -H` puts the file name in front of every line."""
-    caveat, event = outcomes("/var/log/kern.log:" + PING[0])
+    caveat, event = outcomes("lorem ipsum " + PING[0])
     assert isinstance(caveat, Caveat)
     assert "prefix not recognised" in caveat.message
     assert isinstance(event, TraceEvent)
     assert event.stamp.uptime is None
     assert event.header == only_event(PING[0]).header
+
+
+@pytest.mark.parametrize(
+    "quoting",
+    [
+        "/var/log/kern.log:",
+        "kern.log:12:",
+        "12:",
+        "  12: ",
+        "  12│ ",
+        "> ",
+        ">> ",
+        "- ",
+        "* ",
+        "# ",
+        "// ",
+        "| ",
+        "root@vm:~# ",
+        "$ ",
+    ],
+)
+def test_quoting_before_a_record_is_taken_off(quoting: str) -> None:
+    """`grep -H`/`-n`, gutters, Markdown quotes and bullets, comments, prompts: the log's own prefix is still read."""
+    assert read_elsewhere(only_event(quoting + PING[0]), only_event(PING[0]))
+
+
+@pytest.mark.parametrize("remark", ["  # noqa", " // dropped here?", "   <-- this one", "  # <- here", " (truncated)"])
+def test_a_remark_after_a_record_is_left_out(remark: str) -> None:
+    assert read_elsewhere(only_event(PING[0].rstrip() + remark), only_event(PING[0]))
 
 
 def read_elsewhere(found: object, expected: TraceEvent) -> bool:
@@ -128,15 +157,38 @@ def test_two_records_joined_on_one_line_are_both_read() -> None:
     assert read_elsewhere(result[2], second)
 
 
-def test_a_bad_record_does_not_hide_the_next_one_on_the_line() -> None:
+def test_a_cut_record_does_not_hide_the_next_one_on_the_line() -> None:
     broken = PING[0][: PING[0].index("PROTO=")]
-    bad, event = outcomes(broken + PING[1])
+    *notes, cut, event = outcomes(broken + PING[1])
+    assert all(isinstance(note, Caveat) for note in notes)
+    assert "two records on one line" in [note.message for note in notes if isinstance(note, Caveat)]
+    assert isinstance(cut, TraceEvent)
+    assert cut.header.partial == Partial(elided=("proto",))
+    assert read_elsewhere(event, only_event(PING[1]))
+
+
+def test_a_record_too_damaged_to_read_does_not_hide_the_next_one_on_the_line() -> None:
+    broken = PING[0][: PING[0].index("IN=")] + "?? " * 12
+    bad, event = outcomes(broken + " " + PING[1])
     assert isinstance(bad, BadLine)
     assert read_elsewhere(event, only_event(PING[1]))
 
 
-def test_wrapped_line_is_a_bad_line_with_its_position() -> None:
-    head = PING[0][:120]
+def test_a_cut_line_keeps_its_step_as_far_as_it_goes() -> None:
+    """A record cut short (and continued by no line) keeps what it shows; the fields after the cut are unknown."""
+    head = PING[0][: PING[0].index(" TTL=")]
+    note, event = outcomes(head)
+    assert isinstance(note, Caveat)
+    assert "cut off" in note.message
+    assert isinstance(event, TraceEvent)
+    assert (event.table, event.chain, event.kind, event.rulenum) == ("raw", "PREROUTING", "policy", 3)
+    assert (str(event.header.src), event.header.length, event.header.ttl) == ("172.18.0.2", 84, None)
+    assert event.header.partial is not None
+    assert event.header.partial.elided == ("ttl", "ip_id", "proto")
+
+
+def test_a_record_cut_inside_its_tag_is_a_bad_line_with_its_position() -> None:
+    head = PING[0][: PING[0].index("PREROUTING") + 4]
     (bad,) = outcomes(head)
     assert isinstance(bad, BadLine)
     assert bad.location.startswith("f.log:7")
@@ -158,32 +210,136 @@ def test_a_record_wrapped_by_a_terminal_is_joined_again() -> None:
     assert event.origin.line == 1
 
 
-def test_a_cut_record_followed_by_another_record_stays_bad() -> None:
+def test_a_cut_record_followed_by_another_record_keeps_its_step() -> None:
     parser = LineParser(year=2026)
     found = [
-        *parser.parse(SourceLine("p", 1, PING[0][:120])),
+        *parser.parse(SourceLine("p", 1, PING[0][:200])),
         *parser.parse(SourceLine("p", 2, PING[1])),
         *parser.flush(),
     ]
-    assert isinstance(found[0], BadLine)
-    assert len(found) == 2
-    assert read_elsewhere(found[1], only_event(PING[1]))
+    *notes, cut, event = found
+    assert notes
+    assert all(isinstance(note, Caveat) for note in notes)
+    assert isinstance(cut, TraceEvent)
+    assert cut.header.partial is not None
+    assert cut.header.partial.elided
+    assert read_elsewhere(event, only_event(PING[1]))
+
+
+def damaged_event(text: str) -> TraceEvent:
+    """The step of a damaged line, after the notes that say how it was damaged."""
+    *notes, event = outcomes(text)
+    assert notes
+    assert all(isinstance(note, Caveat) for note in notes)
+    assert isinstance(event, TraceEvent), event
+    assert event.header.partial is not None
+    return event
 
 
 def test_elided_fields_keep_the_step_and_mark_the_header() -> None:
     text = PING[0].replace("LEN=84 TOS=0x00 PREC=0x00 TTL=64 ", "... ")
-    event = only_event(text)
+    event = damaged_event(text)
     assert event.header.elided
     assert event.header.ttl is None
     assert (event.table, event.chain) == ("raw", "PREROUTING")
+    assert event.header.partial == Partial(elided=("length", "tos", "prec", "ttl"))
 
 
-def test_bad_address_is_reported_at_its_column() -> None:
+@pytest.mark.parametrize("ellipsis", ["...", "..", "…", "[..]", "[...]", "[…]"])
+def test_every_spelling_of_an_ellipsis_is_an_elision(ellipsis: str) -> None:
+    event = damaged_event(PING[0].replace("LEN=84 TOS=0x00 PREC=0x00 TTL=64 ", ellipsis + " "))
+    assert event.header.partial == Partial(elided=("length", "tos", "prec", "ttl"))
+
+
+def test_a_line_ending_after_its_interface_keeps_its_step() -> None:
+    event = damaged_event(PING[0][: PING[0].index(" OUT=")] + " ...")
+    header = event.header
+    assert (header.in_iface, header.proto, header.family) == ("docker0", "?", "ipv4")
+    assert not is_known(header.src)
+    assert not is_known(header.dst)
+    assert header.partial == Partial(
+        elided=("out_iface", "src", "dst", "length", "tos", "prec", "ttl", "ip_id", "proto"), guessed=("family",)
+    )
+
+
+def test_elided_addresses_are_equal_to_nothing_but_themselves() -> None:
+    """Two packets elided alike must never look like one: their unknown addresses differ."""
+    text = PING[0][: PING[0].index(" SRC=")] + " ..."
+    first, second = damaged_event(text), damaged_event(text)
+    assert first.header.src != second.header.src
+    assert first.header.src == first.header.src
+    assert first.header.src != ipaddress.ip_address("0.0.0.0")
+
+
+@pytest.mark.parametrize("value", ["...", "…", "[..]"])
+def test_an_elided_value_keeps_its_field_unknown(value: str) -> None:
+    event = damaged_event(PING[0].replace("TTL=64", f"TTL={value}"))
+    assert event.header.ttl is None
+    assert event.header.partial == Partial(elided=("ttl",))
+
+
+@pytest.mark.parametrize(
+    "placeholder", ["xxx", "x.x.x.x", "a.b.c.d", "<redacted>", "REDACTED", "***", "[IP]", "172.18.x.x", "X.X.X.X"]
+)
+def test_redacted_addresses_are_unknown_and_alike_only_when_spelt_alike(placeholder: str) -> None:
+    event = damaged_event(PING[0].replace("SRC=172.18.0.2", f"SRC={placeholder}"))
+    header = event.header
+    assert not is_known(header.src)
+    assert str(header.src) == placeholder
+    assert header.dst == ipaddress.ip_address("172.18.0.3")
+    assert header.partial == Partial(redacted=("src",))
+    again = damaged_event(PING[1].replace("SRC=172.18.0.2", f"SRC={placeholder}"))
+    assert again.header.src == header.src
+    assert again.header.src != damaged_event(PING[0].replace("SRC=172.18.0.2", "SRC=yyy")).header.src
+
+
+def test_a_redacted_mac_is_unknown() -> None:
+    event = damaged_event(re.sub(r"MAC=\S+", "MAC=xxx", PING[0]))
+    assert event.header.mac is None
+    assert event.header.partial == Partial(redacted=("mac",))
+
+
+@pytest.mark.parametrize(
+    ("damaged", "field"),
+    [
+        ("TT L=64", "ttl"),
+        ("TTL=6 4", "ttl"),
+        ("PR EC=0x00", "prec"),
+        ("SRC=172.18 .0.2", "src"),
+        ("D F", "ip_flags"),
+        ("PROT O=ICMP", "proto"),
+        ("IN=dock er0", "in_iface"),
+    ],
+)
+def test_a_blank_inside_a_field_is_closed(damaged: str, field: str) -> None:
+    undamaged = damaged.replace(" ", "")
+    event = damaged_event(PING[0].replace(undamaged, damaged, 1))
+    assert event.header._replace(partial=None) == only_event(PING[0]).header
+    assert event.header.partial == Partial(repaired=(field,))
+
+
+def test_a_flag_and_a_key_split_apart_are_joined_again() -> None:
+    """`URG P=0` reads as the URG flag and a field tracelog does not know, until the missing URGP= is noticed."""
+    tcp = (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines()[0]
+    event = damaged_event(tcp.replace("URGP=0", "URG P=0"))
+    assert event.header._replace(partial=None) == only_event(tcp).header
+    assert event.header.partial == Partial(repaired=("tcp_urgp",))
+
+
+def test_an_unreadable_value_is_left_unknown() -> None:
+    event = damaged_event(PING[0].replace("TTL=64", "TTL=6x4"))
+    assert event.header.ttl is None
+    assert event.header.partial == Partial(unreadable=("ttl",))
+
+
+def test_a_bad_address_is_unknown_and_said_so() -> None:
     text = PING[0].replace("SRC=172.18.0.2", "SRC=172.18.0.999")
-    (bad,) = outcomes(text)
-    assert isinstance(bad, BadLine)
-    assert bad.column == text.index("172.18.0.999") + 1
-    assert "not an IP address" in bad.reason
+    note, event = outcomes(text)
+    assert isinstance(note, Caveat)
+    assert "could not be read" in note.message
+    assert isinstance(event, TraceEvent)
+    assert not is_known(event.header.src)
+    assert event.header.partial == Partial(unreadable=("src",))
 
 
 def test_year_less_time_stamps_use_the_given_year() -> None:

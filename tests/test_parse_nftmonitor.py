@@ -14,7 +14,7 @@ from lark import UnexpectedInput
 from tests.conftest import RunCli
 from tests.outcomes import event_at, outcomes, sample_events
 from tests.samples import SAMPLES
-from tracelog.events import TraceEvent
+from tracelog.events import Partial, TraceEvent
 from tracelog.parse import BadLine, Caveat, Skip, nftmonitor, xtables
 from tracelog.parse.fields import FieldError
 from tracelog.parse.netlink import UNSEEN_PACKET, KnownPacket
@@ -225,10 +225,21 @@ def test_the_verdict_is_the_last_parenthesis() -> None:
     assert event.rule.endswith('comment "(verdict drop)"')
 
 
-def test_a_step_before_its_packet_line_is_a_caveat() -> None:
-    (caveat,) = outcomes(PING.read_text().splitlines()[1:2])
+def test_a_step_before_its_packet_line_keeps_its_step_with_an_unknown_header() -> None:
+    caveat, event = outcomes(PING.read_text().splitlines()[1:2])
     assert isinstance(caveat, Caveat)
     assert caveat.message == UNSEEN_PACKET
+    assert isinstance(event, TraceEvent)
+    assert (event.table, event.chain, event.kind, event.verdict) == ("raw", "PREROUTING", "rule", "CONTINUE")
+    assert event.header.partial == Partial(guessed=("header",))
+
+
+def test_a_step_of_an_inet_table_before_its_packet_line_guesses_the_family_too() -> None:
+    native = (SAMPLES / "lab-nft/native.nft-monitor").read_text().splitlines()
+    step = next(line for line in native if " inet " in line and " rule " in line)
+    _, event = outcomes([step])
+    assert isinstance(event, TraceEvent)
+    assert event.header.partial == Partial(guessed=("header", "family"))
 
 
 def test_conntrack_lines_are_not_read() -> None:
@@ -247,10 +258,60 @@ def test_a_packet_that_is_not_ip_skips_its_steps() -> None:
 def test_a_bad_address_is_a_bad_line_and_its_steps_are_not_misattributed() -> None:
     lines = PING.read_text().splitlines()
     broken = lines[0].replace("ip saddr 172.18.0.2", "ip saddr 172.18.0.299")
-    bad, caveat = outcomes([lines[0], broken, lines[1]])
+    bad, caveat, event = outcomes([lines[0], broken, lines[1]])
     assert isinstance(bad, BadLine)
     assert "not an IP address" in bad.reason
     assert isinstance(caveat, Caveat)
+    assert isinstance(event, TraceEvent)
+    assert event.header.partial == Partial(guessed=("header",))
+
+
+@pytest.mark.parametrize(
+    ("damage", "partial"),
+    [
+        (("ip saddr 172.18.0.2", "ip saddr x.x.x.x"), Partial(redacted=("src",))),
+        (("ether saddr 02:42:ac:12:00:02", "ether saddr xx:xx:xx:xx:xx:xx"), Partial(redacted=("mac",))),
+        (("ip ttl 64 ", "ip ttl ... "), Partial(elided=("ttl",))),
+        (("ip dscp cs0 ip ecn not-ect ip ttl 64 ", "[...] "), Partial(elided=("tos", "prec", "ttl"))),
+    ],
+)
+def test_a_damaged_packet_line_gives_its_steps_a_partial_header(damage: tuple[str, str], partial: Partial) -> None:
+    lines = PING.read_text().splitlines()
+    assert damage[0] in lines[0]
+    *notes, event = outcomes([lines[0].replace(*damage), lines[1]])
+    assert notes
+    assert isinstance(event, TraceEvent)
+    assert event.header.partial == partial
+
+
+def test_a_packet_line_cut_short_with_an_ellipsis() -> None:
+    lines = PING.read_text().splitlines()
+    cut = lines[0][: lines[0].index(" ether saddr")] + " .."
+    *_, event = outcomes([cut, lines[1]])
+    assert isinstance(event, TraceEvent)
+    assert event.header.in_iface == "docker0"
+    assert event.header.partial is not None
+    assert {"src", "dst"} <= set(event.header.partial.elided)
+
+
+def test_a_blank_inside_a_statement_is_closed() -> None:
+    lines = PING.read_text().splitlines()
+    (undamaged,) = outcomes(lines[:2])
+    _, event = outcomes([lines[0].replace("ip dscp", "ip dsc p"), lines[1]])
+    assert isinstance(undamaged, TraceEvent)
+    assert isinstance(event, TraceEvent)
+    assert event.header._replace(partial=None) == undamaged.header
+    assert event.header.partial == Partial(repaired=("tos",))
+
+
+@pytest.mark.parametrize("remark", ["  # noqa", "   <-- this one", " // here"])
+def test_a_remark_after_a_line_is_left_out(remark: str) -> None:
+    lines = PING.read_text().splitlines()
+    expected = outcomes(lines[:3])
+    found = outcomes([line.rstrip() + remark for line in lines[:3]])
+    assert all(isinstance(event, TraceEvent) for event in found), found
+    assert [event.header for event in found] == [event.header for event in expected]  # type: ignore[attr-defined]
+    assert [event.rule for event in found] == [event.rule for event in expected]  # type: ignore[attr-defined]
 
 
 def test_a_packet_line_with_a_damaged_head_is_bad_even_when_its_statements_are_known() -> None:
@@ -273,12 +334,22 @@ def test_the_packet_mark_of_a_policy_step() -> None:
     assert isinstance(bad, BadLine)
 
 
-@pytest.mark.parametrize("line", [0, 1, 2])
+@pytest.mark.parametrize("line", [0, 2])
 def test_truncated_lines_are_bad_lines(line: int) -> None:
     lines = PING.read_text().splitlines()
     result = outcomes([lines[0], lines[line][: len(lines[line]) // 2]])
     assert result
     assert all(isinstance(o, BadLine) for o in result), result
+
+
+def test_a_rule_line_cut_before_its_verdict_keeps_its_step() -> None:
+    lines = PING.read_text().splitlines()
+    cut = lines[1][: lines[1].index(" (verdict")]
+    _, event = outcomes([lines[0], cut])
+    assert isinstance(event, TraceEvent)
+    assert (event.kind, event.verdict) == ("rule", None)
+    assert event.rule is not None
+    assert event.header.partial == Partial(elided=("verdict",))
 
 
 @pytest.mark.parametrize("sample", NFT_SAMPLES, ids=SAMPLE_IDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from tests.conftest import RunCli
 from tests.outcomes import event_at, outcomes, sample_events
 from tests.samples import SAMPLES
-from tracelog.events import TraceEvent
+from tracelog.events import Partial, TraceEvent, is_known
 from tracelog.parse import BadLine, Caveat, Skip
 
 LOGEMU = SAMPLES / "lab-ulogd/syslogemu.log"
@@ -184,18 +185,62 @@ def test_json_records_of_other_nflog_rules(change: dict[str, object], expected: 
     assert outcomes([json.dumps(record)]) == [expected]
 
 
-def test_damaged_json_records_are_bad_lines() -> None:
+def test_json_records_of_the_wrong_types_are_bad_lines() -> None:
     line = json_lines()[0]
-    (cut,) = outcomes([line[: len(line) // 2]])
-    assert isinstance(cut, BadLine)
-    assert cut.reason.startswith("not JSON")
-    record = json.loads(line) | {"src_ip": "172.18.0.299"}
-    (bad,) = outcomes([json.dumps(record)])
-    assert isinstance(bad, BadLine)
     record = json.loads(line) | {"ip.ttl": "64"}
     (bad,) = outcomes([json.dumps(record)])
     assert isinstance(bad, BadLine)
     assert "ip.ttl" in bad.reason
+    (bad,) = outcomes([json.dumps(json.loads(line) | {"src_ip": 7})])
+    assert isinstance(bad, BadLine)
+
+
+def damaged_event(text: str) -> TraceEvent:
+    *notes, event = outcomes([text])
+    assert notes
+    assert all(isinstance(note, Caveat) for note in notes)
+    assert isinstance(event, TraceEvent), event
+    assert event.header.partial is not None
+    return event
+
+
+def test_a_json_record_cut_short_keeps_what_it_shows() -> None:
+    line = json_lines()[0]
+    event = damaged_event(line[: line.index('"dest_ip"')])
+    assert str(event.header.src) == "172.18.0.2"
+    assert not is_known(event.header.dst)
+    assert event.header.partial is not None
+    assert "dst" in event.header.partial.elided
+
+
+@pytest.mark.parametrize("elision", ["...", "[...]", "…"])
+def test_elided_json_members_are_unknown(elision: str) -> None:
+    line = json_lines()[0]
+    event = damaged_event(re.sub(r'"ip\.ttl": \d+, ', f"{elision} ", line))
+    assert event.header.ttl is None
+    assert event.header.partial is not None
+    assert "ttl" in event.header.partial.elided
+
+
+def test_redacted_and_garbled_json_addresses_are_unknown() -> None:
+    line = json_lines()[0]
+    redacted = damaged_event(json.dumps(json.loads(line) | {"src_ip": "x.x.x.x"}))
+    assert str(redacted.header.src) == "x.x.x.x"
+    assert redacted.header.partial == Partial(redacted=("src",))
+    garbled = damaged_event(json.dumps(json.loads(line) | {"src_ip": "172.18.0.299"}))
+    assert garbled.header.partial == Partial(unreadable=("src",))
+
+
+def test_blanks_and_remarks_in_a_json_record_are_mended() -> None:
+    line = json_lines()[0]
+    (undamaged,) = outcomes([line])
+    assert isinstance(undamaged, TraceEvent)
+    (remarked,) = outcomes([line + "  # <- this one"])
+    assert isinstance(remarked, TraceEvent)
+    assert remarked.header == undamaged.header
+    spaced = damaged_event(line.replace('"src_ip": "172.18.0.2"', '"src _ip": "172.18 .0.2"'))
+    assert spaced.header._replace(partial=None) == undamaged.header
+    assert spaced.header.partial == Partial(repaired=("src_ip",))
 
 
 @pytest.mark.parametrize("value", [[172, 18, 0, 2], {"ip": "172.18.0.2"}, None, 1.5])

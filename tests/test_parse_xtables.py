@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.conftest import RunCli
 from tests.outcomes import event_at, outcomes, sample_events
 from tests.samples import SAMPLES
-from tracelog.events import Header, TraceEvent
+from tracelog.events import Header, Partial, TraceEvent, is_known
 from tracelog.parse import BadLine, Caveat, Skip, xtables
 from tracelog.parse.netlink import UNSEEN_PACKET
 
@@ -210,11 +210,26 @@ def test_ipv6_length_is_the_whole_packet() -> None:
     assert (header.length, header.tc, header.ttl, header.flowlabel) == (72, 0, 255, 0)  # printed LEN=52
 
 
-def test_a_step_before_any_packet_line_is_a_caveat() -> None:
-    """A monitor started mid-packet: the line is fine, but there is no header to make a step from."""
-    (caveat,) = outcomes(PING.read_text().splitlines()[1:2])
+def test_a_step_before_any_packet_line_keeps_its_step_with_an_unknown_header() -> None:
+    """A monitor started mid-packet, or a paste trimmed there: the steps are kept, their packet unknown."""
+    lines = PING.read_text().splitlines()
+    caveat, first, _, second = outcomes(lines[1:3])
     assert isinstance(caveat, Caveat)
     assert caveat.message == UNSEEN_PACKET
+    assert isinstance(first, TraceEvent)
+    assert isinstance(second, TraceEvent)
+    assert (first.table, first.chain, first.kind, first.verdict) == ("raw", "PREROUTING", "rule", "CONTINUE")
+    assert first.header is second.header  # one unknown packet for the steps of one trace id
+    assert (first.header.family, first.header.proto) == ("ipv4", "?")
+    assert not is_known(first.header.src)
+    assert first.header.partial == Partial(guessed=("header",))
+
+
+def test_steps_of_two_unseen_packets_never_share_a_header() -> None:
+    lines = PING.read_text().splitlines()
+    other = lines[2].replace("6773a007", "0badcafe")
+    events = [o for o in outcomes([lines[2], other]) if isinstance(o, TraceEvent)]
+    assert events[0].header.src != events[1].header.src
 
 
 def test_steps_follow_the_packet_line_of_their_own_id() -> None:
@@ -224,22 +239,73 @@ def test_steps_follow_the_packet_line_of_their_own_id() -> None:
     assert [str(event.header.src) for event in result if isinstance(event, TraceEvent)] == ["172.18.0.2", "172.18.0.3"]
 
 
-def test_an_unreadable_packet_line_is_bad_and_its_steps_are_not_misattributed() -> None:
+def test_a_bad_address_in_a_packet_line_is_unknown_and_never_taken_from_an_older_line() -> None:
     lines = PING.read_text().splitlines()
     broken = lines[0].replace("SRC=172.18.0.2", "SRC=172.18.0.299")
-    bad, caveat = outcomes([lines[0], broken, lines[1]])
-    assert isinstance(bad, BadLine)
-    assert "not an IP address" in bad.reason
-    assert bad.column == broken.index("172.18.0.299") + 1
+    caveat, event = outcomes([lines[0], broken, lines[1]])
     assert isinstance(caveat, Caveat)
+    assert isinstance(event, TraceEvent)
+    assert not is_known(event.header.src)
+    assert event.header.partial == Partial(unreadable=("src",))
 
 
-@pytest.mark.parametrize("cut", [25, 60, 120])
-def test_truncated_lines_are_bad_lines(cut: int) -> None:
+def test_an_unreadable_packet_line_is_bad_and_its_steps_are_not_misattributed() -> None:
+    lines = PING.read_text().splitlines()
+    broken = lines[0].replace("SRC=", "SRC=" + "? " * 12)
+    bad, caveat, event = outcomes([lines[0], broken, lines[1]])
+    assert isinstance(bad, BadLine)
+    assert isinstance(caveat, Caveat)
+    assert isinstance(event, TraceEvent)
+    assert event.header.partial == Partial(guessed=("header",))
+
+
+def test_a_step_line_cut_inside_its_step_is_a_bad_line() -> None:
+    lines = PING.read_text().splitlines()
+    (bad,) = outcomes([lines[0], lines[1][:25]])
+    assert isinstance(bad, BadLine)
+    assert bad.reason == "line ends early"
+
+
+@pytest.mark.parametrize("cut", [60, 120])
+def test_truncated_lines_keep_what_they_show(cut: int) -> None:
     lines = PING.read_text().splitlines()
     result = outcomes([lines[0][:cut], lines[1][:cut]])
-    assert result
-    assert all(isinstance(o, BadLine | Caveat) for o in result), result
+    events = [o for o in result if isinstance(o, TraceEvent)]
+    assert len(events) == 1, result
+    assert all(isinstance(o, Caveat) for o in result if o is not events[0])
+    assert events[0].header.partial is not None
+    assert (events[0].table, events[0].chain) == ("raw", "PREROUTING")
+
+
+@pytest.mark.parametrize(
+    ("damage", "partial"),
+    [
+        (("SRC=172.18.0.2", "SRC=x.x.x.x"), Partial(redacted=("src",))),
+        (("MACSRC=2:42:ac:12:0:2", "MACSRC=xxx"), Partial(redacted=("mac",))),
+        (("LEN=84 TOS=0x0 TTL=64", "..."), Partial(elided=("length", "tos", "ttl"))),
+        (("TTL=64", "TT L=64"), Partial(repaired=("ttl",))),
+    ],
+)
+def test_a_damaged_packet_line_gives_its_steps_a_partial_header(damage: tuple[str, str], partial: Partial) -> None:
+    lines = PING.read_text().splitlines()
+    *notes, event = outcomes([lines[0].replace(*damage), lines[1]])
+    assert notes
+    assert isinstance(event, TraceEvent)
+    assert event.header.partial == partial
+    (undamaged,) = outcomes(lines[:2])
+    assert isinstance(undamaged, TraceEvent)
+    if partial.repaired:
+        assert event.header._replace(partial=None) == undamaged.header
+
+
+def test_a_packet_line_cut_short_with_an_ellipsis() -> None:
+    lines = PING.read_text().splitlines()
+    cut = lines[0][: lines[0].index(" MACSRC")] + " .."
+    *_, event = outcomes([cut, lines[1]])
+    assert isinstance(event, TraceEvent)
+    assert event.header.in_iface == "docker0"
+    assert event.header.partial is not None
+    assert "src" in event.header.partial.elided
 
 
 def test_truncated_trace_line_says_it_ends_early() -> None:
@@ -319,7 +385,8 @@ def render_packet_line(h: Header, trace_id: int, fused_id: bool) -> str:
 
 u8 = st.integers(0, 255)
 u16 = st.integers(0, 65535)
-ifaces = st.none() | st.from_regex(r"[a-z][a-z0-9.@_-]{0,14}", fullmatch=True)
+# `xxx` is read as a redacted interface, as pastes mean it
+ifaces = st.none() | st.from_regex(r"[a-z][a-z0-9.@_-]{0,14}", fullmatch=True).filter(lambda name: name != "xxx")
 macs = st.lists(u8, min_size=14, max_size=14).map(lambda b: ":".join(f"{x:02x}" for x in b))
 kernel_flag_order = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
 
@@ -370,7 +437,9 @@ def xtables_headers(draw: st.DrawFn) -> Header:
 def test_a_rendered_packet_line_parses_back_to_its_header(header: Header, trace_id: int, fused_id: bool) -> None:
     packet = render_packet_line(header, trace_id, fused_id)
     step = f" TRACE: 2 {trace_id:08x} filter:FORWARD:policy:ACCEPT "
-    (event,) = outcomes([packet, step])
+    found = outcomes([packet, step])
+    assert len(found) == 1, (packet, found)
+    (event,) = found
     assert isinstance(event, TraceEvent), (packet, event)
     assert event.header == header
 

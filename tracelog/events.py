@@ -19,6 +19,98 @@ StepKind = Literal["rule", "return", "policy"]
 NfFamily = Literal["ip", "ip6", "inet", "bridge", "arp", "netdev"]
 
 
+class Partial(NamedTuple):
+    """What a step's text lost or had mended before tracelog read it, by `Header` field name.
+
+    Pasted traces come elided (`...`), redacted (`SRC=xxx`), with blanks
+    slipped into fields (`TT L=63`) or without their monitor's packet line.
+    Such a step is still read, as far as it can be; this says how far.
+    `elided`: fields cut out by hand or cut off with the end of the line,
+    as far as they can be named (the fields a complete line of its protocol
+    has and this one lacks); `redacted`: fields whose values were replaced
+    by placeholders (`x.x.x.x`, `<redacted>`); `repaired`: fields read back
+    from damaged text; `unreadable`: fields whose text could not be read,
+    left unknown; `guessed`: what was worked out rather than read (`family`
+    from the fields present, `header` for a step whose packet line was not
+    seen, so none of its header is known).
+    """
+
+    elided: tuple[str, ...] = ()
+    redacted: tuple[str, ...] = ()
+    repaired: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+    guessed: tuple[str, ...] = ()
+
+    def merge(self, other: Partial | None) -> Partial:
+        """Both notes in one, each name once, in order of first mention."""
+        if other is None or other == self:
+            return self
+        return Partial(*(tuple(dict.fromkeys(mine + theirs)) for mine, theirs in zip(self, other, strict=True)))
+
+
+class UnknownIPv4Address(IPv4Address):
+    """An IPv4 address the log did not show: redacted (`x.x.x.x`) or elided.
+
+    It is an address object so that every layer keeps working, but it is no
+    address: it is never equal to a real one, so a step showing it never
+    joins a packet on its strength.  Placeholders spelt alike (`shown`) are
+    equal, as the same placeholder in one paste may stand for the same
+    value; an elided address (`shown` None) is equal only to itself.  Its
+    text is the placeholder as shown (`?` for an elided one).
+    """
+
+    __slots__ = ("shown",)
+
+    def __init__(self, shown: str | None = None) -> None:
+        super().__init__(0)
+        self.shown = shown
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (self.shown is not None and type(other) is type(self) and other.shown == self.shown)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.shown)) if self.shown is not None else id(self)
+
+    def __str__(self) -> str:
+        return self.shown if self.shown is not None else UNKNOWN_ADDRESS_TEXT
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.shown!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[str | None]]:
+        return type(self), (self.shown,)
+
+
+class UnknownIPv6Address(IPv6Address):
+    """An IPv6 address the log did not show; see `UnknownIPv4Address`."""
+
+    __slots__ = ("shown",)
+
+    def __init__(self, shown: str | None = None) -> None:
+        super().__init__(0)
+        self.shown = shown
+
+    __eq__ = UnknownIPv4Address.__eq__
+    __hash__ = UnknownIPv4Address.__hash__
+    __str__ = UnknownIPv4Address.__str__
+    __repr__ = UnknownIPv4Address.__repr__
+    __reduce__ = UnknownIPv4Address.__reduce__
+
+
+UNKNOWN_ADDRESS_TEXT = "?"
+UnknownAddress = UnknownIPv4Address | UnknownIPv6Address
+
+
+def unknown_address(family: Family, shown: str | None = None) -> UnknownAddress:
+    """An address not shown, of `family`: a placeholder as `shown`, or None for one elided."""
+    return UnknownIPv4Address(shown) if family == "ipv4" else UnknownIPv6Address(shown)
+
+
+def is_known(address: Address | None) -> bool:
+    """Whether `address` is one the log showed (not None, not redacted or elided)."""
+    return address is not None and not isinstance(address, UnknownIPv4Address | UnknownIPv6Address)
+
+
 # `build(Record, (every field, in order))` makes a named tuple without running
 # its Python-level `__new__`, which `Record(...)` does and which costs about
 # three times the tuple itself: the per-line paths of a big log use it.  The
@@ -56,7 +148,10 @@ class Header(NamedTuple):
     One attribute per field the kernel packet logger can print
     (nf_log_syslog.c); absent fields are None.  `extra` keeps fields tracelog
     does not know (newer kernels, other loggers), so nothing the log said is
-    lost.  `elided` marks a line whose fields were cut by hand (`...`).
+    lost.  `elided` marks a line whose fields were cut by hand (`...`);
+    `partial` says what of the text was elided, redacted or mended (None for
+    an undamaged line), and addresses the text did not show are
+    `UnknownIPv4Address`/`UnknownIPv6Address`.
 
     The parsers' shape memos build it from a list of values (`build(Header, values)`).
     """
@@ -105,6 +200,7 @@ class Header(NamedTuple):
     mark: int | None = None
     extra: tuple[tuple[str, str], ...] = ()
     elided: bool = False
+    partial: Partial | None = None
 
 
 class TraceEvent(NamedTuple):

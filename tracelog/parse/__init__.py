@@ -5,14 +5,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tracelog.events import SourceLine
-from tracelog.parse.kernel import looks_cut, other_records, parse_kernel_line, single_record, starts_record
+from tracelog.events import SourceLine, TraceEvent
+from tracelog.parse.kernel import (
+    UNKNOWN_PREFIX,
+    looks_cut,
+    other_records,
+    parse_kernel_line,
+    read_cut_line,
+    single_record,
+    starts_record,
+)
+from tracelog.parse.mending import leads, partial_line
 from tracelog.parse.nftmonitor import NftMonitorParser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.ulogd import parse_json_line, parse_logemu_line
 from tracelog.parse.xtables import XtablesMonitorParser, rule_protocol
 
-__all__ = ["BadLine", "Caveat", "LineParser", "Outcome", "Skip", "rule_protocol"]
+__all__ = ["BadLine", "Caveat", "LineParser", "Outcome", "Skip", "partial_line", "rule_protocol"]
 
 # A 300-character record wrapped at 40 columns spans 8 lines.
 _MAX_PIECES = 8
@@ -41,6 +50,10 @@ _FORMATS = re.compile(
 
 # a key every ulogd JSON record of an NFLOG rule with a prefix has
 _ULOGD_JSON = '"oob.prefix"'
+
+# A record of a format recognised by its start, quoted inside other text:
+# after `> `, a line number, a file name (see `tracelog.parse.mending.leads`).
+_QUOTED = re.compile(r"trace id [0-9a-f]+ |(?:PACKET|TRACE): \d+ [0-9a-f]+ |\{\s*\"")
 
 
 class LineParser:
@@ -83,14 +96,33 @@ class LineParser:
             if isinstance(last, BadLine) and last.origin is line and looks_cut(last):
                 self._held = _Held(line, outcomes)
                 return released
+            if _may_be_quoted(line.text, outcomes):
+                outcomes = self._quoted(line) or outcomes
         return released + outcomes if released else outcomes
 
     def flush(self) -> list[Outcome]:
-        """Release a held record: joined if it was made whole, else its bad line as it was."""
+        """Release a held record: joined if it was made whole, else read as far as it goes."""
         if self._held is None:
             return []
         held, self._held = self._held, None
-        return held.outcomes
+        return held.outcomes if held.whole else read_cut_line(held.line, self._year)
+
+    def _quoted(self, line: SourceLine) -> list[Outcome] | None:
+        """A record of a format known by its start, quoted, read from its start.
+
+        Quoting is `> `, `12: `, a file name from `grep -H` and the like;
+        None unless quoting is all that comes before it: a mention of a
+        trace id in other text is no record.  Outcomes keep the whole line
+        as their origin, columns counted on it.
+        """
+        text = line.text
+        for lead in (0, *leads(text)):  # an indented code block is quoting too
+            start = len(text) - len(text[lead:].lstrip(" \t"))
+            kind = _FORMATS.match(text, start)
+            if kind is not None:
+                record = SourceLine(line.source, line.line, text[start:])
+                return [_requoted(outcome, line, start) for outcome in self._dispatch(kind.lastgroup, record)]
+        return None
 
     def _join(self, line: SourceLine) -> bool:
         """Take `line` as the continuation of the held record, if it fits.
@@ -125,3 +157,26 @@ class LineParser:
             # other JSON logs (journalctl -o json) stay with the kernel parser, as before
             return list(parse_json_line(line)) if _ULOGD_JSON in line.text else other_records(line, self._year)
         return list(parse_logemu_line(line, self._year))
+
+
+def _requoted(outcome: Outcome, line: SourceLine, offset: int) -> Outcome:
+    """An outcome of a record read without its quoting, given its whole line back."""
+    if isinstance(outcome, TraceEvent):
+        return outcome._replace(origin=line)
+    if isinstance(outcome, BadLine):
+        return BadLine(line, None if outcome.column is None else outcome.column + offset, outcome.reason)
+    if isinstance(outcome, Caveat):
+        return Caveat(line, outcome.message)
+    return outcome
+
+
+def _may_be_quoted(text: str, outcomes: list[Outcome]) -> bool:
+    """Whether the kernel parser's reading of a line may be that of a quoted record of another format.
+
+    A line it found no event in, with another format's mark inside; or an
+    event whose prefix it did not know (a quoted ulogd LOGEMU line).
+    """
+    if not outcomes or not isinstance(outcomes[-1], TraceEvent):
+        return _QUOTED.search(text) is not None
+    first = outcomes[0]
+    return isinstance(first, Caveat) and first.message is UNKNOWN_PREFIX

@@ -9,13 +9,14 @@ and after `PROTO=` (IP `LEN=`/`ID=` versus UDP `LEN=` and ICMP echo `ID=`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from lark import Token, Transformer
 
-from tracelog.events import Address, Header
+from tracelog.events import Address, Family, Header, Partial, unknown_address
 
 Field = tuple[str, Any]
 
@@ -49,12 +50,91 @@ def ip_address(text: str) -> Address:
     return found
 
 
+HiddenHow = Literal["elided", "redacted", "unreadable", "repaired"]
+
+
+class Hidden(NamedTuple):
+    """A value the text did not show as the kernel prints it: elided, redacted or unreadable, as `shown`.
+
+    `repaired` is a value read back from damaged text: `shown` is what it reads as.
+    """
+
+    how: HiddenHow
+    shown: str
+
+
+# `...`, `..`, `…`, `[..]`: elided by hand
+_ELLIPSIS = re.compile(r"\[?(?:\.{2,}|…+)\]?")
+# what people type over a value they hide: `x.x.x.x`, `xxx`, `a.b.c.d`, `<redacted>`, `[IP]`, `***`,
+# `172.18.x.x`, `REDACTED`; anything else that is no value is damage
+_REDACTION = re.compile(
+    r"<[^<>]*>|\[[^\[\]]*\]|[xX*]+|[a-d](?:\.[a-d]){3}"
+    r"|(?=[^xX*]*[xX*])(?:[0-9a-fA-F]+|[xX]+|\*+)?(?:[.:](?:[0-9a-fA-F]+|[xX]+|\*+)?)+"
+    r"|(?i:redacted|hidden|masked|removed|anonymi[sz]ed|snip|ip|mac|addr|address|host|ipv[46])"
+)
+
+
+_ELLIPSIS_WORD = re.compile(r"(?<!\S)\[?(?:\.{2,}|…+)\]?(?!\S)")
+
+
+# an address or name redacted inside a rule's text: `172.18.x.x/16`, `x.x.x.x`, `<redacted>`, `[IP]`, `REDACTED`
+_RULE_PLACEHOLDER = re.compile(
+    r"(?<![\w.:])(?:(?:[0-9a-fA-F]{1,4}[.:]){0,7}(?:[xX]+|\*+)(?:[.:](?:[0-9a-fA-F]{1,4}|[xX]+|\*+))*"
+    r"|<[^<>\s]+>|\[(?:IP|MAC|ip|mac|REDACTED|redacted)\]|REDACTED|redacted)(?:/\d+)?(?![\w.:])"
+)
+
+
+def has_ellipsis(text: str) -> bool:
+    """Whether a text (a rule as a trace printed it) has a word elided by hand in it."""
+    return _ELLIPSIS_WORD.search(text) is not None
+
+
+def rule_damage(rule: str | None) -> Partial | None:
+    """What was elided or redacted of a rule's text in a paste, as a step's note; None if nothing shows."""
+    if rule is None:
+        return None
+    elided, redacted = has_ellipsis(rule), _RULE_PLACEHOLDER.search(rule) is not None
+    if not (elided or redacted):
+        return None
+    return Partial(elided=("rule",) if elided else (), redacted=("rule",) if redacted else ())
+
+
+def hidden_value(shown: str) -> Hidden:
+    """How a value that is not one was hidden: elided, redacted, or neither (unreadable)."""
+    shown = str(shown)  # a lark token is a str, but none leaves the parse layer
+    if _ELLIPSIS.fullmatch(shown):
+        return Hidden("elided", shown)
+    if _REDACTION.fullmatch(shown):
+        return Hidden("redacted", shown)
+    return Hidden("unreadable", shown)
+
+
 class FieldError(ValueError):
     """A field whose value cannot be right, e.g. an address that is not one."""
 
     def __init__(self, message: str, column: int | None = None) -> None:
         super().__init__(message)
         self.column = column
+
+
+def is_hidden(token: Token) -> bool:
+    """Whether a value is logfields' HIDDEN (namespaced `logfields__HIDDEN` where the grammar is imported)."""
+    return token.type.endswith("HIDDEN")
+
+
+# interface names that are placeholders rather than names
+_HIDDEN_NAMES = frozenset({"xxx", "XXX", "REDACTED", "redacted", "***", "[IF]", "IFACE"})
+
+
+def hidden_name(name: str) -> Hidden | None:
+    """An interface name that is an ellipsis or a placeholder (`...`, `<redacted>`), as hidden; None for a name.
+
+    An interface may be called almost anything, so only these count.
+    """
+    if name[:1] not in (".", "…", "<", "[") and name not in _HIDDEN_NAMES:
+        return None
+    hidden = hidden_value(name)
+    return None if hidden.how == "unreadable" else hidden
 
 
 class FieldsTransformer(Transformer[Token, Any]):
@@ -64,26 +144,37 @@ class FieldsTransformer(Transformer[Token, Any]):
         return children
 
     def iface(self, children: list[Token]) -> Field:
-        return (children[0][:-1], str(children[1]) if len(children) > 1 else None)
+        if len(children) == 1:
+            return (children[0][:-1], None)
+        name = str(children[1])
+        return (children[0][:-1], hidden_name(name) or name)
 
     def mac(self, children: list[Token]) -> Field:
-        return ("MAC", str(children[1]) if len(children) > 1 else None)
+        if len(children) == 1:
+            return ("MAC", None)
+        value = children[1]
+        return ("MAC", hidden_value(str(value)) if is_hidden(value) else str(value))
 
     def address(self, children: list[Token]) -> Field:
         key, value = children
-        try:
-            return (key[:-1], ip_address(str(value)))
-        except ValueError:
-            raise FieldError(f"{key}{value} is not an IP address", value.column) from None
+        if not is_hidden(value):
+            try:
+                return (key[:-1], ip_address(str(value)))
+            except ValueError:
+                pass
+        return (key[:-1], hidden_value(str(value)))
 
     def number(self, children: list[Token]) -> Field:
-        return (children[0][:-1], int(children[1]))
+        key, value = children
+        return (key[:-1], hidden_value(str(value)) if is_hidden(value) else int(value))
 
     def hexnumber(self, children: list[Token]) -> Field:
-        return (children[0][:-1], int(children[1], 16))
+        key, value = children
+        return (key[:-1], hidden_value(str(value)) if is_hidden(value) else int(value, 16))
 
     def proto(self, children: list[Token]) -> Field:
-        return ("PROTO", str(children[1]))
+        value = children[1]
+        return ("PROTO", hidden_value(str(value)) if is_hidden(value) else str(value))
 
     def flag(self, children: list[Token]) -> Field:
         return ("FLAG", str(children[0]))
@@ -109,7 +200,11 @@ class FieldsTransformer(Transformer[Token, Any]):
 
 @dataclass(slots=True)
 class _HeaderDraft:
-    """Mutable scratch space while the fields of one line are read."""
+    """Mutable scratch space while the fields of one line are read.
+
+    `hidden` holds the fields whose values the text did not show, by
+    `Header` attribute (None while there are none, as on nearly every line).
+    """
 
     values: dict[str, Any]
     ip_flags: list[str]
@@ -117,6 +212,8 @@ class _HeaderDraft:
     extra: list[tuple[str, str]]
     elided: bool = False
     transport: bool = False
+    hidden: dict[str, Hidden] | None = None
+    inner_partial: Partial | None = None
 
 
 # key → Header attribute, before and after PROTO=
@@ -157,6 +254,46 @@ _TRANSPORT_KEYS = {
 }
 _ICMP_KEYS = {"ID": "icmp_id", "SEQ": "icmp_seq"}
 _TCP_KEYS = {"SEQ": "tcp_seq", "ACK": "tcp_ack"}
+_KNOWN_KEYS = frozenset({*_IP_KEYS, *_COMMON_KEYS, *_TRANSPORT_KEYS, *_ICMP_KEYS, *_TCP_KEYS, "PROTO"})
+
+
+class Printed(NamedTuple):
+    """The header fields a format always prints (by `Header` attribute, in order): what an elision can have hidden.
+
+    `ipv4` and `ipv6` up to the protocol, then `transport` by protocol, and
+    `echo` beside them for ICMP echo messages.
+    """
+
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...]
+    transport: dict[str, tuple[str, ...]]
+    echo: tuple[str, ...] = ("icmp_id", "icmp_seq")
+
+    def fields(self, family: Family, values: dict[str, Any]) -> tuple[str, ...]:
+        proto = values.get("proto", "?")
+        transport = self.transport.get(proto, ())
+        echo = self.echo if values.get("icmp_type") in ECHO_TYPES.get(proto, ()) else ()
+        return (*(self.ipv4 if family == "ipv4" else self.ipv6), *transport, *echo)
+
+
+_ICMP_PRINTED = ("icmp_type", "icmp_code")
+_PORTS_PRINTED = ("sport", "dport")
+# the kernel packet logger (nf_log_syslog.c): IN= and OUT= always, if empty
+KERNEL_PRINTED = Printed(
+    ipv4=("in_iface", "out_iface", "src", "dst", "length", "tos", "prec", "ttl", "ip_id", "proto"),
+    ipv6=("in_iface", "out_iface", "src", "dst", "length", "tc", "ttl", "flowlabel", "proto"),
+    transport={
+        "TCP": (*_PORTS_PRINTED, "tcp_seq", "tcp_ack", "tcp_window", "tcp_res", "tcp_urgp"),
+        "UDP": (*_PORTS_PRINTED, "udp_length"),
+        "UDPLITE": (*_PORTS_PRINTED, "udp_length"),
+        "ICMP": _ICMP_PRINTED,
+        "ICMPv6": _ICMP_PRINTED,
+    },
+)
+
+# fields only one IP version has, as evidence of the family where no address shows it
+_IPV4_ONLY = ("tos", "prec", "ip_id")
+_IPV6_ONLY = ("tc", "flowlabel")
 
 
 def _attribute(key: str, draft: _HeaderDraft) -> str | None:
@@ -169,58 +306,107 @@ def _attribute(key: str, draft: _HeaderDraft) -> str | None:
     return specific.get(key) or _TRANSPORT_KEYS.get(key)
 
 
+def _hide(draft: _HeaderDraft, attribute: str, value: Hidden) -> None:
+    if draft.hidden is None:
+        draft.hidden = {}
+    draft.hidden[attribute] = value
+
+
+def _split_key(before: Field, key: str) -> bool:
+    """Whether a field tracelog does not know is the end of a known key split by a blank (`PHYSI N=`, `URG P=`).
+
+    The word before it then read as an interface name or a flag; no real
+    line has such a pair.
+    """
+    word = before[1] if before[0] in ("IN", "OUT", "PHYSIN", "PHYSOUT", "FLAG") else None
+    return isinstance(word, str) and f"{word}{key}" in _KNOWN_KEYS
+
+
+def _read_extra(field: tuple[str, Any], draft: _HeaderDraft) -> None:
+    """A field tracelog does not know, kept as written (its value elided or redacted, noted so)."""
+    name, text = field
+    if type(text) is Hidden:
+        _hide(draft, name, text)
+    draft.extra.append((name, text.shown if type(text) is Hidden else text))
+
+
 def _read(fields: Sequence[Field], draft: _HeaderDraft) -> None:
+    before: Field = ("", None)
     for key, value in fields:
+        if key == "EXTRA" and _split_key(before, value[0]):
+            raise FieldError(f"{before[1]} {value[0]}=: a key split by a blank?")
+        before = (key, value)
         if key == "PROTO":
-            draft.values["proto"] = value
+            if type(value) is Hidden:
+                _hide(draft, "proto", value)
+            draft.values["proto"] = "?" if type(value) is Hidden else value
             draft.transport = True
         elif key == "FLAG":
             (draft.tcp_flags if draft.transport else draft.ip_flags).append(value)
         elif key == "ELIDED":
             draft.elided = True
         elif key == "EXTRA":
-            draft.extra.append(value)
+            _read_extra(value, draft)
         elif key == "INNER":
-            draft.values["inner"] = build_header(value, complete=False)
+            inner = draft.values["inner"] = build_header(value, complete=False)
+            draft.inner_partial = inner.partial
         elif (attribute := _attribute(key, draft)) is not None:
-            draft.values[attribute] = value
+            if type(value) is Hidden:
+                _hide(draft, attribute, value)
+            if type(value) is not Hidden or value.how == "repaired":
+                draft.values[attribute] = value.shown if type(value) is Hidden else value
         else:
             draft.extra.append((key, str(value)))
 
 
+_ALWAYS_PRINTED = (("SRC", "src"), ("DST", "dst"), ("PROTO", "proto"))
+
+
 def _missing(draft: _HeaderDraft) -> str | None:
     """Name the first field a complete line would have had, if one is missing."""
-    values = draft.values
-    for key, attribute in (("SRC", "src"), ("DST", "dst"), ("PROTO", "proto")):
-        if attribute not in values:
-            return key
-    if draft.elided or "frag" in values or "incomplete" in values:
-        return None
+    if draft.elided:
+        return None  # what an elision hid is unknown, not missing
+    shown = draft.values.keys() | (draft.hidden or {}).keys()
+    required = [key for key, attribute in _ALWAYS_PRINTED if attribute not in shown]
+    if required or "frag" in shown or "incomplete" in shown:
+        return required[0] if required else None
     for first, second, key in _PAIRS:
-        if first in values and second not in values:
+        if first in shown and second not in shown:
             return key
-    if values.get("icmp_type") in ECHO_TYPES.get(values["proto"], ()) and "icmp_seq" not in values:
+    proto = draft.values["proto"]
+    if draft.values.get("icmp_type") in ECHO_TYPES.get(proto, ()) and "icmp_seq" not in shown:
         return "SEQ"
-    last = _REQUIRED_LAST.get(values["proto"])
-    if last is None:
-        return None
-    return None if _attribute(last, draft) in values else last
+    last = _REQUIRED_LAST.get(proto)
+    return None if last is None or _attribute(last, draft) in shown else last
 
 
-def build_header(fields: Sequence[Field], complete: bool = True) -> Header:
+def build_header(
+    fields: Sequence[Field],
+    complete: bool = True,
+    family: Family | None = None,
+    printed: Printed = KERNEL_PRINTED,
+    cut: bool = False,
+) -> Header:
     """Build a `Header` from the pairs of one line (or one ICMP inner packet).
 
     With `complete`, a line that ends before its protocol's last field is
     rejected: it was truncated or wrapped, and guessing would mislead the
     correlator.  Inner packets are allowed to be partial, as the kernel may
     only have part of the offending packet.
+
+    A line whose fields were elided by hand (`...`), or one known to be
+    `cut` short, is read as far as it goes: the fields it lacks are unknown
+    (addresses included), and its `partial` names them among those
+    `printed` by its format; hidden values (`SRC=x.x.x.x`) are unknown too.
+    `family` is the IP version where the format says it beside the fields.
     """
-    draft = _HeaderDraft(values={}, ip_flags=[], tcp_flags=[], extra=[])
+    draft = _HeaderDraft(values={}, ip_flags=[], tcp_flags=[], extra=[], elided=cut)
     _read(fields, draft)
     missing = _missing(draft)
     if missing is not None and (complete or missing in ("SRC", "DST")):
-        what = "fields elided" if draft.elided else "line ends early"
-        raise FieldError(f"{what}: no {missing}= field")
+        raise FieldError(f"line ends early: no {missing}= field")
+    if draft.elided or draft.hidden is not None or draft.inner_partial is not None:
+        return _partial_header(draft, family, printed)
     values = draft.values
     src: Address = values["src"]
     if type(src) is not type(values["dst"]):
@@ -234,3 +420,94 @@ def build_header(fields: Sequence[Field], complete: bool = True) -> Header:
         proto=values.pop("proto", "?"),
         **values,
     )
+
+
+def _family(draft: _HeaderDraft, given: Family | None) -> tuple[Family, bool]:
+    """The IP version of a header whose addresses may not show it, and whether it is a guess."""
+    values, hidden = draft.values, draft.hidden or {}
+    for attribute in ("src", "dst"):
+        address = values.get(attribute)
+        if address is not None:
+            return ("ipv4" if address.version == 4 else "ipv6"), False
+    if given is not None:
+        return given, False
+    proto = values.get("proto")
+    if proto == "ICMPv6" or any(attribute in values or attribute in hidden for attribute in _IPV6_ONLY):
+        return "ipv6", False
+    if proto == "ICMP" or any(attribute in values or attribute in hidden for attribute in _IPV4_ONLY):
+        return "ipv4", False
+    shown = " ".join(hidden[attribute].shown for attribute in ("src", "dst") if attribute in hidden)
+    if "." in shown:
+        return "ipv4", True
+    return ("ipv6" if ":" in shown else "ipv4"), True
+
+
+def _cut_field(draft: _HeaderDraft) -> str:
+    """The field a line cut short lacks when the fields its format always prints are all there (`GID=` after `UID=`)."""
+    draft.elided = False
+    try:
+        key = _missing(draft)
+    finally:
+        draft.elided = True
+    return "fields" if key is None else _attribute(key, draft) or key.lower()
+
+
+def _partial_header(draft: _HeaderDraft, given: Family | None, printed: Printed) -> Header:
+    """A header with fields not shown: unknown values, and a `partial` naming them."""
+    values, hidden = draft.values, draft.hidden or {}
+    family, guessed = _family(draft, given)
+    how: dict[HiddenHow, list[str]] = {"elided": [], "redacted": [], "unreadable": [], "repaired": []}
+    for attribute, value in hidden.items():
+        how[value.how].append(attribute)
+    if draft.elided:
+        shown = values.keys() | hidden.keys()
+        how["elided"] += [name for name in printed.fields(family, values) if name not in shown] or [_cut_field(draft)]
+    for attribute in ("src", "dst"):
+        placeholder = hidden.get(attribute)
+        address = values.get(attribute)
+        if address is None:
+            redacted = placeholder is not None and placeholder.how == "redacted"
+            values[attribute] = unknown_address(family, placeholder.shown if redacted and placeholder else None)
+        elif ("ipv4" if address.version == 4 else "ipv6") != family:
+            raise FieldError("SRC= and DST= are of different IP versions")
+    partial = Partial(
+        elided=tuple(dict.fromkeys(how["elided"])),
+        redacted=tuple(how["redacted"]),
+        repaired=tuple(how["repaired"]),
+        unreadable=tuple(how["unreadable"]),
+        guessed=("family",) if guessed else (),
+    )
+    if draft.inner_partial is not None:
+        partial = partial.merge(Partial(*(tuple(f"inner.{name}" for name in names) for names in draft.inner_partial)))
+    return Header(
+        family=family,
+        ip_flags=tuple(draft.ip_flags),
+        tcp_flags=tuple(draft.tcp_flags),
+        extra=tuple(draft.extra),
+        elided=draft.elided,
+        proto=values.pop("proto", "?"),
+        partial=partial,
+        **values,
+    )
+
+
+_FLAGS_IP = frozenset({"CE", "DF", "MF"})
+
+
+def field_name(word: str, transport: bool) -> str:
+    """The `Header` field a word of the kernel logger's fields is about (`TTL=63` → `ttl`), for notes.
+
+    `transport` says whether the word comes after `PROTO=`, where the same
+    keys mean other fields.  A word that is no field is `text`.
+    """
+    key, equals, _ = word.partition("=")
+    if key == "OPT" or word.startswith("OPT"):
+        return "tcp_options" if transport else "ip_options"
+    if not equals:
+        if key in _FLAGS_IP and not transport:
+            return "ip_flags"
+        return "tcp_flags" if transport and key.isalpha() and key.isupper() else "text"
+    if key == "PROTO":
+        return "proto"
+    names = (_COMMON_KEYS, _ICMP_KEYS, _TRANSPORT_KEYS) if transport else (_COMMON_KEYS, _IP_KEYS)
+    return next((table[key] for table in names if key in table), key.lower() or "text")

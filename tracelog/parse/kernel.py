@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from lark import Lark, Token, UnexpectedInput
 from lark.visitors import merge_transformers
 
-from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent, build
-from tracelog.parse.fields import FieldError, FieldsTransformer, build_header
+from tracelog.events import Header, Partial, SourceLine, Stamp, StepKind, TraceEvent, build
+from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header, field_name
 from tracelog.parse.grammar import load_parser
+from tracelog.parse.mending import damage_notes, leads, mend
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.shapes import ShapeMemo
 
@@ -26,6 +27,8 @@ MARK = "TRACE:"
 _RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):\S+:(?:rule|return|policy):\d")
 # a line that ends inside a tag it started (a terminal wrapped it there)
 _CUT_TAG = re.compile(r"TRACE:[ \t]*[a-z]*(?::[^\s]*)?$")
+UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
+
 # a subsystem tag right before the mark (`ip_tables: TRACE:`): a printk message
 _SUBSYSTEM = re.compile(r"\b(?!kernel:)[\w.-]+:[ \t]*$")
 
@@ -241,6 +244,47 @@ def _parse_trace(origin: SourceLine, start: int, end: int) -> tuple[Any, BadLine
         return None, _error(origin, start, error)
 
 
+def _read_fields(text: str) -> list[Field]:
+    fields: list[Field] = _parse(text, "fields")
+    return fields
+
+
+def mended_trace(text: str, cut: bool, read_fields: Callable[[str], list[Field]]) -> Trace | None:
+    """A trace whose fields the grammar could not read as they are, mended (see `tracelog.parse.mending`).
+
+    `text` starts at the tag; `read_fields` reads the fields after it (the
+    kernel log's, or ulogd's spellings of them).  The header's `partial`
+    names the fields mended and left out; a record that only ends early is
+    no business of mending unless it is `cut`.
+    """
+    tag = _TAG.match(text)
+    if tag is None:
+        return None
+
+    def read(fields: str, lenient: bool) -> Header:
+        return build_header(read_fields(fields), cut=cut or lenient)
+
+    mended = mend(text[tag.end() :], read, droppable=lambda word: True)
+    if mended is None:
+        return None
+    header = mended.value
+    joined, dropped = mended.mends
+    if joined or dropped:
+        fields = mended.text
+
+        def name(word: str) -> str:
+            at = fields.find(word)
+            return field_name(word, 0 <= fields.find("PROTO=") < at)
+
+        unreadable = tuple(dict.fromkeys(name(word) for word in dropped))
+        note = Partial(repaired=tuple(dict.fromkeys(name(word) for word in joined)), unreadable=unreadable)
+        partial = note.merge(header.partial)
+        partial = partial._replace(elided=tuple(field for field in partial.elided if field not in unreadable))
+        header = header._replace(partial=partial)
+    table, chain, kind, number = tag.group("table", "chain", "kind", "number")
+    return (table, chain, kind, int(number)), header
+
+
 def _parse_prefix(text: str) -> _Prefix | None:
     fast = _fast_prefix(text)
     if fast is not None:
@@ -250,6 +294,15 @@ def _parse_prefix(text: str) -> _Prefix | None:
     except UnexpectedInput:
         return None
     return prefix
+
+
+def _quoted_prefix(text: str) -> _Prefix | None:
+    """The prefix of a quoted line: the log's own after the quoting (`> `, `12: `, `kern.log:`) is taken off."""
+    for start in leads(text):
+        prefix = _parse_prefix(text[start:])
+        if prefix is not None:
+            return prefix
+    return None
 
 
 def looks_cut(bad: BadLine) -> bool:
@@ -313,7 +366,7 @@ def single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     if record is None:
         return None
     header = _FIELDS.header(text[record.end() :])
-    if header is None:
+    if header is None or header.partial is not None:
         return None
     table, chain, kind, number, uptime = record.group("table", "chain", "kind", "number", "uptime")
     if uptime:  # dmesg: the uptime is the whole prefix
@@ -325,39 +378,69 @@ def single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     return build(TraceEvent, fields)
 
 
-def _records(origin: SourceLine, year: int) -> Iterator[Outcome]:
-    """Every record of any line, look-alikes, damage and joins included (see `parse_kernel_line`)."""
+def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outcome]:
+    """Every record of any line, look-alikes, damage and joins included (see `parse_kernel_line`).
+
+    With `cut`, the line's last record is known to end early: it is read as
+    far as it goes (see `read_cut_line`).
+    """
     text = origin.text
     starts = [match.start() for match in _RECORD.finditer(text)]
     if not starts:
-        cut = _CUT_TAG.search(text)
-        if cut is not None:
-            yield BadLine(origin, cut.start() + 1, "line ends early")
+        cut_tag = _CUT_TAG.search(text)
+        if cut_tag is not None:
+            yield BadLine(origin, cut_tag.start() + 1, "line ends early")
             return
         yield Skip.OTHER if MARK not in text else Skip.LOOKALIKE
         return
-    prefix = _parse_prefix(text[: starts[0]])
+    prefix = _parse_prefix(text[: starts[0]]) or _quoted_prefix(text[: starts[0]])
     if prefix is None:
         if _SUBSYSTEM.search(text[: starts[0]]):
             yield Skip.LOOKALIKE
             return
-        yield Caveat(origin, "prefix not recognised: host and time unknown")
+        yield Caveat(origin, UNKNOWN_PREFIX)
         prefix = _Prefix()
     for index, start in enumerate(starts):
         body = start + len(MARK)
         end = starts[index + 1] if index + 1 < len(starts) else len(text)
-        trace, bad = _parse_trace(origin, body, end)
-        next_prefix = end
-        if bad is not None and end < len(text):
-            # joined records: the next record's prefix trails this one's fields
-            next_prefix = _trailing_prefix_start(text, body, end)
-            trace, still_bad = _parse_trace(origin, body, next_prefix)
-            if still_bad is None:
-                bad = None
-                yield Caveat(origin, "two records on one line")
-        yield bad if bad is not None else _event(trace, prefix, origin, year)
+        outcomes, next_prefix = _record(origin, body, end, cut)
+        for outcome in outcomes:
+            if isinstance(outcome, BadLine | Caveat):
+                yield outcome
+            else:
+                event = _event(outcome, prefix, origin, year)
+                if event.header.partial is not None:
+                    yield from (Caveat(origin, note) for note in damage_notes(event.header.partial))
+                yield event
         if end < len(text):
             prefix = _parse_prefix(text[next_prefix:end]) or _Prefix()
+
+
+def _record(origin: SourceLine, body: int, end: int, cut: bool) -> tuple[list[Trace | BadLine | Caveat], int]:
+    """The trace of the record whose fields start at `body` and whose line or next record starts at `end`.
+
+    With notes before it, or a bad line; and where the next record's prefix
+    starts.  Another record's prefix may trail this one's fields (a lost
+    newline); a record damaged in a paste is mended, and one another
+    record follows on its line was cut there.
+    """
+    text = origin.text
+    trace, bad = _parse_trace(origin, body, end)
+    next_prefix = end
+    notes: list[Trace | BadLine | Caveat] = []
+    if bad is not None and end < len(text):
+        next_prefix = _trailing_prefix_start(text, body, end)
+        trace, still_bad = _parse_trace(origin, body, next_prefix)
+        if still_bad is None:
+            return [Caveat(origin, "two records on one line"), trace], next_prefix
+    if bad is not None:
+        joined = end < len(text)
+        trace = mended_trace(text[body:next_prefix], cut or joined, _read_fields)
+        if trace is None:
+            return [bad], next_prefix
+        if joined:
+            notes.append(Caveat(origin, "two records on one line"))
+    return [*notes, trace], next_prefix
 
 
 _PREFIX_WORDS = 10
@@ -377,3 +460,12 @@ def _trailing_prefix_start(text: str, body: int, end: int) -> int:
         if text[cut + 1 : end].strip() and _parse_prefix(text[cut + 1 : end]) is not None:
             start = cut + 1
     return start
+
+
+def read_cut_line(origin: SourceLine, year: int) -> list[Outcome]:
+    """A kernel-log line whose last record ends early and that no later line continued, read as far as it goes.
+
+    Its step keeps what the line shows; the fields after the cut are
+    unknown, and its header's `partial` names them as elided.
+    """
+    return list(_records(origin, year, cut=True))

@@ -16,8 +16,20 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from lark import UnexpectedInput, UnexpectedToken
 
-from tracelog.events import Header, NfFamily, SourceLine, Stamp, StepKind, TraceEvent, build
+from tracelog.events import (
+    Family,
+    Header,
+    NfFamily,
+    Partial,
+    SourceLine,
+    Stamp,
+    StepKind,
+    TraceEvent,
+    build,
+    unknown_address,
+)
 from tracelog.parse.fields import FieldError
+from tracelog.parse.mending import Mends, damage_notes, mend, remark_start
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.shapes import ShapeMemo, ValueKind
 
@@ -66,7 +78,7 @@ _PREC_MASK = 0xE0
 # thousands of other ids in between mean its packet is long gone
 TRACE_ID_MEMORY = 4096
 
-UNSEEN_PACKET = "step without a readable packet line before it (monitor started mid-packet?): step dropped"
+UNSEEN_PACKET = "step without a readable packet line before it (monitor started mid-packet?): header unknown"
 
 
 def proto_name(number: int) -> str:
@@ -108,7 +120,8 @@ class TraceStep(NamedTuple):
     """A step line as read, waiting for the packet header its trace id refers to.
 
     `mark` is the packet mark when the step line prints one (nft policy and
-    chain-end lines), which then overrides the header's.  A named tuple: one
+    chain-end lines), which then overrides the header's; `partial` says
+    what of the step line itself was elided (`rule`, `verdict`).  A named tuple: one
     is made for every step line, mostly from a remembered one with a new id.
     """
 
@@ -117,10 +130,11 @@ class TraceStep(NamedTuple):
     table: str
     chain: str
     kind: StepKind
-    verdict: str
+    verdict: str | None
     handle: str | None = None
     rule: str | None = None
     mark: int | None = None
+    partial: Partial | None = None
 
 
 _STEP_MEMO_LIMIT = 1 << 14
@@ -208,9 +222,11 @@ class MonitorLines:
         """A packet line's header, by the grammar; None if the line's own parse must say why."""
         try:
             line = self._grammar(self._stub + fields)
-            return None if isinstance(line, TraceStep | Skip) else self._header(line)
+            header = None if isinstance(line, TraceStep | Skip) else self._header(line)
         except (UnexpectedInput, FieldError):
             return None
+        # a damaged line is read whole: the stub lacks what it may need (the family)
+        return header if header is None or header.partial is None else None
 
 
 _NO_STAMP = Stamp()  # monitors print no time
@@ -250,22 +266,27 @@ class PacketMemory:
             return [bad_line(origin, error)]
         return []
 
-    def step_outcome(self, step: TraceStep, origin: SourceLine) -> Outcome:
+    def step_outcome(self, step: TraceStep, origin: SourceLine) -> list[Outcome]:
         """The event for `step`, with its packet's last header.
 
         A step whose trace id has no packet line yet (the monitor started
-        mid-packet, or the id was forgotten) is a `Caveat`: the line itself is
-        fine, but there is no header to make an event from.
+        mid-packet, the paste was trimmed, the packet line was unreadable or
+        its id forgotten) keeps its step with a header of its own, all
+        unknown (see `unseen_header`), shared by the later steps of that id
+        until a packet line comes; a note says so.
         """
-        trace_id, nf_family, table, chain, kind, verdict, handle, rule, mark = step
+        trace_id, nf_family, table, chain, kind, verdict, handle, rule, mark, partial = step
         try:
             header = self._headers[trace_id]
         except KeyError:
-            return Caveat(origin, UNSEEN_PACKET)
+            header = unseen_header(nf_family)
+            self.remember(trace_id, header)
         if header is None:
-            return Skip.NON_IP
+            return [Skip.NON_IP]
         if mark is not None:
             header = header._replace(mark=mark)
+        if partial is not None:
+            header = header._replace(partial=partial.merge(header.partial))
         fields = (
             table,
             chain,
@@ -282,7 +303,26 @@ class PacketMemory:
             nf_family,
             origin,
         )
-        return build(TraceEvent, fields)
+        event = build(TraceEvent, fields)
+        if header.partial is None:
+            return [event]
+        return [*(Caveat(origin, note) for note in _step_notes(header.partial)), event]
+
+
+def unseen_header(nf_family: NfFamily | None) -> Header:
+    """The header of a packet whose packet line was not seen: nothing known but the family its table may tell.
+
+    Its addresses are its own (equal to no other packet's), so steps under
+    it are joined only with each other, never with a packet on missing data.
+    """
+    family: Family = "ipv6" if nf_family == "ip6" else "ipv4"
+    guessed = ("header",) if nf_family in ("ip", "ip6") else ("header", "family")
+    return Header(family, unknown_address(family), unknown_address(family), "?", partial=Partial(guessed=guessed))
+
+
+def _step_notes(partial: Partial) -> list[str]:
+    """The notes of a step: that its packet line was not seen, or how its packet line was damaged."""
+    return [UNSEEN_PACKET] if "header" in partial.guessed else damage_notes(partial)
 
 
 class KnownPacket(NamedTuple):
@@ -305,7 +345,9 @@ class MonitorParser:
     Packet lines yield nothing: they update the header their trace id stands
     for; each step line yields one step (see `PacketMemory.step_outcome`).
     A packet line that does not parse still names its trace id, which is
-    forgotten, so its steps never keep an older header.
+    forgotten, so its steps never keep an older header.  A line damaged in
+    a paste is mended where it can be (`field_name` names the field a word
+    mended in a line belongs to, for the notes).
     """
 
     def __init__(
@@ -313,23 +355,57 @@ class MonitorParser:
         parse: Callable[[str], PacketLine | KnownPacket | TraceStep | Skip],
         header: Callable[[Any], Header | None],
         damaged_packet_id: Callable[[str], str | None],
+        field_name: Callable[[str, str], str],
     ) -> None:
         self._parse, self._header, self._damaged_packet_id = parse, header, damaged_packet_id
+        self._field_name = field_name
         self._packets = PacketMemory()
 
     def parse(self, origin: SourceLine) -> list[Outcome]:
         try:
             line = self._parse(origin.text)
         except (UnexpectedInput, FieldError) as error:
-            trace_id = self._damaged_packet_id(origin.text)
-            if trace_id is not None:
-                self._packets.forget(trace_id)
-            return [bad_line(origin, error)]
+            mended = self._mend(origin.text)
+            if mended is None:
+                trace_id = self._damaged_packet_id(origin.text)
+                if trace_id is not None:
+                    self._packets.forget(trace_id)
+                return [bad_line(origin, error)]
+            line = mended
         if isinstance(line, TraceStep):
-            return [self._packets.step_outcome(line, origin)]
+            if line.partial is not None and remark_start(origin.text) is not None:
+                # a step read as cut short may just have a remark after it
+                remarked = self._mend(origin.text)
+                line = remarked if isinstance(remarked, TraceStep) else line
+            return self._packets.step_outcome(line, origin)
         if isinstance(line, Skip):
             return [line]
         if isinstance(line, KnownPacket):
             self._packets.remember(line.trace_id, line.header)
             return []
         return self._packets.learn(line.trace_id, lambda: self._header(line), origin)
+
+    def _mend(self, text: str) -> TraceStep | KnownPacket | None:
+        """A line the grammar could not read as it is, mended (see `tracelog.parse.mending`).
+
+        A step, or a packet line's header, with what was mended in it.
+        """
+
+        def read(candidate: str, lenient: bool) -> TraceStep | KnownPacket | Skip:
+            line = self._parse(candidate)
+            if isinstance(line, TraceStep | Skip | KnownPacket):
+                return line
+            header = self._header(line)
+            return KnownPacket(line.trace_id, header) if header is not None else Skip.NON_IP
+
+        mended = mend(text, read)
+        if mended is None or isinstance(mended.value, Skip):
+            return None
+        line = mended.value
+        if isinstance(line, KnownPacket) and mended.mends != Mends():
+            joined, dropped = (
+                tuple(dict.fromkeys(self._field_name(mended.text, word) for word in words)) for words in mended.mends
+            )
+            note = Partial(repaired=joined, unreadable=dropped)
+            line = KnownPacket(line.trace_id, line.header._replace(partial=note.merge(line.header.partial)))
+        return line

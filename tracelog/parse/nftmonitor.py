@@ -26,8 +26,20 @@ from typing import Any, cast
 
 from lark import Token, Transformer
 
-from tracelog.events import Header, NfFamily, StepKind
-from tracelog.parse.fields import ECHO_TYPES, Field, FieldError, build_header, ip_address
+from tracelog.events import Family, Header, NfFamily, Partial, StepKind
+from tracelog.parse.fields import (
+    ECHO_TYPES,
+    Field,
+    FieldError,
+    Hidden,
+    Printed,
+    build_header,
+    has_ellipsis,
+    hidden_name,
+    hidden_value,
+    ip_address,
+    rule_damage,
+)
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     PROTOCOL_NUMBERS,
@@ -124,6 +136,48 @@ _DSCP = {
 _ECN = {"not-ect": 0, "ect1": 1, "ect0": 2, "ce": 3}
 _TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20, "ecn": 0x40, "cwr": 0x80}
 _ETHERTYPES = {"ip": "08:00", "ip6": "86:dd", "arp": "08:06", "vlan": "81:00", "8021ad": "88:a8"}
+# The fields of the headers nft names (src/proto.c), of the protocols a trace's
+# packet lines print: anything else after these words is damage
+_HEADER_FIELDS = {
+    "ether": frozenset({"daddr", "saddr", "type"}),
+    "ip": frozenset(
+        {
+            "version",
+            "hdrlength",
+            "dscp",
+            "ecn",
+            "length",
+            "id",
+            "frag-off",
+            "ttl",
+            "protocol",
+            "checksum",
+            "saddr",
+            "daddr",
+            "option",
+        }
+    ),
+    "ip6": frozenset({"version", "dscp", "ecn", "flowlabel", "length", "nexthdr", "hoplimit", "saddr", "daddr"}),
+    "tcp": frozenset(
+        {"sport", "dport", "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum", "urgptr", "option"}
+    ),
+    "udp": frozenset({"sport", "dport", "length", "checksum"}),
+    "icmp": frozenset({"type", "code", "checksum", "id", "sequence", "gateway", "mtu"}),
+    "icmpv6": frozenset(
+        {
+            "type",
+            "code",
+            "checksum",
+            "parameter-problem",
+            "packet-too-big",
+            "id",
+            "sequence",
+            "max-delay",
+            "taddr",
+            "daddr",
+        }
+    ),
+}
 _LINK_LAYER_BITS = 8 * 64  # more than any link-layer header nft could print as @ll
 _IPV6_HEADER = 40  # `ip6 length` is the payload length; the kernel's LEN= counts the header too
 
@@ -176,14 +230,32 @@ def _stateless_rule(text: str) -> str:
     return _LIVE_STATE.sub("", text)
 
 
+# What nft prints of a packet (trace_print_packet()), for naming what an elision hid
+NFT_PRINTED = Printed(
+    ipv4=("src", "dst", "tos", "prec", "ttl", "ip_id", "length"),
+    ipv6=("src", "dst", "tc", "ttl", "flowlabel", "length"),
+    transport={
+        "TCP": ("sport", "dport", "tcp_window"),
+        "UDP": ("sport", "dport", "udp_length"),
+        "ICMP": ("icmp_type", "icmp_code"),
+        "ICMPv6": ("icmp_type", "icmp_code"),
+    },
+)
+# the statement an elision stands for in a packet line
+_ELIDED = "…"
+_CUT_STEP = Partial(elided=("verdict",))
+_ELIDED_STEP = Partial(elided=("rule", "verdict"))
+
+
 @dataclass(frozen=True, slots=True)
 class _PacketLine:
     trace_id: str
     statements: list[Statement]
+    family: NfFamily | None = None
 
 
-_StepParts = tuple[StepKind, str | None, str | None, str, int | None]
-"""kind, rule text, handle, verdict, mark"""
+_StepParts = tuple[StepKind, str | None, str | None, str | None, int | None, Partial | None]
+"""kind, rule text, handle, verdict, mark, what of the step line was elided"""
 
 
 class _NftTransformer(Transformer[Token, Any]):
@@ -191,13 +263,13 @@ class _NftTransformer(Transformer[Token, Any]):
 
     def line(self, children: list[Any]) -> _PacketLine | TraceStep | Skip:
         trace_id, family, table, chain, event = children
+        nf_family: NfFamily = str(family)  # type: ignore[assignment]  # the grammar allows only these
         if isinstance(event, list):
-            return _PacketLine(str(trace_id), event)
+            return _PacketLine(str(trace_id), event, nf_family)
         if isinstance(event, Skip):
             return event
-        kind, rule, handle, verdict, mark = event
-        nf_family: NfFamily = str(family)  # type: ignore[assignment]  # the grammar allows only these
-        return TraceStep(str(trace_id), nf_family, str(table), str(chain), kind, verdict, handle, rule, mark)
+        kind, rule, handle, verdict, mark, partial = event
+        return TraceStep(str(trace_id), nf_family, str(table), str(chain), kind, verdict, handle, rule, mark, partial)
 
     def packet(self, children: list[Statement]) -> list[Statement]:
         return children
@@ -206,26 +278,39 @@ class _NftTransformer(Transformer[Token, Any]):
         return str(children[0]), children[1].strip('"')
 
     def header_field(self, children: list[Any]) -> Statement:
-        return f"{children[0]} {children[1]}", children[2]
+        protocol, name = children[0], children[1]
+        if name not in _HEADER_FIELDS.get(protocol, (name,)):
+            # nft prints only the fields its templates have: a blank slipped into a word (`ip protoc ol`)
+            raise FieldError(f"{protocol} {name}: no such field", name.column)
+        return f"{protocol} {name}", children[2]
 
     def raw_field(self, children: list[Any]) -> Statement:
         return str(children[0]), children[1]
+
+    def elision(self, children: list[Token]) -> Statement:
+        return _ELIDED, str(children[0])
 
     def value(self, children: list[Token]) -> str:
         return "|".join(children)
 
     def rule(self, children: list[Any]) -> _StepParts:
         handle = hex(int(children[1].split()[-1])) if len(children) > 2 else None
-        return "rule", _stateless_rule(children[0]), handle, children[-1], None
+        rule = _stateless_rule(children[0])
+        return "rule", rule, handle, children[-1], None, rule_damage(rule)
+
+    def rule_cut(self, children: list[Token]) -> _StepParts:
+        text = str(children[0]).rstrip()
+        partial = _ELIDED_STEP if has_ellipsis(text) else _CUT_STEP
+        return "rule", _stateless_rule(text), None, None, None, partial.merge(rule_damage(text))
 
     def unknown_rule(self, children: list[Any]) -> _StepParts:
-        return "rule", None, hex(int(children[0])), children[1], None
+        return "rule", None, hex(int(children[0])), children[1], None, None
 
     def verdict_step(self, children: list[Any]) -> _StepParts:
-        return "return", None, None, "RETURN", children[1] if len(children) > 1 else None
+        return "return", None, None, "RETURN", children[1] if len(children) > 1 else None, None
 
     def policy_step(self, children: list[Any]) -> _StepParts:
-        return "policy", None, None, children[0], children[1] if len(children) > 1 else None
+        return "policy", None, None, children[0], children[1] if len(children) > 1 else None, None
 
     def mark(self, children: list[Token]) -> int:
         return _number(("meta mark", str(children[0])))
@@ -245,7 +330,7 @@ def _grammar(text: str) -> _PacketLine | TraceStep | Skip:
 
 
 def _line_header(line: _PacketLine) -> Header | None:
-    return _header(line.statements)
+    return _header(line.statements, line.family)
 
 
 # Packet lines differ from packet to packet in their trace id and decimal
@@ -319,10 +404,16 @@ class _Draft:
     non_ip: bool = False
 
 
+_MAC_ADDRESS = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2}){5}")
+
+
 def _ethernet(draft: _Draft) -> list[Field]:
     ether = draft.ether
     if "saddr" not in ether or "daddr" not in ether:
         return [("EXTRA", (f"ether {key}", value)) for key, value in ether.items()]
+    hidden = next((value for key, value in ether.items() if key != "type" and not _MAC_ADDRESS.fullmatch(value)), None)
+    if hidden is not None:
+        return [("MAC", hidden_value(hidden))]
     kind = ether.get("type", draft.network or "")
     ethertype = _ETHERTYPES.get(kind) or (f"{int(kind, 16):04x}" if kind.startswith("0x") else "")
     octets = [ether["daddr"], ether["saddr"], *([ethertype[:2], ethertype[-2:]] if ethertype else [])]
@@ -415,17 +506,38 @@ def _transport_field(draft: _Draft, statement: Statement) -> list[Field] | None:
 
 
 def _kernel_fields(draft: _Draft, statement: Statement) -> list[Field]:
-    """One statement as kernel logger fields; what tracelog does not know goes to `extra`."""
+    """One statement as kernel logger fields; what tracelog does not know goes to `extra`.
+
+    A value elided or redacted in a paste (`ip saddr x.x.x.x`, `ip id ...`)
+    is kept as hidden where it is an address or a number.
+    """
     key = statement[0]
-    if key in _ADDRESSES:
-        return [(_ADDRESSES[key], _address(statement))]
-    if key in _NUMBERS:
-        return [(_NUMBERS[key], _number(statement))]
-    for read in (_link_field, _network_field, _transport_field):
-        known = read(draft, statement)
-        if known is not None:
-            return known
-    return [("EXTRA", statement)]
+    try:
+        if key in _ADDRESSES:
+            return [(_ADDRESSES[key], _address(statement))]
+        if key in _NUMBERS:
+            return [(_NUMBERS[key], _number(statement))]
+        if key in ("iif", "oif") and (hidden := _hidden_device(statement[1])) is not None:
+            return [("IN" if key == "iif" else "OUT", hidden)]
+        for read in (_link_field, _network_field, _transport_field):
+            known = read(draft, statement)
+            if known is not None:
+                return known
+    except FieldError:
+        kernel_key = _ADDRESSES.get(key) or _NUMBERS.get(key) or (_SYMBOLS[key][0] if key in _SYMBOLS else None)
+        hidden = hidden_value(statement[1])
+        if kernel_key is None or hidden.how == "unreadable":
+            raise
+        return [(kernel_key, hidden)]
+    hidden = hidden_value(statement[1])
+    return [("EXTRA", (key, hidden if hidden.how != "unreadable" else statement[1]))]
+
+
+def _hidden_device(name: str) -> Hidden | None:
+    """A device name elided or redacted (`iif ...`), or with a blank slipped in (no name has one); else None."""
+    if any(blank in name for blank in " \t"):
+        return Hidden("repaired", "".join(name.split()))
+    return hidden_name(name)
 
 
 def _is_transport(draft: _Draft, key: str) -> bool:
@@ -435,20 +547,64 @@ def _is_transport(draft: _Draft, key: str) -> bool:
     )
 
 
-def _header(statements: list[Statement]) -> Header | None:
-    """The header of a `packet:` line; None for a packet that is not IP (ARP, other ethertypes)."""
+def _header(statements: list[Statement], nf_family: NfFamily | None = None) -> Header | None:
+    """The header of a `packet:` line; None for a packet that is not IP (ARP, other ethertypes).
+
+    A line whose statements were elided, or that ends before its addresses
+    (cut short), is read as far as it goes.
+    """
     draft = _Draft()
     for statement in statements:
+        if statement[0] == _ELIDED:
+            draft.fields.append(("ELIDED", True))
+            continue
         if _is_transport(draft, statement[0]):
             _start_transport(draft, statement[0].partition(" ")[0])
         draft.fields += _kernel_fields(draft, statement)
     if not draft.transport:
         _start_transport(draft, None)
+    network = draft.network or nf_family
+    family: Family | None = "ipv4" if network == "ip" else "ipv6" if network == "ip6" else None
     if not any(key == "SRC" for key, _ in draft.fields):
         if draft.non_ip:
             return None
-        raise FieldError("no ip or ip6 source address: line ends early?")
-    return build_header(draft.fields, complete=False)
+        return build_header(draft.fields, complete=False, family=family, printed=NFT_PRINTED, cut=True)
+    return build_header(draft.fields, complete=False, family=family, printed=NFT_PRINTED)
+
+
+# nft's names of header fields → `Header` fields, for notes on mended lines
+_FIELD_NAMES = {
+    "iif": "in_iface",
+    "oif": "out_iface",
+    "saddr": "src",
+    "daddr": "dst",
+    "dscp": "tos",
+    "ecn": "prec",
+    "ttl": "ttl",
+    "hoplimit": "ttl",
+    "id": "ip_id",
+    "length": "length",
+    "flowlabel": "flowlabel",
+    "protocol": "proto",
+    "nexthdr": "proto",
+    "sport": "sport",
+    "dport": "dport",
+    "flags": "tcp_flags",
+    "window": "tcp_window",
+    "sequence": "icmp_seq",
+    "type": "icmp_type",
+    "code": "icmp_code",
+}
+
+
+def _field_name(text: str, word: str) -> str:
+    """The `Header` field a word of a packet line is about (`dscp`, or a value after `ip ttl`), for notes."""
+    words = text.split()
+    at = words.index(word) if word in words else -1
+    for candidate in words[max(0, at - 1) : at + 1][::-1] if at >= 0 else []:
+        if candidate in _FIELD_NAMES:
+            return _FIELD_NAMES[candidate]
+    return "text"
 
 
 def _damaged_packet_id(text: str) -> str | None:
@@ -460,4 +616,4 @@ class NftMonitorParser(MonitorParser):
     """Reads the `nft monitor trace` lines of one run (`packet:` lines, then step lines)."""
 
     def __init__(self) -> None:
-        super().__init__(_LINES.parse, _line_header, _damaged_packet_id)
+        super().__init__(_LINES.parse, _line_header, _damaged_packet_id, _field_name)

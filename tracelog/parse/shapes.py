@@ -10,7 +10,8 @@ a field tracelog does not know included), or as a number plus a constant the
 grammar added (IPv6 lengths); and a second reading with other markers must be
 what the first predicts.  A value that ends up anywhere else (transformed,
 used twice, an interface called `7`) makes the shape one the grammar reads
-every time.
+every time, as does a text damaged by hand (a header with `partial`): each
+line of it gets addresses of its own, equal to no other line's.
 
 Splitting a text with the values regex costs far more than matching it
 against one shape's own regex (its pieces verbatim, a group per value), so
@@ -189,7 +190,7 @@ class ShapeMemo:
             bucket.insert(0, (pattern, shape))
             del bucket[_BUCKET_SIZE:]
         header = self._read(text) if shape is None or match is None else shape.header(match.groups())
-        if header is not None:
+        if header is not None and header.partial is None:
             _remember(self._headers, self._texts_kept, text, header)
         return header
 
@@ -226,7 +227,8 @@ class ShapeMemo:
             )
             for probe in (1, 2)
         )
-        if first is None or second is None:
+        if first is None or second is None or first.partial is not None:
+            # a damaged text is read every time: its unknown addresses are its own
             return pattern, None
         shape = _template(first, len(values))
         if sorted(shape.indices()) != list(range(len(values))):

@@ -14,19 +14,29 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lark import UnexpectedInput
 from lark.visitors import merge_transformers
 
-from tracelog.events import Header, SourceLine, Stamp, StepKind, TraceEvent
-from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header
+from tracelog.events import Family, Header, Partial, SourceLine, Stamp, StepKind, TraceEvent
+from tracelog.parse.fields import (
+    Field,
+    FieldError,
+    FieldsTransformer,
+    Hidden,
+    build_header,
+    hidden_name,
+    hidden_value,
+)
 from tracelog.parse.grammar import load_parser
-from tracelog.parse.kernel import MARK, _event, _KernelTransformer
+from tracelog.parse.kernel import MARK, Trace, _event, _KernelTransformer, mended_trace
+from tracelog.parse.mending import damage_notes, mend
 from tracelog.parse.netlink import NFPROTO_FAMILIES, bad_line, proto_name, tcp_flag_names, tos_fields
-from tracelog.parse.outcome import BadLine, Outcome, Skip
+from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 
 _TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
 
@@ -73,6 +83,8 @@ _TCP_FLAG_KEYS = (
 _IP_FLAG_BITS = (("CE", 0x8000), ("DF", 0x4000), ("MF", 0x2000))
 _FRAGMENT_OFFSET = 0x1FFF
 _IPV6_HEADER = 40  # ip6.payloadlen leaves out the header the kernel's LEN= counts
+_NFPROTO_IPV6 = 10
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})+")
 
 # read into other fields, or about the record rather than the packet
 _READ_ELSEWHERE = frozenset(
@@ -103,7 +115,14 @@ _MAPPED = frozenset(
 
 
 def _parse(text: str, start: str) -> Any:
-    return load_parser("ulogd", ("line", "oob_prefix"), _TRANSFORMER).parse(text, start=start)
+    return load_parser("ulogd", ("line", "oob_prefix", "syslog_header", "fields"), _TRANSFORMER).parse(
+        text, start=start
+    )
+
+
+def _read_fields(text: str) -> list[Field]:
+    fields: list[Field] = _parse(text, "fields")
+    return fields
 
 
 # ---- LOGEMU
@@ -123,10 +142,27 @@ def parse_logemu_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
     except (UnexpectedInput, FieldError) as error:
         if isinstance(error, UnexpectedInput) and error.column <= _tag_end(origin.text):
             yield Skip.LOOKALIKE
-        else:
+            return
+        mended = _mended_line(origin.text)
+        if mended is None:
             yield bad_line(origin, error)
-        return
-    yield _event(trace, prefix, origin, year)
+            return
+        prefix, trace = mended
+    event = _event(trace, prefix, origin, year)
+    if event.header.partial is not None:
+        yield from (Caveat(origin, note) for note in damage_notes(event.header.partial))
+    yield event
+
+
+def _mended_line(text: str) -> tuple[Any, Trace] | None:
+    """A LOGEMU line whose fields could not be read as they are, mended as the kernel log's are."""
+    mark = text.find(MARK)
+    try:
+        prefix = _parse(text[:mark], "syslog_header")
+    except UnexpectedInput:
+        return None
+    trace = mended_trace(text[mark + len(MARK) :], False, _read_fields)
+    return None if trace is None else (prefix, trace)
 
 
 # ---- JSON
@@ -145,23 +181,46 @@ def _int(record: dict[str, Any], key: str) -> int:
 
 
 def _pairs(record: dict[str, Any], table: Sequence[tuple[Sequence[str], str]]) -> list[Field]:
-    """The kernel fields of `table` that the record has (empty interface names are absent ones)."""
+    """The kernel fields of `table` that the record has (empty interface names are absent ones).
+
+    A value hidden in a paste (`"ip.ttl": "xxx"`) is kept as hidden.
+    """
     pairs: list[Field] = []
     for keys, name in table:
         key = _key(record, keys)
-        if key is not None and record[key] != "":
-            pairs.append((name, str(record[key]) if name in _TEXT_FIELDS else _int(record, key)))
+        if key is None or record[key] == "":
+            continue
+        value = record[key]
+        if name in _TEXT_FIELDS:
+            hidden = None if not isinstance(value, str) else hidden_name(value) if name != "MAC" else _hidden_mac(value)
+            pairs.append((name, hidden or str(value)))
+        elif type(value) is int:
+            pairs.append((name, value))
+        elif isinstance(value, str) and (hidden := hidden_value(value)).how != "unreadable":
+            pairs.append((name, hidden))
+        else:
+            pairs.append((name, _int(record, key)))
     return pairs
 
 
-def _addresses(record: dict[str, Any]) -> list[Field]:
+def _hidden_mac(value: str) -> Hidden | None:
+    return None if _MAC.fullmatch(value) else hidden_value(value)
+
+
+def _addresses(record: dict[str, Any], elided: bool) -> list[Field]:
+    """SRC and DST; a value redacted in a paste is hidden, and so is one elided (`elided`: some were)."""
     pairs: list[Field] = []
     for keys, name in _ADDRESSES:
         key = _key(record, keys)
+        if key is None and elided:
+            continue
+        value = record[key] if key else ""
+        if not isinstance(value, str) or not value:  # ipaddress would take an int for one
+            raise FieldError(f"no IP address in {keys[0]!r} ({keys[1]!r})")
         try:
-            pairs.append((name, ipaddress.ip_address(record[key] if key else "")))
+            pairs.append((name, ipaddress.ip_address(value)))
         except ValueError:
-            raise FieldError(f"no IP address in {keys[0]!r} ({keys[1]!r})") from None
+            pairs.append((name, hidden_value(value)))
     return pairs
 
 
@@ -196,19 +255,27 @@ def _transport_fields(record: dict[str, Any]) -> list[Field]:
     return pairs
 
 
-def _json_header(record: dict[str, Any]) -> Header | None:
-    """The packet of one JSON record; None if it is not IP (ARP through a bridge)."""
+def _json_header(record: dict[str, Any], elided: bool = False) -> Header | None:
+    """The packet of one JSON record; None if it is not IP (ARP through a bridge).
+
+    `elided`: some of the record's members were elided in a paste, so the
+    fields it lacks are unknown rather than absent.
+    """
     if _key(record, _ADDRESSES[0][0]) is None and any(key.startswith("arp.") for key in record):
         return None
-    addresses = _addresses(record)
-    network = _ipv6_fields(record) if addresses[0][1].version == 6 else _ipv4_fields(record)
+    addresses = _addresses(record, elided)
+    known = [value for _, value in addresses if type(value) is not Hidden]
+    # redacted or elided addresses: the family ulogd recorded says it
+    ipv6 = known[0].version == 6 if known else "oob.family" in record and _int(record, "oob.family") == _NFPROTO_IPV6
+    network = _ipv6_fields(record) if ipv6 else _ipv4_fields(record)
     extra = [
         ("EXTRA", (key, str(value)))
         for key, value in record.items()
         if key not in _MAPPED and key not in _READ_ELSEWHERE
     ]
     fields = [*_pairs(record, _LINK), *addresses, *network, *_transport_fields(record), *_pairs(record, _OWNER)]
-    return build_header([*fields, *extra], complete=False)
+    family: Family | None = "ipv6" if ipv6 else "ipv4" if "oob.family" in record else None
+    return build_header([*fields, *extra], complete=False, family=family, cut=elided)
 
 
 def _json_stamp(record: dict[str, Any]) -> Stamp:
@@ -222,10 +289,14 @@ def _json_stamp(record: dict[str, Any]) -> Stamp:
         raise FieldError("oob.time.sec/usec or timestamp is not a time") from None
 
 
-def _json_event(record: dict[str, Any], tag: tuple[str, str, str, int], origin: SourceLine) -> TraceEvent | Skip:
-    header = _json_header(record)
+def _json_event(
+    record: dict[str, Any], tag: tuple[str, str, str, int], origin: SourceLine, mends: _JsonMends | None = None
+) -> TraceEvent | Skip:
+    header = _json_header(record, mends is not None and mends.elided)
     if header is None:
         return Skip.NON_IP
+    if mends is not None and mends.repaired:
+        header = header._replace(partial=Partial(repaired=mends.repaired).merge(header.partial))
     table, chain, kind, number = tag
     step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
     family = NFPROTO_FAMILIES.get(_int(record, "oob.family")) if "oob.family" in record else None
@@ -241,24 +312,127 @@ def _json_event(record: dict[str, Any], tag: tuple[str, str, str, int], origin: 
     )
 
 
-def _json_record(origin: SourceLine) -> dict[str, Any] | Outcome:
+class _JsonMends(NamedTuple):
+    """What reading a damaged JSON line took: members elided (or cut off), members whose text was mended."""
+
+    elided: bool = False
+    repaired: tuple[str, ...] = ()
+
+
+# one member of a JSON object, `"key": value`, with a plain value (no object or array)
+_JSON_MEMBER = re.compile(
+    r'"((?:[^"\\]|\\.)*)"[ \t]*:[ \t]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)'
+    r"(?=[ \t]*(?:[,}]|$))"
+)
+_JSON_GLUE = re.compile(r"[\s{},]*")
+# the TRACE tag of an `oob.prefix` member whose end was elided
+_ELIDED_PREFIX = re.compile(r'"oob\.prefix"[ \t]*:[ \t]*"[ \t]*(TRACE:[ \t]*[^\s"]+)')
+
+
+def _loads(text: str, lenient: bool = False) -> Any:
+    """`json.loads`, its errors as `FieldError`s with their column (for mending)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FieldError(f"not JSON: {error}", error.colno) from None
+
+
+def _mended_json(text: str) -> tuple[dict[str, Any], _JsonMends] | None:
+    """The object of a JSON line damaged in a paste, as far as it can be read; None if none.
+
+    A remark after the object is left out; blanks slipped into it are
+    closed (see `tracelog.parse.mending`); what is left is read member by
+    member, and anything between them that is no member (an elision, a cut)
+    means members were elided.
+    """
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        record, end = json.JSONDecoder().raw_decode(text, start)
+        if isinstance(record, dict) and "{" not in text[end:]:
+            return record, _JsonMends()
+    except json.JSONDecodeError:
+        pass
+    mended = mend(text[start:], _loads)
+    if mended is not None and isinstance(mended.value, dict):
+        return mended.value, _JsonMends(repaired=tuple(_json_key(mended.text, word) for word in mended.mends.joined))
+    record, covered = {}, start
+    gaps = False
+    for member in _JSON_MEMBER.finditer(text, start):
+        gaps = gaps or bool(_JSON_GLUE.fullmatch(text, covered, member.start()) is None)
+        record[json.loads(f'"{member[1]}"')] = json.loads(member[2])
+        covered = member.end()
+    gaps = gaps or _JSON_GLUE.fullmatch(text, covered) is None or not text.rstrip().endswith("}")
+    if "oob.prefix" not in record and (prefix := _ELIDED_PREFIX.search(text)) is not None:
+        record["oob.prefix"] = prefix[1] + " "  # the elision took the rest of the member, not the tag
+    return (record, _JsonMends(elided=gaps)) if record else None
+
+
+# the texts tracelog reads from a record, where a blank slipped in would change what it reads
+_SPACE_PRONE = ("src_ip", "dest_ip", "ip.saddr.str", "ip.daddr.str", "oob.in", "oob.out", "mac.str")
+
+
+def _closed_blanks(record: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+    """The record with blanks slipped into its keys and texts closed (`"src _ip"`, `"172.18 .0.2"`), if it had any.
+
+    ulogd's keys have no blanks; of the texts, only those of the fields
+    tracelog reads as addresses and names are closed.  With the keys
+    mended, as notes say them.
+    """
+    closed: dict[str, Any] = {}
+    mended: list[str] = []
+    for key, value in record.items():
+        name = "".join(key.split())
+        if name != key:
+            mended.append(name)
+        spaced = isinstance(value, str) and name in _SPACE_PRONE and " " in value
+        if spaced:
+            mended.append(name)
+        closed[name] = "".join(value.split()) if spaced else value
+    return (closed, tuple(dict.fromkeys(mended))) if mended else None
+
+
+def _json_key(text: str, word: str) -> str:
+    """The key of the member a mended word is in, for notes."""
+    at = text.find(word)
+    keys = list(re.finditer(r'"([^"]*)"[ \t]*:', text[: at + 1]))
+    return keys[-1][1] if keys else "text"
+
+
+class _JsonRecord(NamedTuple):
+    """The JSON object of a line, and what reading it took if the line was damaged."""
+
+    record: dict[str, Any]
+    mends: _JsonMends | None = None
+
+
+def _json_record(origin: SourceLine) -> _JsonRecord | Outcome:
     """The JSON object of a line, or what the line is if it holds none."""
     try:
         record = json.loads(origin.text)
     except ValueError as error:
         if MARK not in origin.text:
             return Skip.OTHER
+        mended = _mended_json(origin.text)
+        if mended is not None:
+            return _JsonRecord(*mended)
         column = error.colno if isinstance(error, json.JSONDecodeError) else None
         return BadLine(origin, column, f"not JSON: {error}")
-    return record if isinstance(record, dict) else Skip.OTHER
+    return _JsonRecord(record) if isinstance(record, dict) else Skip.OTHER
 
 
 def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
     """One line of ulogd's JSON output: an event when its `oob.prefix` is a TRACE tag."""
-    record = _json_record(origin)
-    if not isinstance(record, dict):
-        yield record
+    read = _json_record(origin)
+    if not isinstance(read, _JsonRecord):
+        yield read
         return
+    record, mends = read
+    if any(" " in key for key in record) or any(" " in str(record.get(key, "")) for key in _SPACE_PRONE):
+        closed = _closed_blanks(record)
+        if closed is not None:
+            record, mends = closed[0], (mends or _JsonMends())._replace(repaired=closed[1])
     prefix = record.get("oob.prefix")
     if not isinstance(prefix, str) or not prefix.lstrip().startswith(MARK):
         yield Skip.OTHER
@@ -269,6 +443,10 @@ def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
         yield Skip.LOOKALIKE
         return
     try:
-        yield _json_event(record, tag, origin)
+        event = _json_event(record, tag, origin, mends)
     except FieldError as error:
         yield BadLine(origin, None, str(error))
+        return
+    if isinstance(event, TraceEvent) and event.header.partial is not None:
+        yield from (Caveat(origin, note) for note in damage_notes(event.header.partial))
+    yield event

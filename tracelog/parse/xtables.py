@@ -18,8 +18,19 @@ from typing import Any, cast
 from lark import Token, Transformer
 from lark.visitors import merge_transformers
 
-from tracelog.events import Header, StepKind
-from tracelog.parse.fields import Field, FieldsTransformer, build_header
+from tracelog.events import Family, Header, NfFamily, StepKind
+from tracelog.parse.fields import (
+    Field,
+    FieldError,
+    FieldsTransformer,
+    Hidden,
+    Printed,
+    build_header,
+    field_name,
+    hidden_value,
+    is_hidden,
+    rule_damage,
+)
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.netlink import (
     NFPROTO_FAMILIES,
@@ -53,10 +64,21 @@ _StepParts = tuple[StepKind, str | None, str, str | None]
 """kind, handle, verdict, rule text"""
 
 
+# What xtables-monitor prints of a packet (trace_print_packet()), for naming
+# what an elision hid: no interfaces unless set, no protocol, nothing of ICMP
+XTABLES_PRINTED = Printed(
+    ipv4=("src", "dst", "length", "tos", "ttl", "ip_id"),
+    ipv6=("src", "dst", "length", "tc", "ttl", "flowlabel"),
+    transport={"TCP": ("sport", "dport")},
+    echo=(),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _PacketLine:
     trace_id: str
     fields: list[Field]
+    family: NfFamily | None = None
 
 
 def _without_counters(rule: str) -> str:
@@ -81,19 +103,23 @@ class _XtablesTransformer(Transformer[Token, Any]):
     """
 
     def packet(self, children: list[Any]) -> _PacketLine:
-        return _PacketLine(str(children[1]), children[2])
+        family = NFPROTO_FAMILIES.get(int(children[0]))
+        return _PacketLine(str(children[1]), children[2], family if family in ("ip", "ip6") else None)
 
     def packet_fields(self, children: list[Field]) -> list[Field]:
         return children
 
     def port(self, children: list[Token]) -> Field:
-        return ("SPT" if children[0] == "SPORT=" else "DPT", int(children[1]))
+        key, value = children
+        return ("SPT" if key == "SPORT=" else "DPT", hidden_value(value) if is_hidden(value) else int(value))
 
     def mac_address(self, children: list[Token]) -> Field:
-        return (children[0][:-1], str(children[1]))
+        key, value = children
+        return (key[:-1], hidden_value(value) if is_hidden(value) else str(value))
 
     def mac_proto(self, children: list[Token]) -> Field:
-        return ("MACPROTO", str(children[1]))
+        value = children[1]
+        return ("MACPROTO", hidden_value(value) if is_hidden(value) else str(value))
 
     def link_layer(self, children: list[Token]) -> Field:
         return ("LL", str(children[2]) if len(children) > 2 else "")
@@ -104,7 +130,8 @@ class _XtablesTransformer(Transformer[Token, Any]):
     def step(self, children: list[Any]) -> TraceStep:
         nfproto, trace_id, table, chain, (kind, handle, verdict, rule) = children
         family = NFPROTO_FAMILIES.get(int(nfproto))
-        return TraceStep(str(trace_id), family, str(table), str(chain), kind, verdict, handle, rule)
+        partial = rule_damage(rule)
+        return TraceStep(str(trace_id), family, str(table), str(chain), kind, verdict, handle, rule, None, partial)
 
     def rule_step(self, children: list[Any]) -> _StepParts:
         rule = _without_counters(children[2].rstrip()) if len(children) > 2 else None
@@ -120,7 +147,7 @@ class _XtablesTransformer(Transformer[Token, Any]):
 
     def verdict(self, children: list[Token]) -> str:
         word = children[0]
-        if word.type == "HEX":
+        if word.type == "CODE":
             return "RETURN" if int(word, 16) == _NFT_RETURN else str(word)
         return verdict_name(word, str(children[1]) if len(children) > 1 else None)
 
@@ -133,7 +160,7 @@ def _grammar(text: str) -> _PacketLine | TraceStep:
 
 
 def _line_header(line: _PacketLine) -> Header | None:
-    return _header(line.fields)
+    return _header(line.fields, "ipv6" if line.family == "ip6" else "ipv4" if line.family == "ip" else None)
 
 
 def _monitor_lines(grammar: Callable[[str], _PacketLine | TraceStep]) -> MonitorLines:
@@ -165,21 +192,30 @@ def _ethernet(parts: dict[str, str]) -> str:
     return ":".join(octet.zfill(2).lower() for octet in octets)
 
 
-def _rewrite(key: str, value: Any, macs: dict[str, str]) -> list[Field]:
+def _rewrite(key: str, value: Any, macs: dict[str, Any]) -> list[Field]:
     """One xtables-monitor field as kernel logger fields (none while a MAC is incomplete)."""
     if key in ("MACSRC", "MACDST", "MACPROTO"):
         macs[key] = value
-        return [("MAC", _ethernet(macs))] if len(macs) == 3 else []
-    if key == "LL":
-        octets = _unsigned_bytes(value)
-        return [("MAC", ":".join(octets))] if octets else [("EXTRA", ("LL", value))]
+        if len(macs) < 3:
+            return []
+        hidden = next((part for part in macs.values() if type(part) is Hidden), None)
+        return [("MAC", hidden if hidden is not None else _ethernet(macs))]
+    if type(value) is Hidden:
+        return [("TOS", value), ("PREC", value)] if key == "TOS" else [(key, value)]
+    if key in ("LL", "OPT"):
+        return _bytes_field(key, value)
     if key == "TOS":
         tos, prec = tos_fields(value)
         return [("TOS", tos), ("PREC", prec)]
-    if key == "OPT":
-        octets = _unsigned_bytes(value)
-        return [("OPT", "".join(octets).upper() if octets is not None else value)]
     return [(key, value)]
+
+
+def _bytes_field(key: str, value: str) -> list[Field]:
+    """`LL=` (a link layer as the kernel's `MAC=` would print it) or `OPT=`, from bytes printed as signed chars."""
+    octets = _unsigned_bytes(value)
+    if key == "LL":
+        return [("MAC", ":".join(octets))] if octets else [("EXTRA", ("LL", value))]
+    return [("OPT", "".join(octets).upper() if octets is not None else value)]
 
 
 def _proto(fields: list[Field]) -> Field:
@@ -225,7 +261,7 @@ def rule_protocol(rule: str | None) -> str | None:
 
 def _kernel_fields(fields: list[Field]) -> list[Field]:
     """The fields of a PACKET line in the kernel logger's spellings and order."""
-    macs: dict[str, str] = {}
+    macs: dict[str, Any] = {}
     rewritten = [pair for key, value in fields for pair in _rewrite(key, value, macs)]
     ports = next((index for index, (key, _) in enumerate(rewritten) if key in ("SPT", "DPT")), len(rewritten))
     transport = rewritten[ports:]
@@ -235,14 +271,33 @@ def _kernel_fields(fields: list[Field]) -> list[Field]:
     return [*rewritten[:ports], _proto(transport), *others, *ordered_flags]
 
 
-def _header(fields: list[Field]) -> Header | None:
-    """The header of a PACKET line; None for a packet that is not IP (`NH=` instead of addresses)."""
+def _header(fields: list[Field], family: Family | None = None) -> Header | None:
+    """The header of a PACKET line; None for a packet that is not IP (`NH=` instead of addresses).
+
+    A line that ends before its addresses was cut: it is read as far as it goes.
+    """
     if not any(key == "SRC" for key, _ in fields) and any(value[0] == "NH" for key, value in fields if key == "EXTRA"):
         return None
-    header = build_header(_kernel_fields(fields), complete=False)
+    kernel_fields = _kernel_fields(fields)
+    try:
+        header = build_header(kernel_fields, complete=False, family=family, printed=XTABLES_PRINTED)
+    except FieldError as error:
+        if error.column is not None or not str(error).startswith("line ends early"):
+            raise
+        header = build_header(kernel_fields, complete=False, family=family, printed=XTABLES_PRINTED, cut=True)
     if header.family == "ipv6" and header.length is not None:
         header = header._replace(length=header.length + _IPV6_LEN_SHORTFALL)
     return header
+
+
+def _field_name(text: str, word: str) -> str:
+    """The `Header` field a word of a PACKET line is about (`TTL=63` → `ttl`), for notes."""
+    key = word.partition("=")[0]
+    if key in ("SPORT", "DPORT"):
+        return key[0].lower() + "port"
+    if key in ("MACSRC", "MACDST", "MACPROTO"):
+        return "mac"
+    return field_name(word, transport=False)
 
 
 def _damaged_packet_id(text: str) -> str | None:
@@ -254,4 +309,4 @@ class XtablesMonitorParser(MonitorParser):
     """Reads the `xtables-monitor --trace` lines of one run (PACKET lines, then TRACE lines)."""
 
     def __init__(self) -> None:
-        super().__init__(_LINES.parse, _line_header, _damaged_packet_id)
+        super().__init__(_LINES.parse, _line_header, _damaged_packet_id, _field_name)
