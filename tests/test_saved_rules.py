@@ -132,3 +132,17 @@ def test_odd_entries_in_the_state_directory_are_said(run_cli: RunCli) -> None:
     note = next(line for line in run.stderr.splitlines() if "snapshot" in line)
     assert "passed over" in note
     assert "root:" not in run.stderr  # /etc/passwd was never read
+
+
+@pytest.mark.parametrize("option", ["--rules", "--names"])
+def test_a_huge_side_file_is_one_line_and_costs_no_memory(option: str, run_cli: RunCli, tmp_path: Path) -> None:
+    """A file given to --rules or --names past 64 MiB (a sparse file here) is refused without being read whole."""
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as out:
+        out.truncate(65 << 20)
+    run = run_cli("parse", option, str(huge), str(DOCKER / "drop.dmesg"))
+    assert run.status == 3
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == f"tracelog: {huge} holds more than 64 MiB: no ruleset snapshot or inspect output is that big"
+    )

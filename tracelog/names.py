@@ -21,6 +21,7 @@ from typing import Any
 # written for `tracelog docker`: one client, not two.
 from tracelog.docker import TIMEOUT, container_from_inspect, docker_get
 from tracelog.errors import InputError, UsageError
+from tracelog.sources import read_side_file
 
 Address = IPv4Address | IPv6Address
 
@@ -104,9 +105,7 @@ def load_names(paths: Iterable[str | Path]) -> Names:
 
 def _read_json(path: Path) -> Any:
     try:
-        text = path.read_text()
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror or error}") from error
+        text = read_side_file(str(path)).decode()
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not text", hint=INSPECT_HINT) from error
     try:

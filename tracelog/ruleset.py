@@ -12,7 +12,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 from lark import Token, Transformer, UnexpectedInput
@@ -21,6 +20,7 @@ from tracelog.errors import InputError, UsageError
 from tracelog.events import Family, TraceEvent
 from tracelog.netfilter import BUILTIN_CHAINS
 from tracelog.parse.grammar import load_parser
+from tracelog.sources import read_side_file
 
 # Targets after which the packet leaves the table for good.
 FINAL_TARGETS = frozenset(
@@ -239,10 +239,7 @@ class Rulesets:
 
 def read_ruleset(path: str) -> Ruleset:
     """Read one snapshot file; one that cannot be read or parsed is an `InputError`."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8", "replace")  # no newline translation: see parse_ruleset
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror or error}") from error
+    text = read_side_file(path).decode("utf-8", "replace")  # no newline translation: see parse_ruleset
     return parse_ruleset(text, path)
 
 

@@ -137,6 +137,26 @@ def _open(name: str) -> BinaryIO:
         raise InputError(f"cannot read {name}: {error.strerror or error}") from error
 
 
+MAX_SIDE_FILE_BYTES = 64 << 20
+"""The most a file read whole may hold: a `--rules` snapshot or `--names` inspect output (real ones: kilobytes)."""
+
+
+def read_side_file(name: str, limit: int = MAX_SIDE_FILE_BYTES) -> bytes:
+    """A small file read whole (a snapshot, inspect output), refused with one line past `limit` bytes.
+
+    Read at most one byte past the limit, so that a huge file or an endless
+    pipe costs bounded memory.
+    """
+    with _open(name) as raw:
+        try:
+            data = raw.read(limit + 1)
+        except OSError as error:
+            raise InputError(f"cannot read {name}: {error.strerror or error}") from error
+    if len(data) > limit:
+        raise InputError(f"{name} holds more than {limit >> 20} MiB: no ruleset snapshot or inspect output is that big")
+    return data
+
+
 def is_gzip(name: str) -> bool:
     """Whether a file holds gzip data, by its magic bytes (not its name)."""
     with _open(name) as raw:
