@@ -8,11 +8,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NoReturn
 
 from tracelog.correlate import DEFAULT_WINDOW, Correlator, Packet
 from tracelog.errors import BadLineError, InputError
 from tracelog.events import SourceLine, TraceEvent
-from tracelog.parse import BadLine, Caveat, LineParser, Outcome, Skip
+from tracelog.parse import BadLine, Caveat, LineParser, Outcome, Skip, partial_line
 from tracelog.ruleset import Rulesets
 from tracelog.sources import MAX_LINE_BYTES, LongLine, read_source
 
@@ -164,6 +165,8 @@ class PacketBuilder:
         packets: list[Packet] = []
         for outcome in outcomes:
             if isinstance(outcome, TraceEvent):
+                if options.strict and outcome.header.partial is not None:
+                    _stop_at(partial_line(outcome))  # --strict stops at a line it could not read fully
                 stats.events += 1
                 event = options.rulesets.annotate(outcome) if options.rulesets else outcome
                 if event.mismatch:
@@ -175,9 +178,14 @@ class PacketBuilder:
                 stats.note_caveat(outcome)
             else:
                 if options.strict:
-                    raise BadLineError(f"{outcome.location}: {outcome.reason}\n{outcome.with_caret()}")
+                    _stop_at(outcome)
                 stats.note_bad(outcome)
         return packets
+
+
+def _stop_at(bad: BadLine) -> NoReturn:
+    """`--strict`: the run ends at this line, shown with a caret under where reading stopped."""
+    raise BadLineError(f"{bad.location}: {bad.reason}\n{bad.with_caret()}")
 
 
 def long_line_outcomes(line: LongLine) -> list[Outcome]:
