@@ -177,3 +177,15 @@ def test_xtables_monitor_icmp_takes_its_protocol_from_the_rule_it_matched(run_cl
     assert {record["proto"] for record in run.records()} == {"ICMP"}
     title = run_cli("parse", str(SAMPLES / "lab-nft/udp-closed.xtables-monitor")).stdout.splitlines()[0]
     assert title.startswith("#1 (protocol not shown) 172.18.0.2:")  # no rule pins it: said plainly, not `?`
+
+
+def test_partial_says_what_of_a_pasted_step_was_not_read_whole(run_cli: RunCli) -> None:
+    """A redacted source address: the step and the packet say so; an undamaged capture says nothing."""
+    lines = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
+    pasted = "\n".join([lines[0].replace("SRC=172.18.0.2", "SRC=x.x.x.x"), *lines[1:]]) + "\n"
+    first = run_cli("parse", "-f", "jsonl", stdin=pasted).records()[0]
+    assert first["steps"][0]["partial"]["redacted"] == ["src"]
+    assert first["partial"]["redacted"] == ["src"]
+    assert first["steps"][1]["partial"] is None
+    whole = run_cli("parse", "-f", "jsonl", str(SAMPLES / "docker-legacy/ping.dmesg")).records()
+    assert all(record["partial"] is None for record in whole)

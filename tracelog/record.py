@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from tracelog.correlate import Packet, Step
-from tracelog.events import Address, Header, Stamp, TraceEvent
+from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
 from tracelog.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.names import Names, interface_names
 from tracelog.netfilter import NAT_TARGETS, passes_packet_on
@@ -79,7 +79,7 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[Record]
     parsers reuse the header of an identical field text), so each header's
     part of the record is made once.
     """
-    shown: dict[int, tuple[Record, dict[str, str | None]]] = {}
+    shown: dict[int, tuple[Record, Record]] = {}
     records = []
     for event, hook in steps:
         # one unpacking instead of a dozen attribute lookups, on a path run for every step
@@ -87,8 +87,9 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[Record]
         parts = shown.get(id(header))
         if parts is None:
             interfaces = (header.in_iface, header.out_iface, header.physin, header.physout)
-            parts = shown[id(header)] = header_fields(header), interface_names(names, interfaces)
-        fields, named = parts
+            named: Record = {**interface_names(names, interfaces), "partial": partial_record(header.partial)}
+            parts = shown[id(header)] = header_fields(header), named
+        fields, after = parts
         source, line, _ = origin
         records.append(
             {
@@ -106,10 +107,21 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[Record]
                 "rule": rule,
                 "verdict": verdict,
                 "mismatch": mismatch,
-                **named,
+                **after,
             }
         )
     return records
+
+
+def partial_record(partial: Partial | None) -> dict[str, list[str]] | None:
+    """What of a step's (or packet's) text was elided, redacted, repaired, unreadable or guessed; None when whole."""
+    return None if partial is None else {kind: list(fields) for kind, fields in partial._asdict().items()}
+
+
+def packet_partial(packet: Packet) -> Partial | None:
+    """Every step's damage notes in one, each field once (None when every step was read whole)."""
+    found = [step.event.header.partial for step in packet.steps if step.event.header.partial is not None]
+    return functools.reduce(Partial.merge, found) if found else None
 
 
 def _field_value(field: str, text: str) -> str | int:
@@ -293,4 +305,5 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
         "verdict_at": verdict_at,
         "verdict_step": verdict_step,
         "endpoint": None if destination is None else endpoint(*destination, None),
+        "partial": partial_record(packet_partial(packet)),
     }

@@ -16,7 +16,7 @@ from rich.text import Text
 from tracelog.analyse import STEP_COLUMNS, Report, step_rows
 from tracelog.pipeline import RunStats
 from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
-from tracelog.timeline import describe, ending, timeline_rows
+from tracelog.timeline import describe, ending, partial_note, timeline_rows
 from tracelog.wording import escape_controls, plural
 
 if TYPE_CHECKING:
@@ -123,6 +123,8 @@ def _title(record: Record) -> Styled:
     runs = [(f"#{record['packet']}", "bold"), (f" {describe(record)}", ""), (f"  flow {record['flow']}", "dim")]
     if record["host"]:
         runs.append((f"  on {record['host']}", "dim"))
+    if note := partial_note(record):
+        runs.append((note, "yellow"))
     return Styled(tuple(runs))
 
 
@@ -146,7 +148,7 @@ def pending_timeline_text(record: Record) -> Pending:
     """
     host = f"  on {record['host']}" if record["host"] else ""
     title = escape_controls(f" {describe(record)}  flow ")
-    return Pending("#", title, escape_controls(host) + "\n" + _steps_text(record))
+    return Pending("#", title, escape_controls(host + partial_note(record)) + "\n" + _steps_text(record))
 
 
 TIMELINE_TEXTS = Shaping(pending_timeline_text, Pending.numbered)

@@ -185,6 +185,15 @@ def timeline_rows(record: Record) -> Iterator[StepRow]:
         previous = step
 
 
+def partial_note(record: Record) -> str:
+    """`  partial: redacted src; elided MAC, TTL`: what of a packet's text was not read whole, or nothing."""
+    partial = record.get("partial")
+    if not partial:
+        return ""
+    kinds = [f"{kind} {', '.join(fields)}" for kind, fields in partial.items() if fields]
+    return f"  partial: {'; '.join(kinds)}"
+
+
 def ending(record: Record) -> tuple[str, str]:
     """The timeline's last line in two parts: `DROPPED` and ` by filter DOCKER-USER rule 1: …`.
 
