@@ -190,3 +190,12 @@ def test_partial_says_what_of_a_pasted_step_was_not_read_whole(run_cli: RunCli) 
     assert all(step["partial"] is None for record in others for step in record["steps"])
     whole = run_cli("parse", "-f", "jsonl", str(SAMPLES / "docker-legacy/ping.dmesg")).records()
     assert all(record["partial"] is None for record in whole)
+
+
+def test_filters_pass_over_addresses_a_paste_hid(run_cli: RunCli) -> None:
+    lines = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()
+    pasted = "\n".join([lines[0].replace("SRC=172.18.0.2", "SRC=x.x.x.x"), *lines[1:]]) + "\n"
+    run = run_cli("parse", "-f", "jsonl", "--src", "172.18.0.0/16", stdin=pasted)
+    assert run.status == 0, run.stderr
+    assert run.records()
+    assert all(record["steps"][0]["src"] != "x.x.x.x" for record in run.records())

@@ -25,7 +25,13 @@ def parse_network(text: str) -> Network:
 
 
 def _in(address: str | None, network: Network) -> bool:
-    return address is not None and ipaddress.ip_address(address) in network
+    """Whether an address lies in `network`; an address a paste hid (`x.x.x.x`, `?`) lies in none."""
+    if address is None:
+        return False
+    try:
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
