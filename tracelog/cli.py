@@ -19,6 +19,7 @@ import typer
 
 from tracelog import __version__
 from tracelog.errors import ExitStatus, OutputError, TracelogError, UsageError
+from tracelog.filters import PacketFilter
 from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
 from tracelog.record import RECORDS, Shaping
@@ -157,6 +158,9 @@ def _global(
     """The options every command takes: `main` reads --traceback wherever it stands, --version answers at once."""
 
 
+RedactOption = Annotated[
+    bool, typer.Option("--redact", help="Replace addresses, MACs, host and container names consistently, to share it.")
+]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace what --output names (written before).")]
 FilesArgument = Annotated[
     list[str] | None,
@@ -219,6 +223,20 @@ NameFilter = Annotated[
 ]
 
 
+def _file_reading(
+    files: list[str] | None,
+    rules: list[str] | None,
+    names: list[str] | None,
+    wanted: PacketFilter,
+    idle: float,
+    year: int | None,
+    strict: bool,
+    jobs: int | None,
+) -> Reading:
+    """What parse, summary and report read: the files (stdin when none) with the options they share."""
+    return Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+
+
 def _run(reading: Reading, output: _Output[T, U]) -> None:
     """Write what the output shows, then the run summary on stderr; exit as the run went."""
     stats = RunStats()
@@ -250,10 +268,7 @@ def parse(
         typer.Option("--output", "-o", metavar="DIR", help="Directory for --format parquet (steps/, packets/)."),
     ] = None,
     force: ForceOption = False,
-    redact: Annotated[
-        bool,
-        typer.Option("--redact", help="Replace addresses, MACs, host and container names consistently, to share it."),
-    ] = False,
+    redact: RedactOption = False,
     idle: IdleOption = 1.0,
     year: YearOption = None,
     strict: StrictOption = False,
@@ -284,7 +299,7 @@ def parse(
         tracelog parse --redact kern.log > to-share.txt
     """
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
-    reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+    reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
     out = _output(output, directory, force)
     if redact:  # one process, so that each value's token is given in the order values appear
         reading, out = replace(reading, jobs=1), _redacted(out, reading)
@@ -361,7 +376,7 @@ def summary(
         show(found)
 
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
-    reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+    reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
     with _terminated_as_interrupt():
         _run(reading, _Output(RECORDS, write))
 
@@ -763,10 +778,7 @@ def report(
         int | None,
         typer.Option("--packet", metavar="N", min=1, help="The packet --format svg draws (as parse numbers it)."),
     ] = None,
-    redact: Annotated[
-        bool,
-        typer.Option("--redact", help="Replace addresses, MACs, host and container names consistently, to share it."),
-    ] = False,
+    redact: RedactOption = False,
     title: Annotated[
         str | None, typer.Option("--title", metavar="TEXT", help="The page's title [default: the inputs' names].")
     ] = None,
@@ -807,7 +819,7 @@ def report(
         raise UsageError("--format svg draws one packet", hint="give --packet N with --format svg, and only then")
     destination = report_target(target, force=force)
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
-    reading = Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+    reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
     redactor = Redactor.from_names(reading.load_names()) if redact and names else None
     inputs = ", ".join(reading.files() or ["stdin"])
 

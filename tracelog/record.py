@@ -216,8 +216,8 @@ def made(
     record = packet_record(packet, names)
     record["flow"] = None  # its place in the record; `numbered` gives the number
     record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
-    destination = nat_destination(record["dst"], record["dport"], record["rewrites"])
-    record["endpoint_name"] = None if destination is None else names.address(destination[0])
+    destination = record["endpoint"] and nat_destination(record["dst"], record["dport"], record["rewrites"])
+    record["endpoint_name"] = names.address(destination[0]) if destination else None
     return Made(flow_keys(record), shape(record) if wanted is None or wanted(record) else None)
 
 
