@@ -41,7 +41,7 @@ def _counted(records: Iterable[dict[str, Any]], seen: list[int]) -> Iterator[dic
 def write_report(log: Path, page: Path) -> tuple[int, float]:
     """Write the page of `log`; return its packets and the seconds it took, reading included."""
     import tracelog
-    from tracelog.report import write_page
+    from tracelog.output.report import write_page
 
     seen = [0]
     started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.samples import SAMPLES
 from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, packets_frame, steps_frame
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.record import packet_record
+from tracelog.records.packet import packet_record
 
 
 def records(name: str) -> list[dict[str, object]]:

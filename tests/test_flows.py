@@ -11,9 +11,9 @@ import pytest
 from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog.correlate import Packet
-from tracelog.flows import DEFAULT_IDLE, FlowTracker, assign_flows
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.record import packet_record
+from tracelog.records.flows import DEFAULT_IDLE, FlowTracker, assign_flows
+from tracelog.records.packet import packet_record
 
 Record = dict[str, Any]
 

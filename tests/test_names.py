@@ -29,7 +29,7 @@ from tracelog.names import (
     veth_peers,
 )
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.record import RECORDS, shown
+from tracelog.records.packet import RECORDS, shown
 
 DOCKER = SAMPLES / "docker-legacy"
 CONTAINERS = DOCKER / "docker-inspect.json"

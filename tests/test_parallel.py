@@ -32,7 +32,7 @@ from tracelog.events import SourceLine
 from tracelog.parallel import Chunk, ChunkRun, Edge, packets_made, plan
 from tracelog.parse import LineParser
 from tracelog.pipeline import ParseOptions, RunStats
-from tracelog.record import NO_NAMES, RECORDS, made, numbered
+from tracelog.records.packet import NO_NAMES, RECORDS, made, numbered
 from tracelog.sources import read_lines
 
 OPTIONS = ParseOptions(year=2026)

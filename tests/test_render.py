@@ -18,7 +18,7 @@ from tests.outcomes import outcomes
 from tests.samples import SAMPLES, trace_samples
 from tracelog.correlate import correlate_packets
 from tracelog.events import TraceEvent
-from tracelog.record import RECORDS, shown
+from tracelog.records.packet import RECORDS, shown
 from tracelog.render import UNWRAPPED_WIDTH, emit, json_line, pending_json_line, pending_timeline_text, timeline
 
 

@@ -25,10 +25,10 @@ from tests.samples import SAMPLES, trace_samples
 from tests.test_ruleset import TRACED_WITH_SNAPSHOT
 from tracelog.analyse import Summary
 from tracelog.errors import UsageError
+from tracelog.output.report import report_target, write_page, write_report
+from tracelog.output.report.diagram import packet_diagram, step_ranges, visits
+from tracelog.output.timeline import ending_text, nat_rewrites, timeline_rows
 from tracelog.render import pending_timeline_text, print_summary
-from tracelog.report import report_target, write_page, write_report
-from tracelog.report.diagram import packet_diagram, step_ranges, visits
-from tracelog.timeline import ending_text, nat_rewrites, timeline_rows
 from tracelog.wording import escape_controls
 
 RULES = {sample: [f"samples/{snapshot}" for snapshot in snapshots] for sample, snapshots in TRACED_WITH_SNAPSHOT}

@@ -16,7 +16,7 @@ import pytest
 from tests.samples import SAMPLES, trace_samples
 from tests.test_report import sample_name, sample_records
 from tracelog.names import load_names
-from tracelog.report import Redactor, redact_records, write_page
+from tracelog.output.report import Redactor, redact_records, write_page
 
 Record = dict[str, Any]
 _KEPT_V4 = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("224.0.0.0/4"))

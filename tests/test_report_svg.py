@@ -13,7 +13,7 @@ import pytest
 
 from tests.samples import SAMPLES
 from tests.test_report import sample_records
-from tracelog.report import packet_svg
+from tracelog.output.report import packet_svg
 
 GOLDEN = Path(__file__).parent / "golden"
 SVG = "{http://www.w3.org/2000/svg}"

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog import cli
-from tracelog.docker import container_from_inspect, inspect_container
 from tracelog.errors import ExitStatus, Unavailable, UsageError
 from tracelog.events import Family
+from tracelog.names.docker import container_from_inspect, inspect_container
 from tracelog.rules import manage
 from tracelog.rules.backends import BackendName, FoundRule, TableChange
 from tracelog.rules.detect import BackendUsage, Choice, choose_backend, count_rules, iptables_flavour, native_tables

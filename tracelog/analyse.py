@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from tracelog.record import TERMINAL_VERDICTS, Record
+from tracelog.records.packet import TERMINAL_VERDICTS, Record
 from tracelog.wording import decided_by, destination, endpoint, place, plural, position
 
 if TYPE_CHECKING:

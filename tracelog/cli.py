@@ -19,10 +19,10 @@ import typer
 
 from tracelog import __version__
 from tracelog.errors import ExitStatus, OutputError, TracelogError, UsageError
-from tracelog.filters import PacketFilter
 from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
-from tracelog.record import RECORDS, Shaping
+from tracelog.records.filters import PacketFilter
+from tracelog.records.packet import RECORDS, Shaping
 from tracelog.sources import STDIN
 from tracelog.wording import escape_controls
 
@@ -407,8 +407,8 @@ def _shown_every(seconds: float | None, show: Callable[[], None], count: Callabl
 
 
 def _redacted(output: _Output[T, U], reading: Reading) -> _Output[T, U]:
-    """The output with addresses, MACs, host and container names replaced (see `tracelog.report.Redactor`)."""
-    from tracelog.report import Redactor
+    """The output with addresses, MACs, host and container names replaced (see `tracelog.output.report.Redactor`)."""
+    from tracelog.output.report import Redactor
 
     redactor = Redactor.from_names(reading.load_names()) if reading.names else Redactor()
     shape = output.shaping.shape
@@ -445,7 +445,7 @@ def _output(output: OutputFormat, directory: str | None = None, force: bool = Fa
     if output is OutputFormat.csv:
         return _Output(RECORDS, lambda records: render.write_csv(records, sys.stdout))
     if output is OutputFormat.parquet:
-        from tracelog.parquet import parquet_target, write_parquet
+        from tracelog.output.parquet import parquet_target, write_parquet
 
         target = parquet_target(directory, force)
         return _Output(RECORDS, lambda records: write_parquet(records, target))
@@ -813,7 +813,7 @@ def report(
         tracelog report --redact --verdict DROP kern.log -o to-share.html
         tracelog report --packet 3 --format svg kern.log -o packet-3.svg
     """
-    from tracelog.report import Redactor, report_target, write_report
+    from tracelog.output.report import Redactor, report_target, write_report
 
     if (output is ReportFormat.svg) != (packet is not None):
         raise UsageError("--format svg draws one packet", hint="give --packet N with --format svg, and only then")

@@ -19,7 +19,7 @@ reads on from the file's start, past what was already taken.
 
 The main process reads the first chunk itself while forked workers read the
 others.  A worker makes as much of each packet's output as it can without the
-numbers of packets and flows (`tracelog.record.made`), and spools it to an
+numbers of packets and flows (`tracelog.records.packet.made`), and spools it to an
 anonymous file that the main process reads as it grows (memory stays
 bounded); the main process numbers packets and flows, in order, and writes.
 """
@@ -70,7 +70,7 @@ Reading = tuple[tuple[int, int], ...]
 """(line number, hash of the line's parse outcomes) for each line of a stretch."""
 
 M = TypeVar("M")
-"""What a process makes of each packet (see `tracelog.record.made`)."""
+"""What a process makes of each packet (see `tracelog.records.packet.made`)."""
 
 
 def available_cpus() -> int:
@@ -212,7 +212,7 @@ def _newlines_before(data: BinaryIO, positions: list[int]) -> dict[int, int]:
 class ChunkRun:
     """The run over one chunk: its own packets, its `head` edge, then how it `ended`.
 
-    The packets keep the numbers the run gave them; `tracelog.record.numbered`
+    The packets keep the numbers the run gave them; `tracelog.records.packet.numbered`
     numbers them in the file's order.
     """
 

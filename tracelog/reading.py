@@ -19,11 +19,11 @@ from typing import TypedDict, TypeVar, Unpack, cast
 from tracelog.correlate import Packet
 from tracelog.errors import InputError, TracelogError, UsageError
 from tracelog.events import SourceLine
-from tracelog.filters import PacketFilter, parse_network
 from tracelog.names import Names, docker_names, load_names
 from tracelog.parallel import available_cpus, packets_made
 from tracelog.pipeline import ParseOptions, RunStats, correlate_lines
-from tracelog.record import RECORDS, Made, Record, Shaping, made, numbered
+from tracelog.records.filters import PacketFilter, parse_network
+from tracelog.records.packet import RECORDS, Made, Record, Shaping, made, numbered
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.saved_rules import choose_rules
 from tracelog.sources import STDIN

@@ -14,9 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tracelog.analyse import STEP_COLUMNS, Report, step_rows
+from tracelog.output.timeline import describe, ending, partial_note, timeline_rows
 from tracelog.pipeline import RunStats
-from tracelog.record import TERMINAL_VERDICTS, Record, Shaping
-from tracelog.timeline import describe, ending, partial_note, timeline_rows
+from tracelog.records.packet import TERMINAL_VERDICTS, Record, Shaping
 from tracelog.wording import escape_controls, plural
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def _steps_text(record: Record) -> str:
     return "\n".join([*lines, _ending(record).plain()]) + "\n\n"
 
 
-# How the terminal styles a timeline's parts (`tracelog.timeline` names their kinds).
+# How the terminal styles a timeline's parts (`tracelog.output.timeline` names their kinds).
 _CHANGE_STYLES = {"interface": "", "nat": "bold yellow", "ttl": "dim"}
 _DECISION_STYLES = {"": "", "mismatch": "red", "note": "italic"}
 

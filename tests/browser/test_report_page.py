@@ -1,6 +1,6 @@
 """The report page in Chromium: every sample opens offline, each packet drawn once, verdicts marked where they fell.
 
-Each test writes its page with the library (`tracelog.report.write_page`) and
+Each test writes its page with the library (`tracelog.output.report.write_page`) and
 opens the file; screenshots of every page go to the folder printed at the end.
 """
 
@@ -17,8 +17,8 @@ import pytest
 from tests.browser.conftest import OpenedPage, OpenPage
 from tests.samples import SAMPLES, trace_samples
 from tests.test_report import sample_name, sample_records
-from tracelog.report import packet_svg, write_page
-from tracelog.timeline import describe, timeline_rows
+from tracelog.output.report import packet_svg, write_page
+from tracelog.output.timeline import describe, timeline_rows
 
 Record = dict[str, Any]
 _PACKETS_SEEN = """() => Array.from(document.querySelectorAll('[data-packet]')).map(card => [

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from tracelog.docker import inspect_container
 from tracelog.errors import PermissionDenied, TracelogError, Unavailable
 from tracelog.events import Family
+from tracelog.names.docker import inspect_container
 from tracelog.rules.backends import BACKENDS, FAMILIES, SAVE_TOOLS, BackendName, FoundRule, RuleBackend, saved_rulesets
 from tracelog.rules.detect import Choice, Requested, choose_backend, parse_requested
 from tracelog.rules.host import HostFacts, Source, has_net_admin, probe_host, trace_sources

@@ -1,7 +1,7 @@
 """A packet's timeline in words: its title, a row per step and its ending, as parts each output styles.
 
 The terminal (`tracelog.render`) lays the rows out as columns, the report
-(`tracelog.report`) as a page and an SVG: one wording, so a person moving
+(`tracelog.output.report`) as a page and an SVG: one wording, so a person moving
 between them reads the same thing.
 """
 
@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from tracelog.netfilter import NAT_TARGETS
-from tracelog.record import UNKNOWN_PROTOCOL, Record
+from tracelog.records.packet import UNKNOWN_PROTOCOL, Record
 from tracelog.wording import decided_by, destination, endpoint, position, rule_args
 
 _ICMP_TYPES = {

@@ -17,10 +17,11 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from pathlib import Path
 from typing import Any
 
+from tracelog.errors import InputError, UsageError
+
 # The Unix-socket transport and error text of the Engine API client already
 # written for `tracelog docker`: one client, not two.
-from tracelog.docker import TIMEOUT, container_from_inspect, docker_get
-from tracelog.errors import InputError, UsageError
+from tracelog.names.docker import TIMEOUT, container_from_inspect, docker_get
 from tracelog.sources import read_side_file
 
 Address = IPv4Address | IPv6Address

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, packet_row, step_rows
 from tracelog.errors import Unavailable, UsageError
-from tracelog.record import Record
+from tracelog.records.packet import Record
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -20,8 +20,8 @@ from html import escape
 
 from tracelog.analyse import hook_path
 from tracelog.netfilter import FORWARD, INPUT, NAT_TARGETS, OUTPUT, POSTROUTING, PREROUTING
-from tracelog.record import TERMINAL_VERDICTS, Record
-from tracelog.timeline import describe, ending_text, nat_rewrites, timeline_rows
+from tracelog.output.timeline import describe, ending_text, nat_rewrites, timeline_rows
+from tracelog.records.packet import TERMINAL_VERDICTS, Record
 from tracelog.wording import escape_controls
 
 WIDTH = 670

@@ -1,7 +1,7 @@
 """`tracelog report`: one self-contained HTML page showing where each packet went, and its pieces.
 
     import sys, tracelog
-    from tracelog.report import write_page
+    from tracelog.output.report import write_page
     with open("trace.html", "w", encoding="utf-8") as out:
         write_page(tracelog.read_packets(["kern.log"], rules=["iptables-save.txt"]), out, title="kern.log")
 
@@ -13,9 +13,9 @@ to stdout or to a file renamed into place once whole.
 
 from __future__ import annotations
 
-from tracelog.report.diagram import packet_svg
-from tracelog.report.output import report_target, write_report
-from tracelog.report.page import write_page
-from tracelog.report.redact import Redactor, redact_records
+from tracelog.output.report.diagram import packet_svg
+from tracelog.output.report.output import report_target, write_report
+from tracelog.output.report.page import write_page
+from tracelog.output.report.redact import Redactor, redact_records
 
 __all__ = ["Redactor", "packet_svg", "redact_records", "report_target", "write_page", "write_report"]

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tracelog.names import Names
-from tracelog.record import Record
+from tracelog.records.packet import Record
 
 _ADDRESS_KEYS = frozenset({"src", "dst"})
 _NAME_KINDS = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tracelog.errors import UsageError
 from tracelog.names import STEP_NAME_KEYS
-from tracelog.record import Record
+from tracelog.records.packet import Record
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -16,10 +16,10 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
-from tracelog.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.names import Names, interface_names
 from tracelog.netfilter import NAT_TARGETS, passes_packet_on
 from tracelog.parse import rule_protocol
+from tracelog.records.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.wording import endpoint
 

@@ -32,11 +32,11 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from tracelog import __version__
 from tracelog.analyse import Summary
-from tracelog.record import TERMINAL_VERDICTS, Record
-from tracelog.report.diagram import base_defs, packet_diagram
-from tracelog.report.redact import Redactor
+from tracelog.output.report.diagram import base_defs, packet_diagram
+from tracelog.output.report.redact import Redactor
+from tracelog.output.timeline import describe, ending, nat_rewrites, timeline_rows
+from tracelog.records.packet import TERMINAL_VERDICTS, Record
 from tracelog.ruleset import FINAL_TARGETS
-from tracelog.timeline import describe, ending, nat_rewrites, timeline_rows
 from tracelog.wording import escape_controls, plural
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class _PacketEncoder:
 
 @cache
 def _asset(name: str) -> str:
-    return resources.files("tracelog.report").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("tracelog.output.report").joinpath(name).read_text(encoding="utf-8")
 
 
 def _hash(text: str) -> str:
@@ -273,7 +273,7 @@ def write_page(
     """Write the report page of `records` (packet records, as `tracelog.read_packets` yields them) to `out`.
 
     `redact` replaces addresses, MACs, host and container names as
-    `tracelog.report.redact` describes (the title too), with `redactor` if
+    `tracelog.output.report.redact` describes (the title too), with `redactor` if
     given (one that knows the names beforehand).
     """
     if redact:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TextIO
 
 from tracelog.errors import UsageError
-from tracelog.record import Record
-from tracelog.report.diagram import packet_svg
-from tracelog.report.page import write_page
-from tracelog.report.redact import Redactor
+from tracelog.output.report.diagram import packet_svg
+from tracelog.output.report.page import write_page
+from tracelog.output.report.redact import Redactor
+from tracelog.records.packet import Record
 
 STDOUT = "-"
 DEFAULT_TITLE = "tracelog report"

@@ -1,0 +1,1 @@
+"""Every output format: timelines, JSON lines, CSV, Parquet, the summary and the HTML report."""
