@@ -29,7 +29,7 @@ from tracelog.names import (
     veth_peers,
 )
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.records.packet import RECORDS, shown
+from tracelog.records.numbering import packet_records
 
 DOCKER = SAMPLES / "docker-legacy"
 CONTAINERS = DOCKER / "docker-inspect.json"
@@ -107,7 +107,7 @@ def test_records_name_addresses_bridges_and_veths() -> None:
     """nginx-1 pings nginx-2 across docker0; the veths come from the lab's ground truth."""
     names = load_names([CONTAINERS, NETWORKS]).merge(Names(veths=LAB_VETHS))
     packets = trace_packets([str(DOCKER / "ping.dmesg")], ParseOptions(year=2026), RunStats())
-    first = next(shown(packets, RECORDS, names))
+    first = next(packet_records(packets, names))
     assert (first["src_name"], first["dst_name"]) == ("nginx-1", "nginx-2")
     named = [{key: step[key] for key in STEP_NAME_KEYS} for step in first["steps"]]
     assert named[0] == {"in_name": "bridge", "out_name": None, "physin_name": "nginx-1", "physout_name": None}
@@ -117,7 +117,7 @@ def test_records_name_addresses_bridges_and_veths() -> None:
 
 def test_unknown_addresses_and_interfaces_have_no_name() -> None:
     packets = trace_packets([str(SAMPLES / "lab-legacy/dnat.dmesg")], ParseOptions(year=2026), RunStats())
-    first = next(shown(packets, RECORDS, load_names([CONTAINERS])))
+    first = next(packet_records(packets, load_names([CONTAINERS])))
     assert (first["src_name"], first["dst_name"]) == (None, None)
     assert {step[key] for step in first["steps"] for key in STEP_NAME_KEYS} == {None}
 

@@ -29,10 +29,12 @@ from tracelog import parallel
 from tracelog.correlate import Packet
 from tracelog.errors import ExitStatus, InputError
 from tracelog.events import SourceLine
-from tracelog.parallel import Chunk, ChunkRun, Edge, packets_made, plan
+from tracelog.output.format import RECORDS
+from tracelog.parallel import Chunk, ChunkRun, Edge, map_packets, plan
 from tracelog.parse import LineParser
 from tracelog.pipeline import ParseOptions, RunStats
-from tracelog.records.packet import NO_NAMES, RECORDS, made, numbered
+from tracelog.records.numbering import number_packets, prepare_packet
+from tracelog.records.packet import NO_NAMES
 from tracelog.sources import read_lines
 
 OPTIONS = ParseOptions(year=2026)
@@ -70,8 +72,8 @@ def rests(monkeypatch: pytest.MonkeyPatch) -> list[Chunk]:
 
 def records(path: Path, jobs: int, options: ParseOptions = OPTIONS) -> tuple[list[dict[str, Any]], RunStats]:
     stats = RunStats()
-    make = functools.partial(made, names=NO_NAMES, wanted=None, shape=RECORDS.shape)
-    found = list(numbered(packets_made([str(path)], options, stats, make, jobs), RECORDS.number))
+    prepare = functools.partial(prepare_packet, names=NO_NAMES, wanted=None, prepare=RECORDS.prepare)
+    found = list(number_packets(map_packets([str(path)], options, stats, prepare, jobs), RECORDS.finish))
     return found, stats
 
 

@@ -18,14 +18,15 @@ from tests.outcomes import outcomes
 from tests.samples import SAMPLES, trace_samples
 from tracelog.correlate import correlate_packets
 from tracelog.events import TraceEvent
-from tracelog.records.packet import RECORDS, shown
-from tracelog.render import UNWRAPPED_WIDTH, emit, json_line, pending_json_line, pending_timeline_text, timeline
+from tracelog.output.jsonl import json_line, prepare_json_line
+from tracelog.output.text import UNWRAPPED_WIDTH, emit, prepare_timeline_text, timeline
+from tracelog.records.numbering import packet_records
 
 
 @pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
 def test_json_lines_read_back_as_the_records(sample: Path) -> None:
     events = [o for o in outcomes(sample.read_text().splitlines()) if isinstance(o, TraceEvent)]
-    for record in shown(correlate_packets(events), RECORDS):
+    for record in packet_records(correlate_packets(events)):
         line = json_line(record)
         assert line.endswith("\n")
         assert "\n" not in line[:-1]
@@ -56,12 +57,12 @@ def test_json_lines_made_before_their_numbers_are_the_records_json_lines(sample:
     for record in _sample_records(sample):
         for variant in _json_variants(record):
             unnumbered = {**variant, "packet": 1, "flow": None}
-            assert pending_json_line(unnumbered).numbered(variant["packet"], variant["flow"]) == json_line(variant)
+            assert prepare_json_line(unnumbered).finish(variant["packet"], variant["flow"]) == json_line(variant)
 
 
 def _sample_records(sample: Path) -> list[dict[str, Any]]:
     events = [o for o in outcomes(sample.read_text().splitlines()) if isinstance(o, TraceEvent)]
-    return list(shown(correlate_packets(events), RECORDS))
+    return list(packet_records(correlate_packets(events)))
 
 
 def _variants(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -89,8 +90,8 @@ def test_plain_timelines_are_what_rich_prints_into_a_pipe(sample: Path) -> None:
         for variant in _variants(record):
             out = io.StringIO()
             emit(Console(file=out, width=UNWRAPPED_WIDTH, highlight=False, force_terminal=False), timeline(variant))
-            pending = pending_timeline_text(variant)
-            assert pending.numbered(variant["packet"], variant["flow"]) == out.getvalue()
+            prepared = prepare_timeline_text(variant)
+            assert prepared.finish(variant["packet"], variant["flow"]) == out.getvalue()
 
 
 @pytest.mark.parametrize("name", ["rsyslog-fileformat.log", "rsyslog-traditional.log", "dnat.dmesg"])

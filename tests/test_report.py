@@ -27,8 +27,9 @@ from tracelog.analyse import Summary
 from tracelog.errors import UsageError
 from tracelog.output.report import report_target, write_page, write_report
 from tracelog.output.report.diagram import packet_diagram, step_ranges, visits
+from tracelog.output.summary import print_summary
+from tracelog.output.text import prepare_timeline_text
 from tracelog.output.timeline import ending_text, nat_rewrites, timeline_rows
-from tracelog.render import pending_timeline_text, print_summary
 from tracelog.wording import escape_controls
 
 RULES = {sample: [f"samples/{snapshot}" for snapshot in snapshots] for sample, snapshots in TRACED_WITH_SNAPSHOT}
@@ -127,7 +128,7 @@ def _timeline_steps(record: Record) -> str:
 @pytest.mark.parametrize("sample", trace_samples(), ids=sample_name)
 def test_steps_and_endings_are_the_timelines_words(sample: Path) -> None:
     for record in sample_records(sample):
-        timeline = pending_timeline_text(record).numbered(record["packet"], record["flow"])
+        timeline = prepare_timeline_text(record).finish(record["packet"], record["flow"])
         assert timeline.split("\n", 1)[1] == _timeline_steps(record)
 
 

@@ -12,23 +12,22 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
 from tracelog import __version__
 from tracelog.errors import ExitStatus, OutputError, TracelogError, UsageError
+from tracelog.output import Output, OutputFormat, open_output, redacted
+from tracelog.output.format import RECORDS
 from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
 from tracelog.records.filters import PacketFilter
-from tracelog.records.packet import RECORDS, Shaping
 from tracelog.sources import STDIN
 from tracelog.wording import escape_controls
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from tracelog.rules.manage import Plan
 
 
@@ -77,13 +76,6 @@ class SummaryTable(enum.StrEnum):
     rules = "rules"
     drops = "drops"
     packets = "packets"
-
-
-class OutputFormat(enum.StrEnum):
-    table = "table"
-    jsonl = "jsonl"
-    csv = "csv"
-    parquet = "parquet"
 
 
 class _Settings:
@@ -237,12 +229,12 @@ def _file_reading(
     return Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
 
 
-def _run(reading: Reading, output: _Output[T, U]) -> None:
+def _run(reading: Reading, output: Output[T, U]) -> None:
     """Write what the output shows, then the run summary on stderr; exit as the run went."""
     stats = RunStats()
     inputs = len(reading.files() or [STDIN])
     try:
-        output.write(reading.shaped(stats, output.shaping))
+        output.write(reading.read(stats, output.format))
         sys.stdout.flush()
     except (KeyboardInterrupt, BrokenPipeError):
         _print_summary(stats, inputs)  # an interrupted live run still says what it read
@@ -300,7 +292,7 @@ def parse(
     """
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
     reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
-    out = _output(output, directory, force)
+    out = open_output(output, directory, force)
     if redact:  # one process, so that each value's token is given in the order values appear
         reading, out = replace(reading, jobs=1), _redacted(out, reading)
     _run(reading, out)
@@ -346,8 +338,9 @@ def summary(
         tracelog summary --src 172.18.0.2 --dst 172.18.0.3 --rules iptables-save.txt kern.log
         tracelog summary --format csv --table drops kern.log
     """
-    from tracelog import render
     from tracelog.analyse import Summary
+    from tracelog.output import summary as shown
+    from tracelog.output.text import stdout_console
 
     if output is OutputFormat.parquet:
         raise UsageError("summary writes table, jsonl or csv", hint="parse --format parquet writes the data")
@@ -355,11 +348,11 @@ def summary(
     def show(found: Summary) -> None:
         report = found.report()
         if output is OutputFormat.jsonl:
-            render.write_summary_jsonl(report, sys.stdout)
+            shown.write_summary_jsonl(report, sys.stdout)
         elif output is OutputFormat.csv:
-            render.write_summary_csv(report, table.value, sys.stdout)
+            shown.write_summary_csv(report, table.value, sys.stdout)
         else:
-            render.print_summary(report, _console())
+            shown.print_summary(report, stdout_console())
         sys.stdout.flush()
 
     def write(records: Iterator[dict[str, Any]]) -> None:
@@ -378,7 +371,7 @@ def summary(
     wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
     reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
     with _terminated_as_interrupt():
-        _run(reading, _Output(RECORDS, write))
+        _run(reading, Output(RECORDS, write))
 
 
 @contextlib.contextmanager
@@ -406,53 +399,19 @@ def _shown_every(seconds: float | None, show: Callable[[], None], count: Callabl
         timer.join()
 
 
-def _redacted(output: _Output[T, U], reading: Reading) -> _Output[T, U]:
-    """The output with addresses, MACs, host and container names replaced (see `tracelog.output.report.Redactor`)."""
-    from tracelog.output.report import Redactor
+def _redacted(output: Output[T, U], reading: Reading) -> Output[T, U]:
+    """The output with addresses, MACs, host and container names replaced (see `tracelog.output.redact`)."""
+    from tracelog.output.redact import Redactor
 
     redactor = Redactor.from_names(reading.load_names()) if reading.names else Redactor()
-    shape = output.shaping.shape
-    return _Output(Shaping(lambda record: shape(redactor.record(record)), output.shaping.number), output.write)
+    return redacted(output, redactor.record)
 
 
 def _print_summary(stats: RunStats, inputs: int) -> None:
-    from tracelog.render import summary_lines
+    from tracelog.output.notes import summary_lines
 
     for line in summary_lines(stats, inputs):
         _echo(line, err=True)
-
-
-def _console() -> Console:
-    from tracelog import render
-
-    return render.PipeConsole(width=None if sys.stdout.isatty() else render.UNWRAPPED_WIDTH, highlight=False)
-
-
-@dataclass(frozen=True)
-class _Output(Generic[T, U]):
-    """An output format: how it takes each packet's record, and how it writes what that gives."""
-
-    shaping: Shaping[T, U]
-    write: Callable[[Iterator[U]], None]
-
-
-def _output(output: OutputFormat, directory: str | None = None, force: bool = False) -> _Output[Any, Any]:
-    """How a format takes the packets and writes them; a target it cannot write is refused before any reading."""
-    from tracelog import render
-
-    if output is OutputFormat.jsonl:
-        return _Output(render.JSON_LINES, lambda lines: render.write_texts(lines, sys.stdout))
-    if output is OutputFormat.csv:
-        return _Output(RECORDS, lambda records: render.write_csv(records, sys.stdout))
-    if output is OutputFormat.parquet:
-        from tracelog.output.parquet import parquet_target, write_parquet
-
-        target = parquet_target(directory, force)
-        return _Output(RECORDS, lambda records: write_parquet(records, target))
-    console = _console()
-    if console.is_terminal:
-        return _Output(RECORDS, lambda records: render.print_timelines(records, console))
-    return _Output(render.TIMELINE_TEXTS, lambda texts: render.write_texts(texts, sys.stdout))
 
 
 # A big log makes millions of short-lived objects, few of them in cycles: at
@@ -691,7 +650,7 @@ def watch(
     request = TraceRequest(proto.value, src, dst, sport, dport, iface, container, ipv6, duration, limit)
     plan = manage.plan_tracing(request, backend.value, now)
     wanted = packet_filter(verdict=verdict, chain=chain, name=name)
-    out = _output(output, directory, force)
+    out = open_output(output, directory, force)
     with live.watching(plan, now, say=_say, warnings=_warnings(plan)) as session:
         for line in session.report.watch_lines():
             _say(line)
@@ -828,7 +787,7 @@ def report(
         write_report(records, destination, title=shown_title, redact=redact, redactor=redactor, packet=packet)
 
     with _terminated_as_interrupt():
-        _run(reading, _Output(RECORDS, write))
+        _run(reading, Output(RECORDS, write))
 
 
 @app.command(short_help="Explain why a trace may show nothing here.")

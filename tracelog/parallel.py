@@ -19,7 +19,7 @@ reads on from the file's start, past what was already taken.
 
 The main process reads the first chunk itself while forked workers read the
 others.  A worker makes as much of each packet's output as it can without the
-numbers of packets and flows (`tracelog.records.packet.made`), and spools it to an
+numbers of packets and flows (`tracelog.records.numbering`), and spools it to an
 anonymous file that the main process reads as it grows (memory stays
 bounded); the main process numbers packets and flows, in order, and writes.
 """
@@ -70,7 +70,7 @@ Reading = tuple[tuple[int, int], ...]
 """(line number, hash of the line's parse outcomes) for each line of a stretch."""
 
 M = TypeVar("M")
-"""What a process makes of each packet (see `tracelog.records.packet.made`)."""
+"""What a process makes of each packet (see `tracelog.records.numbering.prepare_packet`)."""
 
 
 def available_cpus() -> int:
@@ -212,14 +212,14 @@ def _newlines_before(data: BinaryIO, positions: list[int]) -> dict[int, int]:
 class ChunkRun:
     """The run over one chunk: its own packets, its `head` edge, then how it `ended`.
 
-    The packets keep the numbers the run gave them; `tracelog.records.packet.numbered`
+    The packets keep the numbers the run gave them; `tracelog.records.numbering.number_packets`
     numbers them in the file's order.
     """
 
     def __init__(self, chunk: Chunk, options: ParseOptions) -> None:
         self.chunk = chunk
         self._builder = PacketBuilder(options)
-        self._aside = RunStats()  # what the lead-in and run-out read: the neighbours' to count
+        self._neighbours = RunStats()  # what the lead-in and run-out read: the neighbours' to count
         self._emitted = 0
         self._begun_before_begin: int | None = None
         self._head: set[int] = set()
@@ -247,15 +247,15 @@ class ChunkRun:
                         begun_before_end = builder.correlator.started
                     if self._emitted >= begun_before_end:
                         break  # every packet begun in the chunk is complete
-                yield from self._sort(self._take(line, stats), stats)
+                yield from self._keep_own(self._read_line(line, stats), stats)
                 if self.head is None and number >= chunk.begin + OVERLAP_LINES - 1:
                     self._know_head()
             else:
-                yield from self._sort(builder.finish(stats if chunk.end is None else self._aside), stats)
+                yield from self._keep_own(builder.finish(stats if chunk.end is None else self._neighbours), stats)
         except InputError as error:
             stats.unreadable.append(str(error))
             cut_short = True
-            yield from self._sort(builder.finish(stats), stats)
+            yield from self._keep_own(builder.finish(stats), stats)
         self.head = self.head or Edge.of(self._head, self._head_reading)
         tail = None if chunk.end is None else Edge.of(self._tail, self._tail_reading)
         self.ended = Ending(stats, tail, cut_short)
@@ -265,7 +265,7 @@ class ChunkRun:
         if self._begun_before_begin is not None and self._emitted >= self._begun_before_begin:
             self.head = Edge.of(self._head, self._head_reading)
 
-    def _take(self, line: SourceLine, stats: RunStats) -> list[Packet]:
+    def _read_line(self, line: SourceLine, stats: RunStats) -> list[Packet]:
         """Parse and correlate one line, counted where it belongs, noting how it read near an edge."""
         chunk, builder = self.chunk, self._builder
         outcomes = builder.read(line)
@@ -274,9 +274,9 @@ class ChunkRun:
             self._head_reading.append(_reading(number, outcomes))
         if chunk.end is not None and chunk.end <= number < chunk.end + OVERLAP_LINES:
             self._tail_reading.append(_reading(number, outcomes))
-        return builder.feed_parsed(outcomes, stats if chunk.owns(number) else self._aside)
+        return builder.feed_parsed(outcomes, stats if chunk.owns(number) else self._neighbours)
 
-    def _sort(self, packets: list[Packet], stats: RunStats) -> Iterator[Packet]:
+    def _keep_own(self, packets: list[Packet], stats: RunStats) -> Iterator[Packet]:
         """Keep the chunk's own packets; note which later lines joined packets begun before an edge.
 
         Steps come in line order, so only a packet whose last step lies past
@@ -303,7 +303,7 @@ def _reading(number: int, outcomes: list[Outcome]) -> tuple[int, int]:
     return number, hash(tuple(outcomes))
 
 
-def packets_made(
+def map_packets(
     inputs: Sequence[str], options: ParseOptions, stats: RunStats, make: Callable[[Packet], M], jobs: int = 1
 ) -> Iterator[M]:
     """What `make` makes of each of the inputs' packets, in packet order: in `jobs` processes where that pays."""
@@ -328,7 +328,7 @@ def _chunked(chunks: list[Chunk], options: ParseOptions, stats: RunStats, make: 
             assert ended.tail is not None
             head = worker.head()
             if head is not None and ended.tail.fits(head):
-                yield from worker.made()
+                yield from worker.prepared()
                 if worker.ended is not None:
                     stats.add(worker.ended.stats)
                     ended = worker.ended
@@ -375,7 +375,7 @@ class Worker(Generic[M]):
         message = self._receive(None)
         return message if isinstance(message, Edge) else None
 
-    def made(self) -> Iterator[M]:
+    def prepared(self) -> Iterator[M]:
         """What the worker made of the chunk's packets, as it writes it; `ended` is set if it finished."""
         while True:
             batch = self._next_batch()
@@ -426,16 +426,16 @@ def _work(chunk: Chunk, options: ParseOptions, make: Callable[[Packet], M], spoo
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stats = RunStats()
     run = ChunkRun(chunk, options)
-    told = False
+    head_sent = False
     with open(spool, "wb", closefd=False) as out:  # the inherited descriptor
         for batch in _batches(run.packets(stats), make):
             payload = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
             out.write(len(payload).to_bytes(_FRAME_HEADER, "little") + payload)
             out.flush()
-            if not told and run.head is not None:
+            if not head_sent and run.head is not None:
                 messages.send(run.head)
-                told = True
-    if not told:
+                head_sent = True
+    if not head_sent:
         messages.send(run.head)
     messages.send(run.ended)
     messages.close()

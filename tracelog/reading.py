@@ -20,10 +20,12 @@ from tracelog.correlate import Packet
 from tracelog.errors import InputError, TracelogError, UsageError
 from tracelog.events import SourceLine
 from tracelog.names import Names, docker_names, load_names
-from tracelog.parallel import available_cpus, packets_made
+from tracelog.output.format import RECORDS, Format
+from tracelog.parallel import available_cpus, map_packets
 from tracelog.pipeline import ParseOptions, RunStats, correlate_lines
 from tracelog.records.filters import PacketFilter, parse_network
-from tracelog.records.packet import RECORDS, Made, Record, Shaping, made, numbered
+from tracelog.records.numbering import Prepared, number_packets, prepare_packet
+from tracelog.records.packet import Record
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.saved_rules import choose_rules
 from tracelog.sources import STDIN
@@ -80,8 +82,8 @@ class Reading:
             return [str(name) for name in self.inputs]
         return None
 
-    def shaped(self, stats: RunStats, shaping: Shaping[T, U]) -> Iterator[U]:
-        """Each packet as `shaping` shows it: named, in flows, filtered, numbered, in packet order."""
+    def read(self, stats: RunStats, output: Format[T, U]) -> Iterator[U]:
+        """Each packet as `output` shows it: named, in flows, filtered, numbered, in packet order."""
         files = self.files()
         if files is not None and STDIN in files and sys.stdin.isatty():
             raise InputError("no input on stdin", hint="give a FILE or pipe a log in: dmesg | tracelog parse")
@@ -95,16 +97,16 @@ class Reading:
         names = self.load_names()
         wanted = self.wanted.matches if self.wanted else None
 
-        def make(packet: Packet) -> Made[T]:
-            return made(packet, names, wanted, shaping.shape)
+        def prepare(packet: Packet) -> Prepared[T]:
+            return prepare_packet(packet, names, wanted, output.prepare)
 
-        packets: Iterator[Made[T]]
+        packets: Iterator[Prepared[T]]
         if files is None:
             lines = cast(Lines, self.inputs)
-            packets = map(make, correlate_lines(lines, options, stats))
+            packets = map(prepare, correlate_lines(lines, options, stats))
         else:
-            packets = packets_made(files, options, stats, make, self.jobs or available_cpus())
-        return numbered(packets, shaping.number)
+            packets = map_packets(files, options, stats, prepare, self.jobs or available_cpus())
+        return number_packets(packets, output.finish)
 
     def load_names(self) -> Names:
         """Names from inspect files, and from the live daemon for the word `docker`."""
@@ -173,4 +175,4 @@ def read_packets(
     read, skipped and not understood into `stats` when given.
     """
     reading = Reading(inputs, rules, names, packet_filter(**filters), idle, year, strict, jobs)
-    return reading.shaped(stats if stats is not None else RunStats(), RECORDS)
+    return reading.read(stats if stats is not None else RunStats(), RECORDS)

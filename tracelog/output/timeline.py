@@ -1,6 +1,6 @@
 """A packet's timeline in words: its title, a row per step and its ending, as parts each output styles.
 
-The terminal (`tracelog.render`) lays the rows out as columns, the report
+The terminal (`tracelog.output.text`) lays the rows out as columns, the report
 (`tracelog.output.report`) as a page and an SVG: one wording, so a person moving
 between them reads the same thing.
 """

@@ -1,25 +1,23 @@
 """The `--format jsonl` contract: one plain dict per packet.
 
 Other tools read these records, so fields are only ever added, never renamed
-or removed.  The analysis frames and every renderer start from them.  A
-record is made in two parts: `made`, wherever its packet is found (a worker
-reading part of a big file), and `numbered`, in packet order, for the packet
-and flow numbers that depend on every packet before it.
+or removed.  The analysis frames and every output start from them.  A record
+is made wherever its packet is found (`named_record`); its packet and flow
+numbers, which depend on every packet before it, come in packet order
+(`tracelog.records.numbering`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
 from tracelog.names import Names, interface_names
 from tracelog.netfilter import NAT_TARGETS, passes_packet_on
 from tracelog.parse import rule_protocol
-from tracelog.records.flows import FlowKey, FlowTracker, flow_keys
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.wording import endpoint
 
@@ -30,8 +28,6 @@ _PORT_FIELDS = frozenset({"sport", "dport"})
 NO_NAMES = Names()
 
 Record = dict[str, Any]
-T = TypeVar("T")
-U = TypeVar("U")
 
 
 def stamp_value(stamp: Stamp) -> str | float | None:
@@ -192,79 +188,18 @@ def _decides(event: TraceEvent) -> bool:
     return event.verdict not in NAT_TARGETS and not passes_packet_on(event.table, event.chain)
 
 
-class Made(NamedTuple, Generic[T]):
-    """A packet as made apart from the packets before it: the keys its flow is known by, and what the output shows.
+def named_record(packet: Packet, names: Names = NO_NAMES) -> Record:
+    """A packet's contract record with every name it can have, its `flow` left for `number_packets` to give.
 
-    `output` is None for a packet the filters leave out: it still counts for
-    the packet and flow numbers of the packets after it.
-    """
-
-    keys: tuple[FlowKey, ...]
-    output: T | None
-
-
-def made(
-    packet: Packet, names: Names, wanted: Callable[[Record], bool] | None, shape: Callable[[Record], T]
-) -> Made[T]:
-    """All of a packet's record that does not depend on the packets before it, `shape`d for its output.
-
-    `wanted`: the filters a record must pass to be shown (None: every record).
-
-    Done where the packet is found (a worker reading part of a big file: see
-    `tracelog.parallel`); `numbered` adds the rest in packet order.
+    Needs nothing of the packets before it, so a worker reading part of a big
+    file makes it (see `tracelog.parallel`).
     """
     record = packet_record(packet, names)
-    record["flow"] = None  # its place in the record; `numbered` gives the number
+    record["flow"] = None  # its place in the contract's order; the number comes in packet order
     record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
     destination = record["endpoint"] and nat_destination(record["dst"], record["dport"], record["rewrites"])
     record["endpoint_name"] = names.address(destination[0]) if destination else None
-    return Made(flow_keys(record), shape(record) if wanted is None or wanted(record) else None)
-
-
-def numbered(packets: Iterable[Made[T]], number: Callable[[T, int, int], U]) -> Iterator[U]:
-    """What is shown of each packet, in packet order, `number`ed with its packet and flow numbers."""
-    flows = FlowTracker()
-    for packet, (keys, output) in enumerate(packets, start=1):
-        flow = flows.assign_keys(keys)
-        if output is not None:
-            yield number(output, packet, flow)
-
-
-def numbered_record(record: Record, packet: int, flow: int) -> Record:
-    """A record with its packet and flow numbers (`number` for outputs that take whole records)."""
-    record["packet"], record["flow"] = packet, flow
     return record
-
-
-def _as_is(record: Record) -> Record:
-    return record
-
-
-@dataclass(frozen=True, slots=True)
-class Shaping(Generic[T, U]):
-    """How an output takes packet records: `shape` where a record is made, `number` in packet order.
-
-    `shape` does all the output's work it can without the packet and flow
-    numbers, in whichever process made the record; `number` adds them in the
-    one process that sees every packet (`tracelog.parallel`).
-    """
-
-    shape: Callable[[Record], T]
-    number: Callable[[T, int, int], U]
-
-
-RECORDS: Shaping[Record, Record] = Shaping(_as_is, numbered_record)
-"""Whole records, for the outputs that take them as they are."""
-
-
-def shown(
-    packets: Iterable[Packet],
-    shaping: Shaping[T, U],
-    names: Names = NO_NAMES,
-    wanted: Callable[[Record], bool] | None = None,
-) -> Iterator[U]:
-    """A packet stream as an output shows it, made and numbered in one process."""
-    return numbered((made(packet, names, wanted, shaping.shape) for packet in packets), shaping.number)
 
 
 def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:

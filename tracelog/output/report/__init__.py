@@ -13,9 +13,9 @@ to stdout or to a file renamed into place once whole.
 
 from __future__ import annotations
 
+from tracelog.output.redact import Redactor, redact_records
 from tracelog.output.report.diagram import packet_svg
 from tracelog.output.report.output import report_target, write_report
 from tracelog.output.report.page import write_page
-from tracelog.output.report.redact import Redactor, redact_records
 
 __all__ = ["Redactor", "packet_svg", "redact_records", "report_target", "write_page", "write_report"]

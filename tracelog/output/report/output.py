@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TextIO
 
 from tracelog.errors import UsageError
+from tracelog.output.redact import Redactor
 from tracelog.output.report.diagram import packet_svg
 from tracelog.output.report.page import write_page
-from tracelog.output.report.redact import Redactor
 from tracelog.records.packet import Record
 
 STDOUT = "-"

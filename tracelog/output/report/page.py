@@ -32,8 +32,8 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from tracelog import __version__
 from tracelog.analyse import Summary
+from tracelog.output.redact import Redactor
 from tracelog.output.report.diagram import base_defs, packet_diagram
-from tracelog.output.report.redact import Redactor
 from tracelog.output.timeline import describe, ending, nat_rewrites, timeline_rows
 from tracelog.records.packet import TERMINAL_VERDICTS, Record
 from tracelog.ruleset import FINAL_TARGETS
@@ -273,7 +273,7 @@ def write_page(
     """Write the report page of `records` (packet records, as `tracelog.read_packets` yields them) to `out`.
 
     `redact` replaces addresses, MACs, host and container names as
-    `tracelog.output.report.redact` describes (the title too), with `redactor` if
+    `tracelog.output.redact` describes (the title too), with `redactor` if
     given (one that knows the names beforehand).
     """
     if redact:
