@@ -29,7 +29,7 @@ def test_filtered_packets_keep_the_numbers_of_the_whole_trace() -> None:
     assert len(whole) > 2
 
     def wanted(record: dict[str, object]) -> bool:
-        return record["dst"] == whole[-1]["dst"]
+        return bool(record["dst"] == whole[-1]["dst"])
 
     packets = trace_packets([str(path)], ParseOptions(), RunStats())
     prepared = (prepare_packet(packet, NO_NAMES, wanted, RECORDS.prepare) for packet in packets)
