@@ -5,10 +5,10 @@ from __future__ import annotations
 from tests.samples import SAMPLES
 from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, packets_frame, steps_frame
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.records.packet import packet_record
+from tracelog.records.packet import PacketRecord, packet_record
 
 
-def records(name: str) -> list[dict[str, object]]:
+def records(name: str) -> list[PacketRecord]:
     packets = trace_packets([str(SAMPLES / name)], ParseOptions(year=2026), RunStats())
     return [packet_record(packet) for packet in packets]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any
 
 import pytest
 
@@ -13,9 +12,9 @@ from tests.samples import SAMPLES
 from tracelog.correlate import Packet
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.records.flows import DEFAULT_IDLE, FlowTracker, assign_flows
-from tracelog.records.packet import packet_record
+from tracelog.records.packet import PacketRecord, StepRecord, packet_record
 
-Record = dict[str, Any]
+Record = PacketRecord
 
 
 def packets(*names: str) -> list[Packet]:
@@ -180,9 +179,8 @@ def test_flows_leave_memory_once_idle() -> None:
 
 def mirrored(record: Record) -> Record:
     """The same packet sent the other way: what the other end's own ping looks like."""
-    turned = {**record, "src": record["dst"], "dst": record["src"]}
-    turned["steps"] = [{**step, "src": step["dst"], "dst": step["src"]} for step in record["steps"]]
-    return turned
+    steps: list[StepRecord] = [{**step, "src": step["dst"], "dst": step["src"]} for step in record["steps"]]
+    return {**record, "src": record["dst"], "dst": record["src"], "steps": steps}
 
 
 def test_two_ends_pinging_each_other_with_one_identifier_are_two_flows() -> None:

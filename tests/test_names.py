@@ -30,6 +30,7 @@ from tracelog.names import (
 )
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.records.numbering import packet_records
+from tracelog.records.packet import step_names
 
 DOCKER = SAMPLES / "docker-legacy"
 CONTAINERS = DOCKER / "docker-inspect.json"
@@ -109,7 +110,7 @@ def test_records_name_addresses_bridges_and_veths() -> None:
     packets = trace_packets([str(DOCKER / "ping.dmesg")], ParseOptions(year=2026), RunStats())
     first = next(packet_records(packets, names))
     assert (first["src_name"], first["dst_name"]) == ("nginx-1", "nginx-2")
-    named = [{key: step[key] for key in STEP_NAME_KEYS} for step in first["steps"]]
+    named = [dict(zip(STEP_NAME_KEYS, step_names(step), strict=True)) for step in first["steps"]]
     assert named[0] == {"in_name": "bridge", "out_name": None, "physin_name": "nginx-1", "physout_name": None}
     forward = next(found for found, step in zip(named, first["steps"], strict=True) if step["out"])
     assert forward == {"in_name": "bridge", "out_name": "bridge", "physin_name": "nginx-1", "physout_name": "nginx-2"}
@@ -119,7 +120,7 @@ def test_unknown_addresses_and_interfaces_have_no_name() -> None:
     packets = trace_packets([str(SAMPLES / "lab-legacy/dnat.dmesg")], ParseOptions(year=2026), RunStats())
     first = next(packet_records(packets, load_names([CONTAINERS])))
     assert (first["src_name"], first["dst_name"]) == (None, None)
-    assert {step[key] for step in first["steps"] for key in STEP_NAME_KEYS} == {None}
+    assert {name for step in first["steps"] for name in step_names(step)} == {None}
 
 
 def test_interface_names_follow_the_step_interfaces_in_order() -> None:

@@ -6,7 +6,7 @@ from tests.samples import SAMPLES
 from tracelog.output.format import RECORDS
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.records.numbering import Prepared, number_packets, packet_records, prepare_packet
-from tracelog.records.packet import NO_NAMES
+from tracelog.records.packet import NO_NAMES, PacketRecord
 
 
 def test_numbers_count_every_packet_and_shared_keys_share_a_flow() -> None:
@@ -28,7 +28,7 @@ def test_filtered_packets_keep_the_numbers_of_the_whole_trace() -> None:
     whole = list(packet_records(trace_packets([str(path)], ParseOptions(), RunStats())))
     assert len(whole) > 2
 
-    def wanted(record: dict[str, object]) -> bool:
+    def wanted(record: PacketRecord) -> bool:
         return bool(record["dst"] == whole[-1]["dst"])
 
     packets = trace_packets([str(path)], ParseOptions(), RunStats())

@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,7 +33,7 @@ from tracelog.parallel import Chunk, ChunkRun, Edge, map_packets, plan
 from tracelog.parse import LineParser
 from tracelog.pipeline import ParseOptions, RunStats
 from tracelog.records.numbering import number_packets, prepare_packet
-from tracelog.records.packet import NO_NAMES
+from tracelog.records.packet import NO_NAMES, PacketRecord
 from tracelog.sources import read_lines
 
 OPTIONS = ParseOptions(year=2026)
@@ -70,7 +69,7 @@ def rests(monkeypatch: pytest.MonkeyPatch) -> list[Chunk]:
     return handed
 
 
-def records(path: Path, jobs: int, options: ParseOptions = OPTIONS) -> tuple[list[dict[str, Any]], RunStats]:
+def records(path: Path, jobs: int, options: ParseOptions = OPTIONS) -> tuple[list[PacketRecord], RunStats]:
     stats = RunStats()
     prepare = functools.partial(prepare_packet, names=NO_NAMES, wanted=None, prepare=RECORDS.prepare)
     found = list(number_packets(map_packets([str(path)], options, stats, prepare, jobs), RECORDS.finish))

@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
@@ -21,6 +20,7 @@ from tracelog.events import TraceEvent
 from tracelog.output.jsonl import json_line, prepare_json_line
 from tracelog.output.text import UNWRAPPED_WIDTH, emit, prepare_timeline_text, timeline
 from tracelog.records.numbering import packet_records
+from tracelog.records.packet import PacketRecord
 
 
 @pytest.mark.parametrize("sample", trace_samples(), ids=lambda path: str(path.relative_to(SAMPLES)))
@@ -39,7 +39,7 @@ def test_what_orjson_refuses_is_still_written() -> None:
     assert json.loads(json_line(record)) == record
 
 
-def _json_variants(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _json_variants(record: PacketRecord) -> Iterator[PacketRecord]:
     """A real record, then copies whose texts hold what the numbering looks for, and what orjson refuses."""
     yield record
     tricky = copy.deepcopy(record)
@@ -56,16 +56,16 @@ def test_json_lines_made_before_their_numbers_are_the_records_json_lines(sample:
     """A worker writes a record's JSON line before its packet and flow numbers are known; numbered, it is the same."""
     for record in _sample_records(sample):
         for variant in _json_variants(record):
-            unnumbered = {**variant, "packet": 1, "flow": None}
+            unnumbered: PacketRecord = {**variant, "packet": 1, "flow": 0}
             assert prepare_json_line(unnumbered).finish(variant["packet"], variant["flow"]) == json_line(variant)
 
 
-def _sample_records(sample: Path) -> list[dict[str, Any]]:
+def _sample_records(sample: Path) -> list[PacketRecord]:
     events = [o for o in outcomes(sample.read_text().splitlines()) if isinstance(o, TraceEvent)]
     return list(packet_records(correlate_packets(events)))
 
 
-def _variants(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _variants(record: PacketRecord) -> Iterator[PacketRecord]:
     """A real record, then copies through the other branches: rules (with a control code), names, verdicts."""
     yield record
     ruled = copy.deepcopy(record)

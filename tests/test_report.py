@@ -30,11 +30,12 @@ from tracelog.output.report.diagram import packet_diagram, step_ranges, visits
 from tracelog.output.summary import print_summary
 from tracelog.output.text import prepare_timeline_text
 from tracelog.output.timeline import ending_text, nat_rewrites, timeline_rows
+from tracelog.records.packet import PacketRecord
 from tracelog.wording import escape_controls
 
 RULES = {sample: [f"samples/{snapshot}" for snapshot in snapshots] for sample, snapshots in TRACED_WITH_SNAPSHOT}
 NAMES = "samples/docker-legacy/docker-inspect.json"
-Record = dict[str, Any]
+Record = PacketRecord
 
 
 def sample_name(path: Path) -> str:

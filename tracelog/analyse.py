@@ -8,16 +8,18 @@ are plain functions: the CSV renderer streams them without pandas.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from tracelog.records.packet import TERMINAL_VERDICTS, Record
+from tracelog.records.packet import TERMINAL_VERDICTS, PacketRecord, deciding_step
 from tracelog.wording import decided_by, destination, endpoint, place, plural, position
 
 if TYPE_CHECKING:
     import pandas as pd
 
+Row = dict[str, Any]
+"""One row of a frame: a step or a packet, by column name."""
 
 STEP_COLUMNS = (
     "packet",
@@ -91,18 +93,18 @@ RULE_COLUMNS = ("table", "chain", "kind", "number", "rule", "verdict", "hits")
 DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example", "verdict_by", "verdict_place")
 
 
-def step_rows(record: Record) -> list[Record]:
+def step_rows(record: PacketRecord) -> list[Row]:
     """One row per step of a packet record, in `STEP_COLUMNS` order."""
     rows = []
+    packet = {"packet": record["packet"], "host": record["host"], "family": record["family"], "proto": record["proto"]}
     for number, step in enumerate(record["steps"], start=1):
-        row = {key: record[key] for key in ("packet", "host", "family", "proto")}
-        row.update({key: step[key] for key in STEP_COLUMNS if key in step})
-        row["step"] = number
+        fields: Mapping[str, Any] = step  # the columns it has, read by name
+        row: Row = {**packet, **{key: fields[key] for key in STEP_COLUMNS if key in fields}, "step": number}
         rows.append({column: row.get(column) for column in STEP_COLUMNS})
     return rows
 
 
-def hook_path(record: Record) -> list[str]:
+def hook_path(record: PacketRecord) -> list[str]:
     """The hooks a packet crossed, each once, in order."""
     path: list[str] = []
     for step in record["steps"]:
@@ -112,11 +114,12 @@ def hook_path(record: Record) -> list[str]:
     return path
 
 
-def packet_row(record: Record) -> Record:
+def packet_row(record: PacketRecord) -> Row:
     """One row per packet, in `PACKET_COLUMNS` order."""
     path = hook_path(record)
-    row = {column: record.get(column) for column in PACKET_COLUMNS}
-    decisive = record["steps"][record["verdict_step"] - 1] if record.get("verdict_step") else None
+    fields: Mapping[str, Any] = record  # the columns it has, read by name
+    row = {column: fields.get(column) for column in PACKET_COLUMNS}
+    decisive = deciding_step(record)
     row.update(
         verdict_rule=decisive["rule"] if decisive else None,
         verdict_by=decided_by(decisive) if decisive else None,
@@ -130,7 +133,7 @@ def packet_row(record: Record) -> Record:
     return row
 
 
-def steps_frame(records: Iterable[Record]) -> pd.DataFrame:
+def steps_frame(records: Iterable[PacketRecord]) -> pd.DataFrame:
     """The steps frame: one row per step of every packet."""
     import pandas as pd
 
@@ -138,7 +141,7 @@ def steps_frame(records: Iterable[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(STEP_COLUMNS))
 
 
-def packets_frame(records: Iterable[Record]) -> pd.DataFrame:
+def packets_frame(records: Iterable[PacketRecord]) -> pd.DataFrame:
     """The packets frame: one row per packet with its path, rewrites and verdict."""
     import pandas as pd
 
@@ -153,10 +156,10 @@ class Summary:
     steps themselves, so a summary of a large log stays within memory.
     """
 
-    packets: list[Record] = field(default_factory=list)
+    packets: list[Row] = field(default_factory=list)
     hits: Counter[tuple[str, str, str, str, str, str]] = field(default_factory=Counter)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: PacketRecord) -> None:
         self.packets.append(packet_row(record))
         for step in record["steps"]:
             number = position(step).removeprefix(f"{step['kind']} ")  # `3`, `handle 17`, or none
@@ -228,7 +231,7 @@ def _flows(packets: pd.DataFrame) -> pd.DataFrame:
             "host": first["host"].to_numpy(),
             "proto": first["proto"].to_numpy(),
             "client": [endpoint(*ends) for ends in zip(first["src"], first["sport"], first["src_name"], strict=True)],
-            "server": [destination(cast(Record, row)) for row in first.to_dict("records")],
+            "server": [destination(cast(Row, row)) for row in first.to_dict("records")],
             "packets": sizes.to_numpy(),
             "requests": requests.to_numpy(),
             "replies": (sizes - requests).to_numpy(),

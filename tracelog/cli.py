@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -28,6 +28,7 @@ from tracelog.sources import STDIN
 from tracelog.wording import escape_controls
 
 if TYPE_CHECKING:
+    from tracelog.records.packet import PacketRecord
     from tracelog.rules.manage import Plan
 
 
@@ -355,7 +356,7 @@ def summary(
             shown.print_summary(report, stdout_console())
         sys.stdout.flush()
 
-    def write(records: Iterator[dict[str, Any]]) -> None:
+    def write(records: Iterator[PacketRecord]) -> None:
         found = Summary()
         try:
             with _shown_every(every, lambda: show(found), lambda: len(found.packets)) as lock:
@@ -782,7 +783,7 @@ def report(
     redactor = Redactor.from_names(reading.load_names()) if redact and names else None
     inputs = ", ".join(reading.files() or ["stdin"])
 
-    def write(records: Iterator[dict[str, Any]]) -> None:
+    def write(records: Iterator[PacketRecord]) -> None:
         shown_title = title or (None if redact else inputs)
         write_report(records, destination, title=shown_title, redact=redact, redactor=redactor, packet=packet)
 

@@ -25,7 +25,7 @@ from tracelog.parallel import available_cpus, map_packets
 from tracelog.pipeline import ParseOptions, RunStats, correlate_lines
 from tracelog.records.filters import PacketFilter, parse_network
 from tracelog.records.numbering import Prepared, number_packets, prepare_packet
-from tracelog.records.packet import Record
+from tracelog.records.packet import PacketRecord
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.saved_rules import choose_rules
 from tracelog.sources import STDIN
@@ -167,7 +167,7 @@ def read_packets(
     jobs: int | None = None,
     stats: RunStats | None = None,
     **filters: Unpack[FilterOptions],
-) -> Iterator[Record]:
+) -> Iterator[PacketRecord]:
     """Each packet's record, exactly as `tracelog parse --format jsonl` prints it, in packet order.
 
     Takes the filters of `tracelog parse` by their option names (`src`,

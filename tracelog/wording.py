@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
-Record = dict[str, Any]
+Fields = Mapping[str, Any]
+"""A packet or step record, or a row of one: read by field name."""
 
 
 # C0 and C1 controls and DEL, which terminals act on (escape sequences, bell,
@@ -45,7 +47,7 @@ def endpoint(address: str, port: object, name: object) -> str:
     return f"{text} ({name})" if isinstance(name, str) else text
 
 
-def destination(packet: Record) -> str:
+def destination(packet: Fields) -> str:
     """`192.0.2.1:8080 → 172.18.0.3:80 (nginx-2)`: where a packet was sent, and where NAT sent it on.
 
     From a record or a frame's row alike (a row's missing values are NaN).
@@ -58,7 +60,7 @@ def destination(packet: Record) -> str:
     return f"{addressed} → {rewritten} ({name})" if isinstance(name, str) else f"{addressed} → {rewritten}"
 
 
-def position(step: Record) -> str:
+def position(step: Fields) -> str:
     """Where in its chain a step is: `rule 3`, `return 2`, `policy 3`, `handle 24`, or the bare kind.
 
     Legacy steps number rules from 1; nf_tables steps carry the rule's handle,
@@ -71,7 +73,7 @@ def position(step: Record) -> str:
     return str(step["kind"])
 
 
-def rule_args(step: Record) -> str:
+def rule_args(step: Fields) -> str:
     """The rule text without `-A CHAIN` (or xtables-monitor's `-4 -t TABLE -A CHAIN`), which the step's place names."""
     rule: str = step["rule"] or ""
     append = f"-A {step['chain']} "
@@ -81,7 +83,7 @@ def rule_args(step: Record) -> str:
     return rule
 
 
-def place(step: Record) -> str:
+def place(step: Fields) -> str:
     """Where a step is, in words: `filter DOCKER-USER rule 1`, `filter FORWARD handle 17`, `the policy of nat OUTPUT`.
 
     A rule without a number (plain `nft monitor trace` prints no handle) is
@@ -94,6 +96,6 @@ def place(step: Record) -> str:
     return f"a rule of {chain}" if where == "rule" else f"{chain} {where}"
 
 
-def decided_by(step: Record) -> str:
+def decided_by(step: Fields) -> str:
     """What decided at a step: `filter DOCKER-USER rule 1: -s … -j DROP`, `the policy of filter FORWARD`."""
     return f"{place(step)}: {rule_args(step)}" if step["rule"] else place(step)

@@ -19,8 +19,9 @@ from tests.samples import SAMPLES, trace_samples
 from tests.test_report import sample_name, sample_records
 from tracelog.output.report import packet_svg, write_page
 from tracelog.output.timeline import describe, timeline_rows
+from tracelog.records.packet import PacketRecord, step_names
 
-Record = dict[str, Any]
+Record = PacketRecord
 _PACKETS_SEEN = """() => Array.from(document.querySelectorAll('[data-packet]')).map(card => [
     Number(card.dataset.packet),
     card.querySelector('h4').textContent,
@@ -131,10 +132,9 @@ def _addresses(record: Record) -> set[str]:
     return {record["src"], record["dst"]} | {step[key] for step in record["steps"] for key in ("src", "dst")}
 
 
-def _names(record: Record) -> set[str]:
-    keys = ("in_name", "out_name", "physin_name", "physout_name")
+def _names(record: Record) -> set[str | None]:
     return {record["src_name"], record["dst_name"], record["endpoint_name"]} | {
-        s[k] for s in record["steps"] for k in keys
+        name for step in record["steps"] for name in step_names(step)
     }
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from tracelog.errors import InputError, UsageError
 
@@ -33,6 +33,15 @@ LINK_TIMEOUT = 10.0
 # a step's interfaces, in the order `interface_names` takes them, and the contract fields that name them
 STEP_INTERFACES = ("in", "out", "physin", "physout")
 STEP_NAME_KEYS = tuple(f"{key}_name" for key in STEP_INTERFACES)
+
+
+class InterfaceNames(TypedDict):
+    """The names of a step's four interfaces, each None when unknown (README, "Output contract")."""
+
+    in_name: str | None
+    out_name: str | None
+    physin_name: str | None
+    physout_name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,7 @@ class Names:
         return self.networks.get(name) or self.veths.get(name)
 
 
-def interface_names(names: Names, interfaces: Iterable[str | None]) -> dict[str, str | None]:
+def interface_names(names: Names, interfaces: Iterable[str | None]) -> InterfaceNames:
     """The naming extension of one step (see README, "Output contract"), from its four interfaces.
 
     `{"in_name", "out_name", "physin_name", "physout_name"}`, each a name or
@@ -83,10 +92,11 @@ def interface_names(names: Names, interfaces: Iterable[str | None]) -> dict[str,
     """
     if not names:  # the usual case: nothing to look up
         return _NO_INTERFACE_NAMES
-    return dict(zip(STEP_NAME_KEYS, map(names.interface, interfaces), strict=True))
+    in_name, out_name, physin_name, physout_name = map(names.interface, interfaces)
+    return {"in_name": in_name, "out_name": out_name, "physin_name": physin_name, "physout_name": physout_name}
 
 
-_NO_INTERFACE_NAMES: dict[str, str | None] = dict.fromkeys(STEP_NAME_KEYS)
+_NO_INTERFACE_NAMES: InterfaceNames = {"in_name": None, "out_name": None, "physin_name": None, "physout_name": None}
 
 
 # --- inspect files ------------------------------------------------------------

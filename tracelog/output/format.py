@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, NamedTuple, TextIO, TypeVar
 
 from tracelog.records.numbering import keep_record, number_record
-from tracelog.records.packet import Record
+from tracelog.records.packet import PacketRecord
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -23,7 +23,7 @@ U = TypeVar("U")
 class Format(Generic[T, U]):
     """An output's two halves: `prepare` a record where it is made, `finish` it with its packet and flow numbers."""
 
-    prepare: Callable[[Record], T]
+    prepare: Callable[[PacketRecord], T]
     finish: Callable[[T, int, int], U]
 
 
@@ -39,7 +39,7 @@ class UnnumberedText(NamedTuple):
         return f"{self.before}{packet}{self.between}{flow}{self.after}"
 
 
-RECORDS: Format[Record, Record] = Format(keep_record, number_record)
+RECORDS: Format[PacketRecord, PacketRecord] = Format(keep_record, number_record)
 """Whole records, for the outputs that take them as they are (and for `tracelog.read_packets`)."""
 
 

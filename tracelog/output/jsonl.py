@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import orjson
 
 from tracelog.output.format import Format, UnnumberedText
-from tracelog.records.packet import Record
+from tracelog.records.packet import PacketRecord
 
 _PACKET_KEY = '{"packet":'
 
 
-def json_line(record: Record) -> str:
+def json_line(record: Mapping[str, object]) -> str:
     """One record as a JSON line: orjson, or the standard library for what orjson refuses.
 
     orjson is several times faster on the big records of a busy log; it
@@ -30,16 +31,15 @@ def _json_members(fields: dict[str, object]) -> str:
     return json_line(fields)[1:-2]  # without the braces and the line end
 
 
-def prepare_json_line(record: Record) -> UnnumberedText:
+def prepare_json_line(record: PacketRecord) -> UnnumberedText:
     """A record's JSON line but for its packet and flow numbers, made from the record's named parts.
 
     The contract's order puts `packet` first and `flow` later: the members
     between them and those after `flow` are written now.
     """
-    names = list(record)
-    flow = names.index("flow")
-    between = {name: record[name] for name in names[1:flow]}
-    after = {name: record[name] for name in names[flow + 1 :]}
+    members = list(record.items())
+    flow = [name for name, _ in members].index("flow")
+    between, after = dict(members[1:flow]), dict(members[flow + 1 :])
     return UnnumberedText(_PACKET_KEY, f',{_json_members(between)},"flow":', f",{_json_members(after)}}}\n")
 
 

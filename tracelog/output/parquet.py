@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, packet_row, step_rows
+from tracelog.analyse import PACKET_COLUMNS, STEP_COLUMNS, Row, packet_row, step_rows
 from tracelog.errors import Unavailable, UsageError
-from tracelog.records.packet import Record
+from tracelog.records.packet import PacketRecord
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,10 +41,10 @@ class _Table:
     """One partitioned table, flushed every `BATCH_ROWS` rows."""
 
     def __init__(self, root: Path, columns: tuple[str, ...]) -> None:
-        self.root, self.columns, self.rows = root, columns, list[Record]()
+        self.root, self.columns, self.rows = root, columns, list[Row]()
         self.schema = _schema(columns)
 
-    def add(self, rows: Iterable[Record]) -> None:
+    def add(self, rows: Iterable[Row]) -> None:
         self.rows.extend(rows)
         if len(self.rows) >= BATCH_ROWS:
             self.flush()
@@ -85,7 +85,7 @@ def parquet_target(directory: str | None, force: bool) -> Path:
     return target
 
 
-def write_parquet(records: Iterable[Record], target: Path) -> None:
+def write_parquet(records: Iterable[PacketRecord], target: Path) -> None:
     """Write `<target>/steps` and `<target>/packets`, partitioned by host, in one rename at the end.
 
     The dataset is written beside the target and renamed into place, so an

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tracelog.names import Names
-from tracelog.records.packet import Record
+from tracelog.records.packet import PacketRecord
 
 _ADDRESS_KEYS = frozenset({"src", "dst"})
 _NAME_KINDS = {
@@ -157,14 +157,14 @@ class Redactor:
 
     # ---- records -------------------------------------------------------------------------------------
 
-    def record(self, record: Record) -> Record:
+    def record(self, record: PacketRecord) -> PacketRecord:
         """A redacted copy of a packet record (or any part of one); the original is left as it is.
 
         The record's names are learnt first, so that its own rule text is
         rid of them too.
         """
         self._learn_names(record)
-        redacted: Record = self._value("", record)
+        redacted: PacketRecord = self._value("", record)
         return redacted
 
     def _learn_names(self, value: Any) -> None:
@@ -276,7 +276,7 @@ class Redactor:
         return self._name_pattern
 
 
-def redact_records(records: Iterable[Record], redactor: Redactor | None = None) -> Iterator[Record]:
+def redact_records(records: Iterable[PacketRecord], redactor: Redactor | None = None) -> Iterator[PacketRecord]:
     """Each record redacted (see the module's scheme), one redactor for the whole stream."""
     redactor = redactor or Redactor()
     return map(redactor.record, records)

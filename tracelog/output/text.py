@@ -12,7 +12,7 @@ from rich.text import Text
 
 from tracelog.output.format import Format, UnnumberedText
 from tracelog.output.timeline import describe, ending, partial_note, timeline_rows
-from tracelog.records.packet import TERMINAL_VERDICTS, Record
+from tracelog.records.packet import TERMINAL_VERDICTS, PacketRecord
 from tracelog.wording import escape_controls
 
 # Into a file or pipe, timelines are not wrapped: grep and diff see whole steps.
@@ -36,14 +36,14 @@ class Styled(NamedTuple):
         return escape_controls("".join(run for run, _ in self.runs))
 
 
-def _ending(record: Record) -> Styled:
+def _ending(record: PacketRecord) -> Styled:
     label, rest = ending(record)
     if not label:
         return Styled(((rest, ""),), "dim")
     return Styled(((label, "bold red" if record["verdict"] in TERMINAL_VERDICTS else "bold green"), (rest, "")))
 
 
-def _title(record: Record) -> Styled:
+def _title(record: PacketRecord) -> Styled:
     runs = [(f"#{record['packet']}", "bold"), (f" {describe(record)}", ""), (f"  flow {record['flow']}", "dim")]
     if record["host"]:
         runs.append((f"  on {record['host']}", "dim"))
@@ -52,7 +52,7 @@ def _title(record: Record) -> Styled:
     return Styled(tuple(runs))
 
 
-def timeline(record: Record) -> Group:
+def timeline(record: PacketRecord) -> Group:
     """One packet for a terminal: its title, a row per step with changes marked, its ending."""
     table = Table(box=None, pad_edge=False, show_header=False)
     for column in ("time", "hook", "chain", "step", "changes", "rule"):
@@ -64,7 +64,7 @@ def timeline(record: Record) -> Group:
     return Group(_title(record).text(), table, _ending(record).text())
 
 
-def prepare_timeline_text(record: Record) -> UnnumberedText:
+def prepare_timeline_text(record: PacketRecord) -> UnnumberedText:
     """One packet as plain text for a file or pipe: the same cells and columns, no layout engine.
 
     Laid out as rich lays out `timeline` (columns two blanks apart, each as
@@ -79,7 +79,7 @@ TIMELINE_TEXTS = Format(prepare_timeline_text, UnnumberedText.finish)
 """`--format table` into a file or pipe: each packet's timeline, laid out where its record is made."""
 
 
-def _steps_text(record: Record) -> str:
+def _steps_text(record: PacketRecord) -> str:
     rows = [[cell if isinstance(cell, str) else cell.plain() for cell in cells] for cells in _step_cells(record)]
     widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
     lines = ["  ".join(map(str.ljust, row, widths)).rstrip() for row in rows]
@@ -91,7 +91,7 @@ _CHANGE_STYLES = {"interface": "", "nat": "bold yellow", "ttl": "dim"}
 _DECISION_STYLES = {"": "", "mismatch": "red", "note": "italic"}
 
 
-def _step_cells(record: Record) -> Iterator[list[str | Styled]]:
+def _step_cells(record: PacketRecord) -> Iterator[list[str | Styled]]:
     """The cells of each step: time, hook (when it changes), table:chain, kind, changes, rule."""
     for row in timeline_rows(record):
         changes = Styled(tuple((f"{text} ", _CHANGE_STYLES[kind]) for text, kind in row.changes))
@@ -110,7 +110,7 @@ class PipeConsole(Console):
         raise BrokenPipeError
 
 
-def print_timelines(records: Iterable[Record], console: Console) -> None:
+def print_timelines(records: Iterable[PacketRecord], console: Console) -> None:
     """The default output on a terminal: one timeline per packet, printed as each completes.
 
     Into a file or pipe, `TIMELINE_TEXTS` writes the same text without

@@ -8,12 +8,12 @@ between them reads the same thing.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tracelog.netfilter import NAT_TARGETS
-from tracelog.records.packet import UNKNOWN_PROTOCOL, Record
+from tracelog.records.packet import UNKNOWN_PROTOCOL, PacketRecord, RewriteRecord, StepRecord, deciding_step
 from tracelog.wording import decided_by, destination, endpoint, position, rule_args
 
 _ICMP_TYPES = {
@@ -41,7 +41,7 @@ _ICMP_TYPES = {
 }
 
 
-_UNREACHABLE = {
+_UNREACHABLE: dict[str, dict[int | None, str]] = {
     "ICMP": {
         0: "net",
         1: "host",
@@ -80,10 +80,11 @@ class StepRow(NamedTuple):
     decision_kind: str
 
 
-def _interface(step: Record, direction: str) -> str | None:
+def _interface(step: StepRecord, direction: str) -> str | None:
     """`docker0 [bridge] (veth1e06770 [nginx-1])`: the interface, its bridge port, their names."""
-    name = _named(step[direction], step.get(f"{direction}_name"))
-    port = _named(step[f"phys{direction}"], step.get(f"phys{direction}_name"))
+    fields: Mapping[str, Any] = step  # `in` or `out`: read by name
+    name = _named(fields[direction], fields[f"{direction}_name"])
+    port = _named(fields[f"phys{direction}"], fields[f"phys{direction}_name"])
     if port and name:
         return f"{name} ({port})"
     return port or name
@@ -93,15 +94,16 @@ def _named(interface: str | None, name: str | None) -> str | None:
     return f"{interface} [{name}]" if interface and name else interface
 
 
-def _side(step: Record, direction: str) -> str | None:
+def _side(step: StepRecord, direction: str) -> str | None:
     """The bridge port if there is one, else the interface, with its name."""
-    port = step[f"phys{direction}"]
+    fields: Mapping[str, Any] = step  # `in` or `out`: read by name
+    port = fields[f"phys{direction}"]
     if port:
-        return _named(port, step.get(f"phys{direction}_name"))
-    return _named(step[direction], step.get(f"{direction}_name"))
+        return _named(port, fields[f"phys{direction}_name"])
+    return _named(fields[direction], fields[f"{direction}_name"])
 
 
-def describe(record: Record) -> str:
+def describe(record: PacketRecord) -> str:
     """`ICMP echo-request 172.18.0.2 → 172.18.0.3  in veth1 → out veth2`."""
     proto, icmp_type = record["proto"], record["icmp_type"]
     what = ",".join(flag for flag in _TCP_FLAG_ORDER if flag in record["tcp_flags"])
@@ -113,7 +115,7 @@ def describe(record: Record) -> str:
             code = record["icmp_code"]
             what = f"{_UNREACHABLE[proto].get(code, f'code-{code}')}-unreachable"
     title = f"{proto} {what}".strip()
-    route = f"{endpoint(record['src'], record['sport'], record.get('src_name'))} → {destination(record)}"
+    route = f"{endpoint(record['src'], record['sport'], record['src_name'])} → {destination(record)}"
     steps = record["steps"]
     ins = next((_side(s, "in") for s in steps if s["physin"] or s["in"]), None)
     outs = next((_side(s, "out") for s in reversed(steps) if s["physout"] or s["out"]), None)
@@ -126,7 +128,7 @@ def _seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def elapsed(step: Record, start: float | str | None) -> str:
+def elapsed(step: StepRecord, start: float | str | None) -> str:
     """`+0.032ms` since the packet's first step, from kernel uptime or a wall clock finer than a second."""
     time, base = step["time"], start
     if isinstance(time, str) and isinstance(base, str) and "." in time and "." in base:
@@ -136,7 +138,9 @@ def elapsed(step: Record, start: float | str | None) -> str:
     return ""
 
 
-def _changes(step: Record, previous: Record | None, rewrites: Iterable[Record]) -> tuple[tuple[str, str], ...]:
+def _changes(
+    step: StepRecord, previous: StepRecord | None, rewrites: Iterable[RewriteRecord]
+) -> tuple[tuple[str, str], ...]:
     runs = []
     if step["in"] and (previous is None or (step["in"], step["physin"]) != (previous["in"], previous["physin"])):
         runs.append((f"in {_interface(step, 'in')}", "interface"))
@@ -149,7 +153,7 @@ def _changes(step: Record, previous: Record | None, rewrites: Iterable[Record]) 
     return tuple(runs)
 
 
-def _decision(step: Record) -> tuple[str, str]:
+def _decision(step: StepRecord) -> tuple[str, str]:
     if step["mismatch"]:
         return f"? {step['mismatch']}", "mismatch"
     if step["rule"]:
@@ -161,12 +165,12 @@ def _decision(step: Record) -> tuple[str, str]:
     return "", ""
 
 
-def timeline_rows(record: Record) -> Iterator[StepRow]:
+def timeline_rows(record: PacketRecord) -> Iterator[StepRow]:
     """Each step's row: time, hook (when it changes), table:chain, position, changes, decision."""
-    rewrites: dict[int, list[Record]] = {}
+    rewrites: dict[int, list[RewriteRecord]] = {}
     for rewrite in record["rewrites"]:
         rewrites.setdefault(rewrite["step"], []).append(rewrite)
-    previous: Record | None = None
+    previous: StepRecord | None = None
     start = record["steps"][0]["time"] if record["steps"] else None
     for number, step in enumerate(record["steps"], start=1):
         hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
@@ -185,23 +189,22 @@ def timeline_rows(record: Record) -> Iterator[StepRow]:
         previous = step
 
 
-def partial_note(record: Record) -> str:
+def partial_note(record: PacketRecord) -> str:
     """`  partial: redacted src; elided MAC, TTL`: what of a packet's text was not read whole, or nothing."""
-    partial = record.get("partial")
+    partial = record["partial"]
     if not partial:
         return ""
     kinds = [f"{kind} {', '.join(fields)}" for kind, fields in partial.items() if fields]
     return f"  partial: {'; '.join(kinds)}"
 
 
-def ending(record: Record) -> tuple[str, str]:
+def ending(record: PacketRecord) -> tuple[str, str]:
     """The timeline's last line in two parts: `DROPPED` and ` by filter DOCKER-USER rule 1: …`.
 
     The first part is empty when the trace names no verdict (`last seen at …`).
     """
-    verdict = record["verdict"]
-    if verdict:
-        step = record["steps"][record["verdict_step"] - 1]
+    verdict, step = record["verdict"], deciding_step(record)
+    if verdict and step:
         return DONE_BY.get(verdict, str(verdict)), f" by {decided_by(step)}"
     last = record["steps"][-1]
     where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {position(last)}"
@@ -211,13 +214,13 @@ def ending(record: Record) -> tuple[str, str]:
     return "", f"last seen at {where} ({unknown})"
 
 
-def ending_text(record: Record) -> str:
+def ending_text(record: PacketRecord) -> str:
     """`DROPPED by filter DOCKER-USER rule 1: -s … -j DROP`, or `last seen at …`."""
     label, rest = ending(record)
     return label + rest
 
 
-def nat_rewrites(record: Record) -> list[str]:
+def nat_rewrites(record: PacketRecord) -> list[str]:
     """Each NAT rewrite as one phrase with its whole ends and where it happened.
 
     `dst 192.0.2.1:8080 → 172.18.0.3:80 by nat:DOCKER rule 2 (step 3)`: the
@@ -231,8 +234,10 @@ def nat_rewrites(record: Record) -> list[str]:
             continue
         before, after = steps[number - 2], steps[number - 1]
         fields = {rewrite["field"] for rewrite in record["rewrites"] if rewrite["step"] == number}
+        was: Mapping[str, Any] = before  # the source's or destination's fields, read by name
+        now: Mapping[str, Any] = after
         ends = [
-            f"{side} {endpoint(before[side], before[port], None)} → {endpoint(after[side], after[port], None)}"
+            f"{side} {endpoint(was[side], was[port], None)} → {endpoint(now[side], now[port], None)}"
             for side, port in (("src", "sport"), ("dst", "dport"))
             if fields & {side, port}
         ]

@@ -10,8 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from tracelog.errors import UsageError
-from tracelog.names import STEP_NAME_KEYS
-from tracelog.records.packet import Record
+from tracelog.records.packet import PacketRecord, step_names
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -52,7 +51,7 @@ class PacketFilter:
             for value in (self.src, self.dst, self.proto, self.port, self.verdict, self.chain, self.name)
         )
 
-    def matches(self, record: Record) -> bool:
+    def matches(self, record: PacketRecord) -> bool:
         steps = record["steps"]
         checks = (
             self.src is None or any(_in(step["src"], self.src) for step in steps),
@@ -67,7 +66,8 @@ class PacketFilter:
         return all(checks)
 
 
-def _names(record: Record) -> set[str]:
-    found = {record.get("src_name"), record.get("dst_name")}
-    found.update(step.get(key) for step in record["steps"] for key in STEP_NAME_KEYS)
+def _names(record: PacketRecord) -> set[str]:
+    found = {record["src_name"], record["dst_name"]}
+    for step in record["steps"]:
+        found.update(step_names(step))
     return {name for name in found if name}

@@ -13,7 +13,7 @@ from typing import Generic, NamedTuple, TypeVar
 from tracelog.correlate import Packet
 from tracelog.names import Names
 from tracelog.records.flows import FlowKey, FlowTracker, flow_keys
-from tracelog.records.packet import NO_NAMES, Record, named_record
+from tracelog.records.packet import NO_NAMES, PacketRecord, named_record
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -31,7 +31,7 @@ class Prepared(NamedTuple, Generic[T]):
 
 
 def prepare_packet(
-    packet: Packet, names: Names, wanted: Callable[[Record], bool] | None, prepare: Callable[[Record], T]
+    packet: Packet, names: Names, wanted: Callable[[PacketRecord], bool] | None, prepare: Callable[[PacketRecord], T]
 ) -> Prepared[T]:
     """Make a packet's record and `prepare` its output, or None when `wanted` (the filters) leaves it out."""
     record = named_record(packet, names)
@@ -47,17 +47,17 @@ def number_packets(packets: Iterable[Prepared[T]], finish: Callable[[T, int, int
             yield finish(output, packet, flow)
 
 
-def number_record(record: Record, packet: int, flow: int) -> Record:
+def number_record(record: PacketRecord, packet: int, flow: int) -> PacketRecord:
     """Finish a whole record by giving it its packet and flow numbers."""
     record["packet"], record["flow"] = packet, flow
     return record
 
 
-def keep_record(record: Record) -> Record:
+def keep_record(record: PacketRecord) -> PacketRecord:
     """Prepare nothing: a whole record is its own output."""
     return record
 
 
-def packet_records(packets: Iterable[Packet], names: Names = NO_NAMES) -> Iterator[Record]:
+def packet_records(packets: Iterable[Packet], names: Names = NO_NAMES) -> Iterator[PacketRecord]:
     """Every packet's whole record, named and numbered, in one process."""
     return number_packets((prepare_packet(packet, names, None, keep_record) for packet in packets), number_record)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
+from typing import TypedDict
 
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
-from tracelog.names import Names, interface_names
+from tracelog.names import InterfaceNames, Names, interface_names
 from tracelog.netfilter import NAT_TARGETS, passes_packet_on
 from tracelog.parse import rule_protocol
 from tracelog.ruleset import FINAL_TARGETS
@@ -27,7 +27,115 @@ UNKNOWN_PROTOCOL = "?"
 _PORT_FIELDS = frozenset({"sport", "dport"})
 NO_NAMES = Names()
 
-Record = dict[str, Any]
+PartialRecord = dict[str, list[str]]
+"""What of a text was elided, redacted, repaired, unreadable or guessed: field names by kind."""
+
+HeaderFields = TypedDict(
+    "HeaderFields",
+    {
+        "src": str,
+        "dst": str,
+        "sport": int | None,
+        "dport": int | None,
+        "icmp_id": int | None,
+        "in": str | None,
+        "out": str | None,
+        "physin": str | None,
+        "physout": str | None,
+        "ttl": int | None,
+    },
+)
+"""What a step record shows of its packet's header."""
+
+
+class StepNotes(InterfaceNames):
+    """What a step record says last: its interfaces' names and what of its text was damaged."""
+
+    partial: PartialRecord | None
+
+
+StepRecord = TypedDict(
+    "StepRecord",
+    {
+        "table": str,
+        "chain": str,
+        "kind": str,
+        "rulenum": int | None,
+        "handle": str | None,
+        "nf_family": str | None,
+        "hook": str | None,
+        "time": str | float | None,
+        "src": str,
+        "dst": str,
+        "sport": int | None,
+        "dport": int | None,
+        "icmp_id": int | None,
+        "in": str | None,
+        "out": str | None,
+        "physin": str | None,
+        "physout": str | None,
+        "ttl": int | None,
+        "source": str,
+        "line": int,
+        "rule": str | None,
+        "verdict": str | None,
+        "mismatch": str | None,
+        "in_name": str | None,
+        "out_name": str | None,
+        "physin_name": str | None,
+        "physout_name": str | None,
+        "partial": PartialRecord | None,
+    },
+)
+"""One step of a packet, as the JSON contract has it (README, "Output contract")."""
+
+
+RewriteRecord = TypedDict("RewriteRecord", {"step": int, "field": str, "from": str | int, "to": str | int})
+"""A field NAT changed, and the first step (1-based) showing the new value; ports are ints."""
+
+
+class InnerRecord(TypedDict):
+    """The packet an ICMP error quotes, as far as the kernel printed it."""
+
+    src: str
+    dst: str
+    proto: str | None
+    sport: int | None
+    dport: int | None
+    icmp_type: int | None
+    icmp_id: int | None
+
+
+class PacketRecord(TypedDict):
+    """One packet, as `--format jsonl` prints it: the contract other tools read (README, "Output contract")."""
+
+    packet: int
+    trace_id: str | None
+    host: str | None
+    family: str
+    proto: str
+    src: str
+    dst: str
+    sport: int | None
+    dport: int | None
+    icmp_type: int | None
+    icmp_code: int | None
+    icmp_id: int | None
+    tcp_flags: list[str]
+    inner: InnerRecord | None
+    first_seen: str | float | None
+    last_seen: str | float | None
+    steps: list[StepRecord]
+    rewrites: list[RewriteRecord]
+    verdict: str | None
+    verdict_at: str | None
+    verdict_step: int | None
+    endpoint: str | None
+    partial: PartialRecord | None
+    flow: int
+    src_name: str | None
+    dst_name: str | None
+    endpoint_name: str | None
 
 
 def stamp_value(stamp: Stamp) -> str | float | None:
@@ -52,7 +160,7 @@ def address_text(address: Address) -> str:
     return str(address)
 
 
-def header_fields(header: Header) -> Record:
+def header_fields(header: Header) -> HeaderFields:
     """What a step record shows of its header: addresses, ports, interfaces, TTL."""
     return {
         "src": address_text(header.src),
@@ -68,22 +176,22 @@ def header_fields(header: Header) -> Record:
     }
 
 
-def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[Record]:
+def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[StepRecord]:
     """The step records of one packet, with the names known for their interfaces.
 
     The steps of a packet at one hook usually share one `Header` object (the
     parsers reuse the header of an identical field text), so each header's
     part of the record is made once.
     """
-    shown: dict[int, tuple[Record, Record]] = {}
-    records = []
+    shown: dict[int, tuple[HeaderFields, StepNotes]] = {}
+    records: list[StepRecord] = []
     for event, hook in steps:
         # one unpacking instead of a dozen attribute lookups, on a path run for every step
         table, chain, kind, header, rulenum, handle, _, stamp, _, rule, verdict, mismatch, nf_family, origin = event
         parts = shown.get(id(header))
         if parts is None:
             interfaces = (header.in_iface, header.out_iface, header.physin, header.physout)
-            named: Record = {**interface_names(names, interfaces), "partial": partial_record(header.partial)}
+            named: StepNotes = {**interface_names(names, interfaces), "partial": partial_record(header.partial)}
             parts = shown[id(header)] = header_fields(header), named
         fields, after = parts
         source, line, _ = origin
@@ -125,14 +233,14 @@ def _field_value(field: str, text: str) -> str | int:
     return int(text) if field in _PORT_FIELDS else text
 
 
-def nat_destination(dst: str, dport: int | None, rewrites: Iterable[Record]) -> tuple[str, int | None] | None:
+def nat_destination(dst: str, dport: int | None, rewrites: Iterable[RewriteRecord]) -> tuple[str, int | None] | None:
     """Where NAT sent a packet (address, port), or None when its destination was never rewritten."""
     rewritten = False
     for rewrite in rewrites:
         if rewrite["field"] == "dst":
-            dst, rewritten = rewrite["to"], True
+            dst, rewritten = str(rewrite["to"]), True
         elif rewrite["field"] == "dport":
-            dport, rewritten = rewrite["to"], True
+            dport, rewritten = int(rewrite["to"]), True
     return (dst, dport) if rewritten else None
 
 
@@ -146,7 +254,7 @@ def matched_protocol(packet: Packet) -> str:
     return next((proto for proto in found if proto is not None), UNKNOWN_PROTOCOL)
 
 
-def inner_record(inner: Header | None) -> Record | None:
+def inner_record(inner: Header | None) -> InnerRecord | None:
     """The packet an ICMP error quotes, as far as the kernel printed it."""
     if inner is None:
         return None
@@ -183,31 +291,41 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     return event.verdict, step_name(event), index + 1
 
 
+def deciding_step(record: PacketRecord) -> StepRecord | None:
+    """The step whose verdict decided the packet's fate, or None when the trace does not say."""
+    number = record["verdict_step"]
+    return record["steps"][number - 1] if number else None
+
+
+def step_names(step: StepRecord) -> tuple[str | None, ...]:
+    """The names of a step's four interfaces (`in_name`, `out_name`, `physin_name`, `physout_name`)."""
+    return step["in_name"], step["out_name"], step["physin_name"], step["physout_name"]
+
+
 def _decides(event: TraceEvent) -> bool:
     """Whether a step's final verdict is a decision, not a rewrite or a table passing the packet on."""
     return event.verdict not in NAT_TARGETS and not passes_packet_on(event.table, event.chain)
 
 
-def named_record(packet: Packet, names: Names = NO_NAMES) -> Record:
+def named_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
     """A packet's contract record with every name it can have, its `flow` left for `number_packets` to give.
 
     Needs nothing of the packets before it, so a worker reading part of a big
     file makes it (see `tracelog.parallel`).
     """
     record = packet_record(packet, names)
-    record["flow"] = None  # its place in the contract's order; the number comes in packet order
     record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
     destination = record["endpoint"] and nat_destination(record["dst"], record["dport"], record["rewrites"])
     record["endpoint_name"] = names.address(destination[0]) if destination else None
     return record
 
 
-def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
-    """The JSON contract record of one packet (see README, "Output contract"), but its flow and address names."""
+def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
+    """The JSON contract record of one packet (see README, "Output contract"), its flow and address names left None."""
     first, last = packet.first, packet.last
     header = first.header
     verdict, verdict_at, verdict_step = final_verdict(packet)
-    rewrites = [
+    rewrites: list[RewriteRecord] = [
         {
             "step": rewrite.step,
             "field": rewrite.field,
@@ -241,4 +359,8 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> Record:
         "verdict_step": verdict_step,
         "endpoint": None if destination is None else endpoint(*destination, None),
         "partial": partial_record(packet_partial(packet)),
+        "flow": 0,  # numbered in packet order (`tracelog.records.numbering`)
+        "src_name": None,
+        "dst_name": None,
+        "endpoint_name": None,
     }

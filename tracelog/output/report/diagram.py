@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import itertools
 import textwrap
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 from tracelog.analyse import hook_path
 from tracelog.netfilter import FORWARD, INPUT, NAT_TARGETS, OUTPUT, POSTROUTING, PREROUTING
 from tracelog.output.timeline import describe, ending_text, nat_rewrites, timeline_rows
-from tracelog.records.packet import TERMINAL_VERDICTS, Record
+from tracelog.records.packet import TERMINAL_VERDICTS, PacketRecord, StepRecord
 from tracelog.wording import escape_controls
 
 WIDTH = 670
@@ -188,7 +189,7 @@ class Visit:
     nat: str | None = None
 
 
-def visits(record: Record) -> list[Visit]:
+def visits(record: PacketRecord) -> list[Visit]:
     """Where a packet's steps fall on the diagram, in order of first visit; steps without a hook are left out."""
     found: dict[tuple[str, str], list[int]] = {}
     for number, step in enumerate(record["steps"], start=1):
@@ -227,7 +228,7 @@ def _verdict_class(verdict: str) -> str:
     return "accept" if verdict == "ACCEPT" else "other"
 
 
-def _edges(record: Record) -> list[str]:
+def _edges(record: PacketRecord) -> list[str]:
     """The edges a packet crossed: in, from hook to hook, and out unless it ended inside."""
     path = hook_path(record)
     if not path:
@@ -240,16 +241,17 @@ def _edges(record: Record) -> list[str]:
     return list(dict.fromkeys(edges))
 
 
-def _interface(step: Record, direction: str) -> str | None:
+def _interface(step: StepRecord, direction: str) -> str | None:
     """`docker0 (veth1e06770)`: a step's interface and, on a bridge, its port."""
-    interface: str | None = step[direction]
-    port: str | None = step[f"phys{direction}"]
+    fields: Mapping[str, Any] = step  # `in` or `out`: read by name
+    interface: str | None = fields[direction]
+    port: str | None = fields[f"phys{direction}"]
     if interface and port:
         return f"{interface} ({port})"
     return interface or port
 
 
-def _ends(record: Record, edges: list[str]) -> list[str]:
+def _ends(record: PacketRecord, edges: list[str]) -> list[str]:
     """Where the packet came in and went out, over the in and out arrows it crossed."""
     labels = []
     if "in" in edges:
@@ -278,7 +280,7 @@ def _shown_visits(hook: str, at_hook: list[Visit]) -> list[Visit]:
     return [*own, *extras]
 
 
-def _overlay(record: Record) -> tuple[str, int, str]:
+def _overlay(record: PacketRecord) -> tuple[str, int, str]:
     """What one packet adds to the base drawing, the height it needs, and its path in words."""
     found = visits(record)
     edges = _edges(record)
@@ -317,7 +319,7 @@ def _overlay(record: Record) -> tuple[str, int, str]:
     return "".join(parts), height, "; ".join(words) or "no hook known"
 
 
-def packet_diagram(record: Record) -> str:
+def packet_diagram(record: PacketRecord) -> str:
     """One packet's diagram for a page that holds `base_defs` once: an `<svg>` using the base drawing.
 
     Nothing in it is particular to the packet's number, so packets that took
@@ -334,7 +336,7 @@ def _lines(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
 
 
-def _text_lines(record: Record) -> list[tuple[str, str]]:
+def _text_lines(record: PacketRecord) -> list[tuple[str, str]]:
     """The steps, NAT rewrites and ending of a standalone diagram, wrapped, each line with its look."""
     lines: list[tuple[str, str]] = [
         (line, "line-other") for phrase in nat_rewrites(record) for line in _lines(f"NAT {phrase}", TEXT_CHARS)
@@ -352,7 +354,7 @@ def _text_lines(record: Record) -> list[tuple[str, str]]:
     return lines
 
 
-def packet_svg(record: Record) -> str:
+def packet_svg(record: PacketRecord) -> str:
     """One packet as a standalone SVG document, for docs and chats: its title, the diagram, its steps and its end."""
     overlay, height, words = _overlay(record)
     title = f"#{record['packet']} {describe(record)}  flow {record['flow']}"

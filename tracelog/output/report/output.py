@@ -14,7 +14,7 @@ from tracelog.errors import UsageError
 from tracelog.output.redact import Redactor
 from tracelog.output.report.diagram import packet_svg
 from tracelog.output.report.page import write_page
-from tracelog.records.packet import Record
+from tracelog.records.packet import PacketRecord
 
 STDOUT = "-"
 DEFAULT_TITLE = "tracelog report"
@@ -67,11 +67,11 @@ def _umask() -> int:
 class _UntilInterrupted:
     """The records until Ctrl-C or SIGTERM: the page then shows what was read, and the interruption is raised after."""
 
-    def __init__(self, records: Iterable[Record]) -> None:
+    def __init__(self, records: Iterable[PacketRecord]) -> None:
         self.records = records
         self.stopped: KeyboardInterrupt | None = None
 
-    def __iter__(self) -> Iterator[Record]:
+    def __iter__(self) -> Iterator[PacketRecord]:
         try:
             yield from self.records
         except KeyboardInterrupt as stop:
@@ -79,7 +79,7 @@ class _UntilInterrupted:
 
 
 def write_report(
-    records: Iterable[Record],
+    records: Iterable[PacketRecord],
     target: Path | None,
     *,
     title: str | None = None,
@@ -110,7 +110,7 @@ def write_report(
         raise read.stopped
 
 
-def _packet(records: Iterable[Record], number: int, redactor: Redactor | None) -> Record | None:
+def _packet(records: Iterable[PacketRecord], number: int, redactor: Redactor | None) -> PacketRecord | None:
     """Packet `number`, redacted as it would be on the page (every packet before it redacted in turn)."""
     for record in records:
         shown = redactor.record(record) if redactor else record

@@ -35,7 +35,7 @@ from tracelog.analyse import Summary
 from tracelog.output.redact import Redactor
 from tracelog.output.report.diagram import base_defs, packet_diagram
 from tracelog.output.timeline import describe, ending, nat_rewrites, timeline_rows
-from tracelog.records.packet import TERMINAL_VERDICTS, Record
+from tracelog.records.packet import TERMINAL_VERDICTS, PacketRecord, step_names
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.wording import escape_controls, plural
 
@@ -48,8 +48,6 @@ STRINGS_REMEMBERED = 1 << 17  # past this many distinct texts, new ones are stor
 SUMMARY_ROWS = 20
 _CHANGE_KINDS = {"interface": 0, "nat": 1, "ttl": 2}
 _DECISION_KINDS = {"": 0, "mismatch": 1, "note": 2}
-_NAME_KEYS = ("src_name", "dst_name", "endpoint_name")
-_STEP_NAME_KEYS = ("in_name", "out_name", "physin_name", "physout_name")
 # the columns `tracelog summary` prints, in its order
 _FLOW_COLUMNS = ["flow", "proto", "client", "server", "requests", "replies", "path", "verdict", "verdict_place"]
 _DROP_COLUMNS = ["packets", "flows", "verdict", "verdict_place", "verdict_rule", "example"]
@@ -106,17 +104,17 @@ class _PacketEncoder:
         self.flow_clients: dict[int, str] = {}
         self.first_drops: dict[str, int] = {}
 
-    def encode(self, record: Record) -> list[Any]:
+    def encode(self, record: PacketRecord) -> list[Any]:
         ref = self.strings.ref
         client = self.flow_clients.setdefault(record["flow"], record["src"])
         if record["verdict_at"] and record["verdict_at"] not in self.first_drops:
             self.first_drops[record["verdict_at"]] = record["packet"]
         label, rest = ending(record)
-        names = {record.get(key) for key in _NAME_KEYS}
+        names = {record["src_name"], record["dst_name"], record["endpoint_name"]}
         addresses = {record["src"], record["dst"]}
         steps = []
         for row, step in zip(timeline_rows(record), record["steps"], strict=True):
-            names.update(step.get(key) for key in _STEP_NAME_KEYS)
+            names.update(step_names(step))
             addresses.update((step["src"], step["dst"]))
             changes = [value for text, kind in row.changes for value in (ref(text), _CHANGE_KINDS[kind])]
             steps.append(
@@ -263,7 +261,7 @@ _FILTERS = """
 
 
 def write_page(
-    records: Iterable[Record],
+    records: Iterable[PacketRecord],
     out: TextIO,
     *,
     title: str = "tracelog report",
