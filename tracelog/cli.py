@@ -6,6 +6,7 @@ import contextlib
 import enum
 import functools
 import gc
+import inspect
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -23,7 +24,6 @@ from tracelog.output import Output, OutputFormat, open_output, redacted
 from tracelog.output.format import RECORDS
 from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
-from tracelog.records.filters import PacketFilter
 from tracelog.sources import STDIN
 from tracelog.wording import escape_controls
 
@@ -217,17 +217,46 @@ NameFilter = Annotated[
 
 
 def _file_reading(
-    files: list[str] | None,
-    rules: list[str] | None,
-    names: list[str] | None,
-    wanted: PacketFilter,
-    idle: float,
-    year: int | None,
-    strict: bool,
-    jobs: int | None,
+    files: FilesArgument = None,
+    idle: IdleOption = 1.0,
+    year: YearOption = None,
+    strict: StrictOption = False,
+    jobs: JobsOption = None,
+    rules: RulesOption = None,
+    names: NamesOption = None,
+    src: SrcOption = None,
+    dst: DstOption = None,
+    proto: ProtoFilter = None,
+    port: PortFilter = None,
+    verdict: VerdictFilter = None,
+    chain: ChainFilter = None,
+    name: NameFilter = None,
 ) -> Reading:
-    """What parse, summary and report read: the files (stdin when none) with the options they share."""
+    """What parse, summary and report read: the files (stdin when none), what explains them, which packets to keep."""
+    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
     return Reading(files or [STDIN], rules or [], names or [], wanted, idle, year, strict, jobs, say=_say)
+
+
+def _reads_traces(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the reading options, defined once in `_file_reading`; it takes their `Reading` as `reading`.
+
+    typer reads a command's options from its signature: the one shown here is
+    the FILE argument, the command's own options, then the shared ones.
+    """
+    shared = inspect.signature(_file_reading, eval_str=True).parameters
+    own = inspect.signature(command, eval_str=True).parameters
+    files, *rest = shared.values()
+    options = [files, *(option for name, option in own.items() if name != "reading"), *rest]
+
+    @functools.wraps(command)
+    def wrapper(**given: Any) -> None:
+        reading = _file_reading(**{name: given.pop(name) for name in shared})
+        command(**given, reading=reading)
+
+    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [option.replace(kind=inspect.Parameter.KEYWORD_ONLY) for option in options]
+    )
+    return wrapper
 
 
 def _run(reading: Reading, output: Output[T, U]) -> None:
@@ -253,8 +282,10 @@ def _run(reading: Reading, output: Output[T, U]) -> None:
 
 @app.command(short_help="Turn TRACE output into one timeline per packet.")
 @_ends_quietly
+@_reads_traces
 def parse(
-    files: FilesArgument = None,
+    *,
+    reading: Reading,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     directory: Annotated[
         str | None,
@@ -262,19 +293,6 @@ def parse(
     ] = None,
     force: ForceOption = False,
     redact: RedactOption = False,
-    idle: IdleOption = 1.0,
-    year: YearOption = None,
-    strict: StrictOption = False,
-    jobs: JobsOption = None,
-    rules: RulesOption = None,
-    names: NamesOption = None,
-    src: SrcOption = None,
-    dst: DstOption = None,
-    proto: ProtoFilter = None,
-    port: PortFilter = None,
-    verdict: VerdictFilter = None,
-    chain: ChainFilter = None,
-    name: NameFilter = None,
 ) -> None:
     """Turn TRACE output into one timeline per packet.
 
@@ -291,8 +309,6 @@ def parse(
         tracelog parse --format parquet --output trace.parquet kern.log.*.gz
         tracelog parse --redact kern.log > to-share.txt
     """
-    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
-    reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
     out = open_output(output, directory, force)
     if redact:  # one process, so that each value's token is given in the order values appear
         reading, out = replace(reading, jobs=1), _redacted(out, reading)
@@ -301,8 +317,10 @@ def parse(
 
 @app.command(short_help="Flows, drops by rule, rules hit, and why A cannot reach B.")
 @_ends_quietly
+@_reads_traces
 def summary(
-    files: FilesArgument = None,
+    *,
+    reading: Reading,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     table: Annotated[SummaryTable, typer.Option(help="Which table --format csv writes.")] = SummaryTable.flows,
     every: Annotated[
@@ -314,19 +332,6 @@ def summary(
             help="On a live stream, print the summary so far every SECONDS (as packets arrive).",
         ),
     ] = None,
-    idle: IdleOption = 1.0,
-    year: YearOption = None,
-    strict: StrictOption = False,
-    jobs: JobsOption = None,
-    rules: RulesOption = None,
-    names: NamesOption = None,
-    src: SrcOption = None,
-    dst: DstOption = None,
-    proto: ProtoFilter = None,
-    port: PortFilter = None,
-    verdict: VerdictFilter = None,
-    chain: ChainFilter = None,
-    name: NameFilter = None,
 ) -> None:
     """Summarise a trace: flows, rule hits, drops ranked by rule, and why A cannot reach B.
 
@@ -369,8 +374,6 @@ def summary(
             raise
         show(found)
 
-    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
-    reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
     with _terminated_as_interrupt():
         _run(reading, Output(RECORDS, write))
 
@@ -724,8 +727,10 @@ class ReportFormat(enum.StrEnum):
 
 @app.command(short_help="One self-contained HTML page showing where each packet went.")
 @_ends_quietly
+@_reads_traces
 def report(
-    files: FilesArgument = None,
+    *,
+    reading: Reading,
     target: Annotated[
         str | None,
         typer.Option("--output", "-o", metavar="FILE", help="The page (or SVG) to write; - or none: stdout."),
@@ -743,19 +748,6 @@ def report(
         str | None, typer.Option("--title", metavar="TEXT", help="The page's title [default: the inputs' names].")
     ] = None,
     force: ForceOption = False,
-    idle: IdleOption = 1.0,
-    year: YearOption = None,
-    strict: StrictOption = False,
-    jobs: JobsOption = None,
-    rules: RulesOption = None,
-    names: NamesOption = None,
-    src: SrcOption = None,
-    dst: DstOption = None,
-    proto: ProtoFilter = None,
-    port: PortFilter = None,
-    verdict: VerdictFilter = None,
-    chain: ChainFilter = None,
-    name: NameFilter = None,
 ) -> None:
     """Write one self-contained HTML page showing where each packet went.
 
@@ -778,9 +770,7 @@ def report(
     if (output is ReportFormat.svg) != (packet is not None):
         raise UsageError("--format svg draws one packet", hint="give --packet N with --format svg, and only then")
     destination = report_target(target, force=force)
-    wanted = packet_filter(src=src, dst=dst, proto=proto, port=port, verdict=verdict, chain=chain, name=name)
-    reading = _file_reading(files, rules, names, wanted, idle, year, strict, jobs)
-    redactor = Redactor.from_names(reading.load_names()) if redact and names else None
+    redactor = Redactor.from_names(reading.load_names()) if redact and reading.names else None
     inputs = ", ".join(reading.files() or ["stdin"])
 
     def write(records: Iterator[PacketRecord]) -> None:
