@@ -57,3 +57,21 @@ def test_a_name_filter_without_names_is_a_usage_error(run_cli: RunCli) -> None:
     run = run_cli("parse", "--name", "nginx-2", str(DOCKER / "drop.dmesg"))
     assert run.status == 2
     assert run.stderr.startswith("tracelog: --name needs names to match")
+
+
+def test_summarise_gives_the_tables_tracelog_summary_prints(run_cli: RunCli) -> None:
+    """`tracelog.summarise` holds every row and the answer of `tracelog summary --format jsonl`."""
+    trace, rules = str(DOCKER / "drop.dmesg"), str(DOCKER / "iptables-save.drop.txt")
+    printed = run_cli("summary", "-f", "jsonl", "--rules", rules, trace).records()
+    report = tracelog.summarise([trace], rules=[rules])
+    assert {"section": "answer", "text": report.answer} == printed[-1]
+    assert "DROP" in report.answer
+    rows = [
+        {"section": section, **row} for section, frame in report.tables().items() for row in frame.to_dict("records")
+    ]
+    assert len(rows) == len(printed) - 1
+    for row, shown in zip(rows, printed, strict=False):
+        assert shown["section"] == row["section"]
+        assert {key: value for key, value in shown.items() if value is not None} == {
+            key: value for key, value in row.items() if shown.get(key) is not None
+        }

@@ -1,11 +1,12 @@
 """The library's way in: read traces into packet records, named, filtered and numbered.
 
-`parse`, `summary` and `watch` all read through `Reading`; `read_packets`
-is the same for a Python caller:
+`parse`, `summary`, `report` and `watch` all read through `Reading`;
+`read_packets` and `summarise` are the same for a Python caller:
 
     import tracelog
     for packet in tracelog.read_packets(["kern.log"], rules=["iptables-save.txt"], verdict="DROP"):
         print(packet["packet"], packet["verdict_at"])
+    print(tracelog.summarise(["kern.log"]).drops)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypedDict, TypeVar, Unpack, cast
 
+from tracelog.analyse import Report, Summary
 from tracelog.correlate import Packet
 from tracelog.errors import InputError, TracelogError, UsageError
 from tracelog.events import SourceLine
@@ -176,3 +178,23 @@ def read_packets(
     """
     reading = Reading(inputs, rules, names, packet_filter(**filters), idle, year, strict, jobs)
     return reading.read(stats if stats is not None else RunStats(), RECORDS)
+
+
+def summarise(
+    inputs: Sequence[str] | Lines,
+    *,
+    rules: Sequence[str] = (),
+    names: Sequence[str] = (),
+    year: int | None = None,
+    jobs: int | None = None,
+    stats: RunStats | None = None,
+    **filters: Unpack[FilterOptions],
+) -> Report:
+    """The tables `tracelog summary` prints (flows, drops, rules, packets) as pandas frames, and its answer.
+
+    Takes the inputs, rules, names and filters of `read_packets`.
+    """
+    found = Summary()
+    for record in read_packets(inputs, rules=rules, names=names, year=year, jobs=jobs, stats=stats, **filters):
+        found.add(record)
+    return found.report()
