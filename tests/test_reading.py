@@ -73,5 +73,5 @@ def test_summarise_gives_the_tables_tracelog_summary_prints(run_cli: RunCli) -> 
     for row, shown in zip(rows, printed, strict=False):
         assert shown["section"] == row["section"]
         assert {key: value for key, value in shown.items() if value is not None} == {
-            key: value for key, value in row.items() if shown.get(key) is not None
+            key: value for key, value in row.items() if shown.get(str(key)) is not None
         }
