@@ -1,4 +1,4 @@
-"""tracelog's performance benchmark (issue 6): large inputs made from the real captures, and the runner.
+"""tracelog's performance benchmark: large inputs made from the real captures, and the runner.
 
 `python bench/run.py` from the repository root builds the inputs under
 `bench/out/` (git-ignored) if they are missing, times tracelog against a

@@ -1,4 +1,4 @@
-"""tracelog's benchmark (issue 6): throughput against a read-only loop and a naive script, live memory and latency.
+"""tracelog's benchmark: throughput against a read-only loop and a naive script, live memory and latency.
 
 Run from the repository root:
 

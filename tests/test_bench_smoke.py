@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark (issue 6): the builder keeps packets distinct, and bench/run.py completes.
+"""Smoke test of the benchmark: the builder keeps packets distinct, and bench/run.py completes.
 
 No timing is asserted anywhere: performance claims come only from a real
 `python bench/run.py` on a stated machine.

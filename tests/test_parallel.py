@@ -1,4 +1,4 @@
-"""One big file read by several processes gives what one process gives: packets, numbers, counts (issue 6).
+"""One big file read by several processes gives what one process gives: packets, numbers, counts.
 
 The inputs are the bench's copies of the real captures (packets interleaved
 the way a busy host interleaves them) and every sample; chunks are made

@@ -500,7 +500,7 @@ def main_exit() -> None:
     sys.exit(main())
 
 
-# -- Tracing rules (issue 4): enable, watch, status, disable, doctor -----------------------------------
+# -- Tracing rules: enable, watch, status, disable, doctor -----------------------------------
 
 
 class TraceProto(enum.StrEnum):

@@ -1,7 +1,7 @@
 """What netfilter itself fixes: hooks, the order tables run in, where NAT rewrites.
 
 The correlator relies on these facts to decide whether a step can belong to a
-packet already seen; see ../shared/NETFILTER-NOTES.md for where they come from.
+packet already seen (docs/netfilter.md says where they come from).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A legacy step names `table:chain:kind:N`, a position, not a rule.  With the
 snapshot taken while tracing, the position becomes the rule text and what it
-decided, following the kernel's numbering (see NETFILTER-NOTES.md): a
+decided, following the kernel's numbering (docs/netfilter.md, "The legacy line"): a
 `return`/`policy` step is either the implicit end of the chain (N = rules + 1)
 or an unconditional verdict rule at N.
 """
