@@ -27,7 +27,6 @@ bounded); the main process numbers packets and flows, in order, and writes.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import multiprocessing
 import os
@@ -42,6 +41,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import BinaryIO, Generic, TypeVar
 
+from tracelog.children import die_with_parent
 from tracelog.correlate import Packet
 from tracelog.errors import InputError
 from tracelog.events import SourceLine
@@ -417,12 +417,11 @@ class Worker(Generic[M]):
 _GONE = object()  # a worker that ended without its last word
 _WAIT = 0.02  # seconds the main process waits for a worker that has written nothing new
 _FRAME_HEADER = 8
-_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _work(chunk: Chunk, options: ParseOptions, make: Callable[[Packet], M], spool: int, messages: Connection) -> None:
     """A worker's life: it dies with the main process, leaves Ctrl-C to it, and reads its chunk."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stats = RunStats()
     run = ChunkRun(chunk, options)

@@ -9,7 +9,7 @@ and the cleanup itself cannot be interrupted half-way.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import io
 import os
 import select
@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
+from tracelog.children import die_with_parent
 from tracelog.errors import PermissionDenied, Unavailable
 from tracelog.events import Family, SourceLine
 from tracelog.rules.manage import EnableReport, Plan, enable_tracing, remove_rules
@@ -34,7 +35,6 @@ KMSG_RECORD_MAX = 8192
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MONITOR_STOP_WAIT = 5.0
 _MONITOR_FAMILY: dict[Family, str] = {"ipv4": "-4", "ipv6": "-6"}
-_PR_SET_PDEATHSIG = 1
 
 
 class Stopped(KeyboardInterrupt):
@@ -123,7 +123,7 @@ class MonitorSource:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),  # noqa: PLW1509
         )
 
     def lines(self, tick: float) -> Iterator[SourceLine | None]:
@@ -149,11 +149,6 @@ class MonitorSource:
     def problem(self) -> str | None:
         """Set when xtables-monitor ended by itself before tracelog stopped it."""
         return self._failure
-
-
-def _die_with_parent() -> None:
-    """In the child: a SIGKILLed tracelog must not leave an orphaned monitor behind (prctl PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def open_source(plan: Plan) -> TraceSource:
