@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 from tracelog.errors import FirewallError, PermissionDenied, TracelogError
@@ -68,6 +69,14 @@ class RuleBackend(Protocol):
 
     def remove_created_tables(self) -> list[TableChange]:
         """Remove the raw tables and chains tracelog created that are empty again; say what has to stay."""
+
+
+def read_words(path: Path) -> list[str]:
+    """The words of a /proc listing (the legacy tables a family has), none when it cannot be read."""
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
 
 
 def run_probe(argv: Sequence[str]) -> str | None:

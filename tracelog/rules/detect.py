@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from tracelog.errors import UsageError
-from tracelog.rules.backends import SAVE_TOOLS, BackendName, Probe, run_probe
+from tracelog.rules.backends import SAVE_TOOLS, BackendName, Probe, read_words, run_probe
 from tracelog.rules.spec import TAG_PREFIX
 
 Requested = Literal["auto", "legacy", "nft"]
@@ -161,7 +161,7 @@ def probe_usage(probe: Probe = run_probe, root: Path = Path("/")) -> BackendUsag
     legacy_tables = tuple(
         f"{'ipv4' if 'ip_' in name else 'ipv6'} {table}"
         for name in LEGACY_TABLE_NAMES
-        for table in _read_words(root / name)
+        for table in read_words(root / name)
     )
     legacy_rules: int | None = 0
     legacy_saved: list[str | None] = []
@@ -192,13 +192,6 @@ def probe_usage(probe: Probe = run_probe, root: Path = Path("/")) -> BackendUsag
             dict.fromkeys(chain_owners("\n".join(text or "" for text in nft_saved)) + table_owners(native))
         ),
     )
-
-
-def _read_words(path: Path) -> list[str]:
-    try:
-        return path.read_text().split()
-    except OSError:
-        return []
 
 
 def parse_requested(text: str) -> Requested:

@@ -18,7 +18,7 @@ from typing import Any
 
 from tracelog.errors import FirewallError, Unavailable
 from tracelog.events import Family
-from tracelog.rules.backends import FAMILIES, BackendName, FoundRule, TableChange, refused
+from tracelog.rules.backends import FAMILIES, BackendName, FoundRule, TableChange, read_words, refused
 from tracelog.rules.spec import PROTOCOL_NUMBER, TABLE, TARGET, RuleArgs
 
 TABLE_NAMES: dict[Family, Path] = {
@@ -173,20 +173,13 @@ def _pin_table_names(table_class: Any, family: Family) -> None:
     and security; opening a legacy table registers it in the namespace.
     Its `existing_table_names` cache answers instead.
     """
-    present = set(_read_names(TABLE_NAMES[family]))
+    present = set(read_words(TABLE_NAMES[family]))
     table_class.existing_table_names.update({name: name in present for name in table_class.ALL})
-
-
-def _read_names(path: Path) -> list[str]:
-    try:
-        return path.read_text().split()
-    except OSError:
-        return []
 
 
 def has_raw_table(family: Family, names: dict[Family, Path] = TABLE_NAMES) -> bool:
     """Whether this namespace has a legacy raw table (listing it never creates one)."""
-    return TABLE in _read_names(names[family])
+    return TABLE in read_words(names[family])
 
 
 def _comment(rule: Any) -> str | None:
