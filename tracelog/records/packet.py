@@ -54,40 +54,22 @@ class StepNotes(InterfaceNames):
     partial: PartialRecord | None
 
 
-StepRecord = TypedDict(
-    "StepRecord",
-    {
-        "table": str,
-        "chain": str,
-        "kind": str,
-        "rulenum": int | None,
-        "handle": str | None,
-        "nf_family": str | None,
-        "hook": str | None,
-        "time": str | float | None,
-        "src": str,
-        "dst": str,
-        "sport": int | None,
-        "dport": int | None,
-        "icmp_id": int | None,
-        "in": str | None,
-        "out": str | None,
-        "physin": str | None,
-        "physout": str | None,
-        "ttl": int | None,
-        "source": str,
-        "line": int,
-        "rule": str | None,
-        "verdict": str | None,
-        "mismatch": str | None,
-        "in_name": str | None,
-        "out_name": str | None,
-        "physin_name": str | None,
-        "physout_name": str | None,
-        "partial": PartialRecord | None,
-    },
-)
-"""One step of a packet, as the JSON contract has it (README, "Output contract")."""
+class StepRecord(HeaderFields, StepNotes):
+    """One step of a packet, as the JSON contract has it (README, "Output contract")."""
+
+    table: str
+    chain: str
+    kind: str
+    rulenum: int | None
+    handle: str | None
+    nf_family: str | None
+    hook: str | None
+    time: str | float | None
+    source: str
+    line: int
+    rule: str | None
+    verdict: str | None
+    mismatch: str | None
 
 
 RewriteRecord = TypedDict("RewriteRecord", {"step": int, "field": str, "from": str | int, "to": str | int})
