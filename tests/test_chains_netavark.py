@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog.chains import netavark
+from tracelog.names import load_names
 
 PODMAN = SAMPLES / "podman-legacy"
 NFT = SAMPLES / "netavark-nft"
 
 
-def network_ids(path: Any) -> dict[str, str]:
-    """network id → name, from `podman network inspect` output."""
-    return {item["id"]: item["name"] for item in json.loads(path.read_text())}
+def network_ids(path: Path) -> Mapping[str, str]:
+    """network id → name, as `--names` reads them from `podman network inspect` output."""
+    return load_names([path]).network_ids
 
 
 def chains_of_save(save: str) -> list[tuple[str, str]]:
