@@ -8,6 +8,7 @@ import re
 import socketserver
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,8 +27,10 @@ from tracelog.names import (
     links_from_ip_json,
     load_names,
     names_from_inspect,
+    podman_names,
     veth_peers,
 )
+from tracelog.names.docker import podman_socket
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.records.numbering import packet_records
 from tracelog.records.packet import step_names
@@ -224,17 +227,10 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
         return request, ("local", 0)
 
 
-@pytest.fixture
-def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
-    """A Unix socket serving the saved containers and networks; a third listed container is gone (404)."""
-    containers = json.loads(CONTAINERS.read_text())
-    listed = [{"Id": item["Id"]} for item in containers] + [{"Id": "gone"}]
-    _StandIn.answers = {
-        "/containers/json": listed,
-        "/networks": json.loads(NETWORKS.read_text()),
-        **{f"/containers/{item['Id']}/json": item for item in containers},
-    }
-    path = tmp_path / "docker.sock"
+@contextmanager
+def serving(answers: dict[str, Any], path: Path) -> Iterator[Path]:
+    """A Unix socket at `path` answering the Engine API paths in `answers` (404 for any other)."""
+    _StandIn.answers = answers
     server = _UnixHTTPServer(str(path), _StandIn)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -246,9 +242,64 @@ def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
         thread.join()
 
 
+@pytest.fixture
+def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
+    """A Unix socket serving the saved containers and networks; a third listed container is gone (404)."""
+    containers = json.loads(CONTAINERS.read_text())
+    listed = [{"Id": item["Id"]} for item in containers] + [{"Id": "gone"}]
+    answers = {
+        "/containers/json": listed,
+        "/networks": json.loads(NETWORKS.read_text()),
+        **{f"/containers/{item['Id']}/json": item for item in containers},
+    }
+    with serving(answers, tmp_path / "docker.sock") as path:
+        yield path
+
+
 def test_docker_names_reads_containers_and_networks_from_the_daemon(stand_in_daemon: Path) -> None:
     """The saved sandboxes do not exist here, so no veth can be named, and that is not an error."""
     assert docker_names(stand_in_daemon) == BRIDGE_NAMES
+
+
+@pytest.fixture
+def stand_in_podman(tmp_path: Path) -> Iterator[Path]:
+    """A Unix socket answering as the Podman service does: containers Docker's way, networks Podman's way."""
+    containers = json.loads((PODMAN / "podman-inspect.json").read_text())
+    answers = {
+        "/containers/json": [{"Id": item["Id"]} for item in containers],
+        "/v4.0.0/libpod/networks/json": json.loads((PODMAN / "podman-network-inspect.json").read_text()),
+        **{f"/containers/{item['Id']}/json": item for item in containers},
+    }
+    with serving(answers, tmp_path / "podman.sock") as path:
+        yield path
+
+
+def test_podman_names_reads_containers_and_networks_from_the_service(stand_in_podman: Path) -> None:
+    expected = load_names([PODMAN / "podman-inspect.json", PODMAN / "podman-network-inspect.json"])
+    assert podman_names(stand_in_podman) == expected
+    assert expected.networks == {"podman1": "tpnet"}
+
+
+def test_no_podman_service_is_one_unavailable_error_saying_how_to_start_it(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable, match=r"^cannot reach the Podman service at .*podman.sock: No such file") as caught:
+        podman_names(tmp_path / "podman.sock")
+    assert "podman system service" in str(caught.value.hint)
+
+
+def test_the_podman_socket_is_roots_or_the_users(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CONTAINER_HOST", raising=False)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert podman_socket() == Path("/run/podman/podman.sock")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert podman_socket() == tmp_path / "podman" / "podman.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert podman_socket() == Path("/run/user/1000/podman/podman.sock")
+    monkeypatch.setenv("CONTAINER_HOST", f"unix://{tmp_path}/other.sock")
+    assert podman_socket() == tmp_path / "other.sock"
+    monkeypatch.setenv("CONTAINER_HOST", "ssh://core@host/run/podman/podman.sock")
+    with pytest.raises(Unavailable, match="not a Unix socket"):
+        podman_socket()
 
 
 def test_parse_names_containers_and_bridge_in_the_contract(run_cli: RunCli) -> None:

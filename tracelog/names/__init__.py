@@ -22,7 +22,16 @@ from tracelog.errors import InputError, UsageError
 
 # The Unix-socket transport and error text of the Engine API client already
 # written for `tracelog docker`: one client, not two.
-from tracelog.names.docker import TIMEOUT, container_from_inspect, docker_get
+from tracelog.names.docker import (
+    DOCKER_SERVICE,
+    PODMAN_SERVICE,
+    TIMEOUT,
+    EngineService,
+    container_from_inspect,
+    docker_get,
+    docker_socket,
+    podman_socket,
+)
 from tracelog.sources import read_side_file
 
 Address = IPv4Address | IPv6Address
@@ -226,13 +235,34 @@ def docker_names(sock: Path | None = None, timeout: float = TIMEOUT) -> Names:
     can be entered (root); elsewhere they stay unnamed and the rest is still
     returned.  Raises `Unavailable` when the daemon cannot be reached.
     """
-    listed = docker_get("/containers/json", sock, timeout) or []
+    return engine_names(sock or docker_socket(), timeout, DOCKER_SERVICE)
+
+
+def podman_names(sock: Path | None = None, timeout: float = TIMEOUT) -> Names:
+    """Names of the running containers and the networks of the local Podman service (its Docker-compatible API).
+
+    Root's containers at /run/podman/podman.sock, a user's at
+    $XDG_RUNTIME_DIR/podman/podman.sock.  Raises `Unavailable` (one line,
+    saying how to start the service) when nothing listens there.
+    """
+    return engine_names(sock or podman_socket(), timeout, PODMAN_SERVICE)
+
+
+def engine_names(sock: Path, timeout: float, service: EngineService) -> Names:
+    """Names from a service that answers the Docker Engine API at `sock`."""
+    listed = docker_get("/containers/json", sock, timeout, service) or []
     inspected = [
-        item for entry in listed if (item := docker_get(f"/containers/{entry['Id']}/json", sock, timeout)) is not None
+        item
+        for entry in listed
+        if (item := docker_get(f"/containers/{entry['Id']}/json", sock, timeout, service)) is not None
     ]
-    networks = docker_get("/networks", sock, timeout) or []
-    names = names_from_inspect([*inspected, *networks], "the Docker daemon")
+    networks = docker_get(service.networks_path, sock, timeout, service) or []
+    names = names_from_inspect([*inspected, *networks], service.name)
     return replace(names, veths=container_veths(inspected))
+
+
+LIVE_SOURCES = {"docker": docker_names, "podman": podman_names}
+"""The `--names` words that ask a running service rather than name a file."""
 
 
 # --- host-side veths ------------------------------------------------------------
