@@ -247,9 +247,9 @@ def capture_sample(out: Path) -> None:
                     WEB_1: {"ip": WEB_1_IP, "host_veth": veths[WEB_1], "image": IMAGE},
                     WEB_2: {"ip": WEB_2_IP, "host_veth": veths[WEB_2], "image": IMAGE, "publish": "8080:80"},
                 },
-                "run": f"podman run -d --runtime runc --cap-add NET_RAW {' '.join(ULIMITS)} --network {NETWORK} --ip IP "
-                "[-p 8080:80] IMAGE busybox httpd -f -p 80 -h /www (limits below the host's: this VM's root lacks "
-                "CAP_SYS_RESOURCE, and runc sets them from outside the container)",
+                "run": f"podman run -d --runtime runc --cap-add NET_RAW {' '.join(ULIMITS)} --network {NETWORK} "
+                "--ip IP [-p 8080:80] IMAGE busybox httpd -f -p 80 -h /www (limits below the host's: this VM's "
+                "root lacks CAP_SYS_RESOURCE, and runc sets them from outside the container)",
                 "iptables": "netavark ran with a PATH whose iptables* are links to the -legacy tools; the host's "
                 "alternative (iptables-nft) was not changed",
                 "trace_rules": [f"iptables-legacy -t raw -A {' '.join(rule)}" for rule in TRACE_RULES],
