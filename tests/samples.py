@@ -49,3 +49,16 @@ def traced_packets(sample: Path) -> int:
         if sample.name in scenario["files"]:
             return int(scenario["traced_packets"])
     raise KeyError(f"{sample} is not described in its meta.json")
+
+
+def described(sample: Path) -> str:
+    """What the sample's meta.json says of the file: its description, or how it was rendered."""
+    entry = _meta(sample.parent)["files"]
+    assert isinstance(entry, dict)
+    found = entry[sample.name]
+    return str(found.get("rendering", "")) if isinstance(found, dict) else str(found)
+
+
+def with_handles(sample: Path) -> bool:
+    """Whether an nft monitor capture was taken with `nft -a monitor trace` (rule handles printed)."""
+    return " -a monitor trace" in described(sample)

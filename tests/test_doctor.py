@@ -440,3 +440,67 @@ def test_cli_prints_each_problem_with_its_fix(host: FakeHost, run_cli: RunCli, m
     monkeypatch.setattr(host_facts, "probe_host", lambda: healthy)
     run = run_cli("doctor")
     assert (run.status, run.stdout.splitlines()[-1]) == (ExitStatus.OK, "tracing should work here")
+
+
+# -- container engines' nftables rules beside iptables ---------------------------------------------------
+
+DOCKER_TABLES = "table ip docker-bridges\ntable ip6 docker-bridges\n"
+
+
+def test_a_forward_policy_drop_beside_dockers_nftables_rules_is_the_known_trap(host: FakeHost) -> None:
+    """LEGACY_SAVE's filter FORWARD has policy DROP; Docker 29's nftables backend accepts in its own table."""
+    host.outputs[("nft", "list", "tables")] = DOCKER_TABLES
+    host.bridge("docker0", (1, 1))
+    [trap] = [finding for finding in host.findings() if finding.check == "forward policy"]
+    assert trap.level == "warn"
+    assert "iptables-legacy" in trap.message
+    assert "Docker's (ip docker-bridges)" in trap.message
+    assert "a drop in any one wins" in trap.message
+    assert trap.fix is not None
+    assert "docker0" in trap.fix
+    assert any("policy DROP" in warning for warning in doctor.tracing_warnings(host.facts(), "auto", ["ipv4"]))
+
+
+def test_netavarks_table_beside_an_iptables_nft_forward_drop(host: FakeHost) -> None:
+    host.save("legacy", LEGACY_SAVE.replace(":FORWARD DROP", ":FORWARD ACCEPT"))
+    host.save("nft", "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+    host.outputs[("nft", "list", "tables")] = "table ip filter\ntable inet netavark\n"
+    [trap] = [finding for finding in host.findings() if finding.check == "forward policy"]
+    assert "the filter FORWARD of iptables-nft has policy DROP" in trap.message
+    assert "netavark's (Podman) (inet netavark)" in trap.message
+
+
+@pytest.mark.parametrize(
+    ("save", "tables"),
+    [
+        (LEGACY_SAVE, ""),  # FORWARD DROP, but no container engine's nftables table
+        (LEGACY_SAVE.replace(":FORWARD DROP", ":FORWARD ACCEPT"), DOCKER_TABLES),
+        (LEGACY_SAVE.replace("*filter", "*mangle"), DOCKER_TABLES),  # FORWARD of another table
+    ],
+)
+def test_no_trap_without_both_halves(host: FakeHost, save: str, tables: str) -> None:
+    host.save("legacy", save)
+    host.outputs[("nft", "list", "tables")] = tables
+    assert level(host.findings(), "forward policy") == []
+
+
+def test_rootless_podman_keeps_its_rules_in_its_own_namespace(host: FakeHost) -> None:
+    host.process(300, "rootlessport")
+    host.process(301, "slirp4netns")
+    [found] = [finding for finding in host.findings() if finding.check == "rootless Podman"]
+    assert found.level == "warn"
+    assert "rootlessport, slirp4netns" in found.message
+    assert found.fix is not None
+    assert found.fix.startswith(
+        "run tracelog there, as the user who runs the containers: podman unshare --rootless-netns"
+    )
+
+
+def test_in_the_rootless_namespace_itself_it_is_only_a_note(host: FakeHost) -> None:
+    host.process(300, "rootlessport")
+    host.save("legacy", LEGACY_SAVE.replace("COMMIT", ":NETAVARK_FORWARD - [0:0]\nCOMMIT"))
+    assert level(host.findings(), "rootless Podman") == ["info"]
+
+
+def test_no_rootless_podman_no_finding(host: FakeHost) -> None:
+    assert level(host.findings(), "rootless Podman") == []

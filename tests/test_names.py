@@ -8,6 +8,7 @@ import re
 import socketserver
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,8 +27,10 @@ from tracelog.names import (
     links_from_ip_json,
     load_names,
     names_from_inspect,
+    podman_names,
     veth_peers,
 )
+from tracelog.names.docker import podman_socket
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
 from tracelog.records.numbering import packet_records
 from tracelog.records.packet import step_names
@@ -39,19 +42,49 @@ META = json.loads((DOCKER / "meta.json").read_text())
 # Ground truth: which host veth is which container's, as the lab found it.
 LAB_VETHS = {entry["host_veth"]: name for name, entry in META["containers"].items()}
 LAB_ADDRESSES = {ip_address(entry["ip"]): name for name, entry in META["containers"].items()}
+BRIDGE_ID = json.loads(NETWORKS.read_text())[0]["Id"]
+BRIDGE_NAMES = Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"}, network_ids={BRIDGE_ID: "bridge"})
+PODMAN = SAMPLES / "podman-legacy"
+PODMAN_META = json.loads((PODMAN / "meta.json").read_text())
 
 
 def test_container_inspect_names_addresses() -> None:
     assert load_names([CONTAINERS]) == Names(containers=LAB_ADDRESSES)
 
 
-def test_network_inspect_names_the_bridge_and_its_containers() -> None:
-    assert load_names([NETWORKS]) == Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"})
+def test_network_inspect_names_the_bridge_its_id_and_its_containers() -> None:
+    assert load_names([NETWORKS]) == BRIDGE_NAMES
 
 
 def test_several_files_add_up() -> None:
     names = load_names([str(CONTAINERS), NETWORKS])
-    assert names == Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"})
+    assert names == BRIDGE_NAMES
+
+
+def test_podman_inspect_names_addresses() -> None:
+    """`podman inspect` prints containers as Docker does: the addresses of the real Podman lab's containers."""
+    expected = {ip_address(entry["ip"]): name for name, entry in PODMAN_META["containers"].items()}
+    assert load_names([PODMAN / "podman-inspect.json"]) == Names(containers=expected)
+
+
+def test_podman_network_inspect_names_the_bridge_and_the_id() -> None:
+    """Podman's own network shape: lower-case keys, the bridge in network_interface, no containers."""
+    (network,) = json.loads((PODMAN / "podman-network-inspect.json").read_text())
+    names = load_names([PODMAN / "podman-network-inspect.json"])
+    assert names == Names(networks={"podman1": "tpnet"}, network_ids={network["id"]: "tpnet"})
+
+
+def test_a_podman_network_without_a_bridge_names_only_its_id() -> None:
+    (network,) = json.loads((PODMAN / "podman-network-inspect.json").read_text())
+    network["driver"] = "macvlan"
+    assert names_from_inspect([network], "macvlan") == Names(network_ids={network["id"]: "tpnet"})
+
+
+def test_podman_files_name_a_podman_trace(run_cli: RunCli) -> None:
+    names = ("--names", str(PODMAN / "podman-inspect.json"), "--names", str(PODMAN / "podman-network-inspect.json"))
+    request = run_cli("parse", "-f", "jsonl", *names, str(PODMAN / "ping.dmesg")).records()[0]
+    assert (request["src_name"], request["dst_name"]) == ("web-1", "web-2")
+    assert {step["in_name"] for step in request["steps"] if step["in"]} == {"tpnet"}
 
 
 def test_each_object_is_told_apart_in_one_list() -> None:
@@ -77,14 +110,14 @@ def test_text_that_is_not_json_is_an_input_error_with_its_position(tmp_path: Pat
     cut.write_text(CONTAINERS.read_text()[:200])
     with pytest.raises(InputError, match=rf"^{re.escape(str(cut))}:\d+:\d+: not JSON: ") as caught:
         load_names([cut])
-    assert "docker inspect" in str(caught.value)
+    assert "docker or podman inspect" in str(caught.value)
 
 
 @pytest.mark.parametrize(
     ("sample", "message"),
     [
         ("ip-link.json", "object 1 is neither a container nor a network"),
-        ("meta.json", "not a list of Docker objects"),
+        ("meta.json", "not a list of Docker or Podman objects"),
     ],
 )
 def test_other_json_is_an_input_error_naming_the_file(sample: str, message: str) -> None:
@@ -194,17 +227,10 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
         return request, ("local", 0)
 
 
-@pytest.fixture
-def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
-    """A Unix socket serving the saved containers and networks; a third listed container is gone (404)."""
-    containers = json.loads(CONTAINERS.read_text())
-    listed = [{"Id": item["Id"]} for item in containers] + [{"Id": "gone"}]
-    _StandIn.answers = {
-        "/containers/json": listed,
-        "/networks": json.loads(NETWORKS.read_text()),
-        **{f"/containers/{item['Id']}/json": item for item in containers},
-    }
-    path = tmp_path / "docker.sock"
+@contextmanager
+def serving(answers: dict[str, Any], path: Path) -> Iterator[Path]:
+    """A Unix socket at `path` answering the Engine API paths in `answers` (404 for any other)."""
+    _StandIn.answers = answers
     server = _UnixHTTPServer(str(path), _StandIn)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -216,9 +242,64 @@ def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
         thread.join()
 
 
+@pytest.fixture
+def stand_in_daemon(tmp_path: Path) -> Iterator[Path]:
+    """A Unix socket serving the saved containers and networks; a third listed container is gone (404)."""
+    containers = json.loads(CONTAINERS.read_text())
+    listed = [{"Id": item["Id"]} for item in containers] + [{"Id": "gone"}]
+    answers = {
+        "/containers/json": listed,
+        "/networks": json.loads(NETWORKS.read_text()),
+        **{f"/containers/{item['Id']}/json": item for item in containers},
+    }
+    with serving(answers, tmp_path / "docker.sock") as path:
+        yield path
+
+
 def test_docker_names_reads_containers_and_networks_from_the_daemon(stand_in_daemon: Path) -> None:
     """The saved sandboxes do not exist here, so no veth can be named, and that is not an error."""
-    assert docker_names(stand_in_daemon) == Names(containers=LAB_ADDRESSES, networks={"docker0": "bridge"})
+    assert docker_names(stand_in_daemon) == BRIDGE_NAMES
+
+
+@pytest.fixture
+def stand_in_podman(tmp_path: Path) -> Iterator[Path]:
+    """A Unix socket answering as the Podman service does: containers Docker's way, networks Podman's way."""
+    containers = json.loads((PODMAN / "podman-inspect.json").read_text())
+    answers = {
+        "/containers/json": [{"Id": item["Id"]} for item in containers],
+        "/v4.0.0/libpod/networks/json": json.loads((PODMAN / "podman-network-inspect.json").read_text()),
+        **{f"/containers/{item['Id']}/json": item for item in containers},
+    }
+    with serving(answers, tmp_path / "podman.sock") as path:
+        yield path
+
+
+def test_podman_names_reads_containers_and_networks_from_the_service(stand_in_podman: Path) -> None:
+    expected = load_names([PODMAN / "podman-inspect.json", PODMAN / "podman-network-inspect.json"])
+    assert podman_names(stand_in_podman) == expected
+    assert expected.networks == {"podman1": "tpnet"}
+
+
+def test_no_podman_service_is_one_unavailable_error_saying_how_to_start_it(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable, match=r"^cannot reach the Podman service at .*podman.sock: No such file") as caught:
+        podman_names(tmp_path / "podman.sock")
+    assert "podman system service" in str(caught.value.hint)
+
+
+def test_the_podman_socket_is_roots_or_the_users(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CONTAINER_HOST", raising=False)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert podman_socket() == Path("/run/podman/podman.sock")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert podman_socket() == tmp_path / "podman" / "podman.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert podman_socket() == Path("/run/user/1000/podman/podman.sock")
+    monkeypatch.setenv("CONTAINER_HOST", f"unix://{tmp_path}/other.sock")
+    assert podman_socket() == tmp_path / "other.sock"
+    monkeypatch.setenv("CONTAINER_HOST", "ssh://core@host/run/podman/podman.sock")
+    with pytest.raises(Unavailable, match="not a Unix socket"):
+        podman_socket()
 
 
 def test_parse_names_containers_and_bridge_in_the_contract(run_cli: RunCli) -> None:

@@ -13,7 +13,7 @@ from lark import UnexpectedInput
 
 from tests.conftest import RunCli
 from tests.outcomes import event_at, outcomes, sample_events
-from tests.samples import SAMPLES
+from tests.samples import SAMPLES, with_handles
 from tracelog.events import Partial, TraceEvent
 from tracelog.parse import BadLine, Caveat, Skip, nftmonitor, xtables
 from tracelog.parse.fields import FieldError
@@ -166,6 +166,19 @@ def test_both_monitors_read_the_same_events_alike(sample: Path) -> None:
         )
 
 
+def test_the_captures_say_which_were_taken_with_handles() -> None:
+    assert with_handles(DASH_A)
+    assert not with_handles(PING)
+    assert not with_handles(NATIVE)
+
+
+@pytest.mark.parametrize("sample", [path for path in NFT_SAMPLES if with_handles(path)], ids=str)
+def test_captures_with_handles_give_every_rule_its_handle(sample: Path) -> None:
+    rules = [event for event in sample_events(sample) if event.kind == "rule"]
+    assert rules
+    assert all(event.handle is not None for event in rules)
+
+
 def test_rule_handles_under_nft_dash_a() -> None:
     """`nft -a monitor trace` ends the rule with `# handle N`: kept as xtables-monitor prints it, in hex."""
     event = event_at(DASH_A, 7)  # `... jump DOCKER-USER # handle 8 (verdict jump DOCKER-USER)`
@@ -178,7 +191,7 @@ def test_rule_handles_under_nft_dash_a() -> None:
 
 def test_plain_nft_monitor_trace_prints_no_handles() -> None:
     """Without -a (nft 1.0.6), a rule step has its rule text and verdict, but neither handle nor position."""
-    events = [event for sample in NFT_SAMPLES if sample != DASH_A for event in sample_events(sample)]
+    events = [event for sample in NFT_SAMPLES if not with_handles(sample) for event in sample_events(sample)]
     rules = [event for event in events if event.kind == "rule"]
     assert rules
     assert {(event.handle, event.rulenum) for event in events} == {(None, None)}

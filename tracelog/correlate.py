@@ -36,6 +36,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from tracelog import netfilter
+from tracelog.chains.native import native_chain
 from tracelog.events import Header, TraceEvent, build
 
 # A packet's steps are printed within microseconds of each other; other
@@ -163,12 +164,17 @@ def _builtin_stage(table: str, chain: str) -> Stage:
 def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
     """Where `event` ran, as far as the log and the packet so far tell.
 
-    iptables built-in chains name their hook and have known priorities; a
-    native nf_tables chain named after its hook (`prerouting`, fw4's `dstnat`)
-    gives the hook only; any other chain is a user chain and ran where the
-    step before it in the same table ran.
+    A known writer's native base chain (Docker 29's `filter-FORWARD`,
+    netavark's `inet netavark` `PREROUTING`) gives its hook, and no priority:
+    that is in the ruleset only; iptables built-in chains name their hook and
+    have known priorities; a native nf_tables chain named after its hook
+    (`prerouting`, fw4's `dstnat`) gives the hook only; any other chain is a
+    user chain and ran where the step before it in the same table ran.
     """
     chain = event.chain
+    known = native_chain(event.table, chain)
+    if known is not None and known.hook is not None:
+        return known.hook, None
     if chain in netfilter.BUILTIN_CHAINS:
         return _builtin_stage(event.table, chain)
     native_hook = netfilter.hook_of_chain(chain) if chain.islower() else None

@@ -62,6 +62,8 @@ def diagnose(facts: HostFacts, requested: str = "auto") -> list[Finding]:
         findings.append(_nft_reader(facts))
     findings += _reader_findings(facts, choice)
     findings += _bridge_checks(facts)
+    findings += _forward_policy_trap(facts.usage, facts.bridges)
+    findings += _rootless_podman(facts)
     return findings
 
 
@@ -287,6 +289,64 @@ def _bridge_checks(facts: HostFacts) -> list[Finding]:
                 )
             )
     return findings or [Finding("br_netfilter", "ok", f"bridged traffic on {bridges} crosses iptables")]
+
+
+# Native nftables tables of container engines whose forward rules accept their containers' traffic.
+CONTAINER_TABLES = {"docker-bridges": "Docker's", "netavark": "netavark's (Podman)"}
+# Processes of rootless Podman's networking: its containers live in a namespace of their own.
+ROOTLESS_NETWORKING = frozenset({"rootlessport", "slirp4netns", "pasta"})
+
+
+def _forward_policy_trap(usage: BackendUsage, bridges: Iterable[str]) -> list[Finding]:
+    """iptables' FORWARD policy DROP beside a container engine's nftables accepts: the drop still wins.
+
+    Every base chain on a hook gets its say, in priority order: an accept
+    ends the packet's walk through that chain only, and a drop in any chain
+    ends the packet.  So iptables' filter FORWARD at policy DROP (ufw,
+    firewalld's iptables backend, an admin, Docker's own iptables backend
+    before a switch) drops what `ip docker-bridges` or `inet netavark`
+    accepted.
+    """
+    engines = [
+        f"{CONTAINER_TABLES[name]} ({table})"
+        for table in usage.nft_native_tables
+        if (name := table.split()[-1]) in CONTAINER_TABLES
+    ]
+    if not usage.forward_drop or not engines:
+        return []
+    chains = ", ".join(f"the filter FORWARD of {tool.removesuffix('-save')}" for tool in usage.forward_drop)
+    ports = " ".join(bridges) or "<bridge>"
+    return [
+        Finding(
+            "forward policy",
+            "warn",
+            f"{chains} has policy DROP while {' and '.join(engines)} nftables rules accept containers' traffic: "
+            "each base chain on the forward hook gets its say and a drop in any one wins, so forwarded container "
+            "traffic is dropped there after it was accepted (a trace shows the accept, then `policy drop`)",
+            f"accept the containers' bridges there too (iptables -I FORWARD -i BRIDGE -j ACCEPT; iptables -I FORWARD "
+            f"-o BRIDGE -j ACCEPT, for each of: {ports}), or set that policy to ACCEPT if nothing else relies on it",
+        )
+    ]
+
+
+def _rootless_podman(facts: HostFacts) -> list[Finding]:
+    """Rootless Podman running: its rules and its containers' traffic are in its rootless network namespace."""
+    running = sorted(ROOTLESS_NETWORKING & facts.processes)
+    if not running:
+        return []
+    here = "Podman" in (*facts.usage.legacy_owners, *facts.usage.nft_owners)
+    return [
+        Finding(
+            "rootless Podman",
+            "info" if here else "warn",
+            f"rootless Podman is running ({', '.join(running)}): its networks' rules (netavark) and its containers' "
+            "packets are in its rootless network namespace, not in this one"
+            + ("; netavark's rules are here, so this may be that namespace" if here else ""),
+            "run tracelog there, as the user who runs the containers: podman unshare --rootless-netns tracelog "
+            "doctor (then enable, watch, parse the same way; legacy TRACE lines from that namespace need "
+            "sysctl -w net.netfilter.nf_log_all_netns=1 on the host, nft monitor trace works inside it)",
+        )
+    ]
 
 
 # -- where to read --------------------------------------------------------------------------------------

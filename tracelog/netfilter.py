@@ -6,6 +6,8 @@ packet already seen (docs/netfilter.md says where they come from).
 
 from __future__ import annotations
 
+from tracelog.chains.native import native_chain
+
 PREROUTING = "PREROUTING"
 INPUT = "INPUT"
 FORWARD = "FORWARD"
@@ -113,9 +115,13 @@ def passes_packet_on(table: str, chain: str) -> bool:
     """Whether an accepting step in `table:chain` only passes the packet on, deciding nothing.
 
     iptables' tables say it by their name (whatever their chains are called);
-    a native chain's type is guessed from the words of its table's and chain's
+    a known writer's native chain is what its writer made it; any other
+    native chain's type is guessed from the words of its table's and chain's
     names.
     """
+    known = native_chain(table, chain)
+    if known is not None:
+        return known.passes_on
     if table in _IPTABLES_TABLES:
         return table in _PASS_ON_TABLES
     return any(word in _PASS_ON_WORDS for word in (*_name_words(table), *_name_words(chain)))

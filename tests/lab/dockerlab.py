@@ -327,8 +327,8 @@ def stop_dockerd(daemon: DockerDaemon) -> None:
         run(["ip", "link", "delete", BRIDGE])
 
 
-def build_busybox_image(tag: str = IMAGE) -> None:
-    """Import a one-binary image: busybox-static, its applet links, /www/index.html."""
+def write_busybox_rootfs(tarball: Path) -> None:
+    """A one-binary root filesystem as a tar: busybox-static, its applet links, /www/index.html."""
     applets = run([str(BUSYBOX), "--list"]).split()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "rootfs"
@@ -339,9 +339,15 @@ def build_busybox_image(tag: str = IMAGE) -> None:
             if applet != "busybox":
                 (root / "bin" / applet).symlink_to("busybox")
         (root / "www" / "index.html").write_bytes(INDEX_HTML)
-        tarball = Path(tmp) / "rootfs.tar"
         with tarfile.open(tarball, "w") as tar:
             tar.add(root, arcname=".")
+
+
+def build_busybox_image(tag: str = IMAGE) -> None:
+    """Import the busybox root filesystem as a Docker image."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tarball = Path(tmp) / "rootfs.tar"
+        write_busybox_rootfs(tarball)
         docker("import", "-c", 'CMD ["/bin/sh"]', str(tarball), tag)
 
 

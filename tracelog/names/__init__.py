@@ -1,8 +1,9 @@
-"""Names for what a trace shows as numbers: container addresses, Docker bridges and host-side veths.
+"""Names for what a trace shows as numbers: container addresses, Docker and Podman bridges and host-side veths.
 
 A timeline says `172.18.0.2` and `PHYSIN=veth1e06770`; a reader thinks `nginx-1`.
-The names come from `docker inspect` / `docker network inspect` files saved
-while tracing, or live from the Docker daemon.  Inspect output never names a
+The names come from `docker inspect` / `docker network inspect` (or `podman
+inspect` / `podman network inspect`) files saved while tracing, or live from
+the Docker daemon or the Podman service.  Inspect output never names a
 container's host-side veth, so only the live daemon (with root, to look inside
 the container's network namespace) can name those.
 """
@@ -21,12 +22,21 @@ from tracelog.errors import InputError, UsageError
 
 # The Unix-socket transport and error text of the Engine API client already
 # written for `tracelog docker`: one client, not two.
-from tracelog.names.docker import TIMEOUT, container_from_inspect, docker_get
+from tracelog.names.docker import (
+    DOCKER_SERVICE,
+    PODMAN_SERVICE,
+    TIMEOUT,
+    EngineService,
+    container_from_inspect,
+    docker_get,
+    docker_socket,
+    podman_socket,
+)
 from tracelog.sources import read_side_file
 
 Address = IPv4Address | IPv6Address
 
-INSPECT_HINT = "expected the JSON of docker inspect or docker network inspect"
+INSPECT_HINT = "expected the JSON of docker or podman inspect, or of docker or podman network inspect"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 # Seconds for `ip link` inside a container's namespace: a local netlink dump.
 LINK_TIMEOUT = 10.0
@@ -49,16 +59,18 @@ class Names:
     """What a timeline may call an address or an interface instead of its number.
 
     `containers`: address → container name; `networks`: bridge interface
-    (`docker0`, `br-<id>`) → Docker network name; `veths`: host-side veth →
-    container name.
+    (`docker0`, `br-<id>`, `podman1`) → network name; `veths`: host-side veth
+    → container name; `network_ids`: network id → network name (netavark
+    names its chains after the id).
     """
 
     containers: Mapping[Address, str] = field(default_factory=dict)
     networks: Mapping[str, str] = field(default_factory=dict)
     veths: Mapping[str, str] = field(default_factory=dict)
+    network_ids: Mapping[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.containers or self.networks or self.veths)
+        return bool(self.containers or self.networks or self.veths or self.network_ids)
 
     def merge(self, other: Names) -> Names:
         """Both sets of names; `other` wins where they disagree (a later snapshot)."""
@@ -66,6 +78,7 @@ class Names:
             containers={**self.containers, **other.containers},
             networks={**self.networks, **other.networks},
             veths={**self.veths, **other.veths},
+            network_ids={**self.network_ids, **other.network_ids},
         )
 
     def address(self, text: str | None) -> str | None:
@@ -103,7 +116,7 @@ _NO_INTERFACE_NAMES: InterfaceNames = {"in_name": None, "out_name": None, "physi
 
 
 def load_names(paths: Iterable[str | Path]) -> Names:
-    """Names from saved `docker inspect` and `docker network inspect` files, later files winning.
+    """Names from saved `docker`/`podman inspect` and `docker`/`podman network inspect` files, later files winning.
 
     Raises `InputError` naming the file for one that cannot be read, is not
     JSON (with line:column) or is not inspect output.
@@ -129,17 +142,21 @@ def names_from_inspect(objects: Any, source: str) -> Names:
     """Names from decoded inspect output: a list of containers, networks, or both.
 
     Each object's kind is told by its own keys, because plain `docker inspect`
-    mixes kinds when given a container and a network.  `source` names the
-    input in errors.
+    mixes kinds when given a container and a network.  `podman inspect`
+    prints containers as Docker does; `podman network inspect` prints
+    networks in Podman's own shape (lower-case keys, the bridge in
+    `network_interface`, no containers).  `source` names the input in errors.
     """
     if not isinstance(objects, list):
-        raise InputError(f"{source}: not a list of Docker objects", hint=INSPECT_HINT)
+        raise InputError(f"{source}: not a list of Docker or Podman objects", hint=INSPECT_HINT)
     names = Names()
     for number, item in enumerate(objects, start=1):
         if _is_container(item):
             read = _container_names
         elif _is_network(item):
             read = _network_names
+        elif _is_podman_network(item):
+            read = _podman_network_names
         else:
             raise InputError(f"{source}: object {number} is neither a container nor a network", hint=INSPECT_HINT)
         try:
@@ -147,7 +164,8 @@ def names_from_inspect(objects: Any, source: str) -> Names:
         # a field missing or of the wrong type, or an address that is not one
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise InputError(
-                f"{source}: object {number} ({item['Name']}) is malformed: {error}", hint=INSPECT_HINT
+                f"{source}: object {number} ({item.get('Name') or item.get('name')}) is malformed: {error}",
+                hint=INSPECT_HINT,
             ) from error
     return names
 
@@ -158,6 +176,10 @@ def _is_container(item: Any) -> bool:
 
 def _is_network(item: Any) -> bool:
     return isinstance(item, dict) and isinstance(item.get("Name"), str) and "IPAM" in item and "Driver" in item
+
+
+def _is_podman_network(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("name"), str) and "network_interface" in item and "id" in item
 
 
 def container_name(item: Mapping[str, Any]) -> str:
@@ -192,7 +214,15 @@ def _network_names(item: Mapping[str, Any]) -> Names:
         for text in (endpoint.get("IPv4Address"), endpoint.get("IPv6Address"))
         if text
     }
-    return Names(containers=containers, networks=networks)
+    return Names(containers=containers, networks=networks, network_ids={str(item["Id"]): name})
+
+
+def _podman_network_names(item: Mapping[str, Any]) -> Names:
+    """A Podman network's bridge (none for macvlan and ipvlan) and its id; its containers are not listed."""
+    name = str(item["name"])
+    bridge = item["network_interface"] if item.get("driver") == "bridge" else None
+    networks = {str(bridge): name} if bridge else {}
+    return Names(networks=networks, network_ids={str(item["id"]): name})
 
 
 # --- the live daemon ------------------------------------------------------------
@@ -205,13 +235,34 @@ def docker_names(sock: Path | None = None, timeout: float = TIMEOUT) -> Names:
     can be entered (root); elsewhere they stay unnamed and the rest is still
     returned.  Raises `Unavailable` when the daemon cannot be reached.
     """
-    listed = docker_get("/containers/json", sock, timeout) or []
+    return engine_names(sock or docker_socket(), timeout, DOCKER_SERVICE)
+
+
+def podman_names(sock: Path | None = None, timeout: float = TIMEOUT) -> Names:
+    """Names of the running containers and the networks of the local Podman service (its Docker-compatible API).
+
+    Root's containers at /run/podman/podman.sock, a user's at
+    $XDG_RUNTIME_DIR/podman/podman.sock.  Raises `Unavailable` (one line,
+    saying how to start the service) when nothing listens there.
+    """
+    return engine_names(sock or podman_socket(), timeout, PODMAN_SERVICE)
+
+
+def engine_names(sock: Path, timeout: float, service: EngineService) -> Names:
+    """Names from a service that answers the Docker Engine API at `sock`."""
+    listed = docker_get("/containers/json", sock, timeout, service) or []
     inspected = [
-        item for entry in listed if (item := docker_get(f"/containers/{entry['Id']}/json", sock, timeout)) is not None
+        item
+        for entry in listed
+        if (item := docker_get(f"/containers/{entry['Id']}/json", sock, timeout, service)) is not None
     ]
-    networks = docker_get("/networks", sock, timeout) or []
-    names = names_from_inspect([*inspected, *networks], "the Docker daemon")
+    networks = docker_get(service.networks_path, sock, timeout, service) or []
+    names = names_from_inspect([*inspected, *networks], service.name)
     return replace(names, veths=container_veths(inspected))
+
+
+LIVE_SOURCES = {"docker": docker_names, "podman": podman_names}
+"""The `--names` words that ask a running service rather than name a file."""
 
 
 # --- host-side veths ------------------------------------------------------------

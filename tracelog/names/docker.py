@@ -1,4 +1,8 @@
-"""A running container's addresses, asked of the Docker Engine API over its Unix socket (no SDK)."""
+"""A running container's addresses, asked of the Docker Engine API over its Unix socket (no SDK).
+
+The Podman service speaks the same API (its Docker-compatible endpoints), so
+one client serves both; only how errors name the service differs.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,37 @@ from urllib.parse import quote
 from tracelog.errors import PermissionDenied, Unavailable, UsageError
 
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
+PODMAN_ROOT_SOCKET = Path("/run/podman/podman.sock")
 TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineService:
+    """A local service that answers the Docker Engine API, as errors name it and say how to reach it."""
+
+    name: str
+    short: str
+    start_hint: str
+    permission_hint: str
+    networks_path: str = "/networks"
+
+
+DOCKER_SERVICE = EngineService(
+    "the Docker daemon",
+    "Docker",
+    "is dockerd running? DOCKER_HOST=unix:///path picks another socket",
+    "run as root or in the docker group",
+)
+PODMAN_SERVICE = EngineService(
+    "the Podman service",
+    "Podman",
+    "start it: systemctl start podman.socket, or podman system service --time=0 &; "
+    "CONTAINER_HOST=unix:///path picks another socket",
+    "run as the user whose containers these are (root's are at /run/podman/podman.sock)",
+    # Podman's own list: its Docker-compatible /networks renames the default
+    # network `bridge` and leaves the bridge interface out
+    "/v4.0.0/libpod/networks/json",
+)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -54,6 +88,25 @@ def docker_socket() -> Path:
     return Path(host.removeprefix("unix://"))
 
 
+def podman_socket() -> Path:
+    """`$CONTAINER_HOST` when it names a Unix socket, else root's or this user's Podman socket.
+
+    Rootful Podman listens at /run/podman/podman.sock; rootless Podman at
+    $XDG_RUNTIME_DIR/podman/podman.sock.
+    """
+    host = os.environ.get("CONTAINER_HOST", "")
+    if host:
+        if not host.startswith("unix://"):
+            raise Unavailable(
+                f"CONTAINER_HOST={host} is not a Unix socket", hint="tracelog only talks to a local Podman"
+            )
+        return Path(host.removeprefix("unix://"))
+    if os.geteuid() == 0:
+        return PODMAN_ROOT_SOCKET
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+    return Path(runtime) / "podman" / "podman.sock"
+
+
 def inspect_container(name: str, sock: Path | None = None, timeout: float = TIMEOUT) -> Container:
     """`GET /containers/NAME/json`, reduced to the running container's addresses."""
     found = docker_get(f"/containers/{quote(name, safe='')}/json", sock, timeout)
@@ -62,12 +115,14 @@ def inspect_container(name: str, sock: Path | None = None, timeout: float = TIME
     return container_from_inspect(name, found)
 
 
-def docker_get(api_path: str, sock: Path | None = None, timeout: float = TIMEOUT) -> Any:
-    """GET an Engine API path and decode its JSON; None when Docker says it does not exist (404).
+def docker_get(
+    api_path: str, sock: Path | None = None, timeout: float = TIMEOUT, service: EngineService = DOCKER_SERVICE
+) -> Any:
+    """GET an Engine API path and decode its JSON; None when the service says it does not exist (404).
 
-    The one request tracelog makes of Docker.  A 404 is how a container that
-    went away between listing and inspecting shows up: not an error for a
-    snapshot of names.
+    The one request tracelog makes of Docker (or of Podman, `service`).  A
+    404 is how a container that went away between listing and inspecting
+    shows up: not an error for a snapshot of names.
     """
     path = sock or docker_socket()
     connection = _UnixConnection(path, timeout)
@@ -76,23 +131,20 @@ def docker_get(api_path: str, sock: Path | None = None, timeout: float = TIMEOUT
         response = connection.getresponse()
         body = response.read()
     except PermissionError as error:
-        raise PermissionDenied(f"cannot talk to Docker at {path}", hint="run as root or in the docker group") from error
+        raise PermissionDenied(f"cannot talk to {service.short} at {path}", hint=service.permission_hint) from error
     except (OSError, http.client.HTTPException) as error:
         reason = getattr(error, "strerror", None) or error
-        raise Unavailable(
-            f"cannot reach the Docker daemon at {path}: {reason}",
-            hint="is dockerd running? DOCKER_HOST=unix:///path picks another socket",
-        ) from error
+        raise Unavailable(f"cannot reach {service.name} at {path}: {reason}", hint=service.start_hint) from error
     finally:
         connection.close()
     if response.status == 404:
         return None
     if response.status != 200:
-        raise Unavailable(f"Docker answered {response.status} to GET {api_path}: {_message(body)}")
+        raise Unavailable(f"{service.short} answered {response.status} to GET {api_path}: {_message(body)}")
     try:
         return json.loads(body)
     except ValueError as error:
-        raise Unavailable(f"Docker answered GET {api_path} with something that is not JSON") from error
+        raise Unavailable(f"{service.short} answered GET {api_path} with something that is not JSON") from error
 
 
 def _message(body: bytes) -> str:

@@ -56,6 +56,8 @@ class BackendUsage:
     nft_tables: tuple[str, ...] = ()
     legacy_owners: tuple[str, ...] = ()
     nft_owners: tuple[str, ...] = ()
+    forward_drop: tuple[str, ...] = ()
+    """The save tools whose filter FORWARD chain has policy DROP (`iptables-legacy-save`, `ip6tables-nft-save`)."""
 
     @property
     def legacy_used(self) -> bool:
@@ -191,7 +193,24 @@ def probe_usage(probe: Probe = run_probe, root: Path = Path("/")) -> BackendUsag
         nft_owners=tuple(
             dict.fromkeys(chain_owners("\n".join(text or "" for text in nft_saved)) + table_owners(native))
         ),
+        forward_drop=tuple(
+            tool
+            for tools, saved in ((SAVE_TOOLS["legacy"], legacy_saved), (SAVE_TOOLS["nft"], nft_saved))
+            for tool, text in zip(tools.values(), saved, strict=False)
+            if forward_policy(text or "") == "DROP"
+        ),
     )
+
+
+def forward_policy(saved: str) -> str | None:
+    """The policy of the filter table's FORWARD chain in `iptables-save` text; None without that table."""
+    table = ""
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif table == "filter" and line.startswith(":FORWARD "):
+            return line.split()[1]
+    return None
 
 
 def parse_requested(text: str) -> Requested:
