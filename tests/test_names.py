@@ -280,6 +280,16 @@ def test_podman_names_reads_containers_and_networks_from_the_service(stand_in_po
     assert expected.networks == {"podman1": "tpnet"}
 
 
+def test_names_podman_asks_the_service(stand_in_podman: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--names podman` names a Podman trace as the saved inspect files do."""
+    monkeypatch.setenv("CONTAINER_HOST", f"unix://{stand_in_podman}")
+    trace = str(PODMAN / "ping.dmesg")
+    files = ("--names", str(PODMAN / "podman-inspect.json"), "--names", str(PODMAN / "podman-network-inspect.json"))
+    assert run_cli("parse", "-f", "jsonl", "--names", "podman", trace).records() == (
+        run_cli("parse", "-f", "jsonl", *files, trace).records()
+    )
+
+
 def test_no_podman_service_is_one_unavailable_error_saying_how_to_start_it(tmp_path: Path) -> None:
     with pytest.raises(Unavailable, match=r"^cannot reach the Podman service at .*podman.sock: No such file") as caught:
         podman_names(tmp_path / "podman.sock")

@@ -191,8 +191,9 @@ NamesOption = Annotated[
     list[str] | None,
     typer.Option(
         "--names",
-        metavar="FILE|docker",
-        help="docker inspect / docker network inspect output (repeatable), or 'docker' to ask the running daemon.",
+        metavar="FILE|docker|podman",
+        help="docker or podman inspect / network inspect output (repeatable), or 'docker' or 'podman' to ask the "
+        "running service.",
     ),
 ]
 SrcOption = Annotated[str | None, typer.Option("--src", metavar="ADDR[/LEN]", help="Source address or network.")]
@@ -622,8 +623,8 @@ def watch(
         list[str] | None,
         typer.Option(
             "--names",
-            metavar="FILE|docker",
-            help="docker inspect / docker network inspect output (repeatable), or 'docker' "
+            metavar="FILE|docker|podman",
+            help="docker or podman inspect / network inspect output (repeatable), or 'docker' or 'podman' "
             "[default: the running Docker daemon, when it answers].",
         ),
     ] = None,
@@ -660,7 +661,7 @@ def watch(
             _say(line)
         snapshot = [str(path) for path in session.report.rule_files(plan.choice.backend)]
         lines = session.source.lines(idle / 4)
-        reading = Reading(lines, snapshot, names or [DOCKER], wanted, idle, say=_say, docker_optional=not names)
+        reading = Reading(lines, snapshot, names or [DOCKER], wanted, idle, say=_say, names_optional=not names)
         _run(reading, out)
 
 

@@ -21,7 +21,7 @@ from tracelog.analyse import Report, Summary
 from tracelog.correlate import Packet
 from tracelog.errors import InputError, TracelogError, UsageError
 from tracelog.events import SourceLine
-from tracelog.names import Names, docker_names, load_names
+from tracelog.names import LIVE_SOURCES, Names, load_names
 from tracelog.output.format import RECORDS, Format
 from tracelog.parallel import available_cpus, map_packets
 from tracelog.pipeline import ParseOptions, RunStats, correlate_lines
@@ -56,8 +56,9 @@ class Reading:
 
     `inputs` are file names (`-` is stdin) or a stream of lines; `rules` are
     iptables-save snapshots (none: the one `tracelog enable` saved, where it
-    fits); `names` are `docker inspect` files or `docker` for the daemon.
-    `say` gets the one-line notes a run has for its user (which snapshot
+    fits); `names` are `docker inspect` / `podman inspect` files, or `docker`
+    or `podman` to ask the running service (`names_optional`: a service that
+    does not answer is a note, not an error).  `say` gets the one-line notes a run has for its user (which snapshot
     named the rules, names that could not be had).
     """
 
@@ -69,7 +70,7 @@ class Reading:
     year: int | None = None
     strict: bool = False
     jobs: int | None = None
-    docker_optional: bool = False
+    names_optional: bool = False
     say: Callable[[str], None] = _ignore
 
     def __post_init__(self) -> None:
@@ -111,17 +112,16 @@ class Reading:
         return number_packets(packets, output.finish)
 
     def load_names(self) -> Names:
-        """Names from inspect files, and from the live daemon for the word `docker`."""
-        found = load_names([source for source in self.names if source != DOCKER])
-        if DOCKER not in self.names:
-            return found
-        try:
-            return found.merge(docker_names())
-        except TracelogError as error:
-            if not self.docker_optional:
-                raise
-            self.say(f"no container names: {error}")
-            return found
+        """Names from inspect files, and from each running service its word names (`docker`, `podman`)."""
+        found = load_names([source for source in self.names if source not in LIVE_SOURCES])
+        for source in dict.fromkeys(source for source in self.names if source in LIVE_SOURCES):
+            try:
+                found = found.merge(LIVE_SOURCES[source]())
+            except TracelogError as error:
+                if not self.names_optional:
+                    raise
+                self.say(f"no container names: {error}")
+        return found
 
 
 class FilterOptions(TypedDict, total=False):
