@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from tracelog.records.packet import TERMINAL_VERDICTS, PacketRecord, deciding_step
-from tracelog.wording import decided_by, destination, endpoint, place, plural, position
+from tracelog.wording import decided_by, destination, endpoint, place, plural, position, reason_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +73,7 @@ PACKET_COLUMNS = (
     "endpoint",
     "endpoint_name",
     "verdict_place",
+    "verdict_reason",
 )
 FLOW_COLUMNS = (
     "flow",
@@ -90,7 +91,17 @@ FLOW_COLUMNS = (
     "verdict_place",
 )
 RULE_COLUMNS = ("table", "chain", "kind", "number", "rule", "verdict", "hits")
-DROP_COLUMNS = ("verdict", "verdict_at", "verdict_rule", "packets", "flows", "example", "verdict_by", "verdict_place")
+DROP_COLUMNS = (
+    "verdict",
+    "verdict_at",
+    "verdict_rule",
+    "packets",
+    "flows",
+    "example",
+    "verdict_by",
+    "verdict_place",
+    "verdict_reason",
+)
 
 
 def step_rows(record: PacketRecord) -> list[Row]:
@@ -124,6 +135,7 @@ def packet_row(record: PacketRecord) -> Row:
         verdict_rule=decisive["rule"] if decisive else None,
         verdict_by=decided_by(decisive) if decisive else None,
         verdict_place=place(decisive) if decisive else None,
+        verdict_reason=reason_text(record),
         steps=len(record["steps"]),
         first_hook=path[0] if path else None,
         last_hook=path[-1] if path else None,
@@ -256,6 +268,7 @@ def _drops(packets: pd.DataFrame) -> pd.DataFrame:
         first=("packet", "min"),
         verdict_by=("verdict_by", "first"),
         verdict_place=("verdict_place", "first"),
+        verdict_reason=("verdict_reason", "first"),
     )
     frame = frame.reset_index()
     examples = packets.set_index("packet")
@@ -301,4 +314,5 @@ def _drop_sentence(row: Any) -> str:
     more = f" (and {plural(int(row.flows) - 1, 'more flow')})" if row.flows > 1 else ""
     were = "was" if row.packets == 1 else "were"
     packets = plural(int(row.packets), "packet")
-    return f"{packets} from {source} to {target}{more} {were} {done} by {row.verdict_by}."
+    why = f" ({row.verdict_reason})" if isinstance(row.verdict_reason, str) else ""
+    return f"{packets} from {source} to {target}{more} {were} {done} by {row.verdict_by}{why}."

@@ -9,6 +9,7 @@ of all instructions per line of the benchmark's kernel log, by callgrind).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, NamedTuple
@@ -229,3 +230,30 @@ class TraceEvent(NamedTuple):
     mismatch: str | None = None
     nf_family: NfFamily | None = None
     origin: SourceLine = SourceLine("-", 0, "")
+
+
+# Typed forms of `build` for the records built on every line: the tuple of
+# fields is checked by mypy at each call (its length, order and types), and
+# tests/test_events.py checks each tuple type against its class's fields, so
+# a field added to a record cannot shift the others silently.
+SourceLineFields = tuple[str, int, str]
+new_source_line: Callable[[type[SourceLine], SourceLineFields], SourceLine] = tuple.__new__
+StampFields = tuple[float | None, datetime | None, bool]
+new_stamp: Callable[[type[Stamp], StampFields], Stamp] = tuple.__new__
+TraceEventFields = tuple[
+    str,
+    str,
+    StepKind,
+    Header,
+    int | None,
+    str | None,
+    str | None,
+    Stamp,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    NfFamily | None,
+    SourceLine,
+]
+new_event: Callable[[type[TraceEvent], TraceEventFields], TraceEvent] = tuple.__new__

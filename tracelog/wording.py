@@ -99,3 +99,9 @@ def place(step: Fields) -> str:
 def decided_by(step: Fields) -> str:
     """What decided at a step: `filter DOCKER-USER rule 1: -s … -j DROP`, `the policy of filter FORWARD`."""
     return f"{place(step)}: {rule_args(step)}" if step["rule"] else place(step)
+
+
+def reason_text(packet: Fields) -> str | None:
+    """`ICC: containers on this bridge may not talk to each other`: why the deciding rule decided, when known."""
+    reason = packet["verdict_reason"]
+    return f"{reason['label']}: {reason['meaning']}" if reason else None

@@ -7,6 +7,7 @@ one.  Writers put their reason for a rule there.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # a quoted comment may hold escaped quotes (iptables-save writes \" inside)
@@ -15,6 +16,7 @@ _IPTABLES = re.compile(rf"(?:^|\s)--comment\s+(?:{_QUOTED}|(?P<bare>\S+))")
 _NFT = re.compile(rf"(?:^|\s)comment\s+{_QUOTED}")
 
 
+@functools.lru_cache(maxsize=4096)
 def rule_comment(rule: str | None) -> str | None:
     """The first comment in a rule's text (iptables or nft syntax), unquoted; None without one."""
     if not rule:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from tracelog.netfilter import NAT_TARGETS
 from tracelog.records.packet import UNKNOWN_PROTOCOL, PacketRecord, RewriteRecord, StepRecord, deciding_step
-from tracelog.wording import decided_by, destination, endpoint, position, rule_args
+from tracelog.wording import decided_by, destination, endpoint, position, reason_text, rule_args
 
 _ICMP_TYPES = {
     "ICMP": {
@@ -203,9 +203,10 @@ def ending(record: PacketRecord) -> tuple[str, str]:
 
     The first part is empty when the trace names no verdict (`last seen at …`).
     """
-    verdict, step = record["verdict"], deciding_step(record)
+    verdict, step, reason = record["verdict"], deciding_step(record), reason_text(record)
     if verdict and step:
-        return DONE_BY.get(verdict, str(verdict)), f" by {decided_by(step)}"
+        why = f" — {reason}" if reason else ""
+        return DONE_BY.get(verdict, str(verdict)), f" by {decided_by(step)}{why}"
     last = record["steps"][-1]
     where = f"{last['hook'] or '?'} {last['table']}:{last['chain']} {position(last)}"
     unknown = "verdict unknown: the trace does not say"

@@ -13,6 +13,8 @@ import functools
 from collections.abc import Iterable
 from typing import TypedDict
 
+from tracelog.chains.comments import rule_comment
+from tracelog.chains.reasons import verdict_reason
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
 from tracelog.names import InterfaceNames, Names, interface_names
@@ -49,9 +51,10 @@ HeaderFields = TypedDict(
 
 
 class StepNotes(InterfaceNames):
-    """What a step record says last: its interfaces' names and what of its text was damaged."""
+    """What a step record says last: its interfaces' names, what of its text was damaged, its rule's comment."""
 
     partial: PartialRecord | None
+    comment: str | None
 
 
 class StepRecord(HeaderFields, StepNotes):
@@ -118,6 +121,14 @@ class PacketRecord(TypedDict):
     src_name: str | None
     dst_name: str | None
     endpoint_name: str | None
+    verdict_reason: ReasonRecord | None
+
+
+class ReasonRecord(TypedDict):
+    """Why the deciding rule decided, as the writer of the rule (Docker, netavark, kube-proxy) means it."""
+
+    label: str
+    meaning: str
 
 
 def stamp_value(stamp: Stamp) -> str | float | None:
@@ -165,7 +176,7 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[StepRec
     parsers reuse the header of an identical field text), so each header's
     part of the record is made once.
     """
-    shown: dict[int, tuple[HeaderFields, StepNotes]] = {}
+    shown: dict[int, tuple[HeaderFields, InterfaceNames, PartialRecord | None]] = {}
     records: list[StepRecord] = []
     for event, hook in steps:
         # one unpacking instead of a dozen attribute lookups, on a path run for every step
@@ -173,9 +184,9 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[StepRec
         parts = shown.get(id(header))
         if parts is None:
             interfaces = (header.in_iface, header.out_iface, header.physin, header.physout)
-            named: StepNotes = {**interface_names(names, interfaces), "partial": partial_record(header.partial)}
-            parts = shown[id(header)] = header_fields(header), named
-        fields, after = parts
+            named = interface_names(names, interfaces)
+            parts = shown[id(header)] = header_fields(header), named, partial_record(header.partial)
+        fields, after, partial = parts
         source, line, _ = origin
         records.append(
             {
@@ -194,6 +205,8 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[StepRec
                 "verdict": verdict,
                 "mismatch": mismatch,
                 **after,
+                "partial": partial,
+                "comment": rule_comment(rule),
             }
         )
     return records
@@ -273,6 +286,15 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     return event.verdict, step_name(event), index + 1
 
 
+def reason_record(packet: Packet, verdict_step: int | None) -> ReasonRecord | None:
+    """Why the deciding step's rule decided, when a known writer's rule says so (its comment or its shape)."""
+    if verdict_step is None:
+        return None
+    event = packet.steps[verdict_step - 1].event
+    reason = verdict_reason(event.table, event.chain, event.rule, event.verdict)
+    return None if reason is None else {"label": reason.label, "meaning": reason.meaning}
+
+
 def deciding_step(record: PacketRecord) -> StepRecord | None:
     """The step whose verdict decided the packet's fate, or None when the trace does not say."""
     number = record["verdict_step"]
@@ -345,4 +367,5 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
         "src_name": None,
         "dst_name": None,
         "endpoint_name": None,
+        "verdict_reason": reason_record(packet, verdict_step),
     }
