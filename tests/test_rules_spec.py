@@ -35,7 +35,7 @@ from tracelog.rules import manage
 from tracelog.rules.backends import BackendName, FoundRule, TableChange
 from tracelog.rules.detect import BackendUsage, Choice, choose_backend, count_rules, iptables_flavour, native_tables
 from tracelog.rules.host import Source
-from tracelog.rules.nft import _trace_rule
+from tracelog.rules.nft import read_trace_rule
 from tracelog.rules.spec import (
     DEFAULT_DURATION,
     DEFAULT_RATE,
@@ -442,11 +442,11 @@ def test_backend_follows_the_rules(usage: BackendUsage, requested: Any, backend:
 
 def test_nft_save_lines_become_found_rules() -> None:
     line = f'-A OUTPUT -d 172.18.0.3/32 -p icmp -m comment --comment "{TAG}" -j TRACE'
-    assert _trace_rule("ipv4", line) == FoundRule(
+    assert read_trace_rule("ipv4", line) == FoundRule(
         "nft", "ipv4", "OUTPUT", TAG, f'-d 172.18.0.3/32 -p icmp -m comment --comment "{TAG}" -j TRACE'
     )
-    assert _trace_rule("ipv4", "-A OUTPUT -j ACCEPT") is None
-    assert _trace_rule("ipv4", ":OUTPUT ACCEPT [0:0]") is None
+    assert read_trace_rule("ipv4", "-A OUTPUT -j ACCEPT") is None
+    assert read_trace_rule("ipv4", ":OUTPUT ACCEPT [0:0]") is None
 
 
 # -- enable, disable, expiry over an in-memory backend ----------------------------------------------

@@ -45,7 +45,7 @@ class NftBackend:
         done = _run([SAVE_TOOLS["nft"][family], "-t", TABLE])
         if done.returncode != 0:
             raise refused(f"cannot list the nft {TABLE} table", done.stderr)
-        return [rule for line in done.stdout.splitlines() if (rule := _trace_rule(family, line)) is not None]
+        return [rule for line in done.stdout.splitlines() if (rule := read_trace_rule(family, line)) is not None]
 
     def add(self, rule: RuleArgs) -> bool:
         if self._exists(rule):
@@ -85,7 +85,7 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         raise FirewallError(f"{argv[0]} did not answer within {TOOL_TIMEOUT:.0f}s") from error
 
 
-def _trace_rule(family: Family, line: str) -> FoundRule | None:
+def read_trace_rule(family: Family, line: str) -> FoundRule | None:
     """A TRACE rule from one `iptables-save` line, or None for any other line."""
     if not line.startswith("-A "):
         return None
