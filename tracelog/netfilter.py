@@ -51,7 +51,7 @@ def hook_of_chain(chain: str) -> str | None:
     """The hook a chain name implies: iptables built-ins, or a native chain named after its hook."""
     if chain in BUILTIN_CHAINS:
         return chain
-    for word in chain.lower().split("_"):
+    for word in _name_words(chain):
         if word in _NATIVE_HOOK_WORDS:
             return _NATIVE_HOOK_WORDS[word]
     return None
