@@ -2,7 +2,9 @@
 
 The same value always gets the same replacement, so a redacted trace reads
 as the original does; rule text, chains, verdicts and interface names are
-kept.  The scheme:
+kept, but for the addresses in them (kube-proxy's nftables mode names chains
+after endpoints: `endpoint-…-default/web/tcp/http__10.244.1.11/8080`).  The
+scheme:
 
 - IPv4: each /16 gets a /16 of its own in 10.0.0.0/8 in the order the
   networks appear (10.1, 10.2, …; after 255 of them 240.0 up to 254.255);
@@ -52,7 +54,6 @@ _KEPT_KEYS = frozenset(
         "first_seen",
         "last_seen",
         "table",
-        "chain",
         "kind",
         "handle",
         "hook",
@@ -62,8 +63,6 @@ _KEPT_KEYS = frozenset(
         "physin",
         "physout",
         "nf_family",
-        "verdict",
-        "verdict_at",
         "field",
         "trace_id",
     }
