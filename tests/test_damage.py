@@ -34,8 +34,6 @@ _ELIDED_PACKET_LINE = (
 )
 SPLIT_GAPS = {
     ("k8s-nft/nodeport.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
-    ("k8s-nftables/clusterip.handles.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
-    ("k8s-nftables/clusterip.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
     ("k8s-nftables/nodeport.handles.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
     ("k8s-nftables/nodeport.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
 }

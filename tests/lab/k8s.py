@@ -129,12 +129,15 @@ class Scenario:
 
     `until_endpoints`: repeat the traffic until conntrack shows that many
     different endpoints (statistic mode picks one at random per connection).
+    `modes`: where it is played (only nftables mode rejects a cluster IP's
+    other ports; elsewhere such a connection would go unanswered).
     """
 
     name: str
     description: str
     traffic: Traffic
     until_endpoints: int = 0
+    modes: tuple[Mode, ...] = ("legacy", "nft", "nftables")
 
 
 def _wget(url: str) -> tuple[str, ...]:
@@ -163,6 +166,13 @@ SCENARIOS = (
         f"{CLIENT.key} connects to {EMPTY.service_port} at {EMPTY.cluster_ip}:{EMPTY.port.port}, "
         "which has no endpoints: REJECT",
         Traffic(CLIENT.name, _wget(f"http://{EMPTY.cluster_ip}:{EMPTY.port.port}/"), may_fail=True),
+    ),
+    Scenario(
+        "wrong-port",
+        f"{CLIENT.key} connects to port 8080 of {WEB.service_port}'s cluster IP {WEB.cluster_ip}, a port the "
+        "service does not have: kube-proxy's cluster-ips-check REJECTs it (a commented rule)",
+        Traffic(CLIENT.name, _wget(f"http://{WEB.cluster_ip}:8080/"), may_fail=True),
+        modes=("nftables",),
     ),
     Scenario(
         "netpol",
@@ -653,7 +663,7 @@ def capture_mode(mode: Mode, directory: Path) -> None:
                 "content": f"kubectl get {name.split('-', 1)[1].removesuffix('.json')} -A -o json, "
                 "written for the lab's cluster in the API's schema"
             }
-        for scenario in SCENARIOS:
+        for scenario in (scenario for scenario in SCENARIOS if mode in scenario.modes):
             captured = capture_scenario(lab, scenario, directory)
             for name, (path, rendering, failure) in captured.files.items():
                 files[name] = {
