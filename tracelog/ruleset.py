@@ -19,6 +19,7 @@ from lark import Token, Transformer, UnexpectedInput
 from tracelog.errors import InputError, UsageError
 from tracelog.events import Family, TraceEvent
 from tracelog.netfilter import BUILTIN_CHAINS
+from tracelog.nft_ruleset import NftRuleset, is_nft_ruleset, parse_nft_ruleset
 from tracelog.parse.grammar import load_parser
 from tracelog.sources import read_side_file
 
@@ -222,13 +223,17 @@ def parse_ruleset(text: str, source: str) -> Ruleset:
 
 @dataclass(frozen=True, slots=True)
 class Rulesets:
-    """The snapshots of one run, at most one per family (one without a family serves both)."""
+    """The snapshots of one run: iptables-save ones, at most one per family (one without a family serves both),
+    and `nft list ruleset` ones, whose tables explain nft trace steps."""
 
     by_family: Mapping[Family | None, Ruleset]
+    nft: tuple[NftRuleset, ...] = ()
 
     def annotate(self, event: TraceEvent) -> TraceEvent:
-        """Fill a legacy step's rule and verdict from the snapshot of its family."""
-        if event.rulenum is None or event.verdict is not None:
+        """Fill a legacy step's rule and verdict from the snapshot of its family, an nft step's rule from an nft one."""
+        if event.rulenum is None:
+            return self._annotate_nft(event)
+        if event.verdict is not None:
             return event
         ruleset = self.by_family.get(event.header.family) or self.by_family.get(None)
         if ruleset is None:
@@ -236,22 +241,40 @@ class Rulesets:
         found = ruleset.resolve(event.table, event.chain, event.kind, event.rulenum)
         return event._replace(rule=found.rule, verdict=found.verdict, mismatch=found.mismatch)
 
+    def _annotate_nft(self, event: TraceEvent) -> TraceEvent:
+        """An nft step's rule with its comment, from the first nft snapshot that holds its table."""
+        for ruleset in self.nft:
+            if (event.nf_family, event.table) in ruleset.tables:
+                return ruleset.annotate(event)
+        return event
+
 
 def read_ruleset(path: str) -> Ruleset:
-    """Read one snapshot file; one that cannot be read or parsed is an `InputError`."""
+    """Read one iptables-save snapshot file; one that cannot be read or parsed is an `InputError`."""
     text = read_side_file(path).decode("utf-8", "replace")  # no newline translation: see parse_ruleset
     return parse_ruleset(text, path)
 
 
+def read_rules_file(path: str) -> Ruleset | NftRuleset:
+    """Read one snapshot file of either kind, told by its text: iptables-save or `nft list ruleset` output."""
+    text = read_side_file(path).decode("utf-8", "replace")
+    return parse_nft_ruleset(text, path) if is_nft_ruleset(text) else parse_ruleset(text, path)
+
+
 def load_rulesets(paths: Iterable[str]) -> Rulesets:
-    """Read snapshot files; two for the same family is a usage error, one without tables names nothing."""
-    return gather_rulesets(read_ruleset(path) for path in paths)
+    """Read snapshot files; two iptables-save ones for the same family is a usage error, one without tables
+    names nothing."""
+    return gather_rulesets(read_rules_file(path) for path in paths)
 
 
-def gather_rulesets(rulesets: Iterable[Ruleset]) -> Rulesets:
-    """One run's snapshots by family; two for the same family is a usage error."""
+def gather_rulesets(rulesets: Iterable[Ruleset | NftRuleset]) -> Rulesets:
+    """One run's snapshots: iptables-save ones by family (two for the same family is a usage error), nft ones."""
     by_family: dict[Family | None, Ruleset] = {}
+    nft: list[NftRuleset] = []
     for ruleset in rulesets:
+        if isinstance(ruleset, NftRuleset):
+            nft.append(ruleset)
+            continue
         if not ruleset.tables:
             continue
         path = ruleset.source
@@ -261,4 +284,4 @@ def gather_rulesets(rulesets: Iterable[Ruleset]) -> Rulesets:
                 f"{by_family[ruleset.family].source} and {path}"
             )
         by_family[ruleset.family] = ruleset
-    return Rulesets(by_family)
+    return Rulesets(by_family, tuple(nft))

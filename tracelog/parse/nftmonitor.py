@@ -225,7 +225,7 @@ _LIVE_STATE = re.compile(
 )
 
 
-def _stateless_rule(text: str) -> str:
+def stateless_rule(text: str) -> str:
     """A rule as nft printed it in a trace, without the live state it prints too (`counter packets 3 bytes 180`)."""
     return _LIVE_STATE.sub("", text)
 
@@ -295,13 +295,13 @@ class _NftTransformer(Transformer[Token, Any]):
 
     def rule(self, children: list[Any]) -> _StepParts:
         handle = hex(int(children[1].split()[-1])) if len(children) > 2 else None
-        rule = _stateless_rule(children[0])
+        rule = stateless_rule(children[0])
         return "rule", rule, handle, children[-1], None, rule_damage(rule)
 
     def rule_cut(self, children: list[Token]) -> _StepParts:
         text = str(children[0]).rstrip()
         partial = _ELIDED_STEP if has_ellipsis(text) else _CUT_STEP
-        return "rule", _stateless_rule(text), None, None, None, partial.merge(rule_damage(text))
+        return "rule", stateless_rule(text), None, None, None, partial.merge(rule_damage(text))
 
     def unknown_rule(self, children: list[Any]) -> _StepParts:
         return "rule", None, hex(int(children[0])), children[1], None, None
