@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from ipaddress import ip_address
-from typing import NamedTuple
+from typing import Literal, NamedTuple, cast
 
 # iptables mode: prefix → what the chain is for; all but KUBE-SEP hash the service port and protocol only
 IPTABLES_SERVICE_PREFIXES = {
@@ -129,3 +130,420 @@ def _endpoint_from_chain(text: str) -> str | None:
             continue
         return f"[{parsed}]:{port}" if parsed.version == 6 else f"{parsed}:{port}"
     return None
+
+
+# --- what one step means ----------------------------------------------------------------------
+
+StepRole = Literal[
+    "service",  # the packet addressed this service port
+    "endpoint",  # the service's rule that chose this endpoint
+    "dnat",  # the endpoint's rule that rewrote the destination
+    "mark",  # marked 0x4000 for masquerading
+    "masquerade",  # source NAT because of the mark
+    "unmarked",  # not marked: left without source NAT
+    "forward",  # accepted in KUBE-FORWARD because of the mark
+    "established",  # accepted as part of a connection already accepted
+    "refusal",  # dropped or rejected by a rule kube-proxy or kube-router wrote
+    "allow",  # a NetworkPolicy allowed it
+    "policy",  # a NetworkPolicy chain deciding nothing yet
+]
+
+
+class RuleStep(NamedTuple):
+    """What the decoder reads of one step: where it ran, the rule (as printed or resolved) and its verdict."""
+
+    table: str
+    chain: str
+    rule: str | None = None
+    verdict: str | None = None
+
+    @classmethod
+    def from_record(cls, step: Mapping[str, object]) -> RuleStep:
+        """The decoder's view of one step of a packet record (`--format jsonl`)."""
+        rule, verdict = step.get("rule"), step.get("verdict")
+        return cls(
+            str(step["table"]),
+            str(step["chain"]),
+            rule if isinstance(rule, str) else None,
+            verdict if isinstance(verdict, str) else None,
+        )
+
+
+class ServiceAddress(NamedTuple):
+    """Where a service port takes traffic: a cluster IP, external IP or node IP, the protocol and the port."""
+
+    address: str
+    protocol: str
+    port: int
+
+
+class NamedChain(NamedTuple):
+    """An iptables chain of kube-proxy's named from outside the trace (the services and endpoints kubectl lists)."""
+
+    role: str  # service, local, external, firewall or endpoint
+    service: ServicePort
+    endpoint: str | None = None
+
+
+class KubeContext(NamedTuple):
+    """What tracelog knows of the cluster besides the trace, to name what a rule without comment refers to.
+
+    `chains`: kube-proxy's `KUBE-SVC-…`/`KUBE-SEP-…` chains; `services`: the
+    service port at an address (from kubectl, or from the comments of
+    kube-proxy's nftables maps); `pods`: pod address → `namespace/name`.
+    """
+
+    chains: Mapping[str, NamedChain] = {}
+    services: Mapping[ServiceAddress, ServicePort] = {}
+    pods: Mapping[str, str] = {}
+
+
+NO_CONTEXT = KubeContext()
+
+
+class StepMeaning(NamedTuple):
+    """What one step means in kube-proxy's (or kube-router's) words: its role, plain text, service and endpoint."""
+
+    role: StepRole
+    text: str
+    service: ServicePort | None = None
+    endpoint: str | None = None
+
+
+# iptables-save and xtables-monitor: `-m comment --comment "a b"` or `--comment word`
+_IPTABLES_COMMENT = re.compile(r'--comment\s+("(?:[^"\\]|\\.)*"|\S+)')
+# nft: `… comment "a b"`, printed after the rule's statements
+_NFT_COMMENT = re.compile(r'(?:^|\s)comment\s+"((?:[^"\\]|\\.)*)"')
+_DNAT = re.compile(r"(?:--to-destination\s+|\bdnat (?:ip6? )?to\s+)(\S+)")
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def rule_comment(rule: str | None) -> str | None:
+    """The comment of a rule as iptables or nft prints it (several joined by `; `), or None."""
+    if not rule or "comment" not in rule:
+        return None
+    quoted = _IPTABLES_COMMENT.findall(rule)
+    found = [_ESCAPE.sub(r"\1", text[1:-1]) if text.startswith('"') else text for text in quoted]
+    found += [_ESCAPE.sub(r"\1", text) for text in _NFT_COMMENT.findall(rule)]
+    return "; ".join(found) or None
+
+
+def dnat_target(rule: str | None) -> str | None:
+    """Where a DNAT rule sends a packet (`10.244.1.11:8080`), or None for any other rule."""
+    found = _DNAT.search(rule or "")
+    return found[1] if found else None
+
+
+_SERVICE = r"(?P<service>[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9]*(?::[a-z0-9][-a-z0-9]*)?)"
+_POD = r"POD name:(?P<pod>\S+) namespace: (?P<namespace>\S+)"
+
+
+# kube-proxy's and kube-router's comments (docs/kubernetes.md), most specific first; text with {service}, {pod}…
+class _Comment(NamedTuple):
+    """A comment kube-proxy or kube-router writes, what such a rule does and how to say it."""
+
+    pattern: re.Pattern[str]
+    role: StepRole
+    text: str
+
+
+def _comment(pattern: str, role: StepRole, text: str) -> _Comment:
+    return _Comment(re.compile(pattern), role, text)
+
+
+_COMMENTS = tuple(
+    _comment(*entry)
+    for entry in (
+        (rf"{_SERVICE} has no endpoints", "refusal", "{service} has no endpoints"),
+        (rf"{_SERVICE} has no local endpoints", "refusal", "{service} has no endpoints on this node"),
+        (
+            rf"{_SERVICE} traffic not accepted by (?P<chain>KUBE-FW-\S+)",
+            "refusal",
+            "{service} does not accept this source (loadBalancerSourceRanges, {chain})",
+        ),
+        (
+            rf"masquerade (?:LOCAL )?traffic for {_SERVICE} external destinations",
+            "mark",
+            "traffic to {service} from outside is masqueraded, so that replies come back through this node",
+        ),
+        (rf"(?:pod|route LOCAL) traffic for {_SERVICE} external destinations", "service", "{service}"),
+        (rf"{_SERVICE} -> (?P<endpoint>\S+)", "endpoint", "{service} chose endpoint {endpoint}"),
+        (rf"{_SERVICE} (?P<how>cluster IP|external IP|loadbalancer IP|health check node port)", "service", "{service}"),
+        (rf"other traffic to {_SERVICE} will be dropped by KUBE-PROXY-FIREWALL", "service", "{service}"),
+        (
+            r"kubernetes forwarding rules",
+            "forward",
+            "accepted: kube-proxy marked it for masquerading (0x4000), so it is service traffic",
+        ),
+        (r"kubernetes forwarding conntrack rule", "established", "accepted: part of an accepted connection"),
+        (
+            r"kubernetes service traffic requiring SNAT",
+            "masquerade",
+            "masqueraded: kube-proxy marked it (0x4000), so its source becomes this node's address",
+        ),
+        (r"block incoming localnet connections", "refusal", "kubelet blocks connections to 127.0.0.0/8 from outside"),
+        (r"Reject traffic to invalid ports of ClusterIPs", "refusal", "the cluster IP has no service on this port"),
+        (r"Drop traffic to unallocated ClusterIPs", "refusal", "no service has this cluster IP"),
+        (rf"rule to REJECT traffic destined for {_POD}", "refusal", "no NetworkPolicy allows it to {namespace}/{pod}"),
+        (rf"rule to log dropped traffic {_POD}", "policy", "logged: no NetworkPolicy allowed it to {namespace}/{pod}"),
+        (r"run through nw policy (?P<policy>\S+)", "policy", "NetworkPolicy {policy}"),
+        (
+            r"rule to ACCEPT traffic from .* selected by policy name:? (?P<policy>\S+) namespace (?P<namespace>\S+)",
+            "allow",
+            "allowed by NetworkPolicy {namespace}/{policy}",
+        ),
+        (r"rule for stateful firewall for pod", "established", "accepted: part of an accepted connection"),
+        (rf"rule to jump traffic (?:destined to|from) {_POD}", "policy", "NetworkPolicy of pod {namespace}/{pod}"),
+        (rf"^{_SERVICE}$", "service", "{service}"),
+    )
+)
+_REFUSALS = frozenset({"DROP", "REJECT"})
+_MARK_CHAINS = frozenset({"KUBE-MARK-MASQ", "mark-for-masquerade"})
+_MASQUERADE_CHAINS = frozenset({"KUBE-POSTROUTING", "masquerading"})
+_NO_ENDPOINT_CHAINS = frozenset({"service-endpoints-check", "nodeport-endpoints-check"})
+_NO_ENDPOINT_FILTERS = frozenset({"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"})
+_POLICY_PREFIXES = ("KUBE-POD-FW-", "KUBE-NWPLCY-", "KUBE-ROUTER-", "cali-")
+
+
+def decode_step(
+    step: RuleStep, context: KubeContext = NO_CONTEXT, addressed: ServiceAddress | None = None
+) -> StepMeaning | None:
+    """What one step means for kube-proxy or kube-router, or None for a step of anyone else's.
+
+    `addressed` is where the packet was sent before NAT (its destination,
+    protocol and port), to name the service a rule without comment refused.
+    """
+    comment = rule_comment(step.rule)
+    meaning = _from_comment(comment) if comment else None
+    if meaning is not None:
+        return _with_dnat(meaning, step)
+    return _from_rule(step, context, addressed) or _from_chain(step, context)
+
+
+def _from_comment(comment: str) -> StepMeaning | None:
+    for pattern, role, text in _COMMENTS:
+        found = pattern.search(comment)
+        if found is None:
+            continue
+        words = found.groupdict()
+        service = parse_service_port(words["service"]) if "service" in words else None
+        if "service" in words and service is None:
+            continue
+        return StepMeaning(role, text.format(**words), service, words.get("endpoint"))
+    return None
+
+
+def _with_dnat(meaning: StepMeaning, step: RuleStep) -> StepMeaning:
+    """A commented KUBE-SEP rule that DNATs: the endpoint is its target."""
+    target = dnat_target(step.rule)
+    if target is None:
+        return meaning
+    text = f"{meaning.service} sent to endpoint {target}" if meaning.service else f"sent to endpoint {target}"
+    return StepMeaning("dnat", text, meaning.service, target)
+
+
+def _from_rule(step: RuleStep, context: KubeContext, addressed: ServiceAddress | None) -> StepMeaning | None:
+    """Meanings the rule's chain, target and verdict carry without a comment (nft monitor prints none)."""
+    found = _from_target(step, context)
+    if found is not None:
+        return found
+    if step.verdict in _REFUSALS or step.verdict == "GOTO:reject-chain":
+        return _refusal(step, context, addressed)
+    chosen = _named_chain(_verdict_chain(step.verdict), context)
+    if chosen is None:
+        return None
+    text = f"{chosen.service} chose endpoint {chosen.endpoint}" if chosen.endpoint else str(chosen.service)
+    return StepMeaning("endpoint" if chosen.endpoint else "service", text, chosen.service, chosen.endpoint)
+
+
+def _from_target(step: RuleStep, context: KubeContext) -> StepMeaning | None:
+    """DNAT to an endpoint, the masquerade mark and its use, told by the chain and what the rule does."""
+    named = _named_chain(step.chain, context)
+    target = dnat_target(step.rule)
+    if target is not None and (named is not None or step.chain.startswith(IPTABLES_ENDPOINT_PREFIX)):
+        service = named.service if named else None
+        text = f"{service} sent to endpoint {target}" if service else f"sent to endpoint {target}"
+        return StepMeaning("dnat", text, service, target)
+    if step.chain in _MARK_CHAINS:
+        return StepMeaning("mark", "marked 0x4000: kube-proxy will masquerade it on the way out")
+    if step.chain in _MASQUERADE_CHAINS and step.verdict is not None:
+        return _masquerading(step)
+    if step.chain == "KUBE-FORWARD" and step.verdict == "ACCEPT":
+        return _forwarding(step)
+    return None
+
+
+def _masquerading(step: RuleStep) -> StepMeaning | None:
+    rule = (step.rule or "").lower()
+    if "masquerade" in rule:
+        return StepMeaning(
+            "masquerade", "masqueraded: kube-proxy marked it (0x4000), so its source becomes this node's address"
+        )
+    if step.verdict == "RETURN":
+        return StepMeaning("unmarked", "not marked for masquerading: its source stays")
+    return None
+
+
+def _forwarding(step: RuleStep) -> StepMeaning | None:
+    rule = step.rule or ""
+    if "mark" in rule:
+        return StepMeaning(
+            "forward", "accepted: kube-proxy marked it for masquerading (0x4000), so it is service traffic"
+        )
+    if "ESTABLISHED" in rule or "established" in rule:
+        return StepMeaning("established", "accepted: part of an accepted connection")
+    return None
+
+
+def _refusal(step: RuleStep, context: KubeContext, addressed: ServiceAddress | None) -> StepMeaning | None:
+    """A DROP or REJECT in a chain kube-proxy or kube-router owns, explained without a comment."""
+    service = context.services.get(addressed) if addressed else None
+    where = str(service) if service else f"the service at {_address_text(addressed)}"
+    if step.chain in _NO_ENDPOINT_CHAINS or step.chain == "reject-chain":
+        return StepMeaning("refusal", f"{where} has no endpoints", service)
+    if step.table == "filter" and step.chain in _NO_ENDPOINT_FILTERS:
+        # kube-proxy rejects where a service has no endpoints, drops where it has none on this node
+        local = "" if _rejects(step) else " on this node"
+        return StepMeaning("refusal", f"{where} has no endpoints{local}", service)
+    if step.chain.startswith(_POLICY_PREFIXES):
+        pod = context.pods.get(addressed.address) if addressed else None
+        return StepMeaning("refusal", f"no NetworkPolicy allows it to {pod or _address_text(addressed)}")
+    return None
+
+
+def _rejects(step: RuleStep) -> bool:
+    """A REJECT rule: nft traces print its verdict as drop, only the rule says `reject`."""
+    return step.verdict == "REJECT" or re.search(r"(?:-j REJECT|\breject)\b", step.rule or "") is not None
+
+
+def _address_text(addressed: ServiceAddress | None) -> str:
+    if addressed is None:
+        return "its destination"
+    address = f"[{addressed.address}]" if ":" in addressed.address else addressed.address
+    return f"{address}:{addressed.port}"
+
+
+def _from_chain(step: RuleStep, context: KubeContext) -> StepMeaning | None:
+    """What the chain alone says: a kube-proxy service or endpoint chain, or a NetworkPolicy chain."""
+    named = _named_chain(step.chain, context)
+    if named is not None:
+        role: StepRole = "endpoint" if named.endpoint else "service"
+        text = f"{named.service} chose endpoint {named.endpoint}" if named.endpoint else str(named.service)
+        return StepMeaning(role, text, named.service, named.endpoint)
+    if step.chain.startswith(_POLICY_PREFIXES):
+        return StepMeaning("policy", f"NetworkPolicy chain {step.chain}")
+    return None
+
+
+def _verdict_chain(verdict: str | None) -> str:
+    """The chain a `JUMP:x`/`GOTO:x` verdict goes to, else an empty name."""
+    kind, colon, chain = (verdict or "").partition(":")
+    return chain if colon and kind in ("JUMP", "GOTO") else ""
+
+
+def _named_chain(chain: str, context: KubeContext) -> NamedChain | None:
+    """A kube-proxy chain named by the context (iptables mode) or by its own name (nftables mode)."""
+    if not chain:
+        return None
+    named = context.chains.get(chain)
+    if named is not None:
+        return named
+    decoded = decode_nftables_chain(chain)
+    return None if decoded is None else NamedChain(decoded.role, decoded.service, decoded.endpoint)
+
+
+# --- what a packet's steps add up to -----------------------------------------------------------
+
+
+class KubePacket(NamedTuple):
+    """What kube-proxy and kube-router did to one packet, from its steps.
+
+    `service`: the service port it addressed; `endpoint`: where it was DNAT'ed
+    (`ip:port`); `masquerade`: why its source was (or will be) replaced by the
+    node's address; `refusal`: why a kube rule dropped or rejected it;
+    `policy`: the NetworkPolicy that allowed it; `steps`: each step's
+    meaning, None for steps of other rule writers.
+    """
+
+    service: ServicePort | None
+    endpoint: str | None
+    masquerade: str | None
+    refusal: str | None
+    policy: str | None
+    steps: tuple[StepMeaning | None, ...]
+
+
+def decode_packet(
+    steps: Sequence[RuleStep], context: KubeContext = NO_CONTEXT, addressed: ServiceAddress | None = None
+) -> KubePacket:
+    """The service, endpoint, masquerading and refusal one packet's steps show."""
+    meanings = tuple(decode_step(step, context, addressed) for step in steps)
+    service = next((meaning.service for meaning in meanings if meaning and meaning.service), None)
+    if service is None and addressed is not None:
+        service = context.services.get(addressed)
+    dnat = next((meaning.endpoint for meaning in meanings if meaning and meaning.role == "dnat"), None)
+    chosen = next((meaning.endpoint for meaning in meanings if meaning and meaning.role == "endpoint"), None)
+    refusal = _last_text(meanings, "refusal")
+    return KubePacket(
+        service, dnat or chosen, _masquerade_reason(steps, meanings), refusal, _last_text(meanings, "allow"), meanings
+    )
+
+
+def _last_text(meanings: Sequence[StepMeaning | None], role: StepRole) -> str | None:
+    return next((meaning.text for meaning in reversed(meanings) if meaning and meaning.role == role), None)
+
+
+def _masquerade_reason(steps: Sequence[RuleStep], meanings: Sequence[StepMeaning | None]) -> str | None:
+    """Why the packet was marked 0x4000: the rule that sent it to the marking chain says it."""
+    for index, meaning in enumerate(meanings):
+        if meaning is None or meaning.role != "mark":
+            continue
+        if steps[index].chain not in _MARK_CHAINS:
+            return meaning.text  # the commented rule that marks (KUBE-EXT) says why itself
+        caller = _caller(steps, meanings, index)
+        return f"marked 0x4000 for masquerading: {caller}" if caller else "marked 0x4000 for masquerading"
+    return None
+
+
+def _caller(steps: Sequence[RuleStep], meanings: Sequence[StepMeaning | None], index: int) -> str | None:
+    """Why the rule that jumped to the marking chain at `index` did: its comment's meaning or its match."""
+    if index == 0:
+        return None
+    step, meaning = steps[index - 1], meanings[index - 1]
+    if meaning is not None and meaning.role == "mark":
+        return meaning.text
+    named = _named_chain(step.chain, NO_CONTEXT) or (
+        meaning and meaning.service and NamedChain("service", meaning.service)
+    )
+    if step.chain.startswith("KUBE-EXT-") or (named and named.role == "external"):
+        return "external traffic to a service is masqueraded, so that replies come back through this node"
+    if step.chain.startswith(IPTABLES_ENDPOINT_PREFIX) or (named and named.role == "endpoint"):
+        return "the endpoint connects to itself through its service (hairpin), so its source must change"
+    if meaning is not None and meaning.service is not None:
+        return f"traffic to {meaning.service}'s cluster IP from outside the pod network"
+    return None
+
+
+def decode_record(packet: Mapping[str, object], context: KubeContext = NO_CONTEXT) -> KubePacket:
+    """`decode_packet` for a packet record (`--format jsonl`): its steps, and where it was sent before NAT."""
+    port = packet.get("dport")
+    addressed = None
+    if isinstance(port, int):
+        addressed = ServiceAddress(str(packet["dst"]), str(packet["proto"]).lower(), port)
+    steps = cast(Sequence[Mapping[str, object]], packet["steps"])
+    return decode_packet([RuleStep.from_record(step) for step in steps], context, addressed)
+
+
+def services_without_endpoints(element_comments: Mapping[str, str]) -> dict[ServiceAddress, ServicePort]:
+    """The service ports of `no-endpoint-services` elements (`10.96.100.20 . tcp . 80` → `default/empty:http`).
+
+    In nftables mode these element comments are the only place kube-proxy
+    names a service without endpoints; give them as `KubeContext.services`.
+    """
+    found: dict[ServiceAddress, ServicePort] = {}
+    for key, comment in element_comments.items():
+        parts = key.split(" . ")
+        service = parse_service_port(comment)
+        if len(parts) == 3 and parts[2].isdigit() and service is not None:
+            found[ServiceAddress(parts[0], parts[1], int(parts[2]))] = service
+    return found
