@@ -5,7 +5,9 @@ The names come from `docker inspect` / `docker network inspect` (or `podman
 inspect` / `podman network inspect`) files saved while tracing, or live from
 the Docker daemon or the Podman service.  Inspect output never names a
 container's host-side veth, so only the live daemon (with root, to look inside
-the container's network namespace) can name those.
+the container's network namespace) can name those.  Kubernetes pods, services
+and nodes come from `kubectl get … -o json` output, or from kubectl itself
+(`tracelog.kubectl`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from tracelog.errors import InputError, UsageError
+from tracelog.kubectl import KUBERNETES, Cluster, ask_kubectl, cluster_from_kubectl, is_kubectl_output
 
 # The Unix-socket transport and error text of the Engine API client already
 # written for `tracelog docker`: one client, not two.
@@ -36,7 +39,7 @@ from tracelog.sources import read_side_file
 
 Address = IPv4Address | IPv6Address
 
-INSPECT_HINT = "expected the JSON of docker or podman inspect, or of docker or podman network inspect"
+INSPECT_HINT = "expected the JSON of docker or podman inspect, docker or podman network inspect, or kubectl get -o json"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 # Seconds for `ip link` inside a container's namespace: a local netlink dump.
 LINK_TIMEOUT = 10.0
@@ -116,15 +119,30 @@ _NO_INTERFACE_NAMES: InterfaceNames = {"in_name": None, "out_name": None, "physi
 
 
 def load_names(paths: Iterable[str | Path]) -> Names:
-    """Names from saved `docker`/`podman inspect` and `docker`/`podman network inspect` files, later files winning.
+    """Names from saved `docker`/`podman inspect`, `docker`/`podman network inspect` and `kubectl get … -o json`
+    files, later files winning.
 
     Raises `InputError` naming the file for one that cannot be read, is not
-    JSON (with line:column) or is not inspect output.
+    JSON (with line:column) or is neither inspect nor kubectl output.
     """
     names = Names()
     for path in paths:
-        names = names.merge(names_from_inspect(_read_json(Path(path)), str(path)))
+        decoded = _read_json(Path(path))
+        if is_kubectl_output(decoded):
+            names = names.merge(names_from_cluster(cluster_from_kubectl(decoded, str(path))))
+        else:
+            names = names.merge(names_from_inspect(decoded, str(path)))
     return names
+
+
+def names_from_cluster(cluster: Cluster) -> Names:
+    """Pods and service addresses as `namespace/name`, nodes by name, Calico's interfaces by their pod."""
+    return Names(containers=cluster.addresses(), veths=cluster.interfaces())
+
+
+def kubernetes_names() -> Names:
+    """Names of the cluster `kubectl` on the PATH answers for; `Unavailable` when it cannot."""
+    return names_from_cluster(ask_kubectl())
 
 
 def _read_json(path: Path) -> Any:
@@ -261,7 +279,7 @@ def engine_names(sock: Path, timeout: float, service: EngineService) -> Names:
     return replace(names, veths=container_veths(inspected))
 
 
-LIVE_SOURCES = {"docker": docker_names, "podman": podman_names}
+LIVE_SOURCES = {"docker": docker_names, "podman": podman_names, KUBERNETES: kubernetes_names}
 """The `--names` words that ask a running service rather than name a file."""
 
 
