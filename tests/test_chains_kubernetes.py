@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tracelog.chains import ChainMeaning, NativeChain, Reason
+from tracelog.chains.comments import rule_comment
 from tracelog.chains.kubernetes import (
     KubeContext,
     NamedChain,
@@ -17,13 +19,15 @@ from tracelog.chains.kubernetes import (
     decode_packet,
     decode_record,
     decode_step,
+    describe_chain,
     dnat_target,
     iptables_endpoint_chain,
     iptables_hash,
+    native_chain,
     nftables_chain,
     parse_service_port,
-    rule_comment,
     services_without_endpoints,
+    verdict_reason,
 )
 
 # upstream's own expectations (pkg/proxy/iptables/proxier_test.go, pkg/proxy/nftables/proxier_test.go)
@@ -116,7 +120,7 @@ SEP = iptables_endpoint_chain(WEB, "tcp", "10.244.1.11:8080")
             "-A KUBE-NODEPORTS -p tcp -m comment --comment default/web:http -m tcp --dport 30080 -j X",
             "default/web:http",
         ),
-        ('-m comment --comment "say \\"hi\\"" -m comment --comment cali:abc -j DROP', 'say "hi"; cali:abc'),
+        ('-m comment --comment "say \\"hi\\"" -m comment --comment cali:abc -j DROP', 'say "hi"'),
         (
             'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"',
             "Reject traffic to invalid ports of ClusterIPs",
@@ -416,3 +420,49 @@ def test_a_record_is_decoded_from_its_steps_and_destination() -> None:
         ],
     }
     assert decode_record(record).refusal == "default/empty:http has no endpoints"
+
+
+@pytest.mark.parametrize(
+    ("chain", "known"),
+    [
+        ("filter-forward", NativeChain("FORWARD", False)),
+        ("nat-prerouting", NativeChain("PREROUTING", True)),
+        ("filter-output-post-dnat", NativeChain("OUTPUT", False)),
+        ("services", NativeChain(None, True)),
+        ("service-SUSTUHLJ-default/web/tcp/http", NativeChain(None, True)),
+        ("reject-chain", NativeChain(None, False)),
+        ("my-own-chain", None),
+    ],
+)
+def test_kube_proxys_native_chains_say_their_hook_and_kind(chain: str, known: NativeChain | None) -> None:
+    assert native_chain("kube-proxy", chain) == known
+    assert native_chain("filter", chain) is None  # only in kube-proxy's own table
+
+
+def test_kube_proxys_chains_are_described_with_their_service() -> None:
+    endpoint = nftables_chain("endpoint", WEB, "tcp", "10.244.1.11:8080")
+    assert describe_chain("kube-proxy", endpoint) == ChainMeaning(
+        "kube-proxy", "DNATs to one endpoint of default/web:http (10.244.1.11:8080)"
+    )
+    context = KubeContext(chains={EXT: NamedChain("external", WEB)})
+    assert describe_chain("nat", EXT, context) == ChainMeaning(
+        "kube-proxy", "takes external traffic (node port, external or load-balancer IP) to default/web:http"
+    )
+    assert describe_chain("nat", EXT) is None  # a hash alone names nothing
+    assert describe_chain("filter", "KUBE-POD-FW-GXXSWJVCUKLVD6EF") is not None
+    assert describe_chain("filter", "DOCKER-USER") is None
+
+
+def test_a_deciding_rules_reason_is_its_comment_and_what_it_means() -> None:
+    rule = '-A KUBE-SERVICES -m comment --comment "default/empty:http has no endpoints" -j REJECT'
+    assert verdict_reason("filter", "KUBE-SERVICES", rule, "REJECT") == Reason(
+        "default/empty:http has no endpoints", "default/empty:http has no endpoints"
+    )
+    marked = '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT'
+    reason = verdict_reason("filter", "KUBE-FORWARD", marked, "ACCEPT")
+    assert reason is not None
+    assert reason.label == "kubernetes forwarding rules"
+    assert (
+        verdict_reason("nat", "KUBE-MARK-MASQ", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", "CONTINUE")
+        is None
+    )

@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from ipaddress import ip_address
 from typing import Literal, NamedTuple, cast
 
+from tracelog.chains import ChainMeaning, NativeChain, Reason
+from tracelog.chains.comments import rule_comment
+
 # iptables mode: prefix → what the chain is for; all but KUBE-SEP hash the service port and protocol only
 IPTABLES_SERVICE_PREFIXES = {
     "KUBE-SVC-": "service",
@@ -210,22 +213,7 @@ class StepMeaning(NamedTuple):
     endpoint: str | None = None
 
 
-# iptables-save and xtables-monitor: `-m comment --comment "a b"` or `--comment word`
-_IPTABLES_COMMENT = re.compile(r'--comment\s+("(?:[^"\\]|\\.)*"|\S+)')
-# nft: `… comment "a b"`, printed after the rule's statements
-_NFT_COMMENT = re.compile(r'(?:^|\s)comment\s+"((?:[^"\\]|\\.)*)"')
 _DNAT = re.compile(r"(?:--to-destination\s+|\bdnat (?:ip6? )?to\s+)(\S+)")
-_ESCAPE = re.compile(r"\\(.)")
-
-
-def rule_comment(rule: str | None) -> str | None:
-    """The comment of a rule as iptables or nft prints it (several joined by `; `), or None."""
-    if not rule or "comment" not in rule:
-        return None
-    quoted = _IPTABLES_COMMENT.findall(rule)
-    found = [_ESCAPE.sub(r"\1", text[1:-1]) if text.startswith('"') else text for text in quoted]
-    found += [_ESCAPE.sub(r"\1", text) for text in _NFT_COMMENT.findall(rule)]
-    return "; ".join(found) or None
 
 
 def dnat_target(rule: str | None) -> str | None:
@@ -547,3 +535,91 @@ def services_without_endpoints(element_comments: Mapping[str, str]) -> dict[Serv
         if len(parts) == 3 and parts[2].isdigit() and service is not None:
             found[ServiceAddress(parts[0], parts[1], int(parts[2]))] = service
     return found
+
+
+# --- the writer's interface shared with tracelog.chains.docker and .netavark ------------------------
+
+WRITER = "kube-proxy"
+POLICY_WRITER = "kube-router"
+# kube-proxy's nftables base chains (`<type>-<hook>`, later versions add `-pre-dnat`): hook, and whether an
+# accept there only passes the packet on (nat); its regular chains run where their caller does
+_NFT_BASE_CHAINS = {
+    "filter-prerouting": NativeChain("PREROUTING", False),
+    "filter-prerouting-pre-dnat": NativeChain("PREROUTING", False),
+    "filter-input": NativeChain("INPUT", False),
+    "filter-forward": NativeChain("FORWARD", False),
+    "filter-output": NativeChain("OUTPUT", False),
+    "filter-output-pre-dnat": NativeChain("OUTPUT", False),
+    "filter-output-post-dnat": NativeChain("OUTPUT", False),
+    "nat-prerouting": NativeChain("PREROUTING", True),
+    "nat-output": NativeChain("OUTPUT", True),
+    "nat-postrouting": NativeChain("POSTROUTING", True),
+}
+_NFT_NAT_CHAINS = frozenset({"services", "masquerading", "mark-for-masquerade"})
+_NFT_ROLES = {
+    "services": "dispatches traffic to cluster, external and load-balancer IPs and node ports to its service",
+    "service-endpoints-check": "refuses new connections to services without endpoints",
+    "nodeport-endpoints-check": "refuses new connections to node ports of services without endpoints",
+    "reject-chain": "rejects traffic to services without endpoints",
+    "cluster-ips-check": "refuses traffic to cluster IPs on ports no service has, and to unallocated cluster IPs",
+    "firewall-check": "applies loadBalancerSourceRanges",
+    "mark-for-masquerade": "marks a packet 0x4000 for masquerading",
+    "masquerading": "masquerades packets marked 0x4000 and clears the mark",
+}
+_IPTABLES_ROLES = {
+    "KUBE-SERVICES": "matches service addresses (nat) and refuses services without endpoints (filter)",
+    "KUBE-EXTERNAL-SERVICES": "refuses external traffic to services without endpoints",
+    "KUBE-NODEPORTS": "matches node ports (nat), accepts health-check node ports (filter)",
+    "KUBE-MARK-MASQ": "marks a packet 0x4000 for masquerading in KUBE-POSTROUTING",
+    "KUBE-POSTROUTING": "masquerades packets marked 0x4000 and clears the mark",
+    "KUBE-FORWARD": "accepts forwarded service traffic (marked 0x4000) and its connections; drops INVALID",
+    "KUBE-PROXY-FIREWALL": "drops load-balancer traffic loadBalancerSourceRanges does not allow",
+    "KUBE-FIREWALL": "kubelet's: drops connections to 127.0.0.0/8 from outside",
+}
+_ROLE_WORDS = {
+    "service": "dispatches to the endpoints of",
+    "local": "dispatches to this node's endpoints of",
+    "external": "takes external traffic (node port, external or load-balancer IP) to",
+    "firewall": "applies loadBalancerSourceRanges to",
+    "endpoint": "DNATs to one endpoint of",
+}
+_POLICY_ROLES = {
+    "KUBE-POD-FW-": "a pod's NetworkPolicy firewall: runs its policies, rejects what none allows",
+    "KUBE-NWPLCY-": "one NetworkPolicy's rules: marks what it allows",
+    "KUBE-ROUTER-": "kube-router's entry to the pods' NetworkPolicy firewalls",
+}
+_DECIDING_ROLES = frozenset({"refusal", "forward", "established", "allow"})
+
+
+def native_chain(table: str, chain: str) -> NativeChain | None:
+    """The hook and kind of a chain of kube-proxy's `kube-proxy` table (nftables mode); None for any other."""
+    if table != NFTABLES_TABLE:
+        return None
+    known = _NFT_BASE_CHAINS.get(chain)
+    if known is not None:
+        return known
+    decoded = decode_nftables_chain(chain)
+    if chain in _NFT_NAT_CHAINS or (decoded is not None and decoded.role != "firewall"):
+        return NativeChain(None, True)
+    return NativeChain(None, False) if chain in _NFT_ROLES or decoded is not None else None
+
+
+def describe_chain(table: str, chain: str, context: KubeContext = NO_CONTEXT) -> ChainMeaning | None:
+    """What a kube-proxy (or kube-router) chain is for; per-service chains name their service (and endpoint)."""
+    named = _named_chain(chain, context)
+    if named is not None:
+        endpoint = f" ({named.endpoint})" if named.endpoint else ""
+        return ChainMeaning(WRITER, f"{_ROLE_WORDS.get(named.role, 'serves')} {named.service}{endpoint}")
+    role = _NFT_ROLES.get(chain) if table == NFTABLES_TABLE else _IPTABLES_ROLES.get(chain)
+    if role is not None:
+        return ChainMeaning(WRITER, role)
+    prefix = next((prefix for prefix in _POLICY_ROLES if chain.startswith(prefix)), None)
+    return ChainMeaning(POLICY_WRITER, _POLICY_ROLES[prefix]) if prefix else None
+
+
+def verdict_reason(table: str, chain: str, rule: str | None, verdict: str | None) -> Reason | None:
+    """Why a kube-proxy or kube-router rule decided: refused, or accepted as service traffic or by a policy."""
+    meaning = decode_step(RuleStep(table, chain, rule, verdict))
+    if meaning is None or meaning.role not in _DECIDING_ROLES:
+        return None
+    return Reason(rule_comment(rule) or chain, meaning.text)
