@@ -20,7 +20,7 @@ import pytest
 import tracelog
 from tests.samples import SAMPLES, traced_packets
 from tracelog.chains.kubernetes import KubeContext, ServicePort, decode_record, services_without_endpoints
-from tracelog.kubectl import read_kubectl_files
+from tracelog.names.kubectl import read_kubectl_files
 from tracelog.nft_ruleset import parse_nft_ruleset
 from tracelog.records.packet import PacketRecord
 

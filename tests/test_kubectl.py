@@ -16,8 +16,8 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog.chains.kubernetes import NamedChain, ServiceAddress, ServicePort
 from tracelog.errors import InputError, Unavailable
-from tracelog.kubectl import ask_kubectl, cluster_from_kubectl, read_kubectl_files
 from tracelog.names import LIVE_SOURCES, Names, load_names
+from tracelog.names.kubectl import ask_kubectl, cluster_from_kubectl, read_kubectl_files
 from tracelog.ruleset import parse_ruleset
 
 K8S = SAMPLES / "k8s-legacy"

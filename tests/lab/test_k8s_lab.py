@@ -22,8 +22,8 @@ from tests.lab import kernlog
 from tests.lab.k8s import SCENARIOS, Capture, KubeNodeLab, Mode, capture_scenario
 from tests.lab.k8s_cluster import CLUSTER, kubectl_endpointslices, kubectl_pods, kubectl_services
 from tracelog.chains.kubernetes import decode_record
-from tracelog.kubectl import read_kubectl_files
 from tracelog.names import read_links, veth_peers
+from tracelog.names.kubectl import read_kubectl_files
 from tracelog.records.packet import PacketRecord
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]

@@ -7,7 +7,7 @@ the Docker daemon or the Podman service.  Inspect output never names a
 container's host-side veth, so only the live daemon (with root, to look inside
 the container's network namespace) can name those.  Kubernetes pods, services
 and nodes come from `kubectl get … -o json` output, or from kubectl itself
-(`tracelog.kubectl`).
+(`tracelog.names.kubectl`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from tracelog.errors import InputError, UsageError
-from tracelog.kubectl import KUBERNETES, Cluster, ask_kubectl, cluster_from_kubectl, is_kubectl_output
 
 # The Unix-socket transport and error text of the Engine API client already
 # written for `tracelog docker`: one client, not two.
@@ -35,6 +34,7 @@ from tracelog.names.docker import (
     docker_socket,
     podman_socket,
 )
+from tracelog.names.kubectl import KUBERNETES, Cluster, ask_kubectl, cluster_from_kubectl, is_kubectl_output
 from tracelog.sources import read_side_file
 
 Address = IPv4Address | IPv6Address
