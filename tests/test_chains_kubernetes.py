@@ -466,3 +466,31 @@ def test_a_deciding_rules_reason_is_its_comment_and_what_it_means() -> None:
         verdict_reason("nat", "KUBE-MARK-MASQ", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", "CONTINUE")
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("step", "refusal"),
+    [
+        (
+            RuleStep("kube-proxy", "cluster-ips-check", "ip daddr @cluster-ips reject", "DROP"),
+            "the cluster IP has no service on this port",
+        ),
+        (
+            RuleStep("kube-proxy", "cluster-ips-check", "ip daddr 10.96.0.0/16 drop", "DROP"),
+            "no service has this cluster IP",
+        ),
+        (
+            RuleStep("filter", "KUBE-FORWARD", "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP", "DROP"),
+            "dropped: conntrack finds it INVALID (kube-proxy's KUBE-FORWARD)",
+        ),
+        (
+            RuleStep(
+                "kube-proxy", nftables_chain("firewall", WEB, "tcp"), "ip saddr != { 203.0.113.0/25 } drop", "DROP"
+            ),
+            "default/web:http does not accept this source (loadBalancerSourceRanges)",
+        ),
+        (RuleStep("filter", "DOCKER-USER", "-A DOCKER-USER -j DROP", "DROP"), None),
+    ],
+)
+def test_a_refusal_without_comment_is_told_by_its_chain(step: RuleStep, refusal: str | None) -> None:
+    assert decode_packet([step]).refusal == refusal

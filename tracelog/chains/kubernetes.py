@@ -226,7 +226,6 @@ _SERVICE = r"(?P<service>[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9]*(?::[a-z0-9][-a-z0
 _POD = r"POD name:(?P<pod>\S+) namespace: (?P<namespace>\S+)"
 
 
-# kube-proxy's and kube-router's comments (docs/kubernetes.md), most specific first; text with {service}, {pod}…
 class _Comment(NamedTuple):
     """A comment kube-proxy or kube-router writes, what such a rule does and how to say it."""
 
@@ -239,6 +238,7 @@ def _comment(pattern: str, role: StepRole, text: str) -> _Comment:
     return _Comment(re.compile(pattern), role, text)
 
 
+# kube-proxy's and kube-router's comments (docs/kubernetes.md), most specific first; text with {service}, {pod}…
 _COMMENTS = tuple(
     _comment(*entry)
     for entry in (
@@ -250,9 +250,14 @@ _COMMENTS = tuple(
             "{service} does not accept this source (loadBalancerSourceRanges, {chain})",
         ),
         (
-            rf"masquerade (?:LOCAL )?traffic for {_SERVICE} external destinations",
+            rf"masquerade traffic for {_SERVICE} external destinations",
             "mark",
             "traffic to {service} from outside is masqueraded, so that replies come back through this node",
+        ),
+        (
+            rf"masquerade LOCAL traffic for {_SERVICE} external destinations",
+            "mark",
+            "this node's own traffic to {service}'s external address is masqueraded",
         ),
         (rf"(?:pod|route LOCAL) traffic for {_SERVICE} external destinations", "service", "{service}"),
         (rf"{_SERVICE} -> (?P<endpoint>\S+)", "endpoint", "{service} chose endpoint {endpoint}"),
@@ -396,7 +401,22 @@ def _refusal(step: RuleStep, context: KubeContext, addressed: ServiceAddress | N
     if step.chain.startswith(_POLICY_PREFIXES):
         pod = context.pods.get(addressed.address) if addressed else None
         return StepMeaning("refusal", f"no NetworkPolicy allows it to {pod or _address_text(addressed)}")
-    return None
+    if step.chain == "cluster-ips-check":
+        unserved = "the cluster IP has no service on this port" if _rejects(step) else "no service has this cluster IP"
+        return StepMeaning("refusal", unserved)
+    named = _named_chain(step.chain, context)
+    if named is not None and named.role == "firewall":
+        return StepMeaning("refusal", f"{named.service} does not accept this source (loadBalancerSourceRanges)")
+    fixed = _FIXED_REFUSALS.get(step.chain)
+    return StepMeaning("refusal", fixed) if fixed else None
+
+
+# refusals of kube-proxy's (and kubelet's) fixed iptables chains, told without their comment
+_FIXED_REFUSALS = {
+    "KUBE-FORWARD": "dropped: conntrack finds it INVALID (kube-proxy's KUBE-FORWARD)",
+    "KUBE-FIREWALL": "kubelet blocks connections to 127.0.0.0/8 from outside",
+    "KUBE-PROXY-FIREWALL": "the service does not accept this source (loadBalancerSourceRanges)",
+}
 
 
 def _rejects(step: RuleStep) -> bool:
