@@ -453,19 +453,28 @@ def test_kube_proxys_chains_are_described_with_their_service() -> None:
     assert describe_chain("filter", "DOCKER-USER") is None
 
 
-def test_a_deciding_rules_reason_is_its_comment_and_what_it_means() -> None:
+def test_a_refusals_reason_is_labelled_and_says_what_it_means() -> None:
     rule = '-A KUBE-SERVICES -m comment --comment "default/empty:http has no endpoints" -j REJECT'
     assert verdict_reason("filter", "KUBE-SERVICES", rule, "REJECT") == Reason(
-        "default/empty:http has no endpoints", "default/empty:http has no endpoints"
+        "no endpoints", "default/empty:http has no endpoints"
+    )
+    refused = (
+        '-A KUBE-POD-FW-X -m comment --comment "rule to REJECT traffic destined for POD name:db-0 namespace: default" '
+        "-j REJECT"
+    )
+    assert verdict_reason("filter", "KUBE-POD-FW-X", refused, "REJECT") == Reason(
+        "NetworkPolicy", "no NetworkPolicy allows it to default/db-0"
     )
     marked = '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT'
-    reason = verdict_reason("filter", "KUBE-FORWARD", marked, "ACCEPT")
-    assert reason is not None
-    assert reason.label == "kubernetes forwarding rules"
+    assert verdict_reason("filter", "KUBE-FORWARD", marked, "ACCEPT") is None  # an accept gives no reason
+    meaning = decode_step(RuleStep("filter", "KUBE-FORWARD", marked, "ACCEPT"))
+    assert meaning is not None
+    assert meaning.label == "masquerade mark"
     assert (
         verdict_reason("nat", "KUBE-MARK-MASQ", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", "CONTINUE")
         is None
     )
+    assert verdict_reason("filter", "DOCKER-USER", "-A DOCKER-USER -j DROP", "DROP") is None
 
 
 @pytest.mark.parametrize(

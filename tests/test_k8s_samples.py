@@ -114,6 +114,7 @@ REFUSALS = {
     "netpol": "no NetworkPolicy allows it to default/db-0",
     "wrong-port": "the cluster IP has no service on this port",
 }
+LABELS = {"no-endpoints": "no endpoints", "netpol": "NetworkPolicy", "wrong-port": "no such service port"}
 
 
 @pytest.mark.parametrize(("capture", "snapshot"), captures_of(*REFUSALS))
@@ -124,6 +125,9 @@ def test_a_refused_connection_says_why(capture: Path, snapshot: str | None) -> N
     for packet in refused:
         assert packet["verdict"] in ("REJECT", "DROP")  # nft traces print a reject's verdict as drop
         assert decode_record(packet, context(capture.parent)).refusal == expected
+        reason = packet["verdict_reason"]  # the contract's, without kubectl's names
+        assert reason is not None
+        assert reason["label"] == LABELS[capture.name.split(".")[0]]
 
 
 def test_nftables_mode_names_a_service_without_endpoints_by_its_map_element_alone() -> None:

@@ -205,12 +205,17 @@ NO_CONTEXT = KubeContext()
 
 
 class StepMeaning(NamedTuple):
-    """What one step means in kube-proxy's (or kube-router's) words: its role, plain text, service and endpoint."""
+    """What one step means in kube-proxy's (or kube-router's) words: its role, plain text, service and endpoint.
+
+    `label` names a deciding rule in a word or two (`no endpoints`,
+    `NetworkPolicy`), as a verdict's reason is labelled.
+    """
 
     role: StepRole
     text: str
     service: ServicePort | None = None
     endpoint: str | None = None
+    label: str | None = None
 
 
 _DNAT = re.compile(r"(?:--to-destination\s+|\bdnat (?:ip6? )?to\s+)(\S+)")
@@ -222,6 +227,15 @@ def dnat_target(rule: str | None) -> str | None:
     return found[1] if found else None
 
 
+# how deciding rules are labelled, and what the ones without a service or pod in them say
+_NO_ENDPOINTS, _NO_LOCAL, _SOURCE_RANGES = "no endpoints", "no local endpoints", "loadBalancerSourceRanges"
+_MARKED, _ESTABLISHED, _POLICY = "masquerade mark", "established", "NetworkPolicy"
+_LOCALNET, _NO_PORT, _UNALLOCATED = "localnet", "no such service port", "unallocated cluster IP"
+_MARKED_TEXT = "accepted: kube-proxy marked it for masquerading (0x4000), so it is service traffic"
+_ESTABLISHED_TEXT = "accepted: part of an accepted connection"
+_LOCALNET_TEXT = "kubelet blocks connections to 127.0.0.0/8 from outside"
+_NO_PORT_TEXT = "the cluster IP has no service on this port"
+_UNALLOCATED_TEXT = "no service has this cluster IP"
 _SERVICE = r"(?P<service>[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9]*(?::[a-z0-9][-a-z0-9]*)?)"
 _POD = r"POD name:(?P<pod>\S+) namespace: (?P<namespace>\S+)"
 
@@ -232,22 +246,24 @@ class _Comment(NamedTuple):
     pattern: re.Pattern[str]
     role: StepRole
     text: str
+    label: str | None
 
 
-def _comment(pattern: str, role: StepRole, text: str) -> _Comment:
-    return _Comment(re.compile(pattern), role, text)
+def _comment(pattern: str, role: StepRole, text: str, label: str | None = None) -> _Comment:
+    return _Comment(re.compile(pattern), role, text, label)
 
 
 # kube-proxy's and kube-router's comments (docs/kubernetes.md), most specific first; text with {service}, {pod}…
 _COMMENTS = tuple(
     _comment(*entry)
     for entry in (
-        (rf"{_SERVICE} has no endpoints", "refusal", "{service} has no endpoints"),
-        (rf"{_SERVICE} has no local endpoints", "refusal", "{service} has no endpoints on this node"),
+        (rf"{_SERVICE} has no endpoints", "refusal", "{service} has no endpoints", _NO_ENDPOINTS),
+        (rf"{_SERVICE} has no local endpoints", "refusal", "{service} has no endpoints on this node", _NO_LOCAL),
         (
             rf"{_SERVICE} traffic not accepted by (?P<chain>KUBE-FW-\S+)",
             "refusal",
             "{service} does not accept this source (loadBalancerSourceRanges, {chain})",
+            _SOURCE_RANGES,
         ),
         (
             rf"masquerade traffic for {_SERVICE} external destinations",
@@ -266,26 +282,33 @@ _COMMENTS = tuple(
         (
             r"kubernetes forwarding rules",
             "forward",
-            "accepted: kube-proxy marked it for masquerading (0x4000), so it is service traffic",
+            _MARKED_TEXT,
+            _MARKED,
         ),
-        (r"kubernetes forwarding conntrack rule", "established", "accepted: part of an accepted connection"),
+        (r"kubernetes forwarding conntrack rule", "established", _ESTABLISHED_TEXT, _ESTABLISHED),
         (
             r"kubernetes service traffic requiring SNAT",
             "masquerade",
             "masqueraded: kube-proxy marked it (0x4000), so its source becomes this node's address",
         ),
-        (r"block incoming localnet connections", "refusal", "kubelet blocks connections to 127.0.0.0/8 from outside"),
-        (r"Reject traffic to invalid ports of ClusterIPs", "refusal", "the cluster IP has no service on this port"),
-        (r"Drop traffic to unallocated ClusterIPs", "refusal", "no service has this cluster IP"),
-        (rf"rule to REJECT traffic destined for {_POD}", "refusal", "no NetworkPolicy allows it to {namespace}/{pod}"),
+        (r"block incoming localnet connections", "refusal", _LOCALNET_TEXT, _LOCALNET),
+        (r"Reject traffic to invalid ports of ClusterIPs", "refusal", _NO_PORT_TEXT, _NO_PORT),
+        (r"Drop traffic to unallocated ClusterIPs", "refusal", _UNALLOCATED_TEXT, _UNALLOCATED),
+        (
+            rf"rule to REJECT traffic destined for {_POD}",
+            "refusal",
+            "no NetworkPolicy allows it to {namespace}/{pod}",
+            _POLICY,
+        ),
         (rf"rule to log dropped traffic {_POD}", "policy", "logged: no NetworkPolicy allowed it to {namespace}/{pod}"),
         (r"run through nw policy (?P<policy>\S+)", "policy", "NetworkPolicy {policy}"),
         (
             r"rule to ACCEPT traffic from .* selected by policy name:? (?P<policy>\S+) namespace (?P<namespace>\S+)",
             "allow",
             "allowed by NetworkPolicy {namespace}/{policy}",
+            _POLICY,
         ),
-        (r"rule for stateful firewall for pod", "established", "accepted: part of an accepted connection"),
+        (r"rule for stateful firewall for pod", "established", _ESTABLISHED_TEXT, _ESTABLISHED),
         (rf"rule to jump traffic (?:destined to|from) {_POD}", "policy", "NetworkPolicy of pod {namespace}/{pod}"),
         (rf"^{_SERVICE}$", "service", "{service}"),
     )
@@ -314,7 +337,7 @@ def decode_step(
 
 
 def _from_comment(comment: str) -> StepMeaning | None:
-    for pattern, role, text in _COMMENTS:
+    for pattern, role, text, label in _COMMENTS:
         found = pattern.search(comment)
         if found is None:
             continue
@@ -322,7 +345,7 @@ def _from_comment(comment: str) -> StepMeaning | None:
         service = parse_service_port(words["service"]) if "service" in words else None
         if "service" in words and service is None:
             continue
-        return StepMeaning(role, text.format(**words), service, words.get("endpoint"))
+        return StepMeaning(role, text.format(**words), service, words.get("endpoint"), label)
     return None
 
 
@@ -380,42 +403,53 @@ def _masquerading(step: RuleStep) -> StepMeaning | None:
 def _forwarding(step: RuleStep) -> StepMeaning | None:
     rule = step.rule or ""
     if "mark" in rule:
-        return StepMeaning(
-            "forward", "accepted: kube-proxy marked it for masquerading (0x4000), so it is service traffic"
-        )
+        return StepMeaning("forward", _MARKED_TEXT, label=_MARKED)
     if "ESTABLISHED" in rule or "established" in rule:
-        return StepMeaning("established", "accepted: part of an accepted connection")
+        return StepMeaning("established", _ESTABLISHED_TEXT, label=_ESTABLISHED)
     return None
 
 
 def _refusal(step: RuleStep, context: KubeContext, addressed: ServiceAddress | None) -> StepMeaning | None:
     """A DROP or REJECT in a chain kube-proxy or kube-router owns, explained without a comment."""
-    service = context.services.get(addressed) if addressed else None
-    where = str(service) if service else f"the service at {_address_text(addressed)}"
-    if step.chain in _NO_ENDPOINT_CHAINS or step.chain == "reject-chain":
-        return StepMeaning("refusal", f"{where} has no endpoints", service)
-    if step.table == "filter" and step.chain in _NO_ENDPOINT_FILTERS:
-        # kube-proxy rejects where a service has no endpoints, drops where it has none on this node
-        local = "" if _rejects(step) else " on this node"
-        return StepMeaning("refusal", f"{where} has no endpoints{local}", service)
+    if (
+        step.chain in _NO_ENDPOINT_CHAINS
+        or step.chain == "reject-chain"
+        or (step.table == "filter" and step.chain in _NO_ENDPOINT_FILTERS)
+    ):
+        return _no_endpoints(step, context, addressed)
     if step.chain.startswith(_POLICY_PREFIXES):
         pod = context.pods.get(addressed.address) if addressed else None
-        return StepMeaning("refusal", f"no NetworkPolicy allows it to {pod or _address_text(addressed)}")
+        text = f"no NetworkPolicy allows it to {pod or _address_text(addressed, 'the pod it addressed')}"
+        return StepMeaning("refusal", text, label=_POLICY)
     if step.chain == "cluster-ips-check":
-        unserved = "the cluster IP has no service on this port" if _rejects(step) else "no service has this cluster IP"
-        return StepMeaning("refusal", unserved)
+        return _UNSERVED_PORT if _rejects(step) else _UNALLOCATED_IP
     named = _named_chain(step.chain, context)
     if named is not None and named.role == "firewall":
-        return StepMeaning("refusal", f"{named.service} does not accept this source (loadBalancerSourceRanges)")
-    fixed = _FIXED_REFUSALS.get(step.chain)
-    return StepMeaning("refusal", fixed) if fixed else None
+        text = f"{named.service} does not accept this source (loadBalancerSourceRanges)"
+        return StepMeaning("refusal", text, label=_SOURCE_RANGES)
+    return _FIXED_REFUSALS.get(step.chain)
 
 
+def _no_endpoints(step: RuleStep, context: KubeContext, addressed: ServiceAddress | None) -> StepMeaning:
+    """kube-proxy rejects where a service has no endpoints, and (iptables mode) drops where it has none here."""
+    service = context.services.get(addressed) if addressed else None
+    where = str(service) if service else f"the service at {_address_text(addressed)}" if addressed else "its service"
+    if step.chain in _NO_ENDPOINT_FILTERS and not _rejects(step):
+        return StepMeaning("refusal", f"{where} has no endpoints on this node", service, label=_NO_LOCAL)
+    return StepMeaning("refusal", f"{where} has no endpoints", service, label=_NO_ENDPOINTS)
+
+
+_UNSERVED_PORT = StepMeaning("refusal", _NO_PORT_TEXT, label=_NO_PORT)
+_UNALLOCATED_IP = StepMeaning("refusal", _UNALLOCATED_TEXT, label=_UNALLOCATED)
 # refusals of kube-proxy's (and kubelet's) fixed iptables chains, told without their comment
 _FIXED_REFUSALS = {
-    "KUBE-FORWARD": "dropped: conntrack finds it INVALID (kube-proxy's KUBE-FORWARD)",
-    "KUBE-FIREWALL": "kubelet blocks connections to 127.0.0.0/8 from outside",
-    "KUBE-PROXY-FIREWALL": "the service does not accept this source (loadBalancerSourceRanges)",
+    "KUBE-FORWARD": StepMeaning(
+        "refusal", "dropped: conntrack finds it INVALID (kube-proxy's KUBE-FORWARD)", label="INVALID"
+    ),
+    "KUBE-FIREWALL": StepMeaning("refusal", _LOCALNET_TEXT, label=_LOCALNET),
+    "KUBE-PROXY-FIREWALL": StepMeaning(
+        "refusal", "the service does not accept this source (loadBalancerSourceRanges)", label=_SOURCE_RANGES
+    ),
 }
 
 
@@ -424,9 +458,9 @@ def _rejects(step: RuleStep) -> bool:
     return step.verdict == "REJECT" or re.search(r"(?:-j REJECT|\breject)\b", step.rule or "") is not None
 
 
-def _address_text(addressed: ServiceAddress | None) -> str:
+def _address_text(addressed: ServiceAddress | None, unknown: str = "its destination") -> str:
     if addressed is None:
-        return "its destination"
+        return unknown
     address = f"[{addressed.address}]" if ":" in addressed.address else addressed.address
     return f"{address}:{addressed.port}"
 
@@ -608,7 +642,6 @@ _POLICY_ROLES = {
     "KUBE-NWPLCY-": "one NetworkPolicy's rules: marks what it allows",
     "KUBE-ROUTER-": "kube-router's entry to the pods' NetworkPolicy firewalls",
 }
-_DECIDING_ROLES = frozenset({"refusal", "forward", "established", "allow"})
 
 
 def native_chain(table: str, chain: str) -> NativeChain | None:
@@ -638,8 +671,9 @@ def describe_chain(table: str, chain: str, context: KubeContext = NO_CONTEXT) ->
 
 
 def verdict_reason(table: str, chain: str, rule: str | None, verdict: str | None) -> Reason | None:
-    """Why a kube-proxy or kube-router rule decided: refused, or accepted as service traffic or by a policy."""
+    """Why a kube-proxy or kube-router rule refused a packet; None for any other rule (accepts say theirs in
+    `decode_step`)."""
     meaning = decode_step(RuleStep(table, chain, rule, verdict))
-    if meaning is None or meaning.role not in _DECIDING_ROLES:
+    if meaning is None or meaning.role != "refusal":
         return None
-    return Reason(rule_comment(rule) or chain, meaning.text)
+    return Reason(meaning.label or rule_comment(rule) or chain, meaning.text)
