@@ -26,6 +26,7 @@ from tracelog.records.packet import PacketRecord
 
 KUBECTL = ("kubectl-pods.json", "kubectl-svc.json", "kubectl-endpointslices.json")
 WEB = ServicePort("default", "web", "http")
+CLIENTS = {"10.244.1.10": "default/client-5f6d7-klmno"}
 WEB_PODS = {"10.244.1.11": "default/web-7d4b9c-fghij", "10.244.1.12": "default/web-7d4b9c-xzvbn"}
 # each capture, and the snapshot a user would give with it: the iptables-save of a legacy node, the nft
 # ruleset of a node in nftables mode; xtables-monitor prints the rules itself, nft monitor of iptables-nft
@@ -96,7 +97,9 @@ def test_each_connection_has_the_endpoint_conntrack_gave_it(capture: Path, snaps
             assert packet["endpoint"] == decoded.endpoint == endpoint
             if endpoint is not None:
                 assert decoded.service == WEB
+                assert packet["service"] == str(WEB) == "default/web:http"
                 assert packet["endpoint_name"] == WEB_PODS[endpoint.rpartition(":")[0]]
+                assert packet["src_name"] == CLIENTS.get(packet["src"])  # a pod, or the outside for a NodePort
 
 
 @pytest.mark.parametrize(("capture", "snapshot"), captures_of("clusterip"))
@@ -107,6 +110,21 @@ def test_statistic_mode_spread_the_connections_over_both_endpoints(capture: Path
         decode_record(packet, context(capture.parent)).endpoint for packet in openings(records(capture, snapshot))
     )
     assert decoded == endpoints
+
+
+@pytest.mark.parametrize(("capture", "snapshot"), captures_of("clusterip"))
+def test_the_summary_gives_each_services_spread_over_its_endpoints(capture: Path, snapshot: str | None) -> None:
+    """The services table and the answer count the connections each endpoint got, as conntrack does."""
+    rules = [str(capture.parent / snapshot)] if snapshot else []
+    report = tracelog.summarise([str(capture)], rules=rules, names=[str(capture.parent / name) for name in KUBECTL])
+    endpoints = Counter(connection["endpoint"] for connection in meta(capture)["conntrack"])
+    services = report.services
+    assert set(services["service"]) == {"default/web:http"}
+    assert dict(zip(services["endpoint"], services["flows"], strict=True)) == endpoints
+    spread = ", ".join(
+        f"{address} ({WEB_PODS[address.split(':')[0]]}) {count}" for address, count in sorted(endpoints.items())
+    )
+    assert f"default/web:http (10.96.100.10:80): {sum(endpoints.values())} connections, to {spread}." in report.answer
 
 
 REFUSALS = {

@@ -74,6 +74,7 @@ PACKET_COLUMNS = (
     "endpoint_name",
     "verdict_place",
     "verdict_reason",
+    "service",
 )
 FLOW_COLUMNS = (
     "flow",
@@ -90,6 +91,7 @@ FLOW_COLUMNS = (
     "verdict_rule",
     "verdict_place",
 )
+SERVICE_COLUMNS = ("service", "address", "endpoint", "endpoint_name", "flows", "packets")
 RULE_COLUMNS = ("table", "chain", "kind", "number", "rule", "verdict", "hits")
 DROP_COLUMNS = (
     "verdict",
@@ -201,22 +203,30 @@ class Summary:
     def report(self) -> Report:
         """Every table of the summary and its answer, each computed once."""
         packets = self.packets_frame()
-        flows, drops = _flows(packets), _drops(packets)
-        return Report(packets, flows, self.rules_frame(), drops, _answer(packets, flows, drops))
+        flows, drops, services = _flows(packets), _drops(packets), _services(packets)
+        answer = _answer(packets, flows, drops, services)
+        return Report(packets, flows, self.rules_frame(), drops, services, answer)
 
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The summary's tables (packets, flows, rules, drops) and its one-paragraph answer."""
+    """The summary's tables (packets, flows, rules, drops, services) and its one-paragraph answer."""
 
     packets: pd.DataFrame
     flows: pd.DataFrame
     rules: pd.DataFrame
     drops: pd.DataFrame
+    services: pd.DataFrame
     answer: str
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"flows": self.flows, "rules": self.rules, "drops": self.drops, "packets": self.packets}
+        return {
+            "flows": self.flows,
+            "rules": self.rules,
+            "drops": self.drops,
+            "packets": self.packets,
+            "services": self.services,
+        }
 
 
 def _flows(packets: pd.DataFrame) -> pd.DataFrame:
@@ -273,17 +283,47 @@ def _drops(packets: pd.DataFrame) -> pd.DataFrame:
     frame = frame.reset_index()
     examples = packets.set_index("packet")
     frame["example"] = [
-        f"{endpoint(row.src, row.sport, row.src_name)} → {endpoint(row.dst, row.dport, row.dst_name)}"
+        f"{endpoint(row.src, row.sport, row.src_name)} → {destination(cast(Row, row.to_dict()))}"
         for row in (examples.loc[first] for first in frame["first"])
     ]
     return frame[list(DROP_COLUMNS)].sort_values("packets", ascending=False, ignore_index=True)
 
 
-def _answer(packets: pd.DataFrame, flows: pd.DataFrame, drops: pd.DataFrame) -> str:
+def _services(packets: pd.DataFrame) -> pd.DataFrame:
+    """Kubernetes services: the connections each took to each endpoint, from the packet that opened each flow."""
+    import pandas as pd
+
+    opening = packets.drop_duplicates("flow")
+    opening = opening[opening["service"].notna()]
+    if opening.empty:
+        return pd.DataFrame(columns=list(SERVICE_COLUMNS))
+    sizes = packets.groupby("flow").size()
+    frame = opening.assign(
+        address=[endpoint(dst, dport, None) for dst, dport in zip(opening["dst"], opening["dport"], strict=True)],
+        packets=opening["flow"].map(sizes),
+    )
+    keys = ["service", "address", "endpoint", "endpoint_name"]
+    grouped = frame.groupby(keys, dropna=False, sort=True).agg(flows=("flow", "size"), packets=("packets", "sum"))
+    return grouped.reset_index()[list(SERVICE_COLUMNS)]
+
+
+def _service_sentence(service: str, rows: pd.DataFrame) -> str:
+    """`default/web:http (10.96.100.10:80): 3 connections, to 10.244.1.11:8080 (default/web-…) 2, …`."""
+    ends = zip(rows["endpoint"], rows["endpoint_name"], rows["flows"], strict=True)
+    spread = ", ".join(
+        f"{endpoint(address, None, name)} {count}" for address, name, count in ends if isinstance(address, str)
+    )
+    connections = plural(int(rows["flows"].sum()), "connection")
+    where = f"to {spread}" if spread else "none reached an endpoint"
+    return f"{service} ({rows['address'].iloc[0]}): {connections}, {where}."
+
+
+def _answer(packets: pd.DataFrame, flows: pd.DataFrame, drops: pd.DataFrame, services: pd.DataFrame) -> str:
     """One paragraph for "why can't A reach B", from what the trace shows and nothing more."""
     if packets.empty:
         return "No traced packet matches."
     sentences = [_drop_sentence(row) for row in drops.itertuples()]
+    sentences += [_service_sentence(str(name), rows) for name, rows in services.groupby("service", sort=True)]
     # only TCP and UDP promise an answer; neighbour discovery and the like have none
     unanswered = (flows["replies"] == 0) & flows["proto"].isin(("TCP", "UDP"))
     silent = flows[unanswered & ~flows["verdict"].isin(TERMINAL_VERDICTS)]
@@ -310,7 +350,7 @@ def _answer(packets: pd.DataFrame, flows: pd.DataFrame, drops: pd.DataFrame) -> 
 
 def _drop_sentence(row: Any) -> str:
     done = "dropped" if row.verdict == "DROP" else "rejected"
-    source, target = row.example.split(" → ")
+    source, target = row.example.split(" → ", 1)
     more = f" (and {plural(int(row.flows) - 1, 'more flow')})" if row.flows > 1 else ""
     were = "was" if row.packets == 1 else "were"
     packets = plural(int(row.packets), "packet")

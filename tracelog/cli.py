@@ -77,6 +77,7 @@ class SummaryTable(enum.StrEnum):
     rules = "rules"
     drops = "drops"
     packets = "packets"
+    services = "services"
 
 
 class _Settings:

@@ -50,9 +50,16 @@ def endpoint(address: str, port: object, name: object) -> str:
 def destination(packet: Fields) -> str:
     """`192.0.2.1:8080 → 172.18.0.3:80 (nginx-2)`: where a packet was sent, and where NAT sent it on.
 
+    A Kubernetes service is named before its address: `default/web:http
+    (10.96.100.10:80) → 10.244.1.11:8080 (default/web-7d4b9c-fghij)`.
+
     From a record or a frame's row alike (a row's missing values are NaN).
     """
-    addressed = endpoint(packet["dst"], packet["dport"], packet.get("dst_name"))
+    service = packet.get("service")
+    if isinstance(service, str):  # a Kubernetes service port, named as kube-proxy spells it
+        addressed = f"{service} ({endpoint(packet['dst'], packet['dport'], None)})"
+    else:
+        addressed = endpoint(packet["dst"], packet["dport"], packet.get("dst_name"))
     rewritten = packet.get("endpoint")
     if not isinstance(rewritten, str):
         return addressed

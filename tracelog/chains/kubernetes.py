@@ -515,6 +515,11 @@ class KubePacket(NamedTuple):
     steps: tuple[StepMeaning | None, ...]
 
 
+def crosses_kube_proxy(table: str, chain: str) -> bool:
+    """Whether a step ran in a chain kube-proxy writes (iptables mode's KUBE-…, nftables mode's own table)."""
+    return table == NFTABLES_TABLE or chain.startswith("KUBE-")
+
+
 def decode_packet(
     steps: Sequence[RuleStep], context: KubeContext = NO_CONTEXT, addressed: ServiceAddress | None = None
 ) -> KubePacket:

@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from pathlib import Path
 from typing import Any, TypedDict
 
+from tracelog.chains.kubernetes import NO_CONTEXT, KubeContext
 from tracelog.errors import InputError, UsageError
 
 # The Unix-socket transport and error text of the Engine API client already
@@ -64,16 +65,18 @@ class Names:
     `containers`: address → container name; `networks`: bridge interface
     (`docker0`, `br-<id>`, `podman1`) → network name; `veths`: host-side veth
     → container name; `network_ids`: network id → network name (netavark
-    names its chains after the id).
+    names its chains after the id); `cluster`: what kubectl says of the
+    cluster's services and endpoints, to name kube-proxy's chains.
     """
 
     containers: Mapping[Address, str] = field(default_factory=dict)
     networks: Mapping[str, str] = field(default_factory=dict)
     veths: Mapping[str, str] = field(default_factory=dict)
     network_ids: Mapping[str, str] = field(default_factory=dict)
+    cluster: KubeContext = NO_CONTEXT
 
     def __bool__(self) -> bool:
-        return bool(self.containers or self.networks or self.veths or self.network_ids)
+        return bool(self.containers or self.networks or self.veths or self.network_ids or self.cluster.chains)
 
     def merge(self, other: Names) -> Names:
         """Both sets of names; `other` wins where they disagree (a later snapshot)."""
@@ -82,6 +85,11 @@ class Names:
             networks={**self.networks, **other.networks},
             veths={**self.veths, **other.veths},
             network_ids={**self.network_ids, **other.network_ids},
+            cluster=KubeContext(
+                chains={**self.cluster.chains, **other.cluster.chains},
+                services={**self.cluster.services, **other.cluster.services},
+                pods={**self.cluster.pods, **other.cluster.pods},
+            ),
         )
 
     def address(self, text: str | None) -> str | None:
@@ -137,7 +145,7 @@ def load_names(paths: Iterable[str | Path]) -> Names:
 
 def names_from_cluster(cluster: Cluster) -> Names:
     """Pods and service addresses as `namespace/name`, nodes by name, Calico's interfaces by their pod."""
-    return Names(containers=cluster.addresses(), veths=cluster.interfaces())
+    return Names(containers=cluster.addresses(), veths=cluster.interfaces(), cluster=cluster.context())
 
 
 def kubernetes_names() -> Names:

@@ -60,6 +60,13 @@ def print_summary(report: Report, console: Console) -> None:
             ["flow", "proto", "client", "server", "requests", "replies", "path", "verdict", "verdict_place"],
         ),
     )
+    if not frames["services"].empty:
+        emit(
+            console,
+            _rich_table(
+                "Services", frames["services"], ["service", "address", "endpoint", "endpoint_name", "flows", "packets"]
+            ),
+        )
     if not frames["drops"].empty:
         emit(
             console,

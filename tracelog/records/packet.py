@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TypedDict
 
 from tracelog.chains.comments import rule_comment
+from tracelog.chains.kubernetes import KubeContext, crosses_kube_proxy, decode_record
 from tracelog.chains.reasons import verdict_reason
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
@@ -122,6 +123,7 @@ class PacketRecord(TypedDict):
     dst_name: str | None
     endpoint_name: str | None
     verdict_reason: ReasonRecord | None
+    service: str | None
 
 
 class ReasonRecord(TypedDict):
@@ -321,7 +323,16 @@ def named_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
     record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
     destination = record["endpoint"] and nat_destination(record["dst"], record["dport"], record["rewrites"])
     record["endpoint_name"] = names.address(destination[0]) if destination else None
+    record["service"] = kube_service(record, names.cluster)
     return record
+
+
+def kube_service(record: PacketRecord, cluster: KubeContext) -> str | None:
+    """The Kubernetes service port a packet addressed (`namespace/name:port`), when it crossed kube-proxy's rules."""
+    if not any(crosses_kube_proxy(step["table"], step["chain"]) for step in record["steps"]):
+        return None
+    service = decode_record(record, cluster).service
+    return None if service is None else str(service)
 
 
 def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
@@ -368,4 +379,5 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
         "dst_name": None,
         "endpoint_name": None,
         "verdict_reason": reason_record(packet, verdict_step),
+        "service": None,
     }
