@@ -22,6 +22,7 @@ from tests.samples import SAMPLES, traced_packets
 from tracelog.chains.kubernetes import KubeContext, ServicePort, decode_record, services_without_endpoints
 from tracelog.names.kubectl import read_kubectl_files
 from tracelog.nft_ruleset import parse_nft_ruleset
+from tracelog.output.timeline import timeline_rows
 from tracelog.records.packet import PacketRecord
 
 KUBECTL = ("kubectl-pods.json", "kubectl-svc.json", "kubectl-endpointslices.json")
@@ -167,6 +168,10 @@ def test_a_nodeport_connection_is_masqueraded_and_says_why(capture: Path, snapsh
         assert "replies come back through this node" in decoded.masquerade
         assert packet["src"] == "198.51.100.10"
         assert packet["dst_name"] == "node-1"
+        assert packet["masquerade"] == decoded.masquerade
+        rows = timeline_rows(packet)
+        marked = [packet["steps"][row.number - 1]["chain"] for row in rows if decoded.masquerade in row.decision]
+        assert marked in (["KUBE-MARK-MASQ"], ["mark-for-masquerade"])  # said where the mark is set
 
 
 @pytest.mark.parametrize(

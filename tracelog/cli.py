@@ -192,9 +192,9 @@ NamesOption = Annotated[
     list[str] | None,
     typer.Option(
         "--names",
-        metavar="FILE|docker|podman",
-        help="docker or podman inspect / network inspect output (repeatable), or 'docker' or 'podman' to ask the "
-        "running service.",
+        metavar="FILE|docker|podman|kubernetes",
+        help="docker or podman inspect / network inspect, or kubectl get pods/svc/endpointslices -o json output "
+        "(repeatable); or 'docker', 'podman' or 'kubernetes' to ask the running service or kubectl.",
     ),
 ]
 SrcOption = Annotated[str | None, typer.Option("--src", metavar="ADDR[/LEN]", help="Source address or network.")]
@@ -624,9 +624,9 @@ def watch(
         list[str] | None,
         typer.Option(
             "--names",
-            metavar="FILE|docker|podman",
-            help="docker or podman inspect / network inspect output (repeatable), or 'docker' or 'podman' "
-            "[default: the running Docker daemon, when it answers].",
+            metavar="FILE|docker|podman|kubernetes",
+            help="docker or podman inspect / network inspect, or kubectl get … -o json output (repeatable); or "
+            "'docker', 'podman' or 'kubernetes' [default: the running Docker daemon, when it answers].",
         ),
     ] = None,
     verdict: VerdictFilter = None,

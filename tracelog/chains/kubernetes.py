@@ -314,7 +314,7 @@ _COMMENTS = tuple(
     )
 )
 _REFUSALS = frozenset({"DROP", "REJECT"})
-_MARK_CHAINS = frozenset({"KUBE-MARK-MASQ", "mark-for-masquerade"})
+MARK_CHAINS = frozenset({"KUBE-MARK-MASQ", "mark-for-masquerade"})
 _MASQUERADE_CHAINS = frozenset({"KUBE-POSTROUTING", "masquerading"})
 _NO_ENDPOINT_CHAINS = frozenset({"service-endpoints-check", "nodeport-endpoints-check"})
 _NO_ENDPOINT_FILTERS = frozenset({"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"})
@@ -380,7 +380,7 @@ def _from_target(step: RuleStep, context: KubeContext) -> StepMeaning | None:
         service = named.service if named else None
         text = f"{service} sent to endpoint {target}" if service else f"sent to endpoint {target}"
         return StepMeaning("dnat", text, service, target)
-    if step.chain in _MARK_CHAINS:
+    if step.chain in MARK_CHAINS:
         return StepMeaning("mark", "marked 0x4000: kube-proxy will masquerade it on the way out")
     if step.chain in _MASQUERADE_CHAINS and step.verdict is not None:
         return _masquerading(step)
@@ -545,7 +545,7 @@ def _masquerade_reason(steps: Sequence[RuleStep], meanings: Sequence[StepMeaning
     for index, meaning in enumerate(meanings):
         if meaning is None or meaning.role != "mark":
             continue
-        if steps[index].chain not in _MARK_CHAINS:
+        if steps[index].chain not in MARK_CHAINS:
             return meaning.text  # the commented rule that marks (KUBE-EXT) says why itself
         caller = _caller(steps, meanings, index)
         return f"marked 0x4000 for masquerading: {caller}" if caller else "marked 0x4000 for masquerading"

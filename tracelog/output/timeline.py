@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from tracelog.chains.kubernetes import MARK_CHAINS
 from tracelog.netfilter import NAT_TARGETS
 from tracelog.records.packet import UNKNOWN_PROTOCOL, PacketRecord, RewriteRecord, StepRecord, deciding_step
 from tracelog.wording import decided_by, destination, endpoint, position, reason_text, rule_args
@@ -153,9 +154,11 @@ def _changes(
     return tuple(runs)
 
 
-def _decision(step: StepRecord) -> tuple[str, str]:
+def _decision(step: StepRecord, masquerade: str | None) -> tuple[str, str]:
     if step["mismatch"]:
         return f"? {step['mismatch']}", "mismatch"
+    if step["rule"] and masquerade and step["kind"] == "rule" and step["chain"] in MARK_CHAINS:
+        return f"{rule_args(step)} — {masquerade}", ""  # where kube-proxy sets its 0x4000 mark
     if step["rule"]:
         return rule_args(step), ""
     if step["verdict"] and step["kind"] == "policy":
@@ -174,7 +177,7 @@ def timeline_rows(record: PacketRecord) -> Iterator[StepRow]:
     start = record["steps"][0]["time"] if record["steps"] else None
     for number, step in enumerate(record["steps"], start=1):
         hook = step["hook"] if previous is None or step["hook"] != previous["hook"] else ""
-        decision, kind = _decision(step)
+        decision, kind = _decision(step, record["masquerade"])
         yield StepRow(
             number,
             elapsed(step, start),

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TypedDict
 
 from tracelog.chains.comments import rule_comment
-from tracelog.chains.kubernetes import KubeContext, crosses_kube_proxy, decode_record
+from tracelog.chains.kubernetes import crosses_kube_proxy, decode_record
 from tracelog.chains.reasons import verdict_reason
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
@@ -124,6 +124,7 @@ class PacketRecord(TypedDict):
     endpoint_name: str | None
     verdict_reason: ReasonRecord | None
     service: str | None
+    masquerade: str | None
 
 
 class ReasonRecord(TypedDict):
@@ -323,16 +324,11 @@ def named_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
     record["src_name"], record["dst_name"] = names.address(record["src"]), names.address(record["dst"])
     destination = record["endpoint"] and nat_destination(record["dst"], record["dport"], record["rewrites"])
     record["endpoint_name"] = names.address(destination[0]) if destination else None
-    record["service"] = kube_service(record, names.cluster)
+    if any(crosses_kube_proxy(step["table"], step["chain"]) for step in record["steps"]):
+        decoded = decode_record(record, names.cluster)
+        record["service"] = None if decoded.service is None else str(decoded.service)
+        record["masquerade"] = decoded.masquerade
     return record
-
-
-def kube_service(record: PacketRecord, cluster: KubeContext) -> str | None:
-    """The Kubernetes service port a packet addressed (`namespace/name:port`), when it crossed kube-proxy's rules."""
-    if not any(crosses_kube_proxy(step["table"], step["chain"]) for step in record["steps"]):
-        return None
-    service = decode_record(record, cluster).service
-    return None if service is None else str(service)
 
 
 def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
@@ -380,4 +376,5 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
         "endpoint_name": None,
         "verdict_reason": reason_record(packet, verdict_step),
         "service": None,
+        "masquerade": None,
     }
