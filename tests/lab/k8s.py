@@ -71,8 +71,8 @@ Mode = Literal["legacy", "nft", "nftables"]
 MODES: tuple[Mode, ...] = ("legacy", "nft", "nftables")
 UPLINK = "eth0"
 SETTLE_SECONDS = 0.5
-MONITOR_WARMUP = 0.7
-MONITOR_DRAIN = 0.7
+MONITOR_WARMUP = 1.5  # a loaded machine can take a second to start a monitor and subscribe
+MONITOR_DRAIN = 1.5
 # connections to the two-endpoint service until both endpoints were chosen: 1 in 2**19 runs needs more
 CLUSTER_IP_ATTEMPTS = 20
 ATTEMPTS = 3
