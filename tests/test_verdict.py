@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+import tracelog
 from tests.conftest import RunCli
 from tests.samples import SAMPLES, trace_samples
 from tracelog.netfilter import passes_packet_on
+from tracelog.records.packet import deciding_step
 
 DOCKER_RULES = SAMPLES / "docker-legacy/iptables-save.txt"
 LAB_RULES = [SAMPLES / "lab-legacy/ruleset.iptables-save", SAMPLES / "lab-legacy/ruleset.ip6tables-save"]
@@ -85,3 +87,15 @@ def test_a_pass_on_step_decides_only_when_nothing_else_did(sample: Path, run_cli
 )
 def test_which_chains_pass_a_packet_on(table: str, chain: str, passes_on: bool) -> None:
     assert passes_packet_on(table, chain) is passes_on
+
+
+def test_an_nf_tables_reject_is_a_reject() -> None:
+    """nf_tables traces a reject rule's verdict as `drop`; the packet was rejected, and says so."""
+    trace = SAMPLES / "k8s-nftables" / "no-endpoints.handles.nft-monitor"
+    refused = [packet for packet in tracelog.read_packets([str(trace)]) if packet["verdict"] in ("DROP", "REJECT")]
+    assert refused
+    for packet in refused:
+        step = deciding_step(packet)
+        assert step is not None
+        assert step["verdict"] == "DROP"  # as the trace printed it
+        assert packet["verdict"] == "REJECT"

@@ -6,6 +6,8 @@ packet already seen (docs/netfilter.md says where they come from).
 
 from __future__ import annotations
 
+import re
+
 from tracelog.chains.native import native_chain
 
 PREROUTING = "PREROUTING"
@@ -125,3 +127,15 @@ def passes_packet_on(table: str, chain: str) -> bool:
     if table in _IPTABLES_TABLES:
         return table in _PASS_ON_TABLES
     return any(word in _PASS_ON_WORDS for word in (*_name_words(table), *_name_words(chain)))
+
+
+# A reject statement or target: nf_tables sends the ICMP error or TCP reset and
+# then drops, so its trace event says `drop` (nft monitor and xtables-monitor).
+_REJECT = re.compile(r"(?:^|\s)(?:reject(?:\s|$)|-j REJECT\b)")
+
+
+def packet_verdict(verdict: str | None, rule: str | None) -> str | None:
+    """A step's verdict as the packet met it: an nf_tables `drop` by a reject rule is a REJECT."""
+    if verdict == "DROP" and rule and _REJECT.search(rule):
+        return "REJECT"
+    return verdict

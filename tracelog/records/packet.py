@@ -19,7 +19,7 @@ from tracelog.chains.reasons import verdict_reason
 from tracelog.correlate import Packet, Step
 from tracelog.events import Address, Header, Partial, Stamp, TraceEvent
 from tracelog.names import InterfaceNames, Names, interface_names
-from tracelog.netfilter import NAT_TARGETS, passes_packet_on
+from tracelog.netfilter import NAT_TARGETS, packet_verdict, passes_packet_on
 from tracelog.parse import rule_protocol
 from tracelog.ruleset import FINAL_TARGETS
 from tracelog.wording import endpoint
@@ -286,7 +286,7 @@ def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     if events[index].verdict not in FINAL_TARGETS:
         return None, None, None
     event = events[index]
-    return event.verdict, step_name(event), index + 1
+    return packet_verdict(event.verdict, event.rule), step_name(event), index + 1
 
 
 def reason_record(packet: Packet, verdict_step: int | None) -> ReasonRecord | None:
