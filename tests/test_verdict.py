@@ -11,7 +11,6 @@ import tracelog
 from tests.conftest import RunCli
 from tests.samples import SAMPLES, trace_samples
 from tracelog.netfilter import passes_packet_on
-from tracelog.records.packet import deciding_step
 
 DOCKER_RULES = SAMPLES / "docker-legacy/iptables-save.txt"
 LAB_RULES = [SAMPLES / "lab-legacy/ruleset.iptables-save", SAMPLES / "lab-legacy/ruleset.ip6tables-save"]
@@ -95,7 +94,7 @@ def test_an_nf_tables_reject_is_a_reject() -> None:
     refused = [packet for packet in tracelog.read_packets([str(trace)]) if packet["verdict"] in ("DROP", "REJECT")]
     assert refused
     for packet in refused:
-        step = deciding_step(packet)
-        assert step is not None
+        assert packet["verdict_step"] is not None
+        step = packet["steps"][packet["verdict_step"] - 1]
         assert step["verdict"] == "DROP"  # as the trace printed it
         assert packet["verdict"] == "REJECT"
