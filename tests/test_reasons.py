@@ -43,3 +43,27 @@ def test_an_accepted_packet_has_no_reason() -> None:
     ]
     assert accepted
     assert all(packet["verdict_reason"] is None for packet in accepted)
+
+
+def test_a_container_networks_chain_is_named_by_its_network() -> None:
+    """netavark's per-network chains and Docker 29's per-bridge chains carry the network's name (with --names)."""
+    netavark = SAMPLES / "netavark-nft"
+    names = [str(netavark / "podman-network-inspect.json")]
+    steps = [
+        step
+        for packet in tracelog.read_packets([str(netavark / "published.nft-monitor")], names=names)
+        for step in packet["steps"]
+    ]
+    assert {step["network"] for step in steps if step["chain"].startswith("nv_")} == {"tpnet"}
+    assert all(step["network"] is None for step in steps if step["chain"] in ("PREROUTING", "FORWARD"))
+    docker_names = [str(SAMPLES / "docker-legacy" / "docker-network-inspect.json")]
+    bridged = [
+        step
+        for packet in tracelog.read_packets([str(DOCKER29 / "icc.nft-monitor")], names=docker_names)
+        for step in packet["steps"]
+    ]
+    assert {step["network"] for step in bridged if step["chain"].endswith("__docker0")} == {"bridge"}
+    unnamed = [
+        step for packet in tracelog.read_packets([str(DOCKER29 / "icc.nft-monitor")]) for step in packet["steps"]
+    ]
+    assert {step["network"] for step in unnamed} == {None}

@@ -183,7 +183,7 @@ def timeline_rows(record: PacketRecord) -> Iterator[StepRow]:
             elapsed(step, start),
             step["hook"],
             hook or "",
-            f"{step['table']}:{step['chain']}",
+            f"{step['table']}:{step['chain']}" + (f" [{step['network']}]" if step["network"] else ""),
             position(step),
             _changes(step, previous, rewrites.get(number, ())),
             decision,

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Iterable
 from typing import TypedDict
 
+from tracelog.chains import docker, netavark
 from tracelog.chains.comments import rule_comment
 from tracelog.chains.kubernetes import crosses_kube_proxy, decode_record
 from tracelog.chains.reasons import verdict_reason
@@ -52,10 +53,12 @@ HeaderFields = TypedDict(
 
 
 class StepNotes(InterfaceNames):
-    """What a step record says last: its interfaces' names, what of its text was damaged, its rule's comment."""
+    """What a step record says last: its interfaces' names, what of its text was damaged, its rule's comment,
+    and the container network its chain serves (Docker's per-bridge chains, netavark's per-network ones)."""
 
     partial: PartialRecord | None
     comment: str | None
+    network: str | None
 
 
 class StepRecord(HeaderFields, StepNotes):
@@ -210,9 +213,18 @@ def step_records(steps: Iterable[Step], names: Names = NO_NAMES) -> list[StepRec
                 **after,
                 "partial": partial,
                 "comment": rule_comment(rule),
+                "network": chain_network(table, chain, names) if names else None,
             }
         )
     return records
+
+
+def chain_network(table: str, chain: str, names: Names) -> str | None:
+    """The container network a Docker or netavark chain serves (its bridge's or its id's network), from `names`."""
+    meaning = docker.describe_chain(table, chain) or netavark.describe_chain(table, chain, names.network_ids)
+    if meaning is None or meaning.network is None:
+        return None
+    return names.networks.get(meaning.network, meaning.network)
 
 
 def partial_record(partial: Partial | None) -> dict[str, list[str]] | None:
