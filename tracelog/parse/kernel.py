@@ -16,7 +16,7 @@ from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_he
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.mending import damage_notes, leads, mend
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
-from tracelog.parse.shapes import ShapeMemo
+from tracelog.parse.shapes import MAC_VALUE, ShapeMemo, ValueKind, address_kinds, address_values, mac_marker
 
 MARK = "TRACE:"
 
@@ -178,21 +178,31 @@ def _matched_prefix(match: re.Match[str]) -> _Prefix:
     return _Prefix()
 
 
-def _grammar_header(text: str) -> Header | None:
+def grammar_header(text: str) -> Header | None:
+    """The header the grammar reads in a field text (what follows the tag); None if it cannot."""
     try:
         return build_header(_parse(text, "fields"))
     except (UnexpectedInput, FieldError):
         return None  # the whole trace goes to the grammar, which says where and why
 
 
-# What differs between the field texts of packets of one flow: the decimal
-# values (ids, lengths, ports, sequence numbers; not ICMP `TYPE=`, which decides
-# which fields a line must have) and the option bytes, which carry TCP
-# timestamps.  The `=` or `(` before a value is consumed with it; the blank or
-# `)` after it stays, so the texts alone tell where which kind of value was.
-FIELD_VALUES = re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))")
-FIELD_VALUE_KINDS = (("=", r"\d+"), ("(", "[0-9A-Fa-f]+"))
-_FIELDS = ShapeMemo(FIELD_VALUES, FIELD_VALUE_KINDS, _grammar_header)
+# What differs between the field texts of packets of one flow, or of a scan: the
+# decimal values (ids, lengths, ports, sequence numbers; not ICMP `TYPE=`, which
+# decides which fields a line must have), the option bytes, which carry TCP
+# timestamps, the addresses and the MAC header.  The `=` or `(` before a value
+# is consumed with it; the blank or `)` after it stays, so the texts alone tell
+# where which kind of value was.
+FIELD_VALUES = re.compile(
+    r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\))"
+    rf"|{address_values('SRC=', 'DST=')}(?![^ \t])|(?<=MAC=)({MAC_VALUE})(?![^ \t]))"
+)
+FIELD_VALUE_KINDS = (
+    ValueKind("=", r"\d+"),
+    ValueKind("(", "[0-9A-Fa-f]+"),
+    *address_kinds("="),
+    ValueKind("=", MAC_VALUE, mac_marker),
+)
+_FIELDS = ShapeMemo(FIELD_VALUES, FIELD_VALUE_KINDS, grammar_header)
 
 
 def _fast_trace(text: str, start: int, end: int) -> Trace | None:
