@@ -22,12 +22,18 @@ MARK = "TRACE:"
 
 # Prefilter: where a TRACE tag of a legacy table starts.  It must agree with
 # the grammar's `tag` rule (checked by the tests on every sample); anything
-# carrying "TRACE:" without such a tag (ebtables `TRACE: eb:` log prefixes,
-# printk messages) is a look-alike, not an event.
-_RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):\S+:(?:rule|return|policy):\d")
+# carrying "TRACE:" without such a tag is a look-alike or a damaged tag.
+_RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):[^\s\x00]+:(?:rule|return|policy):\d")
+# A tag that starts like one, and may be damaged after: a table name and a
+# colon, or a word that ends like a tag (`rwa:PREROUTING:policy:3`).  A line
+# with the mark and no such tag is a look-alike: ebtables' `TRACE: eb:` log
+# prefix, a `-j LOG --log-prefix "TRACE: "` line (fields right after the
+# mark), a program's own TRACE-level message.
+_TAG_START = re.compile(r"TRACE:[ \t]*(?=(?:raw|mangle|nat|filter|security):|\S*:(?:rule|return|policy):)")
 # a line that ends inside a tag it started (a terminal wrapped it there)
 _CUT_TAG = re.compile(r"TRACE:[ \t]*[a-z]*(?::[^\s]*)?$")
 UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
+DAMAGED_TAG = "TRACE tag not understood"
 
 # a subsystem tag right before the mark (`ip_tables: TRACE:`): a printk message
 _SUBSYSTEM = re.compile(r"\b(?!kernel:)[\w.-]+:[ \t]*$")
@@ -124,8 +130,8 @@ def _parse(text: str, start: str) -> Any:
 # grammar on every sample line, shifted copies of them and generated lines (tests).
 
 _TAG = re.compile(
-    r"[ \t]*(?P<table>raw|mangle|nat|filter|security):(?P<chain>[^\s:]+):(?P<kind>rule|return|policy):(?P<number>\d+)"
-    r"(?=[ \t]|$)"
+    r"[ \t]*(?P<table>raw|mangle|nat|filter|security):(?P<chain>[^\s:\x00]+)"
+    r":(?P<kind>rule|return|policy):(?P<number>\d+)(?=[ \t]|$)"
 )
 
 
@@ -401,7 +407,7 @@ def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outco
         if cut_tag is not None:
             yield BadLine(origin, cut_tag.start() + 1, "line ends early")
             return
-        yield Skip.OTHER if MARK not in text else Skip.LOOKALIKE
+        yield Skip.OTHER if MARK not in text else _damaged_tag(origin) or Skip.LOOKALIKE
         return
     prefix = _parse_prefix(text[: starts[0]]) or _quoted_prefix(text[: starts[0]])
     if prefix is None:
@@ -424,6 +430,25 @@ def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outco
                 yield event
         if end < len(text):
             prefix = _parse_prefix(text[next_prefix:end]) or _Prefix()
+
+
+def tag_start(text: str) -> int | None:
+    """Where the first TRACE tag of `text` starts, if one starts like a tag (damaged or not); None for a look-alike."""
+    tag = _TAG_START.search(text)
+    return None if tag is None else tag.end()
+
+
+def _damaged_tag(origin: SourceLine) -> BadLine | None:
+    """A line whose tag starts like a TRACE tag and is not one: where it fails and why; None for a look-alike."""
+    start = tag_start(origin.text)
+    if start is None:
+        return None
+    try:
+        _parse(origin.text[start:], "trace")
+    except (UnexpectedInput, FieldError) as error:
+        failed = _error(origin, start, error)
+        return BadLine(origin, failed.column, f"{DAMAGED_TAG}: {failed.reason}")
+    return BadLine(origin, start + 1, DAMAGED_TAG)
 
 
 def _record(origin: SourceLine, body: int, end: int, cut: bool) -> tuple[list[Trace | BadLine | Caveat], int]:

@@ -33,7 +33,16 @@ from tracelog.parse.fields import (
     hidden_value,
 )
 from tracelog.parse.grammar import load_parser
-from tracelog.parse.kernel import MARK, Trace, _event, _KernelTransformer, mended_trace
+from tracelog.parse.kernel import (
+    DAMAGED_TAG,
+    MARK,
+    Trace,
+    _event,
+    _KernelTransformer,
+    mended_trace,
+    starts_record,
+    tag_start,
+)
 from tracelog.parse.mending import damage_notes, mend
 from tracelog.parse.netlink import NFPROTO_FAMILIES, bad_line, proto_name, tcp_flag_names, tos_fields
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
@@ -128,20 +137,21 @@ def _read_fields(text: str) -> list[Field]:
 # ---- LOGEMU
 
 
-def _tag_end(text: str) -> int:
-    """The column just past the TRACE tag, where the packet fields start."""
-    tag = text.find(MARK) + len(MARK) + 1
-    end = text.find(" ", tag)
-    return len(text) if end < 0 else end + 1
-
-
 def parse_logemu_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
-    """One LOGEMU line: an event, or a look-alike whose prefix is not a TRACE tag (ebtables, NFLOG rules)."""
+    """One LOGEMU line: an event, or a look-alike whose prefix is not a TRACE tag (ebtables, NFLOG rules).
+
+    A prefix that starts like a TRACE tag and is not one is a damaged tag:
+    a bad line, not a look-alike.
+    """
     try:
         prefix, trace = _parse(origin.text, "line")
     except (UnexpectedInput, FieldError) as error:
-        if isinstance(error, UnexpectedInput) and error.column <= _tag_end(origin.text):
-            yield Skip.LOOKALIKE
+        if not starts_record(origin.text):
+            if tag_start(origin.text) is None:
+                yield Skip.LOOKALIKE
+                return
+            damaged = bad_line(origin, error)
+            yield BadLine(origin, damaged.column, f"{DAMAGED_TAG}: {damaged.reason}")
             return
         mended = _mended_line(origin.text)
         if mended is None:
@@ -440,7 +450,7 @@ def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
     try:
         tag = _parse(prefix, "oob_prefix")
     except UnexpectedInput:
-        yield Skip.LOOKALIKE
+        yield Skip.LOOKALIKE if tag_start(prefix) is None else BadLine(origin, None, f"{DAMAGED_TAG}: {prefix!r}")
         return
     try:
         event = _json_event(record, tag, origin, mends)
