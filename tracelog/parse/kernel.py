@@ -16,7 +16,15 @@ from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_he
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.mending import damage_notes, leads, mend
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
-from tracelog.parse.shapes import MAC_VALUE, ShapeMemo, ValueKind, address_kinds, address_values, mac_marker
+from tracelog.parse.shapes import (
+    MAC_VALUE,
+    NUMBER_VALUE,
+    ShapeMemo,
+    ValueKind,
+    address_kinds,
+    address_values,
+    mac_marker,
+)
 
 MARK = "TRACE:"
 
@@ -24,14 +32,19 @@ MARK = "TRACE:"
 # the grammar's `tag` rule (checked by the tests on every sample); anything
 # carrying "TRACE:" without such a tag is a look-alike or a damaged tag.
 _RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):[^\s\x00]+:(?:rule|return|policy):\d")
-# A tag that starts like one, and may be damaged after: a table name and a
-# colon, or a word that ends like a tag (`rwa:PREROUTING:policy:3`).  A line
-# with the mark and no such tag is a look-alike: ebtables' `TRACE: eb:` log
-# prefix, a `-j LOG --log-prefix "TRACE: "` line (fields right after the
-# mark), a program's own TRACE-level message.
-_TAG_START = re.compile(r"TRACE:[ \t]*(?=(?:raw|mangle|nat|filter|security):|\S*:(?:rule|return|policy):)")
-# a line that ends inside a tag it started (a terminal wrapped it there)
-_CUT_TAG = re.compile(r"TRACE:[ \t]*[a-z]*(?::[^\s]*)?$")
+# A word after the mark that is shaped like a tag, damaged or not: a table name,
+# a colon and more (`raw:PREROUTING:polizy:3`, `filter:DOCKER return:2`), or a
+# kind, a colon and a digit (`rwa:PREROUTING:policy:3`).  A line with the mark
+# and no such word is a look-alike: ebtables' `TRACE: eb:` log prefix, a
+# `-j LOG --log-prefix "TRACE: "` line (fields right after the mark), a
+# program's own TRACE-level message.
+_TAG_WORD = re.compile(
+    r"(?:^|(?<=[\s\x00-\x1f\x7f]))(?:raw|mangle|nat|filter|security):\S"  # after a blank, a control or nothing
+    r"|(?:^|(?<=[\s:\x00-\x1f\x7f]))(?:rule|return|policy):\d"
+)
+# a line that ends inside a tag it started (a terminal wrapped it there), or
+# inside the family and trace id that start an xtables-monitor step
+_CUT_TAG = re.compile(r"TRACE:[ \t]*(?:[a-z]*(?::[^\s]*)?|\d+(?:[ \t]+[0-9a-f]*)?)[ \t]*$")
 UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
 DAMAGED_TAG = "TRACE tag not understood"
 
@@ -131,7 +144,7 @@ def _parse(text: str, start: str) -> Any:
 
 _TAG = re.compile(
     r"[ \t]*(?P<table>raw|mangle|nat|filter|security):(?P<chain>[^\s:\x00]+)"
-    r":(?P<kind>rule|return|policy):(?P<number>\d+)(?=[ \t]|$)"
+    r":(?P<kind>rule|return|policy):(?P<number>\d{1,20})(?=[ \t]|$)"
 )
 
 
@@ -199,11 +212,11 @@ def grammar_header(text: str) -> Header | None:
 # is consumed with it; the blank or `)` after it stays, so the texts alone tell
 # where which kind of value was.
 FIELD_VALUES = re.compile(
-    r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\))"
+    rf"[=(](?:(?<==)(?<!TYPE=)({NUMBER_VALUE})(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\))"
     rf"|{address_values('SRC=', 'DST=')}(?![^ \t])|(?<=MAC=)({MAC_VALUE})(?![^ \t]))"
 )
 FIELD_VALUE_KINDS = (
-    ValueKind("=", r"\d+"),
+    ValueKind("=", NUMBER_VALUE),
     ValueKind("(", "[0-9A-Fa-f]+"),
     *address_kinds("="),
     ValueKind("=", MAC_VALUE, mac_marker),
@@ -330,7 +343,7 @@ def looks_cut(bad: BadLine) -> bool:
 
 
 def starts_record(text: str) -> bool:
-    """Whether a line holds a record of its own (so it cannot continue a wrapped one)."""
+    """Whether a line holds a record whose tag is whole (the prefilter of the kernel log's and LOGEMU's records)."""
     return _RECORD.search(text) is not None
 
 
@@ -403,15 +416,11 @@ def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outco
     text = origin.text
     starts = [match.start() for match in _RECORD.finditer(text)]
     if not starts:
-        cut_tag = _CUT_TAG.search(text)
-        if cut_tag is not None:
-            yield BadLine(origin, cut_tag.start() + 1, "line ends early")
-            return
-        yield Skip.OTHER if MARK not in text else _damaged_tag(origin) or Skip.LOOKALIKE
+        yield Skip.OTHER if MARK not in text else read_tagless_line(origin)
         return
     prefix = _parse_prefix(text[: starts[0]]) or _quoted_prefix(text[: starts[0]])
     if prefix is None:
-        if _SUBSYSTEM.search(text[: starts[0]]):
+        if _printk_subsystem(text[: starts[0]]):
             yield Skip.LOOKALIKE
             return
         yield Caveat(origin, UNKNOWN_PREFIX)
@@ -432,10 +441,33 @@ def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outco
             prefix = _parse_prefix(text[next_prefix:end]) or _Prefix()
 
 
+def _printk_subsystem(before: str) -> bool:
+    """Whether what comes before the mark is a log prefix, then a subsystem's tag (`ip_tables: `): a printk message.
+
+    Not a prefix damaged into something that ends like one (`kern\x1bel: `).
+    """
+    subsystem = _SUBSYSTEM.search(before)
+    return subsystem is not None and _parse_prefix(before[: subsystem.start()]) is not None
+
+
 def tag_start(text: str) -> int | None:
-    """Where the first TRACE tag of `text` starts, if one starts like a tag (damaged or not); None for a look-alike."""
-    tag = _TAG_START.search(text)
-    return None if tag is None else tag.end()
+    """Where the tag after the first TRACE mark of `text` starts, if a word after it is shaped like a tag.
+
+    The tag may be damaged (see `_TAG_WORD`); None for a look-alike.
+    """
+    mark = text.find(MARK)
+    if mark < 0:
+        return None
+    start = mark + len(MARK)
+    return start if _TAG_WORD.search(text[start:]) is not None else None
+
+
+def read_tagless_line(origin: SourceLine) -> BadLine | Skip:
+    """A line with the TRACE mark and no whole tag: a tag cut at the end of the line, a damaged one, or a look-alike."""
+    cut_tag = _CUT_TAG.search(origin.text)
+    if cut_tag is not None:
+        return BadLine(origin, cut_tag.start() + 1, "line ends early")
+    return _damaged_tag(origin) or Skip.LOOKALIKE
 
 
 def _damaged_tag(origin: SourceLine) -> BadLine | None:

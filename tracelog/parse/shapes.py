@@ -71,7 +71,9 @@ def mac_marker(probe: int, index: int) -> str:
     return f"98:76:54:{probe:02x}:{index >> 8:02x}:{index & 255:02x}"
 
 
-# what the values of each kind look like (no capturing group: a shape regex has one per value)
+# what the values of each kind look like (no capturing group: a shape regex has one per value);
+# a number has at most 20 digits, as the grammars read one
+NUMBER_VALUE = r"\d{1,20}"
 IPV4_VALUE = r"\d{1,3}(?:\.\d{1,3}){3}"
 IPV6_VALUE = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
 MAC_VALUE = r"[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2})+"

@@ -40,6 +40,7 @@ from tracelog.parse.kernel import (
     _event,
     _KernelTransformer,
     mended_trace,
+    read_tagless_line,
     starts_record,
     tag_start,
 )
@@ -147,11 +148,7 @@ def parse_logemu_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
         prefix, trace = _parse(origin.text, "line")
     except (UnexpectedInput, FieldError) as error:
         if not starts_record(origin.text):
-            if tag_start(origin.text) is None:
-                yield Skip.LOOKALIKE
-                return
-            damaged = bad_line(origin, error)
-            yield BadLine(origin, damaged.column, f"{DAMAGED_TAG}: {damaged.reason}")
+            yield read_tagless_line(origin)
             return
         mended = _mended_line(origin.text)
         if mended is None:
@@ -340,11 +337,16 @@ _ELIDED_PREFIX = re.compile(r'"oob\.prefix"[ \t]*:[ \t]*"[ \t]*(TRACE:[ \t]*[^\s
 
 
 def _loads(text: str, lenient: bool = False) -> Any:
-    """`json.loads`, its errors as `FieldError`s with their column (for mending)."""
+    """`json.loads`, its errors as `FieldError`s with their column (for mending).
+
+    A number too long to convert (Python refuses past 4,300 digits) is an
+    error like any other.
+    """
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise FieldError(f"not JSON: {error}", error.colno) from None
+    except ValueError as error:
+        column = error.colno if isinstance(error, json.JSONDecodeError) else None
+        raise FieldError(f"not JSON: {error}", column) from None
 
 
 def _mended_json(text: str) -> tuple[dict[str, Any], _JsonMends] | None:
@@ -362,7 +364,7 @@ def _mended_json(text: str) -> tuple[dict[str, Any], _JsonMends] | None:
         record, end = json.JSONDecoder().raw_decode(text, start)
         if isinstance(record, dict) and "{" not in text[end:]:
             return record, _JsonMends()
-    except json.JSONDecodeError:
+    except ValueError:
         pass
     mended = mend(text[start:], _loads)
     if mended is not None and isinstance(mended.value, dict):
@@ -371,7 +373,11 @@ def _mended_json(text: str) -> tuple[dict[str, Any], _JsonMends] | None:
     gaps = False
     for member in _JSON_MEMBER.finditer(text, start):
         gaps = gaps or bool(_JSON_GLUE.fullmatch(text, covered, member.start()) is None)
-        record[json.loads(f'"{member[1]}"')] = json.loads(member[2])
+        try:
+            record[_loads(f'"{member[1]}"')] = _loads(member[2])
+        except FieldError:  # a member that is no JSON (a control character, a number too long): a gap
+            gaps = True
+            continue
         covered = member.end()
     gaps = gaps or _JSON_GLUE.fullmatch(text, covered) is None or not text.rstrip().endswith("}")
     if "oob.prefix" not in record and (prefix := _ELIDED_PREFIX.search(text)) is not None:
@@ -445,7 +451,9 @@ def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
             record, mends = closed[0], (mends or _JsonMends())._replace(repaired=closed[1])
     prefix = record.get("oob.prefix")
     if not isinstance(prefix, str) or not prefix.lstrip().startswith(MARK):
-        yield Skip.OTHER
+        # a damaged record whose prefix could not be read, on a line that shows a TRACE tag
+        damaged = mends is not None and tag_start(origin.text) is not None
+        yield BadLine(origin, None, f"{DAMAGED_TAG}: oob.prefix cannot be read") if damaged else Skip.OTHER
         return
     try:
         tag = _parse(prefix, "oob_prefix")

@@ -44,7 +44,7 @@ from tracelog.parse.netlink import (
     tos_fields,
     verdict_name,
 )
-from tracelog.parse.shapes import ValueKind, address_kinds, address_values
+from tracelog.parse.shapes import NUMBER_VALUE, ValueKind, address_kinds, address_values
 
 _NFT_RETURN = 0xFFFFFFFB  # NFT_RETURN (-5): print_verdict() has no word for it
 _TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
@@ -178,8 +178,10 @@ def _monitor_lines(grammar: Callable[[str], _PacketLine | TraceStep]) -> Monitor
         _line_header,
         packet_line=re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)"),
         stub="PACKET: 0 0 ",
-        values=re.compile(rf"=(?:(?<!TYPE=)(?<!MACPROTO=)(\d+)|{address_values(' SRC=', ' DST=')})(?![^ \t])"),
-        kinds=(ValueKind("=", r"\d+"), *address_kinds("=")),
+        values=re.compile(
+            rf"=(?:(?<!TYPE=)(?<!MACPROTO=)({NUMBER_VALUE})|{address_values(' SRC=', ' DST=')})(?![^ \t])"
+        ),
+        kinds=(ValueKind("=", NUMBER_VALUE), *address_kinds("=")),
         step_line=re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "),
         step_volatile=re.compile(rf"[ \t]*TRACE: \d+ ([0-9a-f]+) \S++ ++{_RULE_HEAD}({_RULE_COUNTERS})"),
     )
