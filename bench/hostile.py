@@ -83,6 +83,13 @@ def scanner_flood() -> Iterator[str]:
         yield _stamped(re.sub(r"DST=\S+", address, line), number)
 
 
+def new_names() -> Iterator[str]:
+    """The first step again and again, each time through a new bridge port: a field text no shape fits twice."""
+    line = _first_line()
+    for number in itertools.count():
+        yield _stamped(line.replace("PHYSIN=vethb99e073", f"PHYSIN=veth{number:07x}", 1), number)
+
+
 def identical_lines() -> Iterator[str]:
     """A retransmission flood: the same first step again and again, each a packet of its own."""
     line = _first_line()
@@ -180,6 +187,7 @@ CASES = [
     _lines_case("fixed-id", f"same-id flood: one-step packets sharing IP id {FIXED_IP_ID}", fixed_id_flood),
     _lines_case("scanner", f"scanner: IP id {FIXED_IP_ID}, a new destination each packet", scanner_flood),
     _lines_case("identical", "retransmission flood: one TRACE line again and again", identical_lines),
+    _lines_case("new-names", "one TRACE line again and again, each time from a new bridge port", new_names),
     _lines_case("endless", "a packet that never ends: one rule step repeated", endless_packet),
     Case("huge-fields", "huge fields: 3 TRACE lines with IN=, MAC=, SRC= of a quarter of the input each", _huge_fields),
     _lines_case(

@@ -1,8 +1,10 @@
-"""Flows on real captures: one connection, echo exchanges, DNAT, ICMP errors, a mixed run, expiry."""
+"""Flows on real captures: one connection, echo exchanges, DNAT, ICMP errors, a mixed run, expiry, bounds."""
 
 from __future__ import annotations
 
+import gc
 import re
+import tracemalloc
 from collections import defaultdict
 
 import pytest
@@ -11,7 +13,7 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES
 from tracelog.correlate import Packet
 from tracelog.pipeline import ParseOptions, RunStats, trace_packets
-from tracelog.records.flows import DEFAULT_IDLE, FlowTracker, assign_flows
+from tracelog.records.flows import DEFAULT_IDLE, HOST_CHARACTERS, KEYS_KEPT, KEYS_PER_FLOW, FlowTracker, assign_flows
 from tracelog.records.packet import PacketRecord, StepRecord, packet_record
 
 Record = PacketRecord
@@ -189,3 +191,59 @@ def test_two_ends_pinging_each_other_with_one_identifier_are_two_flows() -> None
     assert (request["icmp_type"], reply["icmp_type"]) == (8, 0)
     found = [request, mirrored(request), reply, mirrored(reply)]
     assert flow_ids(found) == [1, 2, 1, 2]
+
+
+def rewritten(record: Record, number: int, sights: int = 2) -> Record:
+    """A captured packet whose later steps show it sent on to new addresses, as NAT to a new backend would."""
+    first, *_, last = record["steps"]
+    moved: list[StepRecord] = [
+        {**last, "dst": f"10.{number >> 8 & 255}.{number & 255}.{step}"} for step in range(sights - 1)
+    ]
+    return {**record, "steps": [first, *moved]}
+
+
+def from_port(record: Record, port: int) -> Record:
+    """The packet sent from another source port: a flow of its own."""
+    return {**record, "sport": port, "steps": [{**step, "sport": port} for step in record["steps"]]}
+
+
+def test_a_flow_whose_packets_each_bring_new_keys_keeps_its_latest_keys() -> None:
+    """Each packet shares its first step with the flow and is rewritten to a new address: one flow, bounded memory.
+
+    What the tracker holds after 20,000 such packets is what it held after 10,000.
+    """
+    record = records("lab-legacy/tcp.dmesg")[0]
+    tracker = FlowTracker()
+    flows, kept = set(), []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for start in (0, 10_000):
+            flows |= {tracker.assign(rewritten(record, number)) for number in range(start, start + 10_000)}
+            gc.collect()
+            kept.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert flows == {1}
+    assert tracker.live_keys <= KEYS_PER_FLOW
+    assert kept[1] < kept[0] + (1 << 18), kept
+
+
+def test_all_flows_together_keep_a_bounded_number_of_keys() -> None:
+    """Many live flows, each known by as many keys as a flow may have: the least recent are over early."""
+    record = records("lab-legacy/tcp.dmesg")[0]
+    tracker = FlowTracker()
+    flows = KEYS_KEPT // KEYS_PER_FLOW + 100
+    for number in range(flows):
+        tracker.assign(rewritten(from_port(record, number), number, sights=KEYS_PER_FLOW))
+        assert tracker.live_keys <= KEYS_KEPT + KEYS_PER_FLOW
+    assert tracker.live_flows < flows
+
+
+def test_flows_from_hosts_with_long_names_stay_bounded() -> None:
+    """A syslog host field is whatever the log says: flows from hosts named with 60,000 characters each."""
+    record = records("lab-legacy/tcp.dmesg")[0]
+    tracker = FlowTracker()
+    for number in range(600):
+        tracker.assign({**record, "host": f"host-{number}".ljust(60_000, "x")})
+    assert tracker.live_flows * 60_000 <= HOST_CHARACTERS + 60_000

@@ -569,7 +569,8 @@ class Correlator:
         step = len(packet.steps) + 1
         for name in changes:
             old, new = getattr(before, name), getattr(event.header, name)
-            packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
+            if old is not None and new is not None:  # a port a damaged step does not show was not rewritten
+                packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
         if index is not None:
             index.remove(packet)
         packet.add(event, stage)

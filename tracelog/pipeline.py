@@ -23,8 +23,9 @@ EXAMPLES_KEPT = 5
 CAVEAT_KINDS_KEPT = 20
 OTHER_CAVEATS = f"notes of other kinds (the first {CAVEAT_KINDS_KEPT} kinds are told apart)"
 # How a line too long to read shows it was meant as a TRACE line: a mark of
-# any format near its start (the kernel log's and the monitors').
-_TRACE_MARK = re.compile(r"TRACE: |trace id [0-9a-f]+ |PACKET: \d+ [0-9a-f]+ ")
+# any format near its start (the kernel log's and the monitors'), damaged after
+# it or not.
+_TRACE_MARK = re.compile(r"TRACE:|trace id |PACKET: \d")
 _HEAD_SHOWN = 64  # characters of a long line's start shown in its report
 LONG_LINE_SKIPPED = f"longer than {MAX_LINE_BYTES:,} bytes, and no TRACE line by its start: not read"
 

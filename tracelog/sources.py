@@ -1,4 +1,4 @@
-"""Where log lines come from: files, gzip files and stdin, with provenance."""
+"""Where log lines come from: files, gzip files, stdin, named pipes and devices, with provenance."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import io
 import itertools
 import os
 import select
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -172,17 +173,22 @@ def read_lines(name: str, offset: int = 0, lines_before: int = 0) -> Iterator[So
     the lines read so far.  A plain file may be read from byte `offset` on,
     where `lines_before` lines lie behind.
     """
-    cutter = _LineCutter(name, lines_before)
     with _open(name) as raw:
-        if offset:  # a named pipe (`<(dmesg)`) cannot seek at all
-            raw.seek(offset)
-        packed = isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == _GZIP_MAGIC
-        with gzip.GzipFile(fileobj=raw, mode="rb") if packed else contextlib.nullcontext(raw) as handle:
-            try:
-                while block := handle.read(_BLOCK):
-                    yield from cutter.cut(block)
-            except (OSError, EOFError) as error:
-                raise InputError(f"{name}:{cutter.number + 1}: cannot read further: {error}") from error
+        yield from _file_lines(raw, name, offset, lines_before)
+
+
+def _file_lines(raw: BinaryIO, name: str, offset: int = 0, lines_before: int = 0) -> Iterator[SourceLine]:
+    """`read_lines` of a file already open."""
+    cutter = _LineCutter(name, lines_before)
+    if offset:
+        raw.seek(offset)
+    packed = isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == _GZIP_MAGIC
+    with gzip.GzipFile(fileobj=raw, mode="rb") if packed else contextlib.nullcontext(raw) as handle:
+        try:
+            while block := handle.read(_BLOCK):
+                yield from cutter.cut(block)
+        except (OSError, EOFError) as error:
+            raise InputError(f"{name}:{cutter.number + 1}: cannot read further: {error}") from error
     yield from cutter.end()
 
 
@@ -216,13 +222,16 @@ def _split_chunks(chunks: Iterator[bytes | None], name: str) -> Iterator[SourceL
     yield from cutter.end()
 
 
-def _fd_chunks(fd: int, tick: float) -> Iterator[bytes | None]:
+def _fd_chunks(fd: int, name: str, tick: float) -> Iterator[bytes | None]:
     while True:
         ready, _, _ = select.select([fd], [], [], tick)
         if not ready:
             yield None
             continue
-        chunk = os.read(fd, _CHUNK)
+        try:
+            chunk = os.read(fd, _CHUNK)
+        except OSError as error:  # a device that fails a read (EIO, EINVAL)
+            raise InputError(f"{name}: cannot read further: {error.strerror or error}") from error
         if not chunk:
             return
         yield chunk
@@ -236,9 +245,23 @@ def follow_fd(fd: int, name: str, tick: float) -> Iterator[SourceLine | None]:
     open.  Gzip data is recognised and decompressed as it streams.  Lines
     longer than `MAX_LINE_BYTES` are `LongLine`s, as from a file.
     """
-    yield from _split_chunks(_fd_chunks(fd, tick), name)
+    yield from _split_chunks(_fd_chunks(fd, name, tick), name)
 
 
 def read_source(name: str, tick: float) -> Iterator[SourceLine | None]:
-    """Yield the lines of one input; `-` is stdin, followed live with `tick` clock ticks."""
-    return follow_fd(sys.stdin.fileno(), STDIN, tick) if name == STDIN else read_lines(name)
+    """Yield the lines of one input; `-` is stdin, followed live with `tick` clock ticks (see `follow_fd`).
+
+    So is any input that is not a regular file: a named pipe, `<(command)`,
+    a character device.  Such an input has no end to wait for before its
+    packets are printed, and cannot be read from the middle.
+    """
+    return follow_fd(sys.stdin.fileno(), STDIN, tick) if name == STDIN else _named_lines(name, tick)
+
+
+def _named_lines(name: str, tick: float) -> Iterator[SourceLine | None]:
+    """The lines of a named input: a regular file to its end, anything else live (`read_source`)."""
+    with _open(name) as raw:
+        if stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            yield from _file_lines(raw, name)
+        else:
+            yield from follow_fd(raw.fileno(), name, tick)

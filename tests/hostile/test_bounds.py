@@ -130,16 +130,18 @@ FLOOD_BYTES = 3 * MB  # ~9,500 lines: thousands of packets open at once, as the 
 
 @pytest.mark.parametrize(
     "flood",
-    [hostile.fixed_id_flood, hostile.identical_lines],
-    ids=["fixed-ip-id", "identical-lines"],
+    [hostile.fixed_id_flood, hostile.scanner_flood, hostile.identical_lines],
+    ids=["fixed-ip-id", "scanner", "identical-lines"],
 )
 def test_a_flood_of_packets_sharing_an_identity_costs_what_ordinary_lines_cost(
     flood: Callable[[], Iterable[str]], ordinary: Ordinary, tmp_path: Path
 ) -> None:
-    """A scanner's fixed IP id (zmap's 54321), or one line again and again: one-step packets pile up open.
+    """A scanner's fixed IP id (zmap's 54321), with a new destination each packet, or one line again and again.
 
-    Each step is looked up among the open packets that share its identity:
-    the lookup must not grow with them.
+    One-step packets pile up open, and each step is looked up among the open
+    packets that share its identity: the lookup must not grow with them.  A
+    line must not cost more for the address it holds either (the shape memo
+    reading a new shape for every line of a scan).
     """
     path = write(tmp_path / "flood.dmesg", flood(), FLOOD_BYTES)
     lines = len(path.read_bytes().splitlines())

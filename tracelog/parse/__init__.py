@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from tracelog.events import SourceLine, TraceEvent
 from tracelog.parse.kernel import (
+    MARK,
     UNKNOWN_PREFIX,
     looks_cut,
     other_records,
     parse_kernel_line,
     read_cut_line,
     single_record,
-    starts_record,
 )
 from tracelog.parse.mending import leads, partial_line
 from tracelog.parse.nftmonitor import NftMonitorParser
@@ -42,7 +42,8 @@ class _Held:
 # format's line is one: the tests read every sample both ways).
 _FORMATS = re.compile(
     r"(?P<nft>trace id )"
-    r"|(?P<xtables>[ \t]*(?:PACKET|TRACE): \d+ [0-9a-f]+ )"
+    # (any word for the trace id: the xtables parser says what is wrong with a damaged one)
+    r"|(?P<xtables>[ \t]*(?:PACKET|TRACE): \d+ \S+ )"
     r"|(?P<json>[ \t]*\{)"
     # ulogd LOGEMU: a syslog time and host, then the record, with no program tag
     r"|(?P<logemu>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ TRACE: )"
@@ -84,7 +85,9 @@ class LineParser:
             return [event] if self._held is None else [*self.flush(), event]
         released: list[Outcome] = []
         if self._held is not None:
-            if not starts_record(line.text) and self._held.pieces < _MAX_PIECES and self._join(line):
+            # a line with a TRACE mark, or the start of another format's record, continues none
+            own = MARK in line.text or _FORMATS.match(line.text) is not None
+            if not own and self._held.pieces < _MAX_PIECES and self._join(line):
                 return released
             released = self.flush()
         match = _FORMATS.match(line.text)
@@ -138,7 +141,9 @@ class LineParser:
             joined = SourceLine(held.line.source, held.line.line, text)
             outcomes = parse_kernel_line(joined, self._year)
             last = outcomes[-1] if outcomes else None
-            if not any(isinstance(outcome, BadLine) for outcome in outcomes):
+            if any(isinstance(outcome, TraceEvent) for outcome in outcomes) and not any(
+                isinstance(outcome, BadLine) for outcome in outcomes
+            ):
                 note = Caveat(joined, "a record wrapped over several lines was joined")
                 self._held = _Held(joined, [note, *outcomes], held.pieces + 1, whole=True)
                 return True

@@ -16,18 +16,37 @@ from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_he
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.mending import damage_notes, leads, mend
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
-from tracelog.parse.shapes import ShapeMemo
+from tracelog.parse.shapes import (
+    MAC_VALUE,
+    NUMBER_VALUE,
+    ShapeMemo,
+    ValueKind,
+    address_kinds,
+    address_values,
+    mac_marker,
+)
 
 MARK = "TRACE:"
 
 # Prefilter: where a TRACE tag of a legacy table starts.  It must agree with
 # the grammar's `tag` rule (checked by the tests on every sample); anything
-# carrying "TRACE:" without such a tag (ebtables `TRACE: eb:` log prefixes,
-# printk messages) is a look-alike, not an event.
-_RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):\S+:(?:rule|return|policy):\d")
-# a line that ends inside a tag it started (a terminal wrapped it there)
-_CUT_TAG = re.compile(r"TRACE:[ \t]*[a-z]*(?::[^\s]*)?$")
+# carrying "TRACE:" without such a tag is a look-alike or a damaged tag.
+_RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):[^\s\x00]+:(?:rule|return|policy):\d")
+# A word after the mark that is shaped like a tag, damaged or not: a table name,
+# a colon and more (`raw:PREROUTING:polizy:3`, `filter:DOCKER return:2`), or a
+# kind, a colon and a digit (`rwa:PREROUTING:policy:3`).  A line with the mark
+# and no such word is a look-alike: ebtables' `TRACE: eb:` log prefix, a
+# `-j LOG --log-prefix "TRACE: "` line (fields right after the mark), a
+# program's own TRACE-level message.
+_TAG_WORD = re.compile(
+    r"(?:^|(?<=[\s\x00-\x1f\x7f]))(?:raw|mangle|nat|filter|security):\S"  # after a blank, a control or nothing
+    r"|(?:^|(?<=[\s:\x00-\x1f\x7f]))(?:rule|return|policy):\d"
+)
+# a line that ends inside a tag it started (a terminal wrapped it there), or
+# inside the family and trace id that start an xtables-monitor step
+_CUT_TAG = re.compile(r"TRACE:[ \t]*(?:[a-z]*(?::[^\s]*)?|\d+(?:[ \t]+[0-9a-f]*)?)[ \t]*$")
 UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
+DAMAGED_TAG = "TRACE tag not understood"
 
 # a subsystem tag right before the mark (`ip_tables: TRACE:`): a printk message
 _SUBSYSTEM = re.compile(r"\b(?!kernel:)[\w.-]+:[ \t]*$")
@@ -124,8 +143,8 @@ def _parse(text: str, start: str) -> Any:
 # grammar on every sample line, shifted copies of them and generated lines (tests).
 
 _TAG = re.compile(
-    r"[ \t]*(?P<table>raw|mangle|nat|filter|security):(?P<chain>[^\s:]+):(?P<kind>rule|return|policy):(?P<number>\d+)"
-    r"(?=[ \t]|$)"
+    r"[ \t]*(?P<table>raw|mangle|nat|filter|security):(?P<chain>[^\s:\x00]+)"
+    r":(?P<kind>rule|return|policy):(?P<number>\d{1,20})(?=[ \t]|$)"
 )
 
 
@@ -178,21 +197,31 @@ def _matched_prefix(match: re.Match[str]) -> _Prefix:
     return _Prefix()
 
 
-def _grammar_header(text: str) -> Header | None:
+def grammar_header(text: str) -> Header | None:
+    """The header the grammar reads in a field text (what follows the tag); None if it cannot."""
     try:
         return build_header(_parse(text, "fields"))
     except (UnexpectedInput, FieldError):
         return None  # the whole trace goes to the grammar, which says where and why
 
 
-# What differs between the field texts of packets of one flow: the decimal
-# values (ids, lengths, ports, sequence numbers; not ICMP `TYPE=`, which decides
-# which fields a line must have) and the option bytes, which carry TCP
-# timestamps.  The `=` or `(` before a value is consumed with it; the blank or
-# `)` after it stays, so the texts alone tell where which kind of value was.
-FIELD_VALUES = re.compile(r"[=(](?:(?<==)(?<!TYPE=)(\d+)(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\)))")
-FIELD_VALUE_KINDS = (("=", r"\d+"), ("(", "[0-9A-Fa-f]+"))
-_FIELDS = ShapeMemo(FIELD_VALUES, FIELD_VALUE_KINDS, _grammar_header)
+# What differs between the field texts of packets of one flow, or of a scan: the
+# decimal values (ids, lengths, ports, sequence numbers; not ICMP `TYPE=`, which
+# decides which fields a line must have), the option bytes, which carry TCP
+# timestamps, the addresses and the MAC header.  The `=` or `(` before a value
+# is consumed with it; the blank or `)` after it stays, so the texts alone tell
+# where which kind of value was.
+FIELD_VALUES = re.compile(
+    rf"[=(](?:(?<==)(?<!TYPE=)({NUMBER_VALUE})(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\))"
+    rf"|{address_values('SRC=', 'DST=')}(?![^ \t])|(?<=MAC=)({MAC_VALUE})(?![^ \t]))"
+)
+FIELD_VALUE_KINDS = (
+    ValueKind("=", NUMBER_VALUE),
+    ValueKind("(", "[0-9A-Fa-f]+"),
+    *address_kinds("="),
+    ValueKind("=", MAC_VALUE, mac_marker),
+)
+_FIELDS = ShapeMemo(FIELD_VALUES, FIELD_VALUE_KINDS, grammar_header)
 
 
 def _fast_trace(text: str, start: int, end: int) -> Trace | None:
@@ -314,7 +343,7 @@ def looks_cut(bad: BadLine) -> bool:
 
 
 def starts_record(text: str) -> bool:
-    """Whether a line holds a record of its own (so it cannot continue a wrapped one)."""
+    """Whether a line holds a record whose tag is whole (the prefilter of the kernel log's and LOGEMU's records)."""
     return _RECORD.search(text) is not None
 
 
@@ -387,15 +416,11 @@ def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outco
     text = origin.text
     starts = [match.start() for match in _RECORD.finditer(text)]
     if not starts:
-        cut_tag = _CUT_TAG.search(text)
-        if cut_tag is not None:
-            yield BadLine(origin, cut_tag.start() + 1, "line ends early")
-            return
-        yield Skip.OTHER if MARK not in text else Skip.LOOKALIKE
+        yield Skip.OTHER if MARK not in text else read_tagless_line(origin)
         return
     prefix = _parse_prefix(text[: starts[0]]) or _quoted_prefix(text[: starts[0]])
     if prefix is None:
-        if _SUBSYSTEM.search(text[: starts[0]]):
+        if _printk_subsystem(text[: starts[0]]):
             yield Skip.LOOKALIKE
             return
         yield Caveat(origin, UNKNOWN_PREFIX)
@@ -414,6 +439,48 @@ def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outco
                 yield event
         if end < len(text):
             prefix = _parse_prefix(text[next_prefix:end]) or _Prefix()
+
+
+def _printk_subsystem(before: str) -> bool:
+    """Whether what comes before the mark is a log prefix, then a subsystem's tag (`ip_tables: `): a printk message.
+
+    Not a prefix damaged into something that ends like one (`kern\x1bel: `).
+    """
+    subsystem = _SUBSYSTEM.search(before)
+    return subsystem is not None and _parse_prefix(before[: subsystem.start()]) is not None
+
+
+def tag_start(text: str) -> int | None:
+    """Where the tag after the first TRACE mark of `text` starts, if a word after it is shaped like a tag.
+
+    The tag may be damaged (see `_TAG_WORD`); None for a look-alike.
+    """
+    mark = text.find(MARK)
+    if mark < 0:
+        return None
+    start = mark + len(MARK)
+    return start if _TAG_WORD.search(text[start:]) is not None else None
+
+
+def read_tagless_line(origin: SourceLine) -> BadLine | Skip:
+    """A line with the TRACE mark and no whole tag: a tag cut at the end of the line, a damaged one, or a look-alike."""
+    cut_tag = _CUT_TAG.search(origin.text)
+    if cut_tag is not None:
+        return BadLine(origin, cut_tag.start() + 1, "line ends early")
+    return _damaged_tag(origin) or Skip.LOOKALIKE
+
+
+def _damaged_tag(origin: SourceLine) -> BadLine | None:
+    """A line whose tag starts like a TRACE tag and is not one: where it fails and why; None for a look-alike."""
+    start = tag_start(origin.text)
+    if start is None:
+        return None
+    try:
+        _parse(origin.text[start:], "trace")
+    except (UnexpectedInput, FieldError) as error:
+        failed = _error(origin, start, error)
+        return BadLine(origin, failed.column, f"{DAMAGED_TAG}: {failed.reason}")
+    return BadLine(origin, start + 1, DAMAGED_TAG)
 
 
 def _record(origin: SourceLine, body: int, end: int, cut: bool) -> tuple[list[Trace | BadLine | Caveat], int]:

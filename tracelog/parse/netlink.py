@@ -31,7 +31,7 @@ from tracelog.events import (
 from tracelog.parse.fields import FieldError
 from tracelog.parse.mending import Mends, damage_notes, mend, remark_start
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
-from tracelog.parse.shapes import ShapeMemo, ValueKind
+from tracelog.parse.shapes import BoundedMemo, ShapeMemo, ValueKind
 
 # NFPROTO_* (include/uapi/linux/netfilter.h) → nft family names
 NFPROTO_FAMILIES: dict[int, NfFamily] = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
@@ -77,6 +77,9 @@ _PREC_MASK = 0xE0
 # how long a trace id is remembered: its lines arrive within microseconds, so
 # thousands of other ids in between mean its packet is long gone
 TRACE_ID_MEMORY = 4096
+# how many characters of packet lines the headers remembered may come from
+# (real lines: a few hundred each), so that long lines cannot pile up
+TRACE_ID_CHARACTERS = 1 << 23
 
 UNSEEN_PACKET = "step without a readable packet line before it (monitor started mid-packet?): header unknown"
 
@@ -138,6 +141,7 @@ class TraceStep(NamedTuple):
 
 
 _STEP_MEMO_LIMIT = 1 << 14
+_STEP_MEMO_CHARACTERS = 1 << 22  # a rule's text can be long: kept in bounded memory whatever it holds
 T = TypeVar("T")
 
 
@@ -147,7 +151,8 @@ class StepLineMemo:
     `trace_id` matches the start of a line up to its id (group 1).  Only step
     lines are remembered (packet lines are new for every packet), and only
     lines that parsed: every error still comes from the grammar.  What is
-    kept of a step is all but its trace id.
+    kept of a step is all but its trace id, within `_STEP_MEMO_LIMIT` lines
+    and `_STEP_MEMO_CHARACTERS` characters of them.
 
     `volatile`, if given, matches some step lines like `trace_id` does and
     further, to a part of the line that differs from step to step but that
@@ -160,7 +165,7 @@ class StepLineMemo:
 
     def __init__(self, trace_id: re.Pattern[str], volatile: re.Pattern[str] | None = None) -> None:
         self._trace_id, self._volatile = trace_id, volatile
-        self._steps: dict[str, tuple[Any, ...]] = {}
+        self._steps: BoundedMemo[str, tuple[Any, ...]] = BoundedMemo(_STEP_MEMO_LIMIT, _STEP_MEMO_CHARACTERS)
 
     def parse(self, text: str, parse: Callable[[str], T]) -> T | TraceStep:
         """The step of a line whose text without its trace id was read before, else `parse(text)`."""
@@ -176,9 +181,7 @@ class StepLineMemo:
             return build(TraceStep, (match.group(1), *rest))
         parsed = parse(text)
         if isinstance(parsed, TraceStep):
-            if len(self._steps) >= _STEP_MEMO_LIMIT:
-                self._steps.clear()
-            self._steps[key] = parsed[1:]
+            self._steps.put(key, parsed[1:], len(key))
         return parsed
 
 
@@ -236,23 +239,30 @@ class PacketMemory:
     """The last packet header printed for each recent trace id of one run.
 
     `None` stands for a packet that is not IP: its steps are skipped, not
-    reported as damaged.  Only the most recent `size` ids are kept, so a long
-    live stream does not grow without bound.
+    reported as damaged.  Only the most recent `size` ids are kept, made from
+    at most `characters` characters of packet lines, so a long live stream
+    (or one of long lines) does not grow without bound.
     """
 
-    def __init__(self, size: int = TRACE_ID_MEMORY) -> None:
-        self._size = size
-        self._headers: OrderedDict[str, Header | None] = OrderedDict()
+    def __init__(self, size: int = TRACE_ID_MEMORY, characters: int = TRACE_ID_CHARACTERS) -> None:
+        self._size, self._characters = size, characters
+        self._headers: OrderedDict[str, tuple[Header | None, int]] = OrderedDict()
+        self._kept = 0  # characters of the lines the headers kept were read from
 
-    def remember(self, trace_id: str, header: Header | None) -> None:
-        self._headers[trace_id] = header
-        self._headers.move_to_end(trace_id)
-        if len(self._headers) > self._size:
-            self._headers.popitem(last=False)
+    def remember(self, trace_id: str, header: Header | None, length: int = 0) -> None:
+        """Keep the header of `trace_id`'s packet, read from a line `length` characters long."""
+        self.forget(trace_id)
+        self._headers[trace_id] = (header, length)
+        self._kept += length
+        while len(self._headers) > self._size or self._kept > self._characters:
+            _, (_, dropped) = self._headers.popitem(last=False)
+            self._kept -= dropped
 
     def forget(self, trace_id: str) -> None:
         """Drop what is known of `trace_id` (its latest packet line was unreadable)."""
-        self._headers.pop(trace_id, None)
+        forgotten = self._headers.pop(trace_id, None)
+        if forgotten is not None:
+            self._kept -= forgotten[1]
 
     def learn(self, trace_id: str, header: Callable[[], Header | None], origin: SourceLine) -> list[Outcome]:
         """Remember the header a packet line gives; a header that cannot be built is a bad line.
@@ -260,7 +270,7 @@ class PacketMemory:
         Either way the id's older header is gone, so later steps never borrow it.
         """
         try:
-            self.remember(trace_id, header())
+            self.remember(trace_id, header(), len(origin.text))
         except FieldError as error:
             self.forget(trace_id)
             return [bad_line(origin, error)]
@@ -277,7 +287,7 @@ class PacketMemory:
         """
         trace_id, nf_family, table, chain, kind, verdict, handle, rule, mark, partial = step
         try:
-            header = self._headers[trace_id]
+            header = self._headers[trace_id][0]
         except KeyError:
             header = unseen_header(nf_family)
             self.remember(trace_id, header)
@@ -381,7 +391,7 @@ class MonitorParser:
         if isinstance(line, Skip):
             return [line]
         if isinstance(line, KnownPacket):
-            self._packets.remember(line.trace_id, line.header)
+            self._packets.remember(line.trace_id, line.header, len(origin.text))
             return []
         return self._packets.learn(line.trace_id, lambda: self._header(line), origin)
 

@@ -52,6 +52,7 @@ from tracelog.parse.netlink import (
     verdict_name,
 )
 from tracelog.parse.outcome import Skip
+from tracelog.parse.shapes import NUMBER_VALUE, ValueKind, address_kinds, address_values
 
 Statement = tuple[str, str]
 """One `packet:` statement: `ip saddr`, `iif`, `@th,64,96`... and its value as printed."""
@@ -333,8 +334,8 @@ def _line_header(line: _PacketLine) -> Header | None:
     return _header(line.statements, line.family)
 
 
-# Packet lines differ from packet to packet in their trace id and decimal
-# values (ip id, lengths, ports, sequence numbers); the family, table and chain
+# Packet lines differ from packet to packet in their trace id, decimal values
+# (ip id, lengths, ports, sequence numbers) and addresses; the family, table and chain
 # before `packet:` are part of the shape, so the grammar checks them too (names
 # with blanks in them, which nft would quote, are left to the grammar).
 _LINES = MonitorLines(
@@ -342,8 +343,10 @@ _LINES = MonitorLines(
     _line_header,
     packet_line=re.compile(r"trace id ([0-9a-f]+) (\S+ \S+ \S+ packet: .*)"),
     stub="trace id 0 ",
-    values=re.compile(r" (\d+)(?![^ \t])"),
-    kinds=((" ", r"\d+"),),
+    values=re.compile(
+        rf" (?:({NUMBER_VALUE})|{address_values('ip saddr ', 'ip daddr ', 'ip6 saddr ', 'ip6 daddr ')})(?![^ \t])"
+    ),
+    kinds=(ValueKind(" ", NUMBER_VALUE), *address_kinds(" ")),
     step_line=re.compile(r"trace id ([0-9a-f]+) "),
 )
 

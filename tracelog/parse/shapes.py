@@ -1,14 +1,17 @@
 """Field texts memoised by shape: the grammar reads each shape once, then values go back in.
 
 The field texts of a log differ from packet to packet mostly in their values
-(IP ids, lengths, ports, sequence numbers, TCP option bytes).  A `ShapeMemo`
-takes those values out with a regex, has the grammar read the rest once with
-numbered markers where the values were, and notes which `Header` field each
-marker landed in; the next text of that shape only needs its values put back.
-Every marker must land in a field: whole, as a number or as text (the text of
-a field tracelog does not know included), or as a number plus a constant the
-grammar added (IPv6 lengths); and a second reading with other markers must be
-what the first predicts.  A value that ends up anywhere else (transformed,
+(IP ids, lengths, ports, sequence numbers, TCP option bytes, addresses, MAC
+headers).  A `ShapeMemo` takes those values out with a regex, has the grammar
+read the rest once with numbered markers where the values were (each kind of
+value its own kind of marker: a number, an address, MAC bytes), and notes
+which `Header` field each marker landed in; the next text of that shape only
+needs its values put back.  Every marker must land in a field: whole, as a
+number, an address or as text (the text of a field tracelog does not know
+included), or as a number plus a constant the grammar added (IPv6 lengths);
+and a second reading with other markers must be what the first predicts.  An
+address put back is read as the grammar reads one; a value that is no
+address (`SRC=1.2.3.999`) sends its text to the grammar.  A value that ends up anywhere else (transformed,
 used twice, an interface called `7`) makes the shape one the grammar reads
 every time, as does a text damaged by hand (a header with `partial`): each
 line of it gets addresses of its own, equal to no other line's.
@@ -21,6 +24,13 @@ and the bucket's shape regexes are tried.  A text that matches one has
 exactly the pieces the split would give (the pieces are the same strings, and
 a value's delimiter and neighbours decide whether the split takes it);
 anything else is split.
+
+What a memo costs stays bounded whatever the texts hold: a text longer than
+`MAX_SHAPED_TEXT` is read by the grammar and kept nowhere, and each memo is
+cleared when it would hold more texts or characters than its budget.  A shape
+is learned the second time a text of its bucket comes: a text whose shape
+never comes back (a new interface name on every line, damage typed by hand)
+costs one reading by the grammar, not the three of learning it.
 """
 
 from __future__ import annotations
@@ -28,9 +38,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from tracelog.events import Header, build
+from tracelog.parse.fields import ip_address
 
 # Marker `i` of reading `probe` (1 or 2): 98765432, the probe, i, 000.  The
 # zeros leave room for a constant the grammar adds to a value (nft's and
@@ -39,8 +51,41 @@ _MARKER_STEM = "98765432"
 _MARKER_SPACING = 1000
 
 
-def _marker(probe: int, index: int) -> str:
+def number_marker(probe: int, index: int) -> str:
+    """Marker `index` of reading `probe` for a number (decimal digits, so hex digits too)."""
     return f"{_MARKER_STEM}{probe}{index:03d}000"
+
+
+def ipv4_marker(probe: int, index: int) -> str:
+    """Marker `index` of reading `probe` for an IPv4 address, as `ipaddress` spells it."""
+    return f"240.{probe}.{index >> 8}.{index & 255}"
+
+
+def ipv6_marker(probe: int, index: int) -> str:
+    """Marker `index` of reading `probe` for an IPv6 address, as `ipaddress` spells it."""
+    return f"2001:db8:9876:{probe}::{index:x}"
+
+
+def mac_marker(probe: int, index: int) -> str:
+    """Marker `index` of reading `probe` for MAC header bytes."""
+    return f"98:76:54:{probe:02x}:{index >> 8:02x}:{index & 255:02x}"
+
+
+# what the values of each kind look like (no capturing group: a shape regex has one per value);
+# a number has at most 20 digits, as the grammars read one
+NUMBER_VALUE = r"\d{1,20}"
+IPV4_VALUE = r"\d{1,3}(?:\.\d{1,3}){3}"
+IPV6_VALUE = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
+MAC_VALUE = r"[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2})+"
+# an address as the grammar reads it (not an unknown one, which is of a subclass)
+_ADDRESS_TYPES = (IPv4Address, IPv6Address)
+
+MAX_SHAPED_TEXT = 1 << 10
+"""The longest field text a memo keeps (real ones: a few hundred characters); a longer one is read every time."""
+# What each memo may hold, in characters of its keys: a shape (its regex, its
+# template) costs about ten times its text.
+_TEXT_CHARACTERS = 1 << 20
+_SHAPE_CHARACTERS = 1 << 20
 
 
 _INNER = Header._fields.index("inner")
@@ -50,8 +95,24 @@ _EXTRA = Header._fields.index("extra")
 _VALUE_BYTES = b"0123456789ABCDEFabcdef"
 _BUCKET_SIZE = 4
 
-ValueKind = tuple[str, str]
-"""The text a value's match consumes before it (`=` in `ID=4`) and a regex for the value itself."""
+
+class ValueKind(NamedTuple):
+    """A kind of value: the text its match consumes before it (`=` in `ID=4`), a regex for it, its markers."""
+
+    before: str
+    pattern: str
+    marker: Callable[[int, int], str] = number_marker
+
+
+def address_values(*keys: str) -> str:
+    """A values regex's part for the IPv4 and IPv6 addresses after any of `keys` (each a fixed text): two groups."""
+    after = "|".join(f"(?<={re.escape(key)})" for key in keys)
+    return f"(?:{after})(?:({IPV4_VALUE})|({IPV6_VALUE}))"
+
+
+def address_kinds(before: str) -> tuple[ValueKind, ValueKind]:
+    """The kinds of the two groups of `address_values`, whose matches consume `before` in front of them."""
+    return ValueKind(before, IPV4_VALUE, ipv4_marker), ValueKind(before, IPV6_VALUE, ipv6_marker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +120,9 @@ class _Shape:
     """A field text with its values taken out, as the grammar read it.
 
     `base` holds the `Header` values the grammar made of the text with markers
-    for the values; `numbers` and `texts` say which header field (by position)
-    each value (by its order in the text) goes back into, a number with the
-    constant the grammar added to it; `extras`, which of the fields tracelog
+    for the values; `numbers`, `texts` and `addresses` say which header field
+    (by position) each value (by its order in the text) goes back into, a
+    number with the constant the grammar added to it; `extras`, which of the fields tracelog
     does not know (`Header.extra`, by position) takes which value as its text;
     `inner` is the shape of the packet an ICMP error quotes.
     """
@@ -69,15 +130,19 @@ class _Shape:
     base: tuple[Any, ...]
     numbers: tuple[tuple[int, int, int], ...]
     texts: tuple[tuple[int, int], ...]
+    addresses: tuple[tuple[int, int], ...]
     extras: tuple[tuple[int, int], ...]
     inner: _Shape | None
 
     def header(self, values: tuple[str, ...]) -> Header:
+        """The header of a text of this shape with these values; ValueError for a value that is no address."""
         fields = list(self.base)
         for field, index, offset in self.numbers:
             fields[field] = int(values[index]) + offset
         for field, index in self.texts:
             fields[field] = values[index]
+        for field, index in self.addresses:
+            fields[field] = ip_address(values[index])
         if self.extras:
             extra = list(fields[_EXTRA])
             for pair, index in self.extras:
@@ -90,35 +155,30 @@ class _Shape:
     def indices(self) -> list[int]:
         """Which values this shape puts back, by order (inner packet included)."""
         inner = self.inner.indices() if self.inner is not None else []
-        put_back = [index for _, index, _ in self.numbers] + [index for _, index in self.texts + self.extras]
-        return put_back + inner
+        put_back = [index for _, index, _ in self.numbers]
+        return put_back + [index for _, index in self.texts + self.addresses + self.extras] + inner
 
 
 Known = tuple[re.Pattern[str], _Shape | None]
 """A shape's regex and how its values go back; None for a shape the grammar reads every time."""
 
 
-def _template(header: Header, count: int) -> _Shape:
-    """Where the `count` markers of reading 1 landed in `header`, whole or plus a constant."""
-    first = int(_marker(1, 0))
-
-    def marker_index(text: str) -> int | None:
-        if not (text.startswith(_MARKER_STEM + "1") and text.isdecimal()):
-            return None
-        index, rest = divmod(int(text) - first, _MARKER_SPACING)
-        return index if not rest and 0 <= index < count else None
-
-    numbers, texts = [], []
+def _template(header: Header, markers: dict[str, int]) -> _Shape:
+    """Where the markers of reading 1 (spelling → value index) landed in `header`, whole or plus a constant."""
+    first, count = int(number_marker(1, 0)), len(markers)
+    numbers, texts, addresses = [], [], []
     for field, value in enumerate(header):
         if type(value) is int and 0 <= value - first < count * _MARKER_SPACING:
             numbers.append((field, *divmod(value - first, _MARKER_SPACING)))
-        elif type(value) is str and (index := marker_index(value)) is not None:
+        elif type(value) is str and (index := markers.get(value)) is not None:
             texts.append((field, index))
+        elif type(value) in _ADDRESS_TYPES and (index := markers.get(str(value))) is not None:
+            addresses.append((field, index))
     extras = tuple(
-        (pair, index) for pair, (_, text) in enumerate(header.extra) if (index := marker_index(text)) is not None
+        (pair, index) for pair, (_, text) in enumerate(header.extra) if (index := markers.get(text)) is not None
     )
-    inner = _template(header.inner, count) if header.inner is not None else None
-    return _Shape(tuple(header), tuple(numbers), tuple(texts), extras, inner)
+    inner = _template(header.inner, markers) if header.inner is not None else None
+    return _Shape(tuple(header), tuple(numbers), tuple(texts), tuple(addresses), extras, inner)
 
 
 def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list[tuple[ValueKind, str]]:
@@ -136,28 +196,45 @@ def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list
 def shape_pattern(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> re.Pattern[str]:
     """The regex of a split text's shape: its pieces verbatim, each value a group of its kind."""
     values = (
-        f"{re.escape(delimiter)}({value}){re.escape(piece)}"
-        for (delimiter, value), piece in _split_values(parts, kinds)
+        f"{re.escape(kind.before)}({kind.pattern}){re.escape(piece)}" for kind, piece in _split_values(parts, kinds)
     )
     return re.compile(re.escape(str(parts[0])) + "".join(values))
 
 
-def _remember(memo: dict[Any, Any], limit: int, key: Any, value: Any) -> None:
-    if len(memo) >= limit:
-        memo.clear()
-    memo[key] = value
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedMemo(Generic[K, V]):
+    """A memo of texts, cleared when it would hold more than `entries` keys or `characters` of them.
+
+    Whatever the input holds, what is kept stays within both bounds; the
+    texts that come back often are learned again at once.
+    """
+
+    def __init__(self, entries: int, characters: int) -> None:
+        self._entries, self._characters = entries, characters
+        self._kept: dict[K, V] = {}
+        self._size = 0
+        self.get = self._kept.get
+
+    def put(self, key: K, value: V, size: int) -> None:
+        """Keep `value` for `key`, whose text is `size` characters long."""
+        if len(self._kept) >= self._entries or self._size + size > self._characters:
+            self._kept.clear()
+            self._size = 0
+        self._kept[key] = value
+        self._size += size
 
 
 class ShapeMemo:
     """Field text → `Header`, with the grammar (`read`) run once per shape.
 
     `values` finds the values: each of its groups captures one kind of value,
-    and `kinds` gives, per group, the text its match consumed before the value
-    (`=` in `ID=4`), which goes back in front of a marker, and a regex for the
-    value.  `read` turns a field text into a `Header`, or None when it cannot
-    (the caller's own path then reports why).  The same text coming back
-    within a packet is answered from a small memo; shapes are few and costly
-    to read again, so many more of them are kept.
+    and `kinds` gives, per group, its `ValueKind`.  `read` turns a field text into a `Header`, or None when it
+    cannot (the caller's own path then reports why).  The same text coming
+    back within a packet is answered from a small memo; shapes are few and
+    costly to read again, so many more of them are kept.
     """
 
     def __init__(
@@ -169,30 +246,39 @@ class ShapeMemo:
         shapes_kept: int = 1 << 14,
     ) -> None:
         self._values, self._kinds, self._read = values, kinds, read
-        self._texts_kept, self._shapes_kept = texts_kept, shapes_kept
-        self._headers: dict[str, Header] = {}
-        self._buckets: dict[tuple[str, bytes], list[Known]] = {}
+        self._headers: BoundedMemo[str, Header] = BoundedMemo(texts_kept, _TEXT_CHARACTERS)
+        self._buckets: BoundedMemo[tuple[str, bytes], list[Known]] = BoundedMemo(shapes_kept, _SHAPE_CHARACTERS)
 
     def header(self, text: str) -> Header | None:
         """The header of a field text: the same text as a step before, or a known shape with new values."""
         header = self._headers.get(text)
         if header is not None:
             return header
+        if len(text) > MAX_SHAPED_TEXT:
+            return self._read(text)
         key = self._bucket_key(text)
         bucket = self._buckets.get(key)
         match, shape = self._match(text, bucket) if bucket else (None, None)
-        if match is None:
+        if bucket is None:
+            self._buckets.put(key, [], 2 * len(text))  # seen once: learned if its bucket comes back
+        elif match is None:
             pattern, shape = self._learn(self._values.split(text))
             match = pattern.fullmatch(text)
-            if bucket is None:
-                bucket = []
-                _remember(self._buckets, self._shapes_kept, key, bucket)
             bucket.insert(0, (pattern, shape))
             del bucket[_BUCKET_SIZE:]
-        header = self._read(text) if shape is None or match is None else shape.header(match.groups())
+        header = self._put_back(text, match, shape)
         if header is not None and header.partial is None:
-            _remember(self._headers, self._texts_kept, text, header)
+            self._headers.put(text, header, len(text))
         return header
+
+    def _put_back(self, text: str, match: re.Match[str] | None, shape: _Shape | None) -> Header | None:
+        """The header of a text, from its shape and values where it has one, else as the grammar reads it."""
+        if shape is None or match is None:
+            return self._read(text)
+        try:
+            return shape.header(match.groups())
+        except ValueError:  # an address that is none: the grammar says what it is
+            return self._read(text)
 
     def _bucket_key(self, text: str) -> tuple[str, bytes]:
         """What every text of a shape shares: the text before its first value, and the text without values."""
@@ -216,22 +302,25 @@ class ShapeMemo:
         """
         pattern = shape_pattern(parts, self._kinds)
         values = _split_values(parts, self._kinds)
-        if any(_MARKER_STEM in piece for piece in [str(parts[0]), *(piece for _, piece in values)]):
+        markers = [[kind.marker(probe, index) for index, (kind, _) in enumerate(values)] for probe in (1, 2)]
+        verbatim = " ".join([str(parts[0]), *(piece for _, piece in values)])
+        if _MARKER_STEM in verbatim or any(marker in verbatim for marker in markers[0] + markers[1]):
             return pattern, None  # a marker-like word outside the values could pass for one
         first, second = (
             self._read(
                 str(parts[0])
-                + "".join(
-                    delimiter + _marker(probe, index) + piece for index, ((delimiter, _), piece) in enumerate(values)
-                )
+                + "".join(kind.before + marker + piece for marker, (kind, piece) in zip(spelled, values, strict=True))
             )
-            for probe in (1, 2)
+            for spelled in markers
         )
         if first is None or second is None or first.partial is not None:
             # a damaged text is read every time: its unknown addresses are its own
             return pattern, None
-        shape = _template(first, len(values))
+        shape = _template(first, {marker: index for index, marker in enumerate(markers[0])})
         if sorted(shape.indices()) != list(range(len(values))):
             return pattern, None
-        predicted = shape.header(tuple(_marker(2, index) for index in range(len(values))))
+        try:
+            predicted = shape.header(tuple(markers[1]))
+        except ValueError:
+            return pattern, None
         return pattern, shape if predicted == second else None

@@ -33,7 +33,17 @@ from tracelog.parse.fields import (
     hidden_value,
 )
 from tracelog.parse.grammar import load_parser
-from tracelog.parse.kernel import MARK, Trace, _event, _KernelTransformer, mended_trace
+from tracelog.parse.kernel import (
+    DAMAGED_TAG,
+    MARK,
+    Trace,
+    _event,
+    _KernelTransformer,
+    mended_trace,
+    read_tagless_line,
+    starts_record,
+    tag_start,
+)
 from tracelog.parse.mending import damage_notes, mend
 from tracelog.parse.netlink import NFPROTO_FAMILIES, bad_line, proto_name, tcp_flag_names, tos_fields
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
@@ -128,20 +138,17 @@ def _read_fields(text: str) -> list[Field]:
 # ---- LOGEMU
 
 
-def _tag_end(text: str) -> int:
-    """The column just past the TRACE tag, where the packet fields start."""
-    tag = text.find(MARK) + len(MARK) + 1
-    end = text.find(" ", tag)
-    return len(text) if end < 0 else end + 1
-
-
 def parse_logemu_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
-    """One LOGEMU line: an event, or a look-alike whose prefix is not a TRACE tag (ebtables, NFLOG rules)."""
+    """One LOGEMU line: an event, or a look-alike whose prefix is not a TRACE tag (ebtables, NFLOG rules).
+
+    A prefix that starts like a TRACE tag and is not one is a damaged tag:
+    a bad line, not a look-alike.
+    """
     try:
         prefix, trace = _parse(origin.text, "line")
     except (UnexpectedInput, FieldError) as error:
-        if isinstance(error, UnexpectedInput) and error.column <= _tag_end(origin.text):
-            yield Skip.LOOKALIKE
+        if not starts_record(origin.text):
+            yield read_tagless_line(origin)
             return
         mended = _mended_line(origin.text)
         if mended is None:
@@ -330,11 +337,16 @@ _ELIDED_PREFIX = re.compile(r'"oob\.prefix"[ \t]*:[ \t]*"[ \t]*(TRACE:[ \t]*[^\s
 
 
 def _loads(text: str, lenient: bool = False) -> Any:
-    """`json.loads`, its errors as `FieldError`s with their column (for mending)."""
+    """`json.loads`, its errors as `FieldError`s with their column (for mending).
+
+    A number too long to convert (Python refuses past 4,300 digits) is an
+    error like any other.
+    """
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise FieldError(f"not JSON: {error}", error.colno) from None
+    except ValueError as error:
+        column = error.colno if isinstance(error, json.JSONDecodeError) else None
+        raise FieldError(f"not JSON: {error}", column) from None
 
 
 def _mended_json(text: str) -> tuple[dict[str, Any], _JsonMends] | None:
@@ -352,7 +364,7 @@ def _mended_json(text: str) -> tuple[dict[str, Any], _JsonMends] | None:
         record, end = json.JSONDecoder().raw_decode(text, start)
         if isinstance(record, dict) and "{" not in text[end:]:
             return record, _JsonMends()
-    except json.JSONDecodeError:
+    except ValueError:
         pass
     mended = mend(text[start:], _loads)
     if mended is not None and isinstance(mended.value, dict):
@@ -361,7 +373,11 @@ def _mended_json(text: str) -> tuple[dict[str, Any], _JsonMends] | None:
     gaps = False
     for member in _JSON_MEMBER.finditer(text, start):
         gaps = gaps or bool(_JSON_GLUE.fullmatch(text, covered, member.start()) is None)
-        record[json.loads(f'"{member[1]}"')] = json.loads(member[2])
+        try:
+            record[_loads(f'"{member[1]}"')] = _loads(member[2])
+        except FieldError:  # a member that is no JSON (a control character, a number too long): a gap
+            gaps = True
+            continue
         covered = member.end()
     gaps = gaps or _JSON_GLUE.fullmatch(text, covered) is None or not text.rstrip().endswith("}")
     if "oob.prefix" not in record and (prefix := _ELIDED_PREFIX.search(text)) is not None:
@@ -435,12 +451,14 @@ def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
             record, mends = closed[0], (mends or _JsonMends())._replace(repaired=closed[1])
     prefix = record.get("oob.prefix")
     if not isinstance(prefix, str) or not prefix.lstrip().startswith(MARK):
-        yield Skip.OTHER
+        # a damaged record whose prefix could not be read, on a line that shows a TRACE tag
+        damaged = mends is not None and tag_start(origin.text) is not None
+        yield BadLine(origin, None, f"{DAMAGED_TAG}: oob.prefix cannot be read") if damaged else Skip.OTHER
         return
     try:
         tag = _parse(prefix, "oob_prefix")
     except UnexpectedInput:
-        yield Skip.LOOKALIKE
+        yield Skip.LOOKALIKE if tag_start(prefix) is None else BadLine(origin, None, f"{DAMAGED_TAG}: {prefix!r}")
         return
     try:
         event = _json_event(record, tag, origin, mends)

@@ -44,6 +44,7 @@ from tracelog.parse.netlink import (
     tos_fields,
     verdict_name,
 )
+from tracelog.parse.shapes import NUMBER_VALUE, ValueKind, address_kinds, address_values
 
 _NFT_RETURN = 0xFFFFFFFB  # NFT_RETURN (-5): print_verdict() has no word for it
 _TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
@@ -166,8 +167,9 @@ def _line_header(line: _PacketLine) -> Header | None:
 def _monitor_lines(grammar: Callable[[str], _PacketLine | TraceStep]) -> MonitorLines:
     """xtables-monitor's lines through the memos, `grammar` reading what they cannot answer.
 
-    PACKET lines differ from packet to packet in their trace id and decimal
-    values; `MACPROTO=0800` is not one (it becomes part of the MAC= field).
+    PACKET lines differ from packet to packet in their trace id, decimal
+    values and addresses; `MACPROTO=0800` is not one (it becomes part of the
+    MAC= field, and so do the MAC addresses, rewritten).
     TRACE lines differ in their trace id, and under `-c` in the rule's live
     counters, which the rule text is read without.
     """
@@ -176,8 +178,10 @@ def _monitor_lines(grammar: Callable[[str], _PacketLine | TraceStep]) -> Monitor
         _line_header,
         packet_line=re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)"),
         stub="PACKET: 0 0 ",
-        values=re.compile(r"=(?<!TYPE=)(?<!MACPROTO=)(\d+)(?![^ \t])"),
-        kinds=(("=", r"\d+"),),
+        values=re.compile(
+            rf"=(?:(?<!TYPE=)(?<!MACPROTO=)({NUMBER_VALUE})|{address_values(' SRC=', ' DST=')})(?![^ \t])"
+        ),
+        kinds=(ValueKind("=", NUMBER_VALUE), *address_kinds("=")),
         step_line=re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "),
         step_volatile=re.compile(rf"[ \t]*TRACE: \d+ ([0-9a-f]+) \S++ ++{_RULE_HEAD}({_RULE_COUNTERS})"),
     )

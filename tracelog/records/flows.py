@@ -5,7 +5,9 @@ Packets pair up the way conntrack pairs them: TCP and UDP by the reversed
 with the flow of the packet they quote.  NAT is seen through because a packet
 is known by the addresses of every one of its steps: a DNAT'ed request's last
 step shows the address its reply comes from.  Memory is bounded: a flow that
-has seen no packet for `idle` packets is over.
+has seen no packet for `idle` packets is over, a flow is known by at most
+`KEYS_PER_FLOW` keys, and the oldest flows are forgotten early when all flows
+together have more than `KEYS_KEPT` keys or `HOST_CHARACTERS` of host names.
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ from typing import Any, NamedTuple, TypeVar
 # Packets of one conversation come seconds apart at most, thousands of other
 # packets on a busy host; the live flows never outnumber this gap.
 DEFAULT_IDLE = 10_000
+# A real flow is known by a few keys (its 5-tuple, and the other one under
+# NAT); a packet that brings new ones every time (NAT to a new address per
+# packet, a forged trace) costs its flow its least recently seen keys.
+KEYS_PER_FLOW = 64
+# All flows' keys, and the host names they hold (a host field is whatever the
+# log says): past either, the least recently seen flows are over early.
+KEYS_KEPT = 1 << 16
+HOST_CHARACTERS = 1 << 24
+# Packets with more sights than this (steps through many rewrites) are not
+# remembered: the cache would hold their every address.
+_SIGHTS_CACHED = 8
 
 # Error types that quote the offending packet (the types conntrack relates to a connection).
 _ICMP_ERRORS = {"ICMP": frozenset({3, 4, 5, 11, 12}), "ICMPV6": frozenset({1, 2, 3, 4})}
@@ -106,21 +119,30 @@ def flow_keys(record: Mapping[str, Any]) -> tuple[FlowKey, ...]:
     if icmp_type in _ICMP_ERRORS.get(proto, ()):
         inner = record.get("inner")
         return (quoted_ends(inner).key(host),) if inner else ()
-    return _sight_keys(host, proto, icmp_type, packet_sights(record))
+    sights = packet_sights(record)
+    if len(sights) > _SIGHTS_CACHED:
+        return _sight_keys(host, proto, icmp_type, sights)
+    return _remembered_sight_keys(host, proto, icmp_type, sights)
 
 
-@functools.lru_cache(maxsize=1 << 12)
 def _sight_keys(host: str | None, proto: str, icmp_type: int | None, sights: tuple[Sight, ...]) -> tuple[FlowKey, ...]:
-    """The flow keys of a packet's sights; remembered, as the packets of one conversation repeat them."""
+    """The flow keys of a packet's sights."""
     ends = (Ends(proto, src, dst, sport, dport, icmp_type, echo) for src, dst, sport, dport, echo in sights)
     return tuple(dict.fromkeys(end.key(host) for end in ends))
 
 
+# the packets of one conversation repeat their sights
+_remembered_sight_keys = functools.lru_cache(maxsize=1 << 12)(_sight_keys)
+
+
 @dataclass(slots=True)
 class _Flow:
+    """A live flow: its number, its keys (least recently seen first), its packet last seen, its host name's length."""
+
     number: int
-    keys: set[FlowKey]
+    keys: dict[FlowKey, None]
     touched: int
+    host_characters: int
 
 
 class FlowTracker:
@@ -129,6 +151,9 @@ class FlowTracker:
     Flow ids are 1-based in order of first appearance.  A flow that has not
     seen a packet for `idle` packets is forgotten, so a later packet with the
     same addresses starts a new flow, and at most `idle` + 1 flows are kept.
+    A flow keeps its `KEYS_PER_FLOW` keys seen last; past `KEYS_KEPT` keys
+    or `HOST_CHARACTERS` of host names in all, the flows seen least recently
+    are forgotten before their time (see the module's docstring).
     """
 
     def __init__(self, idle: int = DEFAULT_IDLE) -> None:
@@ -137,11 +162,17 @@ class FlowTracker:
         self._flows = 0
         self._live: OrderedDict[int, _Flow] = OrderedDict()
         self._by_key: dict[FlowKey, _Flow] = {}
+        self._host_characters = 0
 
     @property
     def live_flows(self) -> int:
         """How many flows are still remembered."""
         return len(self._live)
+
+    @property
+    def live_keys(self) -> int:
+        """How many keys the flows remembered are known by."""
+        return len(self._by_key)
 
     def assign(self, record: Mapping[str, Any]) -> int:
         """The flow id of the next packet record.
@@ -156,32 +187,42 @@ class FlowTracker:
         """The flow id of the next packet, known by its `flow_keys`."""
         self._packets += 1
         self._expire()
-        flow = next((self._by_key[key] for key in keys if key in self._by_key), None) or self._start()
+        flow = next((self._by_key[key] for key in keys if key in self._by_key), None) or self._start(keys)
         for key in keys:
             self._claim(flow, key)
         flow.touched = self._packets
         self._live.move_to_end(flow.number)
         return flow.number
 
-    def _start(self) -> _Flow:
+    def _start(self, keys: tuple[FlowKey, ...]) -> _Flow:
         self._flows += 1
-        flow = _Flow(self._flows, set(), self._packets)
+        host = keys[0][0] if keys else None
+        flow = _Flow(self._flows, {}, self._packets, len(host) if isinstance(host, str) else 0)
         self._live[flow.number] = flow
+        self._host_characters += flow.host_characters
         return flow
 
     def _claim(self, flow: _Flow, key: FlowKey) -> None:
+        """Make `key` the flow's key seen last, taken from any other flow; its least recent goes past the limit."""
         owner = self._by_key.get(key)
-        if owner is not None and owner is not flow:
-            owner.keys.discard(key)
+        if owner is not None:
+            del owner.keys[key]
         self._by_key[key] = flow
-        flow.keys.add(key)
+        flow.keys[key] = None
+        if len(flow.keys) > KEYS_PER_FLOW:
+            least_recent = next(iter(flow.keys))
+            del flow.keys[least_recent]
+            del self._by_key[least_recent]
 
     def _expire(self) -> None:
+        """Forget the flows idle too long, and the least recent ones while all flows hold too much."""
         while self._live:
             oldest = next(iter(self._live.values()))
-            if self._packets - oldest.touched <= self._idle:
+            crowded = len(self._by_key) > KEYS_KEPT or self._host_characters > HOST_CHARACTERS
+            if self._packets - oldest.touched <= self._idle and not crowded:
                 break
             del self._live[oldest.number]
+            self._host_characters -= oldest.host_characters
             for key in oldest.keys:
                 del self._by_key[key]
 
