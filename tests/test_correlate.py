@@ -175,3 +175,27 @@ def test_the_steps_held_are_bounded_in_lines_and_in_characters_of_long_lines() -
         assert peak_chars <= max_chars
         assert min(max_lines, max_chars // len(long_rule)) // 2 < max(len(packet.steps) for packet in found)
         assert sum(packet.first.origin.text == endless for packet in found) > 2  # cut
+
+
+def read(lines: list[str]) -> list[Packet]:
+    """The packets of some lines, read by a parser of their own (monitors' trace ids are remembered per run)."""
+    parser = LineParser(year=2026)
+    lines_read = (parser.parse(SourceLine("p", number, text)) for number, text in enumerate(lines, 1))
+    found = [outcome for outcomes in lines_read for outcome in outcomes if isinstance(outcome, TraceEvent)]
+    return list(correlate_packets(found))
+
+
+def test_a_table_that_accepted_a_packet_at_a_hook_sees_no_more_of_it_there() -> None:
+    """Two neighbour solicitations alike in every field, their hooks interleaved (nft monitor, real lines).
+
+    The FORWARD steps of the second may not follow those of the first after
+    `filter FORWARD` accepted it: each packet crosses FORWARD once.
+    """
+    lines = (SAMPLES / "lab-nft/ipv6-ping.nft-monitor").read_text().splitlines()[:10]
+    assert "nd-neighbor-solicit" in lines[0]
+    assert lines[9].endswith("(verdict accept)")
+    again = [line.replace("4e5614d4", "4e5614d5").replace("c4325a2e", "c4325a2f") for line in lines]
+    found = read([*lines[:3], *again[:3], *lines[3:], *again[3:]])
+    assert [len(packet.steps) for packet in found] == [8, 8]
+    for packet in found:
+        assert [step.event.verdict for step in packet.steps].count("ACCEPT") == 2  # raw's policy, filter's rule

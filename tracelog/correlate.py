@@ -200,6 +200,22 @@ def _follows_within_hook(last: TraceEvent, before: int | None, event: TraceEvent
     return event.table == last.table and last.kind != "policy"
 
 
+# verdicts a trace prints that end a table's evaluation of the packet at a hook
+_ENDING_VERDICTS = frozenset({"ACCEPT", "DROP", "REJECT", "QUEUE", "STOLEN"})
+
+
+def _ended_for(last: TraceEvent, before: int | None, event: TraceEvent) -> bool:
+    """Whether the table that ended the packet's evaluation at this hook (`last`) is where `event` ran.
+
+    An iptables table (its priority known) is done with the packet; in a
+    native table, only the base chain that decided is sure to be (another
+    of its chains may hook in at the same hook).
+    """
+    if event.table != last.table or event.nf_family != last.nf_family:
+        return False
+    return before is not None or event.chain == last.chain
+
+
 def _crosses_loopback(before_hook: str, hook: str) -> bool:
     """Whether a packet seen at `before_hook` can be seen at `hook` only by looping back through `lo`."""
     return hook in netfilter.LOOPBACK_HOOKS and before_hook in (netfilter.OUTPUT, netfilter.POSTROUTING)
@@ -212,7 +228,8 @@ def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
         return _same_trace(packet, event)  # nothing but the trace id can tell
     last = packet.last
     if hook == before_hook:
-        return _follows_within_hook(last, before, event, after)
+        ended = last.verdict in _ENDING_VERDICTS and _ended_for(last, before, event)
+        return not ended and _follows_within_hook(last, before, event, after)
     if not netfilter.is_later_hook(before_hook, hook):
         return False
     header = last.header
