@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from tests.samples import SAMPLES, trace_samples
 from tracelog import correlate
 from tracelog.correlate import Correlator, Packet, Rewrite, correlate_packets
-from tracelog.events import SourceLine, TraceEvent
+from tracelog.events import Partial, SourceLine, TraceEvent
 from tracelog.parse import LineParser
 
 PARSER = LineParser(year=2026)
@@ -177,12 +178,117 @@ def test_the_steps_held_are_bounded_in_lines_and_in_characters_of_long_lines() -
         assert sum(packet.first.origin.text == endless for packet in found) > 2  # cut
 
 
+# ---- steps read from damaged text: an unknown field is no evidence either way
+
+
 def read(lines: list[str]) -> list[Packet]:
     """The packets of some lines, read by a parser of their own (monitors' trace ids are remembered per run)."""
     parser = LineParser(year=2026)
     lines_read = (parser.parse(SourceLine("p", number, text)) for number, text in enumerate(lines, 1))
     found = [outcome for outcomes in lines_read for outcome in outcomes if isinstance(outcome, TraceEvent)]
     return list(correlate_packets(found))
+
+
+def _packets_of(lines: list[str]) -> list[list[int]]:
+    """The packets of some lines, each as the 1-based numbers of its lines."""
+    return [[step.event.origin.line for step in packet.steps] for packet in read(lines)]
+
+
+def _cut_after_interfaces(line: str) -> str:
+    """A kernel-log line elided after its interfaces, as pastes do: `IN=lo OUT= ...`."""
+    return re.sub(r"(OUT=\S*) .*", r"\1 ...", line)
+
+
+def test_steps_whose_identity_is_all_elided_are_not_joined_by_hook_order_and_interfaces() -> None:
+    """Two loopback packets cut after their interfaces: OUTPUT then PREROUTING through `lo`, fits but proves nothing."""
+    lines = (SAMPLES / "lab-legacy/loopback.dmesg").read_text().splitlines()
+    output, prerouting = lines[59], lines[66]  # raw:OUTPUT of one packet, raw:PREROUTING of the next
+    assert "raw:OUTPUT" in output
+    assert "raw:PREROUTING" in prerouting
+    assert "ID=8358" in output
+    assert "ID=7472" in prerouting
+    assert _packets_of([output, prerouting]) == [[1], [2]]
+    assert _packets_of([_cut_after_interfaces(output), _cut_after_interfaces(prerouting)]) == [[1], [2]]
+
+
+def test_a_step_with_an_elided_address_joins_where_its_ip_id_vouches_for_it() -> None:
+    """A kernel-log ping whose second line hides its source: the IP id and sequence still make it one packet."""
+    lines = (SAMPLES / "docker-legacy/ping.dmesg").read_text().splitlines()[:4]
+    lines[1] = lines[1].replace("SRC=172.18.0.2", "SRC=x.x.x.x")
+    (packet,) = read(lines)
+    assert len(packet.steps) == 4
+    assert packet.partial is None  # the IP id vouched: no guess
+
+
+IPV6_MONITOR = SAMPLES / "lab-nft/ipv6-ping.xtables-monitor"
+
+
+def _redacted(line: str) -> str:
+    return re.sub(r"(SRC|DST)=[0-9a-f:]+", r"\1=xxx", line)
+
+
+def test_redacted_addresses_alike_do_not_join_packets_of_a_weak_identity() -> None:
+    """Two echo requests of one flow (xtables-monitor IPv6: flow label and length, no IP id) redacted alike.
+
+    Only their trace ids tell them apart: the second packet's FORWARD steps
+    join its own PREROUTING steps (by trace id, a guess), never the first
+    packet, whose FORWARD header reads the same.
+    """
+    lines = IPV6_MONITOR.read_text().splitlines()[34:61]
+    assert lines[0].startswith("PACKET: 10 4cf5c8dc")
+    assert lines[21].startswith("PACKET: 10 f2fddf5a IN=docker0 OUT")
+    for at in (3, 21):  # the FORWARD packet lines of both
+        lines[at] = _redacted(lines[at])
+    found = read(lines)
+    by_trace = [{step.event.trace_id for step in packet.steps} for packet in found]
+    assert by_trace == [{"4cf5c8dc"}, {"588d775c"}, {"f2fddf5a"}]
+    assert [packet.partial for packet in found] == [correlate.GUESSED_GROUPING, None, correlate.GUESSED_GROUPING]
+
+
+def test_a_monitor_excerpt_started_mid_packet_hands_over_to_the_next_packet_line() -> None:
+    """Steps seen without their packet line join the steps of the next hook's packet line of the same trace id."""
+    lines = (SAMPLES / "lab-nft/dnat.nft-monitor").read_text().splitlines()
+    start = next(at for at, line in enumerate(lines) if " packet: " in line) + 1  # the first packet's first step
+    packets = read(lines[start:])
+    whole = read(lines)
+    first = packets[0]
+    assert len(first.steps) == len(whole[0].steps)
+    assert first.partial == correlate.GUESSED_GROUPING
+    assert first.steps[0].event.header.partial == Partial(guessed=("header",))
+    assert first.header is first.steps[2].event.header  # the header shown: the first packet line seen
+    assert [len(packet.steps) for packet in packets[1:]] == [len(packet.steps) for packet in whole[1:]]
+
+
+def test_a_reused_trace_id_under_a_new_packet_line_at_the_same_table_is_a_new_packet() -> None:
+    """The kernel reuses trace ids: a packet line elided to nothing, then the same id at the same chain again."""
+    lines = (SAMPLES / "lab-nft/dnat.xtables-monitor").read_text().splitlines()
+    ids = [line.split()[2] for line in lines if line.startswith("PACKET: ")]
+    reused = next(trace_id for trace_id in ids if ids.count(trace_id) > 1 and trace_id.startswith("cc"))
+    group = [line for line in lines if f" {reused} " in line]
+    packet_lines = [at for at, line in enumerate(group) if line.startswith("PACKET: ")]
+    first, second = packet_lines[0], packet_lines[1]
+    group[first] = group[first].split(" MACSRC=")[0] + " ..."  # every identity field elided
+    group[first + 1 : second] = [line.split(":0x")[0] + ":0x1:CONTINUE  ..." for line in group[first + 1 : second]]
+    found = read(group)
+    assert [len(packet.steps) for packet in found] == [second - first - 1, len(group) - second - 1]
+
+
+@pytest.mark.parametrize("kind", ["elision", "redaction"])
+def test_the_index_finds_what_a_scan_finds_on_damaged_pastes(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, on every capture damaged: packets whose last header hid a field are tried one by one."""
+    from tests.damage import damage
+
+    monkeypatch.setattr(correlate, "identity", lambda event: (event.host, event.header.family))
+    pastes = [damage(path.read_text().splitlines(), kind, 0).lines for path in trace_samples()]
+    mixed = [line for lines in zip_longest(*pastes) for line in lines if line is not None]
+    parser = LineParser(year=2026)
+    stream = [
+        o for n, t in enumerate(mixed, 1) for o in parser.parse(SourceLine("m", n, t)) if isinstance(o, TraceEvent)
+    ]
+    scanned = _correlated(stream, Correlator(400, index_from=1 << 30))
+    indexed = _correlated(stream, Correlator(400, index_from=1))
+    assert sum(event.header.partial is not None for event in stream) > 500
+    assert _packets_found(indexed) == _packets_found(scanned)
 
 
 def test_a_table_that_accepted_a_packet_at_a_hook_sees_no_more_of_it_there() -> None:

@@ -101,13 +101,7 @@ def test_no_packets_merged_where_nothing_is_hidden(kind: str) -> None:
     assert merges(kind) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the correlator still joins steps whose identity fields are all unknown (elided) by hook order and "
-    "interfaces alone, and steps whose redacted addresses compare equal while their identity is weak "
-    "(xtables-monitor IPv6, no IP id)",
-)
-@pytest.mark.parametrize("kind", ["elision", "redaction"])
+@pytest.mark.parametrize("kind", ["elision", "redaction", "mixed"])
 def test_no_packets_merged_on_missing_data(kind: str) -> None:
     assert merges(kind) == 0
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from typing import Any, NamedTuple
 
 from tracelog import netfilter
 from tracelog.chains.native import native_chain
-from tracelog.events import Header, TraceEvent, build
+from tracelog.events import Header, Partial, TraceEvent, UnknownIPv4Address, UnknownIPv6Address, build
 
 # A packet's steps are printed within microseconds of each other; other
 # packets' lines interleave, but thousands of them in between means it ended.
@@ -93,13 +94,22 @@ class Rewrite:
     new: str
 
 
+# What a packet's `partial` says when its steps were grouped on a guess (see `_fit`)
+GUESSED_GROUPING = Partial(guessed=("grouping",))
+
+
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """One packet's journey through the hooks, in the order the log printed it."""
+    """One packet's journey through the hooks, in the order the log printed it.
+
+    `partial` is what the grouping itself guessed (`GUESSED_GROUPING`), beside
+    what its steps' headers say; None when no step was joined on a guess.
+    """
 
     number: int
     steps: tuple[Step, ...]
     rewrites: tuple[Rewrite, ...] = ()
+    partial: Partial | None = None
 
     @property
     def first(self) -> TraceEvent:
@@ -108,6 +118,17 @@ class Packet:
     @property
     def last(self) -> TraceEvent:
         return self.steps[-1].event
+
+    @property
+    def header(self) -> Header:
+        """The header as first shown: the first step's whose packet line was seen (a monitor's excerpt may lack it)."""
+        first = self.steps[0].event.header
+        if first.partial is None or "header" not in first.partial.guessed:
+            return first
+        shown = (
+            step.event.header for step in self.steps if "header" not in (step.event.header.partial or _WHOLE).guessed
+        )
+        return next(shown, first)
 
 
 Stage = tuple[str | None, int | None]
@@ -125,6 +146,7 @@ class _OpenPacket:
     touched: int = 0
     arrival: float = 0.0
     long_chars: int = 0  # of its steps' log lines longer than LONG_LINE_CHARS
+    guessed: bool = False  # a step was joined on its trace id and hook order alone
 
     def add(self, event: TraceEvent, stage: Stage) -> None:
         """The next step; `stage` and `last` are the newest step's, kept at hand for the next event."""
@@ -133,10 +155,10 @@ class _OpenPacket:
         self.last = event
 
     def freeze(self) -> Packet:
-        return Packet(self.number, tuple(self.steps), tuple(self.rewrites))
+        return Packet(self.number, tuple(self.steps), tuple(self.rewrites), GUESSED_GROUPING if self.guessed else None)
 
 
-_identity_fields = _header_fields(
+_IDENTITY_FIELDS = (
     "family",
     "proto",
     "ip_id",
@@ -149,11 +171,103 @@ _identity_fields = _header_fields(
     "icmp_seq",
     "udp_length",
 )
+_identity_fields = _header_fields(*_IDENTITY_FIELDS)
 
 
 def identity(event: TraceEvent) -> Identity:
     """The fields that stay the same for one packet at every hook (and the host that logged it)."""
     return event.host, _identity_fields(event.header)
+
+
+# ---- steps read from damaged text
+#
+# A field a paste elided or redacted is no evidence either way: it neither
+# joins two steps nor keeps them apart.  Two steps of which one hides a field
+# the correlator joins on are joined only where something else vouches for
+# it: the same packet line (a monitor's steps under one header), the same
+# trace id, or an identity field that tells packets of one flow apart.  The
+# trace id alone (a hint, not a packet id) makes the grouping a guess.
+
+# what the correlator joins on: the identity, the fields NAT may change, the
+# interfaces; `header` for a step whose packet line was not seen, `fields`
+# for a line cut where no field could be named
+_JOIN_FIELDS = frozenset({*_IDENTITY_FIELDS, *_NAT_FIELDS, "in_iface", "out_iface", "physin", "header", "fields"})
+_UNKNOWN_ADDRESSES = (UnknownIPv4Address, UnknownIPv6Address)
+_WHOLE = Partial()
+
+
+@functools.lru_cache(maxsize=256)
+def _hides_join_fields(partial: Partial) -> bool:
+    hidden = (*partial.elided, *partial.redacted, *partial.unreadable, *partial.guessed)
+    return not _JOIN_FIELDS.isdisjoint(hidden)
+
+
+def _unsure(header: Header) -> bool:
+    """Whether the header's text hid a field the correlator joins on (elided, redacted, unreadable or guessed)."""
+    return header.partial is not None and _hides_join_fields(header.partial)
+
+
+def _shows_one_packet(header: Header, other: Header) -> bool:
+    """Whether both headers show the same value of an identity field that differs from packet to packet of one flow.
+
+    A nonzero IP id, a TCP sequence number, an ICMP echo sequence number;
+    not the length, flow label or UDP length, which a flow's packets share.
+    """
+    return bool(header.ip_id and header.ip_id == other.ip_id) or any(
+        mine is not None and mine == theirs
+        for mine, theirs in ((header.tcp_seq, other.tcp_seq), (header.icmp_seq, other.icmp_seq))
+    )
+
+
+def _same_packet_line(header: Header, other: Header) -> bool:
+    """Whether two headers of one trace id show the same packet line (or the same unseen one).
+
+    A monitor's steps share the header of their packet line, but for a
+    step line's own notes and mark.
+    """
+    return header is other or header._replace(mark=None, partial=None) == other._replace(mark=None, partial=None)
+
+
+def _later_stage(before: Stage, after: Stage) -> bool:
+    """Whether `after` is a later hook, or a later table at the same hook, than `before` (not the same table again)."""
+    (before_hook, before_priority), (after_hook, after_priority) = before, after
+    if before_hook != after_hook:
+        return True
+    return before_priority is not None and after_priority is not None and after_priority > before_priority
+
+
+def _guess(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool | None:
+    """Whether a step that hid (or follows one that hid) a field joins the packet on a guess; None if it may not.
+
+    An identity field that tells packets apart vouches for the join, and
+    so does the packet line of the step before (the same trace id, the
+    same fields): no guess.  Otherwise the trace id may, a guess, and only
+    where a new packet line can start: at a later hook or table.  A new
+    packet line at the same table and hook is a new evaluation, a packet
+    of its own whose trace id the kernel reused.
+    """
+    if _shows_one_packet(event.header, packet.last.header):
+        return False
+    if not _same_trace(packet, event):
+        return None
+    if _same_packet_line(event.header, packet.last.header):
+        return False
+    return True if _later_stage(packet.stage, stage) else None
+
+
+def _compatible(header: Header, other: Header) -> bool:
+    """Whether no identity field both headers show differs (for joining steps across a damaged packet line)."""
+    guessed = (header.partial or _WHOLE).guessed + (other.partial or _WHOLE).guessed
+    for name, mine, theirs in zip(_IDENTITY_FIELDS, _identity_fields(header), _identity_fields(other), strict=True):
+        unknown = mine is None or theirs is None or (name == "proto" and "?" in (mine, theirs))
+        if not (unknown or mine == theirs or (name == "family" and "family" in guessed)):
+            return False
+    return True
+
+
+def _known(value: object) -> bool:
+    """Whether a NAT field's value was shown (not None, not an address elided or redacted)."""
+    return value is not None and type(value) not in _UNKNOWN_ADDRESSES
 
 
 @functools.lru_cache(maxsize=256)
@@ -252,30 +366,61 @@ def _nat_allowed(before: Stage, after: Stage) -> frozenset[str]:
     return _DNAT_FIELDS if dnat else _SNAT_FIELDS if snat else frozenset()
 
 
-def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> list[str] | None:
-    """The NAT fields that differ, or None if one differs where NAT cannot run."""
+def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage, unsure: bool = False) -> list[str] | None:
+    """The NAT fields that differ, or None if one differs where NAT cannot run.
+
+    With `unsure` headers, a field either one does not show is no change.
+    """
     before, after = packet.last.header, event.header
     if before.physin and after.physin and before.physin != after.physin:
         return None
     old, new = _nat_values(before), _nat_values(after)
     if old == new:  # usually the very same address objects: compared by identity
         return []
-    changed = [name for name, was, now in zip(_NAT_FIELDS, old, new, strict=True) if was != now]
+    changed = [
+        name
+        for name, was, now in zip(_NAT_FIELDS, old, new, strict=True)
+        if was != now and not (unsure and not (_known(was) and _known(now)))
+    ]
     return changed if _nat_allowed(packet.stage, stage).issuperset(changed) else None
 
 
-Found = tuple[_OpenPacket, Stage, list[str]]
-"""The packet a step continues, where the step ran, and the NAT fields it changed."""
+class Found(NamedTuple):
+    """The packet a step continues, where the step ran, the NAT fields it changed, and whether the join is a guess."""
+
+    packet: _OpenPacket
+    stage: Stage
+    changes: list[str]
+    guessed: bool = False
 
 
 def _fit(packet: _OpenPacket, event: TraceEvent) -> Found | None:
-    """Whether `event` can be the packet's next step: if so, where it ran and the NAT fields it changed."""
+    """Whether `event` can be the packet's next step: if so, where it ran and the NAT fields it changed.
+
+    Where either step's header hid a field the correlator joins on, the
+    join needs more than the fields shown (see `_guess`).
+    """
     stage = _stage(event, packet)
     if not _follows(packet, event, stage):
         return None
-    # the same field text as the last step (one shared header): nothing changed
-    changes = [] if event.header is packet.last.header else _nat_changes(packet, event, stage)
-    return None if changes is None else (packet, stage, changes)
+    header, last = event.header, packet.last.header
+    if header is last:  # the same field text as the last step (one shared header): nothing changed
+        return build(Found, (packet, stage, [], False))
+    unsure = (header.partial is not None or last.partial is not None) and (_unsure(header) or _unsure(last))
+    guessed: bool | None = False
+    if unsure and (guessed := _guess(packet, event, stage)) is None:
+        return None
+    changes = _nat_changes(packet, event, stage, unsure)
+    return None if changes is None else build(Found, (packet, stage, changes, guessed))
+
+
+def _first_fit(candidates: Iterable[_OpenPacket], event: TraceEvent) -> Found | None:
+    """The first of the candidates `event` fits, if any."""
+    for packet in candidates:
+        found = _fit(packet, event)
+        if found is not None:
+            return found
+    return None
 
 
 def _same_trace_first(packets: Iterable[_OpenPacket], event: TraceEvent) -> Iterator[_OpenPacket]:
@@ -356,34 +501,47 @@ class _CandidateIndex:
     """The open packets of one identity, when they are many: by context and NAT fields, and by trace id.
 
     A packet is indexed as it stands after its last step: it must be taken
-    out before a step is added and put back after.
+    out before a step is added and put back after.  A packet whose last
+    header hid a field the correlator joins on is not indexed by its NAT
+    fields (a hidden one matches any): those are tried one by one (`unsure`).
     """
 
     def __init__(self, packets: Iterable[_OpenPacket]) -> None:
         self._groups: dict[Context, _ContextGroup] = {}
         self._traces: dict[str, list[int]] = {}
+        self._unsure: list[int] = []
         for packet in packets:
             self.add(packet)
 
     def add(self, packet: _OpenPacket) -> None:
         last = packet.last
+        if last.trace_id is not None:
+            _insert(self._traces, last.trace_id, packet.number)
+        if _unsure(last.header):
+            bisect.insort(self._unsure, packet.number)
+            return
         context = (packet.stage, last.table, last.kind)
         group = self._groups.get(context)
         if group is None:
             group = self._groups[context] = _ContextGroup()
         group.add(_nat_values(last.header), packet.number)
-        if last.trace_id is not None:
-            _insert(self._traces, last.trace_id, packet.number)
 
     def remove(self, packet: _OpenPacket) -> None:
         last = packet.last
+        if last.trace_id is not None:
+            _remove(self._traces, last.trace_id, packet.number)
+        if _unsure(last.header):
+            del self._unsure[bisect.bisect_left(self._unsure, packet.number)]
+            return
         context = (packet.stage, last.table, last.kind)
         group = self._groups[context]
         group.remove(_nat_values(last.header), packet.number)
         if not group.every:
             del self._groups[context]
-        if last.trace_id is not None:
-            _remove(self._traces, last.trace_id, packet.number)
+
+    def traced(self, trace_id: str | None) -> list[int]:
+        """The packets whose last step had `trace_id`, oldest first."""
+        return self._traces.get(trace_id, []) if trace_id is not None else []
 
     def find(self, event: TraceEvent, packets: Mapping[int, _OpenPacket]) -> Found | None:
         """What a scan of the packets, newest first and the event's trace id first, would find.
@@ -394,7 +552,9 @@ class _CandidateIndex:
         nothing, an unknown hook, are those the trace id alone can join,
         already tried), and which NAT fields may have changed since; of the
         packets the NAT fields allow, the newest that fits is that
-        context's; the newest of those wins.
+        context's; the newest of those wins, unless a newer packet of those
+        not indexed by their NAT fields fits.  A step that hid a field the
+        correlator joins on is not looked for here (see `Correlator`).
         """
         examined = 0
         if event.trace_id is not None:
@@ -415,7 +575,7 @@ class _CandidateIndex:
             if allowed is None:
                 continue
             for number in reversed(group.may_fit(allowed, nat)):
-                if best is not None and number < best[0].number:
+                if best is not None and number < best.packet.number:
                     break
                 fit = _fit(packets[number], event)
                 if fit is not None:
@@ -424,7 +584,20 @@ class _CandidateIndex:
                 examined += 1
                 if examined >= EXAMINED_MAX:
                     return best
-        return best
+        return self._newer_unsure(event, packets, best, examined) or best
+
+    def _newer_unsure(
+        self, event: TraceEvent, packets: Mapping[int, _OpenPacket], best: Found | None, examined: int
+    ) -> Found | None:
+        """The newest packet not indexed by its NAT fields that `event` fits, if newer than `best`."""
+        for number in reversed(self._unsure):
+            if (best is not None and number < best.packet.number) or examined >= EXAMINED_MAX:
+                break
+            fit = _fit(packets[number], event)
+            if fit is not None:
+                return fit
+            examined += 1
+        return None
 
     @staticmethod
     def _allowed_after(context: Context, event: TraceEvent, example: _OpenPacket) -> frozenset[str] | None:
@@ -475,6 +648,7 @@ class Correlator:
         self._open: OrderedDict[int, _OpenPacket] = OrderedDict()
         self._by_identity: dict[Identity, dict[int, _OpenPacket]] = {}  # by number, oldest first
         self._indexes: dict[Identity, _CandidateIndex] = {}  # of those with `index_from` packets or more
+        self._by_trace: dict[str, _OpenPacket] = {}  # the newest open packet whose last step had the trace id
         self._finished: dict[int, _OpenPacket] = {}  # complete, waiting for an older packet
         self._ready: list[Packet] = []
         self._emitted = 0
@@ -564,36 +738,82 @@ class Correlator:
         return self._take_ready()
 
     def _continue(self, event: TraceEvent, key: Identity) -> _OpenPacket | None:
-        same_identity = self._by_identity.get(key)
-        if not same_identity:
-            return None
-        index, found = None, None
-        if len(same_identity) >= self._index_from:
-            index = self._indexes[key]
-            found = index.find(event, self._open)
-        else:  # a few packets: tried one by one, newest first, those of the event's trace id first
-            candidates: Iterable[_OpenPacket] = reversed(same_identity.values())
-            if event.trace_id is not None and len(same_identity) > 1:
-                candidates = _same_trace_first(candidates, event)
-            for packet in candidates:
-                found = _fit(packet, event)
-                if found is not None:
-                    break
+        found = self._hand_over(event, key) if event.trace_id is not None and self._by_trace else None
+        index = None
         if found is None:
-            return None
-        packet, stage, changes = found
-        before = packet.last.header
+            same_identity = self._by_identity.get(key)
+            if not same_identity:
+                return None
+            if len(same_identity) >= self._index_from:
+                index = self._indexes[key]
+                found = self._find_unsure(event, index, same_identity) if _unsure(event.header) else None
+                found = found or index.find(event, self._open)
+            else:  # a few packets: tried one by one, newest first, those of the event's trace id first
+                candidates: Iterable[_OpenPacket] = reversed(same_identity.values())
+                if event.trace_id is not None and len(same_identity) > 1:
+                    candidates = _same_trace_first(candidates, event)
+                found = _first_fit(candidates, event)
+            if found is None:
+                return None
+        packet, stage, changes, guessed = found
+        before, before_trace = packet.last.header, packet.last.trace_id
         step = len(packet.steps) + 1
         for name in changes:
             old, new = getattr(before, name), getattr(event.header, name)
             if old is not None and new is not None:  # a port a damaged step does not show was not rewritten
                 packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
-        if index is not None:
+        packet.guessed = packet.guessed or guessed
+        if packet.identity != key:  # handed over: from now on the packet has the identity its new header shows
+            self._unfile(packet)
+            packet.add(event, stage)
+            packet.identity = key
+            self._file(packet)
+        elif index is not None:
             index.remove(packet)
-        packet.add(event, stage)
-        if index is not None:
+            packet.add(event, stage)
             index.add(packet)
+        else:
+            packet.add(event, stage)
+        if before_trace is not None or event.trace_id is not None:
+            self._note_trace(packet, before_trace)
         return packet
+
+    def _hand_over(self, event: TraceEvent, key: Identity) -> Found | None:
+        """The packet of the event's trace id, when the two show different identities and either hid some fields.
+
+        A packet line damaged in a paste (its IP id elided), or not seen at all
+        (a monitor's excerpt started mid-packet), gives its steps an identity
+        of their own: the trace id and the hook order are all that joins them
+        to the rest of their packet, so the grouping is a guess.
+        """
+        packet = self._by_trace.get(event.trace_id)  # type: ignore[arg-type]  # not None: the caller checks
+        if packet is None or packet.identity == key or packet.last.trace_id != event.trace_id:
+            return None
+        header, last = event.header, packet.last.header
+        if not (_unsure(header) or _unsure(last)) or not _compatible(header, last):
+            return None
+        found = _fit(packet, event)
+        return None if found is None else found._replace(guessed=True)
+
+    def _find_unsure(
+        self, event: TraceEvent, index: _CandidateIndex, same_identity: dict[int, _OpenPacket]
+    ) -> Found | None:
+        """Of many packets of its identity, the one a step that hid a field fits: its trace id's first, then the newest.
+
+        Its NAT fields cannot be looked up (a hidden one matches any), so at
+        most `EXAMINED_MAX` packets are tried.
+        """
+        traced = [self._open[number] for number in reversed(index.traced(event.trace_id))]
+        candidates = itertools.chain(traced, reversed(same_identity.values()))
+        return _first_fit(itertools.islice(candidates, EXAMINED_MAX), event)
+
+    def _note_trace(self, packet: _OpenPacket, before_trace: str | None) -> None:
+        """Remember the packet as the newest of its last step's trace id (for `_hand_over`), no longer of the former."""
+        trace_id = packet.last.trace_id
+        if before_trace is not None and before_trace != trace_id and self._by_trace.get(before_trace) is packet:
+            del self._by_trace[before_trace]
+        if trace_id is not None:
+            self._by_trace[trace_id] = packet
 
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
@@ -601,18 +821,27 @@ class Correlator:
         packet = _OpenPacket(self._numbers, key, [], stage, event)
         packet.add(event, stage)
         self._open[packet.number] = packet
+        self._file(packet)
+        if event.trace_id is not None:
+            self._by_trace[event.trace_id] = packet
+        return packet
+
+    def _file(self, packet: _OpenPacket) -> None:
+        """List an open packet among those of its identity (and in their index, when they are many)."""
+        key = packet.identity
         siblings = self._by_identity.get(key)
         if siblings is None:
             siblings = self._by_identity[key] = {}
+        elif next(reversed(siblings)) > packet.number:  # handed over: an older packet joins newer ones
+            siblings = self._by_identity[key] = dict(sorted({**siblings, packet.number: packet}.items()))
         siblings[packet.number] = packet
         if len(siblings) > self._index_from:
             self._indexes[key].add(packet)
         elif len(siblings) == self._index_from:
             self._indexes[key] = _CandidateIndex(siblings.values())
-        return packet
 
-    def _close(self, packet: _OpenPacket) -> None:
-        del self._open[packet.number]
+    def _unfile(self, packet: _OpenPacket) -> None:
+        """Take a packet out of the lists of its identity: it is complete, or now has another identity."""
         key = packet.identity
         siblings = self._by_identity[key]
         if len(siblings) > self._index_from:
@@ -622,6 +851,13 @@ class Correlator:
         del siblings[packet.number]
         if not siblings:
             del self._by_identity[key]
+
+    def _close(self, packet: _OpenPacket) -> None:
+        del self._open[packet.number]
+        self._unfile(packet)
+        trace_id = packet.last.trace_id
+        if trace_id is not None and self._by_trace.get(trace_id) is packet:
+            del self._by_trace[trace_id]
         finished = self._finished
         finished[packet.number] = packet
         if packet.number != self._emitted + 1:
