@@ -90,3 +90,12 @@ def test_damaged_paste_matches_golden_file(name: str, run_cli: RunCli, tmp_path:
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(run.stdout)
     assert run.stdout == golden.read_text()
+
+
+def test_a_packet_grouped_on_a_guess_says_so_and_shows_the_header_first_seen(run_cli: RunCli) -> None:
+    """The excerpt's steps without their packet line joined the next hook's by trace id: `guessed: grouping`."""
+    (record, *_) = run_cli("parse", "-f", "jsonl", stdin="\n".join(nft_excerpt()) + "\n").records()
+    assert record["partial"]["guessed"] == ["header", "grouping"]
+    assert record["steps"][0]["partial"]["guessed"] == ["header"]
+    assert record["steps"][0]["src"] == "?"
+    assert (record["src"], record["dst"], record["proto"]) == ("172.18.0.2", "172.18.0.3", "ICMP")

@@ -233,8 +233,10 @@ def partial_record(partial: Partial | None) -> dict[str, list[str]] | None:
 
 
 def packet_partial(packet: Packet) -> Partial | None:
-    """Every step's damage notes in one, each field once (None when every step was read whole)."""
+    """Every step's damage notes and the grouping's in one, each field once (None when all was read whole)."""
     found = [step.event.header.partial for step in packet.steps if step.event.header.partial is not None]
+    if packet.partial is not None:
+        found.append(packet.partial)
     return functools.reduce(Partial.merge, found) if found else None
 
 
@@ -346,7 +348,7 @@ def named_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
 def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
     """The JSON contract record of one packet (see README, "Output contract"), its flow and address names left None."""
     first, last = packet.first, packet.last
-    header = first.header
+    header = packet.header
     verdict, verdict_at, verdict_step = final_verdict(packet)
     rewrites: list[RewriteRecord] = [
         {
