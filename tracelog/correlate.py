@@ -385,13 +385,8 @@ def _nat_changes(packet: _OpenPacket, event: TraceEvent, stage: Stage, unsure: b
     return changed if _nat_allowed(packet.stage, stage).issuperset(changed) else None
 
 
-class Found(NamedTuple):
-    """The packet a step continues, where the step ran, the NAT fields it changed, and whether the join is a guess."""
-
-    packet: _OpenPacket
-    stage: Stage
-    changes: list[str]
-    guessed: bool = False
+Found = tuple[_OpenPacket, Stage, list[str], bool]
+"""The packet a step continues, where the step ran, the NAT fields it changed, and whether the join is a guess."""
 
 
 def _fit(packet: _OpenPacket, event: TraceEvent) -> Found | None:
@@ -405,13 +400,25 @@ def _fit(packet: _OpenPacket, event: TraceEvent) -> Found | None:
         return None
     header, last = event.header, packet.last.header
     if header is last:  # the same field text as the last step (one shared header): nothing changed
-        return build(Found, (packet, stage, [], False))
+        return packet, stage, [], False
     unsure = (header.partial is not None or last.partial is not None) and (_unsure(header) or _unsure(last))
-    guessed: bool | None = False
-    if unsure and (guessed := _guess(packet, event, stage)) is None:
-        return None
+    guessed = False
+    if unsure:
+        guess = _guess(packet, event, stage)
+        if guess is None:
+            return None
+        guessed = guess
     changes = _nat_changes(packet, event, stage, unsure)
-    return None if changes is None else build(Found, (packet, stage, changes, guessed))
+    return None if changes is None else (packet, stage, changes, guessed)
+
+
+def _note_rewrites(packet: _OpenPacket, before: Header, after: Header, changes: list[str]) -> None:
+    """The NAT fields a step changed, as the packet's rewrites at that step."""
+    step = len(packet.steps) + 1
+    for name in changes:
+        old, new = getattr(before, name), getattr(after, name)
+        if old is not None and new is not None:  # a port a damaged step does not show was not rewritten
+            packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
 
 
 def _first_fit(candidates: Iterable[_OpenPacket], event: TraceEvent) -> Found | None:
@@ -554,7 +561,8 @@ class _CandidateIndex:
         packets the NAT fields allow, the newest that fits is that
         context's; the newest of those wins, unless a newer packet of those
         not indexed by their NAT fields fits.  A step that hid a field the
-        correlator joins on is not looked for here (see `Correlator`).
+        correlator joins on is looked for among the newest packets first
+        (see `Correlator._find_unsure`): its NAT fields match inexactly.
         """
         examined = 0
         if event.trace_id is not None:
@@ -575,7 +583,7 @@ class _CandidateIndex:
             if allowed is None:
                 continue
             for number in reversed(group.may_fit(allowed, nat)):
-                if best is not None and number < best.packet.number:
+                if best is not None and number < best[0].number:
                     break
                 fit = _fit(packets[number], event)
                 if fit is not None:
@@ -591,7 +599,7 @@ class _CandidateIndex:
     ) -> Found | None:
         """The newest packet not indexed by its NAT fields that `event` fits, if newer than `best`."""
         for number in reversed(self._unsure):
-            if (best is not None and number < best.packet.number) or examined >= EXAMINED_MAX:
+            if (best is not None and number < best[0].number) or examined >= EXAMINED_MAX:
                 break
             fit = _fit(packets[number], event)
             if fit is not None:
@@ -738,62 +746,80 @@ class Correlator:
         return self._take_ready()
 
     def _continue(self, event: TraceEvent, key: Identity) -> _OpenPacket | None:
-        found = self._hand_over(event, key) if event.trace_id is not None and self._by_trace else None
-        index = None
-        if found is None:
-            same_identity = self._by_identity.get(key)
-            if not same_identity:
-                return None
-            if len(same_identity) >= self._index_from:
-                index = self._indexes[key]
-                found = self._find_unsure(event, index, same_identity) if _unsure(event.header) else None
-                found = found or index.find(event, self._open)
-            else:  # a few packets: tried one by one, newest first, those of the event's trace id first
-                candidates: Iterable[_OpenPacket] = reversed(same_identity.values())
-                if event.trace_id is not None and len(same_identity) > 1:
-                    candidates = _same_trace_first(candidates, event)
-                found = _first_fit(candidates, event)
-            if found is None:
-                return None
+        trace_id = event.trace_id
+        # a step or its trace id's packet read from damaged text may hand the packet over
+        pending = self._by_trace.get(trace_id) if trace_id is not None else None
+        if pending is not None and (event.header.partial is not None or pending.last.header.partial is not None):
+            handed = self._hand_over(pending, event, key)
+            if handed is not None:
+                return self._take_over(handed, event, key)
+        same_identity = self._by_identity.get(key)
+        if not same_identity:
+            return None
+        if len(same_identity) >= self._index_from:
+            index = self._indexes[key]
+            found = self._find_unsure(event, index, same_identity) if _unsure(event.header) else None
+            found = found or index.find(event, self._open)
+            return None if found is None else self._add_step(found, event, index)
+        # a few packets: tried one by one, newest first, those of the event's trace id first
+        candidates: Iterable[_OpenPacket] = reversed(same_identity.values())
+        if trace_id is not None and len(same_identity) > 1:
+            candidates = _same_trace_first(candidates, event)
+        for candidate in candidates:
+            found = _fit(candidate, event)
+            if found is not None:
+                return self._add_step(found, event, None)
+        return None
+
+    def _add_step(self, found: Found, event: TraceEvent, index: _CandidateIndex | None) -> _OpenPacket:
+        """Add a step to the packet found for it (taken out of its identity's index and put back, if there is one)."""
         packet, stage, changes, guessed = found
-        before, before_trace = packet.last.header, packet.last.trace_id
-        step = len(packet.steps) + 1
-        for name in changes:
-            old, new = getattr(before, name), getattr(event.header, name)
-            if old is not None and new is not None:  # a port a damaged step does not show was not rewritten
-                packet.rewrites.append(Rewrite(step, name, str(old), str(new)))
-        packet.guessed = packet.guessed or guessed
-        if packet.identity != key:  # handed over: from now on the packet has the identity its new header shows
-            self._unfile(packet)
-            packet.add(event, stage)
-            packet.identity = key
-            self._file(packet)
-        elif index is not None:
+        before = packet.last
+        if changes:
+            _note_rewrites(packet, before.header, event.header, changes)
+        if guessed:
+            packet.guessed = True
+        if index is not None:
             index.remove(packet)
             packet.add(event, stage)
             index.add(packet)
         else:
             packet.add(event, stage)
-        if before_trace is not None or event.trace_id is not None:
-            self._note_trace(packet, before_trace)
+        trace_id, before_trace = event.trace_id, before.trace_id
+        if trace_id is not None:
+            self._by_trace[trace_id] = packet
+        if before_trace is not None and before_trace != trace_id:
+            self._forget_trace(packet, before_trace)
         return packet
 
-    def _hand_over(self, event: TraceEvent, key: Identity) -> Found | None:
-        """The packet of the event's trace id, when the two show different identities and either hid some fields.
+    def _take_over(self, found: Found, event: TraceEvent, key: Identity) -> _OpenPacket:
+        """Add a step handed over to its trace id's packet: from now on the packet has the step's identity."""
+        packet, stage, changes, _ = found
+        before = packet.last
+        _note_rewrites(packet, before.header, event.header, changes)
+        packet.guessed = True
+        self._unfile(packet)
+        packet.add(event, stage)
+        packet.identity = key
+        self._file(packet)
+        self._by_trace[event.trace_id] = packet  # type: ignore[index]  # handed over by its trace id
+        if before.trace_id != event.trace_id:
+            self._forget_trace(packet, before.trace_id)
+        return packet
+
+    @staticmethod
+    def _hand_over(packet: _OpenPacket, event: TraceEvent, key: Identity) -> Found | None:
+        """Where the step can join its trace id's packet, when the two show different identities and either hid some.
 
         A packet line damaged in a paste (its IP id elided), or not seen at all
         (a monitor's excerpt started mid-packet), gives its steps an identity
         of their own: the trace id and the hook order are all that joins them
         to the rest of their packet, so the grouping is a guess.
         """
-        packet = self._by_trace.get(event.trace_id)  # type: ignore[arg-type]  # not None: the caller checks
-        if packet is None or packet.identity == key or packet.last.trace_id != event.trace_id:
-            return None
         header, last = event.header, packet.last.header
-        if not (_unsure(header) or _unsure(last)) or not _compatible(header, last):
+        if packet.last.trace_id != event.trace_id or not (_unsure(header) or _unsure(last)) or packet.identity == key:
             return None
-        found = _fit(packet, event)
-        return None if found is None else found._replace(guessed=True)
+        return _fit(packet, event) if _compatible(header, last) else None
 
     def _find_unsure(
         self, event: TraceEvent, index: _CandidateIndex, same_identity: dict[int, _OpenPacket]
@@ -801,19 +827,17 @@ class Correlator:
         """Of many packets of its identity, the one a step that hid a field fits: its trace id's first, then the newest.
 
         Its NAT fields cannot be looked up (a hidden one matches any), so at
-        most `EXAMINED_MAX` packets are tried.
+        most `EXAMINED_MAX` packets are tried; past them, the index finds the
+        packets whose NAT fields it shows alike.
         """
         traced = [self._open[number] for number in reversed(index.traced(event.trace_id))]
         candidates = itertools.chain(traced, reversed(same_identity.values()))
         return _first_fit(itertools.islice(candidates, EXAMINED_MAX), event)
 
-    def _note_trace(self, packet: _OpenPacket, before_trace: str | None) -> None:
-        """Remember the packet as the newest of its last step's trace id (for `_hand_over`), no longer of the former."""
-        trace_id = packet.last.trace_id
-        if before_trace is not None and before_trace != trace_id and self._by_trace.get(before_trace) is packet:
-            del self._by_trace[before_trace]
-        if trace_id is not None:
-            self._by_trace[trace_id] = packet
+    def _forget_trace(self, packet: _OpenPacket, trace_id: str | None) -> None:
+        """The packet is no longer the latest of a trace id (its last step has another, or it is complete)."""
+        if trace_id is not None and self._by_trace.get(trace_id) is packet:
+            del self._by_trace[trace_id]
 
     def _start(self, event: TraceEvent, key: Identity) -> _OpenPacket:
         self._numbers += 1
@@ -855,9 +879,8 @@ class Correlator:
     def _close(self, packet: _OpenPacket) -> None:
         del self._open[packet.number]
         self._unfile(packet)
-        trace_id = packet.last.trace_id
-        if trace_id is not None and self._by_trace.get(trace_id) is packet:
-            del self._by_trace[trace_id]
+        if packet.last.trace_id is not None:
+            self._forget_trace(packet, packet.last.trace_id)
         finished = self._finished
         finished[packet.number] = packet
         if packet.number != self._emitted + 1:
