@@ -305,3 +305,22 @@ def test_a_table_that_accepted_a_packet_at_a_hook_sees_no_more_of_it_there() -> 
     assert [len(packet.steps) for packet in found] == [8, 8]
     for packet in found:
         assert [step.event.verdict for step in packet.steps].count("ACCEPT") == 2  # raw's policy, filter's rule
+
+
+@pytest.mark.parametrize("rendering", ["nft-monitor", "xtables-monitor"])
+def test_a_frame_a_bridge_floods_to_its_own_device_stays_one_packet(rendering: str) -> None:
+    """An ARP request broadcast through a bridge: forwarded to the other port and handed up to arp INPUT on the bridge.
+
+    Each copy has a trace id of its own, and the bridge device for interface.
+    """
+    request, reply = read((SAMPLES / f"lab-arp/local.{rendering}").read_text().splitlines())
+    hooks = [(step.event.nf_family, step.hook) for step in request.steps]
+    assert hooks[-4:] == [("bridge", "FORWARD"), ("arp", "INPUT"), ("arp", "INPUT"), ("arp", "INPUT")]
+    assert len({step.event.trace_id for step in request.steps}) == 3
+    assert {step.event.header.in_iface for step in request.steps} == {"td-bra", "td-br0"}
+    assert [step.event.header.arp_op for step in (request.steps[0], reply.steps[0])] == [1, 2]
+
+
+def test_arp_requests_and_replies_are_packets_of_their_own() -> None:
+    found = read((SAMPLES / "lab-arp/bridge.nft-monitor").read_text().splitlines())
+    assert [packet.first.header.arp_op for packet in found] == [1, 2, 1, 2]

@@ -16,7 +16,7 @@ from tests.outcomes import event_at, outcomes, sample_events
 from tests.samples import SAMPLES, with_handles
 from tracelog.events import Partial, TraceEvent
 from tracelog.parse import BadLine, Caveat, Skip, nftmonitor, xtables
-from tracelog.parse.fields import FieldError
+from tracelog.parse.fields import ARP_ADDRESS_NOT_PRINTED, FieldError
 from tracelog.parse.netlink import UNSEEN_PACKET, KnownPacket
 
 NFT_SAMPLES = sorted(SAMPLES.glob("*/*.nft-monitor"))
@@ -160,10 +160,14 @@ def test_both_monitors_read_the_same_events_alike(sample: Path) -> None:
         "tcp_flags",
     )
     for a, b in zip(nft, xtables, strict=True):
-        assert [getattr(a.header, name) for name in shared] == [getattr(b.header, name) for name in shared], (
+        # of an ARP packet nft prints the operation only, xtables-monitor the whole header
+        names = [name for name in shared if name not in ("src", "dst")] if a.header.proto == "ARP" else shared
+        assert [getattr(a.header, name) for name in names] == [getattr(b.header, name) for name in names], (
             a.origin.line,
             b.origin.line,
         )
+        if a.header.proto == "ARP":
+            assert (b.header.proto, b.header.arp_op) == ("ARP", a.header.arp_op)
 
 
 def test_the_captures_say_which_were_taken_with_handles() -> None:
@@ -262,10 +266,30 @@ def test_conntrack_lines_are_not_read() -> None:
     assert outcomes([lines[0], conntrack]) == [Skip.OTHER]
 
 
-def test_a_packet_that_is_not_ip_skips_its_steps() -> None:
+def test_a_packet_that_is_neither_ip_nor_arp_skips_its_steps() -> None:
     lines = PING.read_text().splitlines()
-    arp = lines[0][: lines[0].index(" ip saddr")] + " ether type arp arp htype 1 arp ptype ip arp operation request "
-    assert outcomes([arp, lines[1]]) == [Skip.NON_IP]
+    lldp = lines[0][: lines[0].index(" ip saddr")].replace("ether type ip", "") + " ether type 0x88cc "
+    assert outcomes([lldp, lines[1]]) == [Skip.NON_IP]
+
+
+ARP = SAMPLES / "lab-arp"
+
+
+def test_arp_in_the_netdev_bridge_and_arp_families_is_read() -> None:
+    """A request flooded by a bridge, the bridge's reply from its arp table: nft prints their operation and MACs."""
+    events = sample_events(ARP / "local.nft-monitor")
+    assert [(e.nf_family, e.table, e.chain) for e in events][::3] == [
+        ("netdev", "trace", "trace_ingress"),
+        ("bridge", "td_bridge", "prerouting"),
+        ("arp", "td_arp", "input"),
+        ("arp", "td_arp", "trace_output"),
+    ]
+    request, reply = events[0].header, events[-1].header
+    assert (request.family, request.proto, request.arp_op, request.in_iface) == ("ipv4", "ARP", 1, "td-bra")
+    assert request.mac == "ff:ff:ff:ff:ff:ff:02:00:0a:63:00:02:08:06"
+    assert (reply.proto, reply.arp_op, reply.out_iface, reply.mac) == ("ARP", 2, "td-br0", None)
+    assert request.src is request.dst is reply.src is ARP_ADDRESS_NOT_PRINTED
+    assert all(e.header.partial is None for e in events)
 
 
 def test_a_bad_address_is_a_bad_line_and_its_steps_are_not_misattributed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -315,11 +316,45 @@ def test_truncated_trace_line_says_it_ends_early() -> None:
     assert bad.reason == "line ends early"
 
 
-def test_a_packet_that_is_not_ip_skips_its_steps() -> None:
-    """Without an IPv4/IPv6 header xtables-monitor dumps the network header as `NH=`."""
+def test_a_packet_that_is_neither_ip_nor_arp_skips_its_steps() -> None:
+    """Without an IPv4/IPv6 header xtables-monitor dumps the network header as `NH=`: here LLDP's."""
     lines = PING.read_text().splitlines()
-    arp = lines[0][: lines[0].index("SRC=")] + "NFPROTO=3 NH=0001080006040001"
-    assert outcomes([arp, lines[1]]) == [Skip.NON_IP]
+    lldp = lines[0][: lines[0].index(" SRC=")].replace("MACPROTO=0800", "MACPROTO=88cc") + " NH=020704000c29"
+    assert outcomes([lldp, lines[1]]) == [Skip.NON_IP]
+
+
+ARP = SAMPLES / "lab-arp"
+
+
+def test_arp_is_read_from_its_network_header() -> None:
+    """`NH=` holds the whole ARP header, its bytes printed as signed chars: operation, sender, target."""
+    events = sample_events(ARP / "local.xtables-monitor")
+    request, reply = events[0].header, events[-1].header
+    assert (request.family, request.proto, request.arp_op) == ("ipv4", "ARP", 1)
+    assert (str(request.src), str(request.dst)) == ("10.99.0.2", "10.99.0.1")
+    assert (request.arp_sender_mac, request.arp_target_mac) == ("02:00:0a:63:00:02", "ff:ff:ff:ff:ff:ff")
+    assert request.mac == "ff:ff:ff:ff:ff:ff:02:00:0a:63:00:02:08:06"
+    assert (reply.arp_op, str(reply.src), str(reply.dst), reply.arp_target_mac) == (
+        2,
+        "10.99.0.1",
+        "10.99.0.2",
+        "02:00:0a:63:00:02",
+    )
+    assert reply.arp_sender_mac is not None
+    assert "ffffff" in ARP.joinpath("local.xtables-monitor").read_text().splitlines()[-3]  # a byte above 0x7f
+    assert all(e.header.partial is None for e in events)
+
+
+def test_a_hidden_network_header_keeps_its_steps() -> None:
+    """`NH=...` in a paste: ARP by its Ethernet type, its addresses unknown (their family guessed); else all unknown."""
+    lines = (ARP / "local.xtables-monitor").read_text().splitlines()
+    elided = re.sub(r"NH=\S+", "NH=...", lines[0])
+    (event,) = [o for o in outcomes([elided, lines[1]]) if isinstance(o, TraceEvent)]
+    assert (event.header.proto, event.header.partial) == ("ARP", Partial(elided=("src", "dst"), guessed=("family",)))
+    reply = re.sub(r"NH=\S+", "NH=xxx", lines[-3])
+    (event,) = [o for o in outcomes([reply, lines[-2]]) if isinstance(o, TraceEvent)]
+    assert event.header.proto == "?"
+    assert event.header.partial is not None
 
 
 def test_each_lines_format_is_recognised_by_itself() -> None:
@@ -348,7 +383,9 @@ def test_the_cli_gives_packets_with_rule_verdict_and_handle(sample: Path, run_cl
     assert all(step["verdict"] for step in steps)
     rules = [step for step in steps if step["kind"] == "rule"]
     assert rules
-    assert all(step["rule"] and step["handle"].startswith("0x") for step in rules)
+    assert all(step["handle"].startswith("0x") for step in rules)
+    # xtables-monitor prints the rules of iptables, ip6tables and arptables, not of netdev or bridge tables
+    assert all(step["rule"] for step in rules if step["nf_family"] not in ("netdev", "bridge"))
 
 
 # ---- property tests: xtables-monitor's printf()s, from iptables/xtables-monitor.c

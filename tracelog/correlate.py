@@ -170,6 +170,7 @@ _IDENTITY_FIELDS = (
     "icmp_code",
     "icmp_seq",
     "udp_length",
+    "arp_op",
 )
 _identity_fields = _header_fields(*_IDENTITY_FIELDS)
 
@@ -345,13 +346,31 @@ def _follows(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
         ended = last.verdict in _ENDING_VERDICTS and _ended_for(last, before, event)
         return not ended and _follows_within_hook(last, before, event, after)
     if not netfilter.is_later_hook(before_hook, hook):
-        return False
+        return _handed_up(last, event, hook)
     header = last.header
     if _crosses_loopback(before_hook, hook):
         return header.out_iface == "lo" and event.header.in_iface == "lo"
     # POSTROUTING lines print an empty IN= (the hook has no in-device)
     before_in, after_in = header.in_iface, event.header.in_iface
-    return before_in is None or after_in is None or before_in == after_in
+    return before_in is None or after_in is None or before_in == after_in or _handed_up(last, event, hook)
+
+
+def _may_be_handed_up(event: TraceEvent, hook: str) -> bool:
+    """Whether `event` may be a frame a bridge handed up to the bridge device's own stack: an arp table's INPUT."""
+    return hook == netfilter.INPUT and event.nf_family == "arp"
+
+
+def _handed_up(last: TraceEvent, event: TraceEvent, hook: str) -> bool:
+    """Whether `event` is the frame a bridge table saw (`last`), handed up to the bridge device itself.
+
+    A bridge floods a broadcast (an ARP request) to its ports and to its own
+    device: after its bridge FORWARD steps, the frame shows at arp INPUT,
+    arriving on the bridge instead of the port, its Ethernet header the same.
+    """
+    if last.nf_family != "bridge" or not _may_be_handed_up(event, hook):
+        return False
+    before, after = last.header.mac, event.header.mac
+    return before is None or after is None or before == after
 
 
 def _nat_allowed(before: Stage, after: Stage) -> frozenset[str]:
@@ -623,7 +642,7 @@ class _CandidateIndex:
         if hook == before_hook:
             if not _follows_within_hook(example.last, before[1], event, stage[1]):
                 return None
-        elif not netfilter.is_later_hook(before_hook, hook) or (
+        elif not (netfilter.is_later_hook(before_hook, hook) or _may_be_handed_up(event, hook)) or (
             _crosses_loopback(before_hook, hook) and event.header.in_iface != "lo"
         ):
             return None

@@ -154,6 +154,12 @@ class Header(NamedTuple):
     an undamaged line), and addresses the text did not show are
     `UnknownIPv4Address`/`UnknownIPv6Address`.
 
+    An ARP packet (the logger's `ARP OPCODE= MACSRC= IPSRC= MACDST=
+    IPDST=`) has `proto` "ARP", its operation in `arp_op` (1 request,
+    2 reply), its sender and target protocol addresses as `src` and `dst`
+    (its `family` is theirs) and their hardware addresses in
+    `arp_sender_mac` and `arp_target_mac`.
+
     The parsers' shape memos build it from a list of values (`build(Header, values)`).
     """
 
@@ -202,6 +208,9 @@ class Header(NamedTuple):
     extra: tuple[tuple[str, str], ...] = ()
     elided: bool = False
     partial: Partial | None = None
+    arp_op: int | None = None
+    arp_sender_mac: str | None = None
+    arp_target_mac: str | None = None
 
 
 class TraceEvent(NamedTuple):

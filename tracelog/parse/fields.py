@@ -254,23 +254,50 @@ _TRANSPORT_KEYS = {
 }
 _ICMP_KEYS = {"ID": "icmp_id", "SEQ": "icmp_seq"}
 _TCP_KEYS = {"SEQ": "tcp_seq", "ACK": "tcp_ack"}
-_KNOWN_KEYS = frozenset({*_IP_KEYS, *_COMMON_KEYS, *_TRANSPORT_KEYS, *_ICMP_KEYS, *_TCP_KEYS, "PROTO"})
+# an ARP packet's fields, as the kernel logger prints them after `ARP` (dump_arp_packet()): here after PROTO=ARP
+_ARP_KEYS = {
+    "OPCODE": "arp_op",
+    "MACSRC": "arp_sender_mac",
+    "IPSRC": "src",
+    "MACDST": "arp_target_mac",
+    "IPDST": "dst",
+}
+_KNOWN_KEYS = frozenset({*_IP_KEYS, *_COMMON_KEYS, *_TRANSPORT_KEYS, *_ICMP_KEYS, *_TCP_KEYS, *_ARP_KEYS, "PROTO"})
+ARP = "ARP"
+
+# ARP operations (ARPOP_*, include/uapi/linux/if_arp.h) by the names nft prints them with (src/proto.c)
+ARP_OPERATIONS = {
+    "request": 1,
+    "reply": 2,
+    "rrequest": 3,
+    "rreply": 4,
+    "inrequest": 8,
+    "inreply": 9,
+    "nak": 10,
+}
+# The sender and target protocol addresses of an ARP packet whose trace does
+# not print them (nft monitor prints its operation only): one object, so that
+# the steps of one packet compare alike, and no address.
+ARP_ADDRESS_NOT_PRINTED = unknown_address("ipv4")
 
 
 class Printed(NamedTuple):
     """The header fields a format always prints (by `Header` attribute, in order): what an elision can have hidden.
 
     `ipv4` and `ipv6` up to the protocol, then `transport` by protocol, and
-    `echo` beside them for ICMP echo messages.
+    `echo` beside them for ICMP echo messages; `arp` for an ARP packet.
     """
 
     ipv4: tuple[str, ...]
     ipv6: tuple[str, ...]
     transport: dict[str, tuple[str, ...]]
     echo: tuple[str, ...] = ("icmp_id", "icmp_seq")
+    arp: tuple[str, ...] = ("arp_op", "arp_sender_mac", "src", "arp_target_mac", "dst")
 
     def fields(self, family: Family, values: dict[str, Any]) -> tuple[str, ...]:
         proto = values.get("proto", "?")
+        if proto == ARP:
+            return self.arp
         transport = self.transport.get(proto, ())
         echo = self.echo if values.get("icmp_type") in ECHO_TYPES.get(proto, ()) else ()
         return (*(self.ipv4 if family == "ipv4" else self.ipv6), *transport, *echo)
@@ -302,6 +329,8 @@ def _attribute(key: str, draft: _HeaderDraft) -> str | None:
     if not draft.transport:
         return _IP_KEYS.get(key)
     proto = draft.values["proto"]
+    if proto == ARP:
+        return _ARP_KEYS.get(key)
     specific = _ICMP_KEYS if proto in ICMP_PROTOS else _TCP_KEYS if proto == "TCP" else {}
     return specific.get(key) or _TRANSPORT_KEYS.get(key)
 

@@ -28,6 +28,9 @@ from lark import Token, Transformer
 
 from tracelog.events import Family, Header, NfFamily, Partial, StepKind
 from tracelog.parse.fields import (
+    ARP,
+    ARP_ADDRESS_NOT_PRINTED,
+    ARP_OPERATIONS,
     ECHO_TYPES,
     Field,
     FieldError,
@@ -209,6 +212,7 @@ _SYMBOLS = {
     "icmp code": ("CODE", _ICMP_CODES),
     "icmpv6 type": ("TYPE", _ICMPV6_TYPES),
     "icmpv6 code": ("CODE", _ICMPV6_CODES),
+    "arp operation": ("OPCODE", ARP_OPERATIONS),
 }
 # nft prints these for any ICMP message; the kernel only for echo messages, where they mean id and sequence
 _ECHO_FIELDS = {"icmp id": "ID", "icmp sequence": "SEQ", "icmpv6 id": "ID", "icmpv6 sequence": "SEQ"}
@@ -231,7 +235,8 @@ def stateless_rule(text: str) -> str:
     return _LIVE_STATE.sub("", text)
 
 
-# What nft prints of a packet (trace_print_packet()), for naming what an elision hid
+# What nft prints of a packet (trace_print_packet()), for naming what an elision hid:
+# of an ARP packet, its operation only (nftables 1.0.6)
 NFT_PRINTED = Printed(
     ipv4=("src", "dst", "tos", "prec", "ttl", "ip_id", "length"),
     ipv6=("src", "dst", "tc", "ttl", "flowlabel", "length"),
@@ -241,7 +246,10 @@ NFT_PRINTED = Printed(
         "ICMP": ("icmp_type", "icmp_code"),
         "ICMPv6": ("icmp_type", "icmp_code"),
     },
+    arp=("arp_op",),
 )
+# the addresses of an ARP packet, which nft does not print
+_ARP_ADDRESSES: list[Field] = [("IPSRC", ARP_ADDRESS_NOT_PRINTED), ("IPDST", ARP_ADDRESS_NOT_PRINTED)]
 # the statement an elision stands for in a packet line
 _ELIDED = "…"
 _CUT_STEP = Partial(elided=("verdict",))
@@ -435,9 +443,11 @@ def _traffic_class(draft: _Draft) -> list[Field]:
 
 
 def _start_transport(draft: _Draft, protocol: str | None) -> None:
-    """Write the link and network layers' pending fields, then PROTO=."""
+    """Write the link and network layers' pending fields, then PROTO= (`ARP` where ARP's own fields start)."""
     number = PROTOCOL_NUMBERS.get(protocol or "", draft.protocol)
     proto = "?" if number is None else proto_name(number)
+    if protocol == "arp":  # the network layer itself: its ethertype goes into MAC=
+        proto, draft.network = ARP, "arp"
     draft.fields += [*_ethernet(draft), *_traffic_class(draft), ("PROTO", proto)]
     draft.transport = True
 
@@ -544,17 +554,21 @@ def _hidden_device(name: str) -> Hidden | None:
 
 
 def _is_transport(draft: _Draft, key: str) -> bool:
+    """Whether a statement starts the transport layer's fields (an ARP packet's own fields, for ARP)."""
     protocol = key.partition(" ")[0]
     return not draft.transport and (
-        key.startswith("@th,") or not (protocol in _NETWORK or protocol in _LINK or key.startswith(("@ll,", "@nh,")))
+        key.startswith("@th,")
+        or protocol == "arp"
+        or not (protocol in _NETWORK or protocol in _LINK or key.startswith(("@ll,", "@nh,")))
     )
 
 
 def _header(statements: list[Statement], nf_family: NfFamily | None = None) -> Header | None:
-    """The header of a `packet:` line; None for a packet that is not IP (ARP, other ethertypes).
+    """The header of a `packet:` line; None for a packet that is neither IP nor ARP (other ethertypes).
 
     A line whose statements were elided, or that ends before its addresses
-    (cut short), is read as far as it goes.
+    (cut short), is read as far as it goes.  Of an ARP packet nft prints its
+    operation only: its addresses are `ARP_ADDRESS_NOT_PRINTED`.
     """
     draft = _Draft()
     for statement in statements:
@@ -566,6 +580,8 @@ def _header(statements: list[Statement], nf_family: NfFamily | None = None) -> H
         draft.fields += _kernel_fields(draft, statement)
     if not draft.transport:
         _start_transport(draft, None)
+    if ("PROTO", ARP) in draft.fields:
+        return build_header([*draft.fields, *_ARP_ADDRESSES], complete=False, printed=NFT_PRINTED)
     network = draft.network or nf_family
     family: Family | None = "ipv4" if network == "ip" else "ipv6" if network == "ip6" else None
     if not any(key == "SRC" for key, _ in draft.fields):
@@ -597,6 +613,7 @@ _FIELD_NAMES = {
     "sequence": "icmp_seq",
     "type": "icmp_type",
     "code": "icmp_code",
+    "operation": "arp_op",
 }
 
 

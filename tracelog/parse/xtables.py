@@ -9,6 +9,7 @@ so that `build_header` gives a `Header` that means what a kernel-log one does.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from lark.visitors import merge_transformers
 
 from tracelog.events import Family, Header, NfFamily, StepKind
 from tracelog.parse.fields import (
+    ARP,
     Field,
     FieldError,
     FieldsTransformer,
@@ -124,6 +126,10 @@ class _XtablesTransformer(Transformer[Token, Any]):
 
     def link_layer(self, children: list[Token]) -> Field:
         return ("LL", str(children[2]) if len(children) > 2 else "")
+
+    def network_header(self, children: list[Token]) -> Field:
+        value = children[1]
+        return ("NH", hidden_value(value) if is_hidden(value) else str(value))
 
     def loopback(self, children: list[Token]) -> Field:
         return ("EXTRA", ("LOOPBACK", ""))
@@ -275,13 +281,63 @@ def _kernel_fields(fields: list[Field]) -> list[Field]:
     return [*rewritten[:ports], _proto(transport), *others, *ordered_flags]
 
 
+# an ARP header for IPv4 over Ethernet (RFC 826): hardware type 1, protocol
+# 0x0800, addresses of 6 and 4 bytes, then the operation
+_ARP_IPV4_OVER_ETHERNET = ("00", "01", "08", "00", "06", "04")
+_ARP_BYTES = 28
+# what a network header hidden in a paste stands for when no Ethernet type says ARP
+_UNKNOWN_NETWORK: list[Field] = [("PROTO", "?")]
+
+
+def _arp_fields(octets: list[str]) -> list[Field] | None:
+    """An ARP header's fields (`NH=` bytes) as the kernel logger prints them after `ARP`; None if it is none.
+
+    Only ARP for IPv4 over Ethernet, the kernel logger's own case.
+    """
+    if len(octets) < _ARP_BYTES or tuple(octets[:6]) != _ARP_IPV4_OVER_ETHERNET:
+        return None
+
+    def address(start: int) -> ipaddress.IPv4Address:
+        return ipaddress.IPv4Address(bytes(int(octet, 16) for octet in octets[start : start + 4]))
+
+    return [
+        ("PROTO", ARP),
+        ("OPCODE", int(octets[6] + octets[7], 16)),
+        ("MACSRC", ":".join(octets[8:14])),
+        ("IPSRC", address(14)),
+        ("MACDST", ":".join(octets[18:24])),
+        ("IPDST", address(24)),
+    ]
+
+
+def _network_header(fields: list[Field]) -> list[Field] | None:
+    """The fields that stand for a PACKET line's `NH=` bytes; None for a packet that is neither IP nor ARP.
+
+    An ARP header's fields; a hidden one's (elided or redacted in a paste)
+    are ARP's with the addresses hidden when the Ethernet type says ARP, else
+    unknown.
+    """
+    value = next(value for key, value in fields if key == "NH")
+    if type(value) is not Hidden:
+        octets = _unsigned_bytes(value)
+        return None if octets is None else _arp_fields(octets)
+    arp = any(key == "MACPROTO" and str(proto).lower() == "0806" for key, proto in fields)
+    return [("PROTO", ARP), ("IPSRC", value), ("IPDST", value)] if arp else _UNKNOWN_NETWORK
+
+
 def _header(fields: list[Field], family: Family | None = None) -> Header | None:
-    """The header of a PACKET line; None for a packet that is not IP (`NH=` instead of addresses).
+    """The header of a PACKET line; None for a packet that is neither IP nor ARP (`NH=` instead of addresses).
 
     A line that ends before its addresses was cut: it is read as far as it goes.
     """
-    if not any(key == "SRC" for key, _ in fields) and any(value[0] == "NH" for key, value in fields if key == "EXTRA"):
-        return None
+    if not any(key == "SRC" for key, _ in fields) and any(key == "NH" for key, _ in fields):
+        network = _network_header(fields)
+        if network is None:
+            return None
+        macs: dict[str, Any] = {}
+        link = [pair for key, value in fields if key != "NH" for pair in _rewrite(key, value, macs)]
+        cut = network is _UNKNOWN_NETWORK  # all but the link layer unknown
+        return build_header([*link, *network], complete=False, family=family, printed=XTABLES_PRINTED, cut=cut)
     kernel_fields = _kernel_fields(fields)
     try:
         header = build_header(kernel_fields, complete=False, family=family, printed=XTABLES_PRINTED)
