@@ -39,6 +39,9 @@ CASES: list[tuple[str, ...]] = [
     ("k8s-nftables/clusterip.handles.nft-monitor", "table", "k8s-nftables/nft-list-ruleset.txt", *KUBECTL),
     ("docker29-nft/icc.nft-monitor", "table", "names:docker-legacy/docker-network-inspect.json"),
     ("netavark-nft/published.nft-monitor", "table", "names:netavark-nft/podman-network-inspect.json"),
+    ("lab-arp/local.xtables-monitor", "table"),
+    ("lab-arp/local.xtables-monitor", "jsonl"),
+    ("lab-arp/bridge.nft-monitor", "table"),
 ]
 
 

@@ -56,6 +56,7 @@ _UNREACHABLE: dict[str, dict[int | None, str]] = {
     "ICMPv6": {0: "no-route", 1: "admin-prohibited", 3: "address", 4: "port"},
 }
 _TCP_FLAG_ORDER = ("SYN", "ACK", "FIN", "RST", "PSH", "URG", "ECE", "CWR")
+_ARP_OPERATIONS = {1: "request", 2: "reply", 3: "rarp-request", 4: "rarp-reply", 8: "inarp-request", 9: "inarp-reply"}
 
 
 DONE_BY = {"ACCEPT": "ACCEPTED", "DROP": "DROPPED", "REJECT": "REJECTED", "QUEUE": "QUEUED", "NFQUEUE": "QUEUED"}
@@ -110,6 +111,8 @@ def describe(record: PacketRecord) -> str:
     what = ",".join(flag for flag in _TCP_FLAG_ORDER if flag in record["tcp_flags"])
     if proto == UNKNOWN_PROTOCOL:
         proto = "(protocol not shown)"
+    elif (arp := record["arp"]) is not None:
+        what = _ARP_OPERATIONS.get(arp["op"], f"operation {arp['op']}")
     elif proto in _ICMP_TYPES and icmp_type is not None:
         what = _ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}")
         if what == "unreachable":

@@ -95,6 +95,14 @@ class InnerRecord(TypedDict):
     icmp_id: int | None
 
 
+class ArpRecord(TypedDict):
+    """An ARP packet's operation (1 request, 2 reply) and the hardware addresses of its sender and target."""
+
+    op: int
+    sender_mac: str | None
+    target_mac: str | None
+
+
 class PacketRecord(TypedDict):
     """One packet, as `--format jsonl` prints it: the contract other tools read (README, "Output contract")."""
 
@@ -112,6 +120,7 @@ class PacketRecord(TypedDict):
     icmp_id: int | None
     tcp_flags: list[str]
     inner: InnerRecord | None
+    arp: ArpRecord | None
     first_seen: str | float | None
     last_seen: str | float | None
     steps: list[StepRecord]
@@ -281,6 +290,13 @@ def inner_record(inner: Header | None) -> InnerRecord | None:
     }
 
 
+def arp_record(header: Header) -> ArpRecord | None:
+    """An ARP packet's operation and the hardware addresses of its sender and target; None for any other packet."""
+    if header.arp_op is None:
+        return None
+    return {"op": header.arp_op, "sender_mac": header.arp_sender_mac, "target_mac": header.arp_target_mac}
+
+
 def final_verdict(packet: Packet) -> tuple[str | None, str | None, int | None]:
     """The packet's fate and the step that decided it, when the trace says so.
 
@@ -375,6 +391,7 @@ def packet_record(packet: Packet, names: Names = NO_NAMES) -> PacketRecord:
         "icmp_id": header.icmp_id,
         "tcp_flags": list(header.tcp_flags),
         "inner": inner_record(header.inner),
+        "arp": arp_record(header),
         "first_seen": stamp_value(first.stamp),
         "last_seen": stamp_value(last.stamp),
         "steps": step_records(packet.steps, names),
