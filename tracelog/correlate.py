@@ -229,12 +229,19 @@ def _same_packet_line(header: Header, other: Header) -> bool:
     return header is other or header._replace(mark=None, partial=None) == other._replace(mark=None, partial=None)
 
 
-def _later_stage(before: Stage, after: Stage) -> bool:
-    """Whether `after` is a later hook, or a later table at the same hook, than `before` (not the same table again)."""
-    (before_hook, before_priority), (after_hook, after_priority) = before, after
+def _later_stage(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
+    """Whether `event` runs at a later hook, or in another table at the same hook, than the packet's last step.
+
+    At the same hook, a later priority where both are known; otherwise
+    (native tables) another table.
+    """
+    (before_hook, before_priority), (after_hook, after_priority) = packet.stage, stage
     if before_hook != after_hook:
         return True
-    return before_priority is not None and after_priority is not None and after_priority > before_priority
+    if before_priority is not None and after_priority is not None:
+        return after_priority > before_priority
+    last = packet.last
+    return (event.table, event.nf_family) != (last.table, last.nf_family)
 
 
 def _guess(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool | None:
@@ -245,15 +252,26 @@ def _guess(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool | None:
     same fields): no guess.  Otherwise the trace id may, a guess, and only
     where a new packet line can start: at a later hook or table.  A new
     packet line at the same table and hook is a new evaluation, a packet
-    of its own whose trace id the kernel reused.
+    of its own whose trace id the kernel reused.  A format without trace
+    ids (a kernel log, ulogd) may be joined on the addresses both steps
+    show, a guess.
     """
-    if _shows_one_packet(event.header, packet.last.header):
+    header, last = event.header, packet.last.header
+    if _shows_one_packet(header, last):
         return False
     if not _same_trace(packet, event):
-        return None
-    if _same_packet_line(event.header, packet.last.header):
+        return True if _same_addresses_untraced(packet.last, event) else None
+    if _same_packet_line(header, last):
         return False
-    return True if _later_stage(packet.stage, stage) else None
+    return True if _later_stage(packet, event, stage) else None
+
+
+def _same_addresses_untraced(last: TraceEvent, event: TraceEvent) -> bool:
+    """Whether two steps of a format without trace ids both show the same addresses (as a whole packet's would)."""
+    before, after = last.header, event.header
+    if last.trace_id is not None or event.trace_id is not None or not (_known(before.src) and _known(before.dst)):
+        return False
+    return (before.src, before.dst) == (after.src, after.dst)
 
 
 def _compatible(header: Header, other: Header) -> bool:
