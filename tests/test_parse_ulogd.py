@@ -6,6 +6,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -243,10 +244,18 @@ def test_blanks_and_remarks_in_a_json_record_are_mended() -> None:
     assert spaced.header.partial == Partial(repaired=("src_ip",))
 
 
-@pytest.mark.parametrize("value", [[172, 18, 0, 2], {"ip": "172.18.0.2"}, None, 1.5])
+@pytest.mark.parametrize("value", [[172, 18, 0, 2], {"ip": "172.18.0.2"}, 1.5])
 def test_json_addresses_that_are_not_text_are_bad_lines(value: object) -> None:
     (bad,) = outcomes([json.dumps(json.loads(json_lines()[0]) | {"src_ip": value})])
     assert isinstance(bad, BadLine)
+
+
+def test_a_null_member_is_one_the_record_lacks() -> None:
+    """ulogd writes no null; jq writes one for a key its projection names and the record lacks."""
+    (caveat, event) = outcomes([json.dumps(json.loads(json_lines()[0]) | {"src_ip": None})])
+    assert isinstance(caveat, Caveat)
+    assert isinstance(event, TraceEvent)
+    assert event.header.partial == Partial(elided=("src",))
 
 
 def test_json_without_the_kernel_time_uses_ulogds() -> None:
@@ -281,3 +290,87 @@ def test_json_records_with_odd_values_never_raise(changes: dict[str, object]) ->
     record = json.loads(json_lines()[28]) | changes
     for outcome in outcomes([json.dumps(record)]):
         assert isinstance(outcome, TraceEvent | BadLine | Skip | Caveat)
+
+
+# ---- ulogd JSON as people pass it on (samples/ulogd-jq: jq and fold on the real ulogd.json)
+
+JQ = SAMPLES / "ulogd-jq"
+
+
+def read_records(path: Path, run_cli: RunCli) -> list[dict[str, Any]]:
+    run = run_cli("parse", "--format", "jsonl", "--year", "2026", str(path))
+    assert run.status == 0, run.stderr
+    records: list[dict[str, Any]] = run.records()
+    return records
+
+
+def packets_by_steps(records: list[dict[str, Any]]) -> list[list[tuple[object, ...]]]:
+    """Each packet as its steps, without where they were read from."""
+    return [[(s["table"], s["chain"], s["kind"], s["rulenum"], s["time"]) for s in r["steps"]] for r in records]
+
+
+@pytest.mark.parametrize("name", ["pretty.jq", "folded-700.json"])
+def test_a_record_printed_over_several_lines_is_read_whole(name: str, run_cli: RunCli) -> None:
+    """`jq .` (one member a line), `fold -w 700` (cut inside strings too): the same packets as one-line records."""
+    whole = read_records(JSON, run_cli)
+    records = read_records(JQ / name, run_cli)
+    assert packets_by_steps(records) == packets_by_steps(whole)[: len(records)]
+    for mine, original in zip(records, whole, strict=False):
+        assert (mine["src"], mine["dst"], mine["proto"], mine["partial"]) == (
+            original["src"],
+            original["dst"],
+            original["proto"],
+            None,
+        )
+    first_lines = [number for number, line in enumerate((JQ / name).read_text().splitlines(), 1) if line[:1] == "{"]
+    assert [step["line"] for record in records for step in record["steps"]] == first_lines
+
+
+@pytest.mark.parametrize("name", ["addresses.jq-c", "some-keys.jq-c"])
+def test_a_jq_projection_is_read_for_what_it_keeps(name: str, run_cli: RunCli) -> None:
+    """Every record is a step, grouped as the whole records are; `partial` names what the projection left out."""
+    whole = read_records(JSON, run_cli)
+    records = read_records(JQ / name, run_cli)
+    assert [[s["line"] for s in r["steps"]] for r in records] == [[s["line"] for s in r["steps"]] for r in whole]
+    assert [(r["src"], r["dst"]) for r in records] == [(r["src"], r["dst"]) for r in whole]
+    for record in records:
+        assert {"tos", "ttl"} <= set(record["partial"]["elided"])  # neither projection keeps them
+    first = records[0]
+    if name == "addresses.jq-c":
+        assert first["proto"] == "?"
+        assert {"proto", "in_iface", "ip_id", "length"} <= set(first["partial"]["elided"])
+        assert first["partial"]["guessed"] == ["grouping"]  # joined on the addresses alone
+    else:  # the IP id and the echo sequence were kept: they join the steps, no guess
+        assert (first["proto"], first["icmp_type"], first["steps"][0]["in"]) == ("ICMP", 8, "docker0")
+        assert first["partial"]["guessed"] == []
+
+
+def test_other_json_over_several_lines_is_read_line_by_line_as_before() -> None:
+    """A pretty-printed object that is no ulogd record (a journal entry): its lines are read one by one."""
+    kernel_line = next(
+        line for line in (SAMPLES / "lab-legacy/journalctl.txt").read_text().splitlines() if "TRACE:" in line
+    )
+    message = kernel_line[kernel_line.index("TRACE:") :]
+    assert message.startswith("TRACE: raw:PREROUTING:")
+    lines = json.dumps({"PRIORITY": "4", "MESSAGE": message, "_TRANSPORT": "kernel"}, indent=2).splitlines()
+    found = outcomes(lines)
+    (event,) = [outcome for outcome in found if isinstance(outcome, TraceEvent)]
+    assert event.origin.line == 3
+    assert (event.table, event.chain) == ("raw", "PREROUTING")
+
+
+def test_a_json_object_left_open_at_the_end_is_read_as_far_as_it_goes() -> None:
+    lines = (JQ / "pretty.jq").read_text().splitlines()
+    end = lines.index("}")
+    (*_, event) = outcomes(lines[: end - 5])
+    assert isinstance(event, TraceEvent)
+    assert event.header.partial is not None
+    assert event.origin.line == 1
+
+
+def test_a_kernel_log_line_after_a_json_object_left_open_is_a_record_of_its_own() -> None:
+    json_line = json_lines()[0]
+    cut = json_line[: json_line.index('"ip.ttl"')]
+    kernel = next(line for line in (SAMPLES / "lab-legacy/tcp.dmesg").read_text().splitlines() if "TRACE:" in line)
+    events = [outcome for outcome in outcomes([cut, kernel[:-20]]) if isinstance(outcome, TraceEvent)]
+    assert [event.origin.line for event in events] == [1, 2]

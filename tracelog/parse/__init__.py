@@ -14,11 +14,12 @@ from tracelog.parse.kernel import (
     parse_kernel_line,
     read_cut_line,
     single_record,
+    starts_record,
 )
 from tracelog.parse.mending import leads, partial_line
 from tracelog.parse.nftmonitor import NftMonitorParser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
-from tracelog.parse.ulogd import parse_json_line, parse_logemu_line
+from tracelog.parse.ulogd import ULOGD_JSON_KEY, JsonObjectLines, parse_json_line, parse_logemu_line
 from tracelog.parse.xtables import XtablesMonitorParser, rule_protocol
 
 __all__ = ["BadLine", "Caveat", "LineParser", "Outcome", "Skip", "partial_line", "rule_protocol"]
@@ -49,9 +50,6 @@ _FORMATS = re.compile(
     r"|(?P<logemu>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ TRACE: )"
 )
 
-# a key every ulogd JSON record of an NFLOG rule with a prefix has
-_ULOGD_JSON = '"oob.prefix"'
-
 # A record of a format recognised by its start, quoted inside other text:
 # after `> `, a line number, a file name (see `tracelog.parse.mending.leads`).
 _QUOTED = re.compile(r"trace id [0-9a-f]+ |(?:PACKET|TRACE): \d+ [0-9a-f]+ |\{\s*\"")
@@ -72,17 +70,28 @@ class LineParser:
         self._xtables = XtablesMonitorParser()
         self._nft = NftMonitorParser()
         self._held: _Held | None = None
+        self._json: JsonObjectLines | None = None
 
     def parse(self, line: SourceLine) -> list[Outcome]:
         """Parse one line into zero or more outcomes.
 
         A kernel-log record cut at the end of its line (a paste from a
         terminal that wrapped it) is held back, and joined with the lines
-        that continue it when that makes it whole.
+        that continue it when that makes it whole.  So is a JSON object
+        printed over several lines (`jq .`, a wrapped ulogd record), until
+        it closes.
         """
         event = single_record(line, self._year)
         if event is not None:  # the kernel log's one-record line, the commonest of all: never a continuation
-            return [event] if self._held is None else [*self.flush(), event]
+            return [event] if self._held is None and self._json is None else [*self.flush(), event]
+        if self._json is not None:
+            if _may_continue_json(line.text) and self._json.add(line):
+                return self._release_json() if self._json.closed else []
+            return [*self._release_json(), *self.parse(line)]
+        return self._parse_line(line, gather=True)
+
+    def _parse_line(self, line: SourceLine, gather: bool) -> list[Outcome]:
+        """One line that is no kernel log's one-record line; `gather`: it may start a JSON object over several."""
         released: list[Outcome] = []
         if self._held is not None:
             # a line with a TRACE mark, or the start of another format's record, continues none
@@ -91,6 +100,10 @@ class LineParser:
                 return released
             released = self.flush()
         match = _FORMATS.match(line.text)
+        if match is not None and gather and match.lastgroup == "json":
+            self._json = JsonObjectLines.start(line)
+            if self._json is not None:
+                return released
         if match is not None:
             outcomes = self._dispatch(match.lastgroup, line)
         else:
@@ -105,10 +118,21 @@ class LineParser:
 
     def flush(self) -> list[Outcome]:
         """Release a held record: joined if it was made whole, else read as far as it goes."""
+        if self._json is not None:
+            return self._release_json()
         if self._held is None:
             return []
         held, self._held = self._held, None
         return held.outcomes if held.whole else read_cut_line(held.line, self._year)
+
+    def _release_json(self) -> list[Outcome]:
+        """A JSON object gathered over lines, read whole; or, if it is no ulogd record over several, line by line."""
+        assert self._json is not None
+        gathered, self._json = self._json, None
+        outcomes = gathered.read()
+        if outcomes is not None:
+            return outcomes
+        return [outcome for line in gathered.lines for outcome in self._parse_line(line, gather=False)]
 
     def _quoted(self, line: SourceLine) -> list[Outcome] | None:
         """A record of a format known by its start, quoted, read from its start.
@@ -160,7 +184,7 @@ class LineParser:
             return self._xtables.parse(line)
         if kind == "json":
             # other JSON logs (journalctl -o json) stay with the kernel parser, as before
-            return list(parse_json_line(line)) if _ULOGD_JSON in line.text else other_records(line, self._year)
+            return list(parse_json_line(line)) if ULOGD_JSON_KEY in line.text else other_records(line, self._year)
         return list(parse_logemu_line(line, self._year))
 
 
@@ -173,6 +197,14 @@ def _requoted(outcome: Outcome, line: SourceLine, offset: int) -> Outcome:
     if isinstance(outcome, Caveat):
         return Caveat(line, outcome.message)
     return outcome
+
+
+def _may_continue_json(text: str) -> bool:
+    """Whether a line may go on with a JSON object begun before: it starts no record of any format.
+
+    A member of its own (`  "oob.prefix": "TRACE: …",`) may hold a TRACE tag.
+    """
+    return _FORMATS.match(text) is None and (text.lstrip().startswith('"') or not starts_record(text))
 
 
 def _may_be_quoted(text: str, outcomes: list[Outcome]) -> bool:

@@ -28,6 +28,7 @@ from tracelog.parse.fields import (
     FieldError,
     FieldsTransformer,
     Hidden,
+    Printed,
     build_header,
     hidden_name,
     hidden_value,
@@ -188,16 +189,20 @@ def _int(record: dict[str, Any], key: str) -> int:
 
 
 def _pairs(record: dict[str, Any], table: Sequence[tuple[Sequence[str], str]]) -> list[Field]:
-    """The kernel fields of `table` that the record has (empty interface names are absent ones).
+    """The kernel fields of `table` that the record has (an empty interface name is no interface).
 
     A value hidden in a paste (`"ip.ttl": "xxx"`) is kept as hidden.
     """
     pairs: list[Field] = []
     for keys, name in table:
         key = _key(record, keys)
-        if key is None or record[key] == "":
+        if key is None:
             continue
         value = record[key]
+        if value == "":
+            if name in ("IN", "OUT"):
+                pairs.append((name, None))  # shown, as the kernel's empty `OUT=`
+            continue
         if name in _TEXT_FIELDS:
             hidden = None if not isinstance(value, str) else hidden_name(value) if name != "MAC" else _hidden_mac(value)
             pairs.append((name, hidden or str(value)))
@@ -253,8 +258,10 @@ def _ipv6_fields(record: dict[str, Any]) -> list[Field]:
     return pairs
 
 
-def _transport_fields(record: dict[str, Any]) -> list[Field]:
-    proto = proto_name(_int(record, "ip.protocol")) if "ip.protocol" in record else "?"
+def _transport_fields(record: dict[str, Any], elided: bool = False) -> list[Field]:
+    if "ip.protocol" not in record:  # the ports of a protocol not shown, if any
+        return [("PROTO", Hidden("elided", "…") if elided else "?"), *_pairs(record, _PORTS)]
+    proto = proto_name(_int(record, "ip.protocol"))
     pairs = [("PROTO", proto), *_pairs(record, _PORTS), *_pairs(record, _TRANSPORT.get(proto, ()))]
     if proto == "TCP":
         bits = sum(bit for key, bit in _TCP_FLAG_KEYS if record.get(key))
@@ -262,27 +269,64 @@ def _transport_fields(record: dict[str, Any]) -> list[Field]:
     return pairs
 
 
+# The keys ulogd's JSON output has for every traced IP packet (the BASE and
+# IP2STR plugins' fields, by protocol): a record without one of them is a
+# projection (`jq '{"oob.prefix", src_ip}'`) or a paste that lost members.
+_ALWAYS = (("oob.in",), ("oob.out",), _ADDRESSES[0][0], _ADDRESSES[1][0], ("ip.protocol",))
+_ALWAYS_IPV4 = (("ip.totlen",), ("ip.ttl",), ("ip.id",), ("ip.tos",))
+_ALWAYS_IPV6 = (("ip6.payloadlen",), ("ip6.hoplimit",), ("ip6.flowlabel",), ("ip6.priority",))
+_ALWAYS_TRANSPORT = {
+    "TCP": (*(keys for keys, _ in _PORTS), ("tcp.seq",), ("tcp.ackseq",), ("tcp.window",)),
+    "UDP": (*(keys for keys, _ in _PORTS), ("udp.len",)),
+    "ICMP": (("icmp.type",), ("icmp.code",)),
+    "ICMPv6": (("icmpv6.type",), ("icmpv6.code",)),
+}
+# What ulogd's JSON output always holds, by `Header` field, for naming what a projection left out
+ULOGD_JSON_PRINTED = Printed(
+    ipv4=("in_iface", "out_iface", "src", "dst", "length", "tos", "prec", "ttl", "ip_id", "proto"),
+    ipv6=("in_iface", "out_iface", "src", "dst", "length", "tc", "ttl", "flowlabel", "proto"),
+    transport={
+        "TCP": ("sport", "dport", "tcp_seq", "tcp_ack", "tcp_window"),
+        "UDP": ("sport", "dport", "udp_length"),
+        "ICMP": ("icmp_type", "icmp_code"),
+        "ICMPv6": ("icmp_type", "icmp_code"),
+    },
+)
+
+
+def _lacks_keys(record: dict[str, Any], ipv6: bool) -> bool:
+    """Whether the record lacks a key ulogd writes for every packet of its kind (a projection of one)."""
+    proto = proto_name(record["ip.protocol"]) if type(record.get("ip.protocol")) is int else None
+    expected = (*_ALWAYS, *(_ALWAYS_IPV6 if ipv6 else _ALWAYS_IPV4), *_ALWAYS_TRANSPORT.get(proto or "", ()))
+    return any(_key(record, keys) is None for keys in expected)
+
+
 def _json_header(record: dict[str, Any], elided: bool = False) -> Header | None:
     """The packet of one JSON record; None if it is not IP (ARP through a bridge).
 
     `elided`: some of the record's members were elided in a paste, so the
-    fields it lacks are unknown rather than absent.
+    fields it lacks are unknown rather than absent.  A record that lacks
+    keys ulogd always writes (a `jq` projection) is read so too: its
+    `partial` names the fields it does not show.
     """
     if _key(record, _ADDRESSES[0][0]) is None and any(key.startswith("arp.") for key in record):
         return None
+    family_ipv6 = "oob.family" in record and _int(record, "oob.family") == _NFPROTO_IPV6
+    elided = elided or _lacks_keys(record, family_ipv6 or "ip6.payloadlen" in record)
     addresses = _addresses(record, elided)
     known = [value for _, value in addresses if type(value) is not Hidden]
     # redacted or elided addresses: the family ulogd recorded says it
-    ipv6 = known[0].version == 6 if known else "oob.family" in record and _int(record, "oob.family") == _NFPROTO_IPV6
+    ipv6 = known[0].version == 6 if known else family_ipv6
     network = _ipv6_fields(record) if ipv6 else _ipv4_fields(record)
     extra = [
         ("EXTRA", (key, str(value)))
         for key, value in record.items()
         if key not in _MAPPED and key not in _READ_ELSEWHERE
     ]
-    fields = [*_pairs(record, _LINK), *addresses, *network, *_transport_fields(record), *_pairs(record, _OWNER)]
+    transport = _transport_fields(record, elided)
+    fields = [*_pairs(record, _LINK), *addresses, *network, *transport, *_pairs(record, _OWNER)]
     family: Family | None = "ipv6" if ipv6 else "ipv4" if "oob.family" in record else None
-    return build_header([*fields, *extra], complete=False, family=family, cut=elided)
+    return build_header([*fields, *extra], complete=False, family=family, printed=ULOGD_JSON_PRINTED, cut=elided)
 
 
 def _json_stamp(record: dict[str, Any]) -> Stamp:
@@ -435,7 +479,11 @@ def _json_record(origin: SourceLine) -> _JsonRecord | Outcome:
             return _JsonRecord(*mended)
         column = error.colno if isinstance(error, json.JSONDecodeError) else None
         return BadLine(origin, column, f"not JSON: {error}")
-    return _JsonRecord(record) if isinstance(record, dict) else Skip.OTHER
+    if not isinstance(record, dict):
+        return Skip.OTHER
+    if None in record.values():  # ulogd writes no null: a jq projection names keys the record lacked
+        record = {key: value for key, value in record.items() if value is not None}
+    return _JsonRecord(record)
 
 
 def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
@@ -468,3 +516,88 @@ def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
     if isinstance(event, TraceEvent) and event.header.partial is not None:
         yield from (Caveat(origin, note) for note in damage_notes(event.header.partial))
     yield event
+
+
+# ---- a JSON object over several lines
+
+# `jq .` prints one member a line (a ulogd record takes about 40); a terminal
+# or a mail wraps a long line.  Past these, what was gathered is read as it is.
+JSON_LINES_MAX = 64
+JSON_CHARS_MAX = 64 << 10
+_JSON_TOKEN = re.compile(r'\\.|["{}\[\]]')
+WRAPPED = "a record wrapped over several lines was joined"
+
+
+def _json_nesting(text: str, depth: int = 0, in_string: bool = False) -> tuple[int, bool]:
+    """The objects and arrays left open at the end of `text`, and whether it ends inside a string.
+
+    Counted on from `depth` and `in_string` (the lines before).
+    """
+    for token in _JSON_TOKEN.finditer(text):
+        mark = token[0]
+        if in_string:
+            in_string = mark != '"'
+        elif mark == '"':
+            in_string = True
+        elif mark in "{[":
+            depth += 1
+        elif mark in "}]":
+            depth -= 1
+    return depth, in_string
+
+
+class JsonObjectLines:
+    """The lines of one JSON object printed over several, gathered until it closes.
+
+    A line that is part of such an object reads as nothing alone (`{`,
+    `  "src_ip": "172.18.0.2",`): the object is read once whole, its lines
+    joined as they were cut (a wrapped line's cut may fall inside a string),
+    as from its first line.
+    """
+
+    def __init__(self, first: SourceLine, depth: int, in_string: bool) -> None:
+        self._lines = [first]
+        self._chars = len(first.text)
+        self._depth, self._in_string = depth, in_string
+
+    @classmethod
+    def start(cls, line: SourceLine) -> JsonObjectLines | None:
+        """The gathering a line starting a JSON object begins, if the object goes on past it."""
+        text = line.text.rstrip()
+        if text.endswith("}"):
+            return None  # one line, whole or not: read as it is
+        depth, in_string = _json_nesting(text)
+        return cls(line, depth, in_string) if depth > 0 else None
+
+    @property
+    def closed(self) -> bool:
+        return self._depth <= 0 and not self._in_string
+
+    def add(self, line: SourceLine) -> bool:
+        """Take the object's next line; False if the object would grow past its bounds (left to be read as it is)."""
+        if len(self._lines) >= JSON_LINES_MAX or self._chars + len(line.text) > JSON_CHARS_MAX:
+            return False
+        self._lines.append(line)
+        self._chars += len(line.text)
+        self._depth, self._in_string = _json_nesting(line.text, self._depth, self._in_string)
+        return True
+
+    @property
+    def lines(self) -> list[SourceLine]:
+        return self._lines
+
+    def read(self) -> list[Outcome] | None:
+        """A ulogd record's outcomes, read as one line from the object's first; None for anything else.
+
+        (A line that was all of it, or other JSON, is for its lines to be
+        read one by one, as ever.)
+        """
+        first = self._lines[0]
+        joined = SourceLine(first.source, first.line, "".join(line.text.rstrip("\r") for line in self._lines))
+        if len(self._lines) == 1 or ULOGD_JSON_KEY not in joined.text:
+            return None
+        return [Caveat(joined, WRAPPED), *parse_json_line(joined)]
+
+
+ULOGD_JSON_KEY = '"oob.prefix"'
+"""A key every ulogd JSON record of an NFLOG rule with a prefix has."""
