@@ -19,6 +19,7 @@ from tracelog.parse.kernel import (
 from tracelog.parse.mending import leads, partial_line
 from tracelog.parse.nftmonitor import NftMonitorParser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
+from tracelog.parse.tshark import TsharkParser
 from tracelog.parse.ulogd import ULOGD_JSON_KEY, JsonObjectLines, parse_json_line, parse_logemu_line
 from tracelog.parse.xtables import XtablesMonitorParser, rule_protocol
 
@@ -48,6 +49,9 @@ _FORMATS = re.compile(
     r"|(?P<json>[ \t]*\{)"
     # ulogd LOGEMU: a syslog time and host, then the record, with no program tag
     r"|(?P<logemu>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ TRACE: )"
+    # tshark on NFLOG: its fields (the prefix, then a tab), its packet tree's prefix, IP header and frame lines
+    r"|(?P<tshark>TRACE: [a-z]+:\S+:(?:rule|return|policy):\d+ ?\t"
+    r"|[ \t]+Prefix: TRACE: |Internet Protocol Version [46], Src: |Frame \d+: )"
 )
 
 # A record of a format recognised by its start, quoted inside other text:
@@ -69,6 +73,7 @@ class LineParser:
         self._year = year
         self._xtables = XtablesMonitorParser()
         self._nft = NftMonitorParser()
+        self._tshark = TsharkParser()
         self._held: _Held | None = None
         self._json: JsonObjectLines | None = None
 
@@ -117,13 +122,13 @@ class LineParser:
         return released + outcomes if released else outcomes
 
     def flush(self) -> list[Outcome]:
-        """Release a held record: joined if it was made whole, else read as far as it goes."""
-        if self._json is not None:
-            return self._release_json()
-        if self._held is None:
-            return []
-        held, self._held = self._held, None
-        return held.outcomes if held.whole else read_cut_line(held.line, self._year)
+        """Release what is held: a record joined if it was made whole, else read as far as it goes."""
+        released = self._release_json() if self._json is not None else []
+        released += self._tshark.flush()
+        if self._held is not None:
+            held, self._held = self._held, None
+            released += held.outcomes if held.whole else read_cut_line(held.line, self._year)
+        return released
 
     def _release_json(self) -> list[Outcome]:
         """A JSON object gathered over lines, read whole; or, if it is no ulogd record over several, line by line."""
@@ -182,6 +187,8 @@ class LineParser:
             return self._nft.parse(line)
         if kind == "xtables":
             return self._xtables.parse(line)
+        if kind == "tshark":
+            return self._tshark.parse(line)
         if kind == "json":
             # other JSON logs (journalctl -o json) stay with the kernel parser, as before
             return list(parse_json_line(line)) if ULOGD_JSON_KEY in line.text else other_records(line, self._year)

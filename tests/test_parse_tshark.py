@@ -1,0 +1,86 @@
+"""tshark's renderings of TRACE records it decoded from NFLOG (samples/lab-tshark, captured with `tshark -i nflog`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RunCli
+from tests.outcomes import outcomes
+from tests.samples import SAMPLES
+from tracelog.events import Partial, TraceEvent
+from tracelog.parse.tshark import ADDRESSES_ONLY
+
+TSHARK = SAMPLES / "lab-tshark"
+META = json.loads((TSHARK / "meta.json").read_text())
+RENDERINGS = ["prefix-ip.tshark", "prefix-addresses.tshark", "verbose.tshark"]
+# what the renderings do not show of a packet: all of the kernel logger's fields but its addresses
+NOT_SHOWN = {
+    "ipv4": ["in_iface", "out_iface", "length", "tos", "prec", "ttl", "ip_id", "proto"],
+    "ipv6": ["in_iface", "out_iface", "length", "tc", "ttl", "flowlabel", "proto"],
+}
+
+
+def records(path: Path, run_cli: RunCli, *options: str) -> list[dict[str, Any]]:
+    run = run_cli("parse", "--format", "jsonl", *options, str(path))
+    assert run.status == 0, run.stderr
+    assert ADDRESSES_ONLY in run.stderr
+    found: list[dict[str, Any]] = run.records()
+    return found
+
+
+def prefixes(path: Path) -> list[tuple[int, str]]:
+    """The TRACE tag of every record, with its line: the test's own reading of the file."""
+    found = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if "TRACE: " in line:
+            found.append((number, line[line.index("TRACE: ") + 7 :].split()[0]))
+    return found
+
+
+@pytest.mark.parametrize("name", RENDERINGS)
+def test_every_record_is_a_step_and_the_packets_are_the_traced_ones(name: str, run_cli: RunCli) -> None:
+    found = records(TSHARK / name, run_cli)
+    steps = [step for record in found for step in record["steps"]]
+    tags = [f"{step['table']}:{step['chain']}:{step['kind']}:{step['rulenum']}" for step in steps]
+    assert [(step["line"], tag) for step, tag in zip(steps, tags, strict=True)] == prefixes(TSHARK / name)
+    assert len(found) == META["traced_packets"]
+    assert sorted({(record["family"], record["src"], record["dst"]) for record in found}) == [
+        ("ipv4", "10.98.0.1", "10.98.0.2"),
+        ("ipv4", "10.98.0.2", "10.98.0.1"),
+        ("ipv6", "fd98::1", "fd98::2"),
+        ("ipv6", "fd98::2", "fd98::1"),
+    ]
+    for record in found:
+        assert record["partial"]["elided"] == NOT_SHOWN[record["family"]]
+        # no trace ids: steps joined on the addresses (IPv6 had no filter table: one step each)
+        assert record["partial"]["guessed"] == (["grouping"] if len(record["steps"]) > 1 else [])
+
+
+def test_the_rulesets_name_rules_and_verdicts(run_cli: RunCli) -> None:
+    rules = ("--rules", str(TSHARK / "ruleset.iptables-save"), "--rules", str(TSHARK / "ruleset.ip6tables-save"))
+    found = records(TSHARK / "prefix-ip.tshark", run_cli, *rules)
+    assert [record["verdict"] for record in found if record["src"] == "10.98.0.2"] == ["ACCEPT", "ACCEPT", "REJECT"]
+
+
+def test_a_tree_prefix_without_an_ip_header_is_a_step_with_its_addresses_unknown() -> None:
+    lines = (TSHARK / "verbose.tshark").read_text().splitlines()
+    second_frame = next(at for at, line in enumerate(lines) if line.startswith("Frame 2:"))
+    without_ip = [line for line in lines[:second_frame] if not line.startswith("Internet Protocol")]
+    found = outcomes([*without_ip, *lines[second_frame:]])
+    first, second = [outcome for outcome in found if isinstance(outcome, TraceEvent)][:2]
+    assert (first.origin.line, str(first.header.src)) == (prefixes(TSHARK / "verbose.tshark")[0][0], "?")
+    unknown = ["in_iface", "out_iface", "src", "dst", *NOT_SHOWN["ipv4"][2:]]
+    assert first.header.partial == Partial(elided=tuple(unknown), guessed=("family",))
+    assert str(second.header.src) == "10.98.0.2"
+
+
+def test_a_prefix_left_waiting_at_the_end_is_released() -> None:
+    lines = (TSHARK / "verbose.tshark").read_text().splitlines()
+    prefix = next(at for at, line in enumerate(lines) if "Prefix: TRACE:" in line)
+    (*_, event) = outcomes(lines[: prefix + 1])
+    assert isinstance(event, TraceEvent)
+    assert (event.table, event.chain, event.kind, event.rulenum) == ("raw", "PREROUTING", "policy", 2)
