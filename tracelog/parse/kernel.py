@@ -87,7 +87,7 @@ def _stamp(prefix: _Prefix, year: int) -> Stamp:
     return Stamp(prefix.uptime, clock, assumed_year=assumed and clock is not None)
 
 
-class _KernelTransformer(FieldsTransformer):
+class KernelTransformer(FieldsTransformer):
     """Turns the `kernel.lark` rules into plain values.
 
     The field rules come namespaced from the imported grammar (merged below);
@@ -126,7 +126,7 @@ class _KernelTransformer(FieldsTransformer):
         return _Prefix()
 
 
-_TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
+_TRANSFORMER = merge_transformers(KernelTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
 
 
 def _parser() -> Lark:
@@ -238,7 +238,8 @@ def _tagged_trace(tag: re.Match[str], end: int) -> Trace | None:
     return (table, chain, kind, int(number)), header
 
 
-def _event(trace: Trace, prefix: _Prefix, origin: SourceLine, year: int) -> TraceEvent:
+def trace_event(trace: Trace, prefix: _Prefix, origin: SourceLine, year: int) -> TraceEvent:
+    """The step of a record in the kernel logger's words (a kernel log's, ulogd LOGEMU's), with its host and time."""
     (table, chain, kind, number), header = trace
     step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
     return TraceEvent(
@@ -356,7 +357,7 @@ def parse_whole_line(origin: SourceLine, year: int) -> TraceEvent | None:
         prefix, trace = _parse(origin.text, "line")
     except (UnexpectedInput, FieldError):
         return None
-    return _event(trace, prefix, origin, year)
+    return trace_event(trace, prefix, origin, year)
 
 
 def parse_kernel_line(origin: SourceLine, year: int) -> list[Outcome]:
@@ -385,7 +386,7 @@ def single_record(origin: SourceLine, year: int) -> TraceEvent | None:
     xtables-monitor's step lines look so, and the general path takes the rare
     bare kernel record.
 
-    The general path's steps (`_tagged_trace`, `_event`) written out in one
+    The general path's steps (`_tagged_trace`, `trace_event`) written out in one
     function: it runs for every line of a big log, where each call saved shows.
     """
     text = origin.text
@@ -433,7 +434,7 @@ def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outco
             if isinstance(outcome, BadLine | Caveat):
                 yield outcome
             else:
-                event = _event(outcome, prefix, origin, year)
+                event = trace_event(outcome, prefix, origin, year)
                 if event.header.partial is not None:
                     yield from (Caveat(origin, note) for note in damage_notes(event.header.partial))
                 yield event

@@ -37,19 +37,19 @@ from tracelog.parse.grammar import load_parser
 from tracelog.parse.kernel import (
     DAMAGED_TAG,
     MARK,
+    KernelTransformer,
     Trace,
-    _event,
-    _KernelTransformer,
     mended_trace,
     read_tagless_line,
     starts_record,
     tag_start,
+    trace_event,
 )
 from tracelog.parse.mending import damage_notes, mend
 from tracelog.parse.netlink import NFPROTO_FAMILIES, bad_line, proto_name, tcp_flag_names, tos_fields
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 
-_TRANSFORMER = merge_transformers(_KernelTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
+_TRANSFORMER = merge_transformers(KernelTransformer(), logfields=FieldsTransformer())  # type: ignore[no-untyped-call]
 
 # JSON key (CIM name first, then ulogd's own) → kernel logger field
 _ADDRESSES = ((("src_ip", "ip.saddr.str"), "SRC"), (("dest_ip", "ip.daddr.str"), "DST"))
@@ -156,7 +156,7 @@ def parse_logemu_line(origin: SourceLine, year: int) -> Iterator[Outcome]:
             yield bad_line(origin, error)
             return
         prefix, trace = mended
-    event = _event(trace, prefix, origin, year)
+    event = trace_event(trace, prefix, origin, year)
     if event.header.partial is not None:
         yield from (Caveat(origin, note) for note in damage_notes(event.header.partial))
     yield event
