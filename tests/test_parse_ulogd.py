@@ -326,23 +326,35 @@ def test_a_record_printed_over_several_lines_is_read_whole(name: str, run_cli: R
     assert [step["line"] for record in records for step in record["steps"]] == first_lines
 
 
+def lines_by_packet(records: list[dict[str, Any]]) -> list[list[int]]:
+    return [[step["line"] for step in record["steps"]] for record in records]
+
+
 @pytest.mark.parametrize("name", ["addresses.jq-c", "some-keys.jq-c"])
 def test_a_jq_projection_is_read_for_what_it_keeps(name: str, run_cli: RunCli) -> None:
-    """Every record is a step, grouped as the whole records are; `partial` names what the projection left out."""
-    whole = read_records(JSON, run_cli)
+    """Every record is a step; `partial` names what the projection left out; no two packets are joined on it.
+
+    Steps join on what the projection shows: the IP id and echo sequence
+    where it kept them; the addresses alone, which another packet of the
+    flow shares, join nothing.
+    """
+    whole = lines_by_packet(read_records(JSON, run_cli))
     records = read_records(JQ / name, run_cli)
-    assert [[s["line"] for s in r["steps"]] for r in records] == [[s["line"] for s in r["steps"]] for r in whole]
-    assert [(r["src"], r["dst"]) for r in records] == [(r["src"], r["dst"]) for r in whole]
+    found = lines_by_packet(records)
+    assert sorted(line for packet in found for line in packet) == sorted(line for packet in whole for line in packet)
+    packet_of = {line: number for number, packet in enumerate(whole) for line in packet}
+    assert all(len({packet_of[line] for line in packet}) == 1 for packet in found)  # no merges
     for record in records:
         assert {"tos", "ttl"} <= set(record["partial"]["elided"])  # neither projection keeps them
+        assert record["partial"]["guessed"] == []
     first = records[0]
     if name == "addresses.jq-c":
-        assert first["proto"] == "?"
+        assert (first["proto"], first["src"], first["dst"]) == ("?", "172.18.0.2", "172.18.0.3")
         assert {"proto", "in_iface", "ip_id", "length"} <= set(first["partial"]["elided"])
-        assert first["partial"]["guessed"] == ["grouping"]  # joined on the addresses alone
-    else:  # the IP id and the echo sequence were kept: they join the steps, no guess
+        assert all(len(packet) == 1 for packet in found)
+    else:  # the ping's IP ids and echo sequences were kept: its packets are whole
         assert (first["proto"], first["icmp_type"], first["steps"][0]["in"]) == ("ICMP", 8, "docker0")
-        assert first["partial"]["guessed"] == []
+        assert found[:4] == whole[:4]
 
 
 def test_other_json_over_several_lines_is_read_line_by_line_as_before() -> None:

@@ -252,26 +252,19 @@ def _guess(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool | None:
     same fields): no guess.  Otherwise the trace id may, a guess, and only
     where a new packet line can start: at a later hook or table.  A new
     packet line at the same table and hook is a new evaluation, a packet
-    of its own whose trace id the kernel reused.  A format without trace
-    ids (a kernel log, ulogd) may be joined on the addresses both steps
-    show, a guess.
+    of its own whose trace id the kernel reused.  In a format without trace
+    ids, a step that hid its identity joins nothing: its addresses and the
+    hook order fit another packet of its flow as well (steps of one packet
+    hidden in a paste leave holes another packet's steps fit into).
     """
     header, last = event.header, packet.last.header
     if _shows_one_packet(header, last):
         return False
     if not _same_trace(packet, event):
-        return True if _same_addresses_untraced(packet.last, event) else None
+        return None
     if _same_packet_line(header, last):
         return False
     return True if _later_stage(packet, event, stage) else None
-
-
-def _same_addresses_untraced(last: TraceEvent, event: TraceEvent) -> bool:
-    """Whether two steps of a format without trace ids both show the same addresses (as a whole packet's would)."""
-    before, after = last.header, event.header
-    if last.trace_id is not None or event.trace_id is not None or not (_known(before.src) and _known(before.dst)):
-        return False
-    return (before.src, before.dst) == (after.src, after.dst)
 
 
 def _compatible(header: Header, other: Header) -> bool:
