@@ -211,3 +211,22 @@ def test_a_line_damaged_many_times_over_is_a_step_or_listed(
     outcomes = [*parser.parse(SourceLine("p", at + 1, text)), *parser.flush()]
     assert all(isinstance(o, TraceEvent | BadLine | Caveat | Skip) for o in outcomes)
     assert any(isinstance(o, TraceEvent | BadLine) for o in outcomes), (text, outcomes)
+
+
+# Renderings of the captures by other tools (jq, fold, tshark): every step comes out of them too.
+RENDERINGS = sorted(
+    [*SAMPLES.glob("lab-tshark/*.tshark"), *(path for path in SAMPLES.glob("ulogd-jq/*") if path.name != "meta.json")]
+)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=[str(path.relative_to(SAMPLES)) for path in RENDERINGS])
+def test_every_step_of_a_rendering_comes_out_and_none_is_merged(rendering: Path, kind: str) -> None:
+    lines = capture_lines(rendering)
+    capture = read_capture(lines)
+    assert capture.events
+    for seed in SEEDS:
+        paste = damage(lines, kind, seed)
+        counted = tally(capture, paste, read_lines(paste.lines, paste.origins))
+        assert (counted.lost, counted.listed, counted.merges) == (0, 0, 0)
+        assert counted.steps_out == counted.steps_in

@@ -51,12 +51,15 @@ _FORMATS = re.compile(
     r"|(?P<logemu>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ TRACE: )"
     # tshark on NFLOG: its fields (the prefix, then a tab), its packet tree's prefix, IP header and frame lines
     r"|(?P<tshark>TRACE: [a-z]+:\S+:(?:rule|return|policy):\d+ ?\t"
-    r"|[ \t]+Prefix: TRACE: |Internet Protocol Version [46], Src: |Frame \d+: )"
+    r"|[ \t]*Prefix: TRACE: |Internet Protocol Version [46], Src: |Frame \d+: )"
 )
 
 # A record of a format recognised by its start, quoted inside other text:
 # after `> `, a line number, a file name (see `tracelog.parse.mending.leads`).
-_QUOTED = re.compile(r"trace id [0-9a-f]+ |(?:PACKET|TRACE): \d+ [0-9a-f]+ |\{\s*\"")
+_QUOTED = re.compile(
+    r"trace id [0-9a-f]+ |(?:PACKET|TRACE): \d+ [0-9a-f]+ |\{\s*\"|\{[ \t]*$"
+    r"|TRACE: [a-z]+:\S+:(?:rule|return|policy):\d+ ?\t|Prefix: TRACE: |Internet Protocol Version [46], Src: "
+)
 
 
 class LineParser:
@@ -90,7 +93,8 @@ class LineParser:
         if event is not None:  # the kernel log's one-record line, the commonest of all: never a continuation
             return [event] if self._held is None and self._json is None else [*self.flush(), event]
         if self._json is not None:
-            if _may_continue_json(line.text) and self._json.add(line):
+            member = self._json.unquoted(line)
+            if member is not None and _may_continue_json(member.text) and self._json.add(member):
                 return self._release_json() if self._json.closed else []
             return [*self._release_json(), *self.parse(line)]
         return self._parse_line(line, gather=True)
@@ -118,7 +122,8 @@ class LineParser:
                 self._held = _Held(line, outcomes)
                 return released
             if _may_be_quoted(line.text, outcomes):
-                outcomes = self._quoted(line) or outcomes
+                quoted = self._quoted(line)
+                outcomes = outcomes if quoted is None else quoted  # [] for a record held for lines to come
         return released + outcomes if released else outcomes
 
     def flush(self) -> list[Outcome]:
@@ -148,11 +153,14 @@ class LineParser:
         as their origin, columns counted on it.
         """
         text = line.text
-        for lead in (0, *leads(text)):  # an indented code block is quoting too
+        for layers, lead in enumerate((0, *leads(text))):  # an indented code block is quoting too
             start = len(text) - len(text[lead:].lstrip(" \t"))
             kind = _FORMATS.match(text, start)
             if kind is not None:
                 record = SourceLine(line.source, line.line, text[start:])
+                if kind.lastgroup == "json" and (gathering := JsonObjectLines.start(record, layers)) is not None:
+                    self._json = gathering  # a quoted object over several lines: each quoted alike
+                    return []
                 return [_requoted(outcome, line, start) for outcome in self._dispatch(kind.lastgroup, record)]
         return None
 
@@ -196,7 +204,12 @@ class LineParser:
 
 
 def _requoted(outcome: Outcome, line: SourceLine, offset: int) -> Outcome:
-    """An outcome of a record read without its quoting, given its whole line back."""
+    """An outcome of a record read without its quoting, given its whole line back.
+
+    (An outcome of a line before, held until this one, keeps its own.)
+    """
+    if getattr(outcome, "origin", line).line != line.line:
+        return outcome
     if isinstance(outcome, TraceEvent):
         return outcome._replace(origin=line)
     if isinstance(outcome, BadLine):

@@ -17,9 +17,10 @@ from typing import Any, NamedTuple, cast
 
 from lark import Token, Transformer, UnexpectedInput
 
-from tracelog.events import SourceLine, StepKind, TraceEvent
+from tracelog.events import Partial, SourceLine, StepKind, TraceEvent
 from tracelog.parse.fields import Field, build_header, ip_address
 from tracelog.parse.grammar import load_parser
+from tracelog.parse.mending import damage_notes, mend
 from tracelog.parse.netlink import bad_line
 from tracelog.parse.outcome import Caveat, Outcome, Skip
 
@@ -46,7 +47,14 @@ class _Frame(NamedTuple):
     pass
 
 
-_Line = _FieldsLine | _TreePrefix | _IpHeader | _Frame
+class _DamagedLine(NamedTuple):
+    tag: Tag
+
+
+_Line = _FieldsLine | _TreePrefix | _IpHeader | _Frame | _DamagedLine
+_FIELDS_START = ("fields_line", "tree_prefix", "ip_header", "frame", "damaged_line")
+# what a fields line that could not be read leaves unknown beyond what tshark does not show
+_UNREAD = Partial(unreadable=("src", "dst"))
 
 
 class _TsharkTransformer(Transformer[Token, Any]):
@@ -82,13 +90,33 @@ class _TsharkTransformer(Transformer[Token, Any]):
     def frame(self, children: list[Token]) -> _Frame:
         return _Frame()
 
+    def damaged_line(self, children: list[Any]) -> _DamagedLine:
+        return _DamagedLine(children[0])
+
 
 _TRANSFORMER = _TsharkTransformer()
 
 
-def _grammar(text: str) -> _Line:
-    parser = load_parser("tshark", ("fields_line", "tree_prefix", "ip_header", "frame"), _TRANSFORMER)
-    return cast(_Line, parser.parse(text, start=_start(text)))
+def _grammar(text: str, start: str | None = None) -> _Line:
+    parser = load_parser("tshark", _FIELDS_START, _TRANSFORMER)
+    return cast(_Line, parser.parse(text, start=start or _start(text)))
+
+
+def _mendable(text: str, lenient: bool) -> _Line:
+    """A line as the grammar reads it, for mending (`tracelog.parse.mending`)."""
+    return _grammar(text)
+
+
+def _damaged(text: str) -> tuple[_Line, Partial] | None:
+    """A line the grammar cannot read as it is: mended (a remark after it, a blank inside a word), or its tag alone."""
+    mended = mend(text, _mendable)
+    if mended is not None:
+        joined = mended.mends.joined
+        return mended.value, Partial(repaired=("text",)) if joined else Partial()
+    try:
+        return _grammar(text, "damaged_line"), _UNREAD
+    except UnexpectedInput:
+        return None
 
 
 def _start(text: str) -> str:
@@ -101,8 +129,11 @@ def _start(text: str) -> str:
     return "frame" if stripped.startswith("Frame") else "fields_line"
 
 
-def _event(tag: Tag, addresses: Addresses | None, origin: SourceLine) -> list[Outcome]:
-    """A record's step: its tag's table, chain, kind and number; its header the addresses, the rest unknown."""
+def _event(tag: Tag, addresses: Addresses | None, origin: SourceLine, damage: Partial | None = None) -> list[Outcome]:
+    """A record's step: its tag's table, chain, kind and number; its header the addresses, the rest unknown.
+
+    `damage` is what a paste did to the line, beside what tshark does not show.
+    """
     fields: list[Field] = []
     if addresses is not None:
         try:
@@ -110,10 +141,14 @@ def _event(tag: Tag, addresses: Addresses | None, origin: SourceLine) -> list[Ou
         except ValueError:
             fields = []  # not an address tshark prints (a name it resolved): left unknown
     header = build_header(fields, complete=False, cut=True)
+    notes: list[Outcome] = [Caveat(origin, ADDRESSES_ONLY)]
+    if damage is not None and damage != Partial():
+        header = header._replace(partial=damage.merge(header.partial))
+        notes += [Caveat(origin, note) for note in damage_notes(damage)]
     table, chain, kind, number = tag
     step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
     event = TraceEvent(table=table, chain=chain, kind=step_kind, header=header, rulenum=number, origin=origin)
-    return [Caveat(origin, ADDRESSES_ONLY), event]
+    return [*notes, event]
 
 
 class TsharkParser:
@@ -123,12 +158,17 @@ class TsharkParser:
         self._pending: tuple[Tag, SourceLine] | None = None
 
     def parse(self, origin: SourceLine) -> list[Outcome]:
+        damage = None
         try:
             line = _grammar(origin.text)
         except UnexpectedInput as error:
-            return [*self.flush(), bad_line(origin, error)]
-        if isinstance(line, _FieldsLine):
-            return [*self.flush(), *_event(line.tag, line.addresses, origin)]
+            damaged = _damaged(origin.text)
+            if damaged is None:
+                return [*self.flush(), bad_line(origin, error)]
+            line, damage = damaged
+        if isinstance(line, _FieldsLine | _DamagedLine):
+            addresses = line.addresses if isinstance(line, _FieldsLine) else None
+            return [*self.flush(), *_event(line.tag, addresses, origin, damage)]
         if isinstance(line, _TreePrefix):
             released = self.flush()
             self._pending = (line.tag, origin)

@@ -45,7 +45,7 @@ from tracelog.parse.kernel import (
     tag_start,
     trace_event,
 )
-from tracelog.parse.mending import damage_notes, mend
+from tracelog.parse.mending import damage_notes, leads, mend
 from tracelog.parse.netlink import NFPROTO_FAMILIES, bad_line, proto_name, tcp_flag_names, tos_fields
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 
@@ -479,11 +479,7 @@ def _json_record(origin: SourceLine) -> _JsonRecord | Outcome:
             return _JsonRecord(*mended)
         column = error.colno if isinstance(error, json.JSONDecodeError) else None
         return BadLine(origin, column, f"not JSON: {error}")
-    if not isinstance(record, dict):
-        return Skip.OTHER
-    if None in record.values():  # ulogd writes no null: a jq projection names keys the record lacked
-        record = {key: value for key, value in record.items() if value is not None}
-    return _JsonRecord(record)
+    return _JsonRecord(record) if isinstance(record, dict) else Skip.OTHER
 
 
 def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
@@ -493,6 +489,8 @@ def parse_json_line(origin: SourceLine) -> Iterator[Outcome]:
         yield read
         return
     record, mends = read
+    if None in record.values():  # ulogd writes no null: a jq projection names keys the record lacked
+        record = {key: value for key, value in record.items() if value is not None}
     if any(" " in key for key in record) or any(" " in str(record.get(key, "")) for key in _SPACE_PRONE):
         closed = _closed_blanks(record)
         if closed is not None:
@@ -555,19 +553,33 @@ class JsonObjectLines:
     as from its first line.
     """
 
-    def __init__(self, first: SourceLine, depth: int, in_string: bool) -> None:
+    def __init__(self, first: SourceLine, depth: int, in_string: bool, quoting: int) -> None:
         self._lines = [first]
         self._chars = len(first.text)
         self._depth, self._in_string = depth, in_string
+        self._quoting = quoting
 
     @classmethod
-    def start(cls, line: SourceLine) -> JsonObjectLines | None:
-        """The gathering a line starting a JSON object begins, if the object goes on past it."""
+    def start(cls, line: SourceLine, quoting: int = 0) -> JsonObjectLines | None:
+        """The gathering a line starting a JSON object begins, if the object goes on past it.
+
+        `quoting`: the layers of quoting taken off the line (`> `, `12: `,
+        see `tracelog.parse.mending.leads`), which the lines after it have too.
+        """
         text = line.text.rstrip()
         if text.endswith("}"):
             return None  # one line, whole or not: read as it is
         depth, in_string = _json_nesting(text)
-        return cls(line, depth, in_string) if depth > 0 else None
+        return cls(line, depth, in_string, quoting) if depth > 0 else None
+
+    def unquoted(self, line: SourceLine) -> SourceLine | None:
+        """A line after the first without the layers of quoting the first had; None if it has fewer."""
+        if not self._quoting:
+            return line
+        found = leads(line.text)
+        if len(found) < self._quoting:
+            return None
+        return SourceLine(line.source, line.line, line.text[found[self._quoting - 1] :])
 
     @property
     def closed(self) -> bool:
