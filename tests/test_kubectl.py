@@ -48,7 +48,7 @@ def test_pods_are_named_namespace_name_and_a_host_network_pod_names_its_node() -
 
 
 def test_services_name_their_addresses_and_slices_their_pods() -> None:
-    assert load_names([SERVICES]) == Names(containers=SERVICE_NAMES)
+    assert load_names([SERVICES]).containers == SERVICE_NAMES
     slices = load_names([SLICES]).containers
     assert slices == {address: POD_NAMES[address] for address in (ip_address("10.244.1.11"), ip_address("10.244.1.12"))}
 
