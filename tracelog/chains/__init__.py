@@ -8,6 +8,7 @@ reads one writer's conventions; none changes what the parsers read.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -23,6 +24,20 @@ class NativeChain(NamedTuple):
 
     hook: str | None
     passes_on: bool
+
+
+def table_native_chain(
+    table: str,
+    chain: str,
+    writer_table: str,
+    base_chains: Mapping[str, NativeChain],
+    regular_chain: Callable[[str], NativeChain | None],
+) -> NativeChain | None:
+    """A chain of a writer's own table: a base chain from the writer's list, any other as `regular_chain` reads its
+    name; None in any other table."""
+    if table != writer_table:
+        return None
+    return base_chains.get(chain) or regular_chain(chain)
 
 
 @dataclass(frozen=True, slots=True)

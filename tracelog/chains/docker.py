@@ -16,7 +16,7 @@ docs/containers.md for where each fact comes from in moby's source):
 
 from __future__ import annotations
 
-from tracelog.chains import ChainMeaning, NativeChain, Reason
+from tracelog.chains import ChainMeaning, NativeChain, Reason, table_native_chain
 from tracelog.chains.comments import rule_comment
 
 WRITER = "Docker"
@@ -102,11 +102,11 @@ _ICC = {
 
 def native_chain(table: str, chain: str) -> NativeChain | None:
     """The hook and kind of a chain of Docker 29's `docker-bridges` tables; None for any other."""
-    if table != NFT_TABLE:
-        return None
-    known = _NFT_BASE_CHAINS.get(chain)
-    if known is not None:
-        return known
+    return table_native_chain(table, chain, NFT_TABLE, _NFT_BASE_CHAINS, _bridge_native_chain)
+
+
+def _bridge_native_chain(chain: str) -> NativeChain | None:
+    """A per-bridge chain of Docker 29, by its prefix; None for any other name."""
     prefix = _bridge_chain_prefix(chain)
     return _NFT_BRIDGE_PREFIXES[prefix] if prefix else None
 

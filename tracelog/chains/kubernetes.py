@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from ipaddress import ip_address
 from typing import Literal, NamedTuple, cast
 
-from tracelog.chains import ChainMeaning, NativeChain, Reason
+from tracelog.chains import ChainMeaning, NativeChain, Reason, table_native_chain
 from tracelog.chains.comments import rule_comment
 
 # iptables mode: prefix → what the chain is for; all but KUBE-SEP hash the service port and protocol only
@@ -651,11 +651,11 @@ _POLICY_ROLES = {
 
 def native_chain(table: str, chain: str) -> NativeChain | None:
     """The hook and kind of a chain of kube-proxy's `kube-proxy` table (nftables mode); None for any other."""
-    if table != NFTABLES_TABLE:
-        return None
-    known = _NFT_BASE_CHAINS.get(chain)
-    if known is not None:
-        return known
+    return table_native_chain(table, chain, NFTABLES_TABLE, _NFT_BASE_CHAINS, _regular_native_chain)
+
+
+def _regular_native_chain(chain: str) -> NativeChain | None:
+    """A nat, service, endpoint or firewall chain of kube-proxy's table; None for any other name."""
     decoded = decode_nftables_chain(chain)
     if chain in _NFT_NAT_CHAINS or (decoded is not None and decoded.role != "firewall"):
         return NativeChain(None, True)

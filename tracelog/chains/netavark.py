@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from ipaddress import ip_network
 from typing import NamedTuple
 
-from tracelog.chains import ChainMeaning, NativeChain, Reason
+from tracelog.chains import ChainMeaning, NativeChain, Reason, table_native_chain
 from tracelog.chains.comments import rule_comment
 
 WRITER = "netavark"
@@ -116,11 +116,11 @@ def chain_network(chain: str, networks: Mapping[str, str]) -> str | None:
 
 def native_chain(table: str, chain: str) -> NativeChain | None:
     """The hook and kind of a chain of netavark's `inet netavark` table; None for any other."""
-    if table != NFT_TABLE:
-        return None
-    known = _NFT_BASE_CHAINS.get(chain)
-    if known is not None:
-        return known
+    return table_native_chain(table, chain, NFT_TABLE, _NFT_BASE_CHAINS, _regular_native_chain)
+
+
+def _regular_native_chain(chain: str) -> NativeChain | None:
+    """An isolation or per-network chain of netavark's table; None for any other name."""
     if chain.startswith("NETAVARK-ISOLATION-"):
         return NativeChain(None, False)
     return NativeChain(None, True) if subnet_chain(chain) else None
