@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Literal
 
 from tests.lab import kernlog
@@ -65,7 +64,7 @@ from tests.lab.k8s_cluster import (
     policy_ruleset,
     trace_ruleset,
 )
-from tests.lab.netlab import BUSYBOX, parse_trace_counters, run
+from tests.lab.netlab import BUSYBOX, NetnsLab, parse_trace_counters, run
 
 Mode = Literal["legacy", "nft", "nftables"]
 MODES: tuple[Mode, ...] = ("legacy", "nft", "nftables")
@@ -219,7 +218,7 @@ class ScenarioRun:
         }
 
 
-class KubeNodeLab:
+class KubeNodeLab(NetnsLab):
     """The node, its pods and the external client as namespaces `<prefix>-node`, `<prefix>-<pod>`, `<prefix>-ext`.
 
     `with KubeNodeLab("legacy") as lab:` builds everything and loads the
@@ -233,9 +232,7 @@ class KubeNodeLab:
         self.cluster = cluster
         self.node = f"{prefix}-node"
         self.ext = f"{prefix}-ext"
-        self.namespaces = [self.node, self.ext, *(self.pod_namespace(pod) for pod in cluster.pods)]
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self._workdir: Path | None = None
+        super().__init__([self.node, self.ext, *(self.pod_namespace(pod) for pod in cluster.pods)])
 
     def pod_namespace(self, pod: Pod) -> str:
         """`tk-web-7d4b9c-fghij`: the namespace that plays a pod."""
@@ -244,74 +241,10 @@ class KubeNodeLab:
     def namespace_of(self, source: str) -> str:
         return self.ext if source == "ext" else self.pod_namespace(self.cluster.pod(source))
 
-    def __enter__(self) -> KubeNodeLab:
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the lab's processes and delete its namespaces; safe to call twice."""
-        for process in list(self._processes):
-            self.stop(process)
-        for namespace in self.namespaces:
-            run(["ip", "netns", "del", namespace], check=False)
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    # -- running things ----------------------------------------------------------
-
-    def exec(
-        self,
-        namespace: str,
-        argv: Sequence[str],
-        *,
-        check: bool = True,
-        stdin: str | None = None,
-        timeout: float = 20.0,
-    ) -> subprocess.CompletedProcess[str]:
-        return run(["ip", "netns", "exec", namespace, *argv], check=check, stdin=stdin, timeout=timeout)
-
-    def spawn(
-        self,
-        namespace: str,
-        argv: Sequence[str],
-        *,
-        stdout: IO[bytes] | int = subprocess.DEVNULL,
-        stderr: IO[bytes] | int = subprocess.DEVNULL,
-    ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdout=stdout, stderr=stderr)
-        self._processes.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process in self._processes:
-            self._processes.remove(process)
-
     # -- building ------------------------------------------------------------------
 
     def _build(self) -> None:
-        clashes = sorted(set(run(["ip", "netns", "list"]).stdout.split()) & set(self.namespaces))
-        if clashes:
-            raise RuntimeError(f"namespaces already exist: {clashes} (delete them with 'ip netns del')")
-        for namespace in self.namespaces:
-            run(["ip", "netns", "add", namespace])
-            self.exec(namespace, ["ip", "link", "set", "lo", "up"])
+        self.add_namespaces()
         run(["modprobe", "br_netfilter"], check=False)
         node = self.node
         self.exec(node, ["ip", "link", "add", BRIDGE, "address", "0a:58:0a:f4:01:01", "type", "bridge"])
@@ -379,23 +312,15 @@ class KubeNodeLab:
         return f"iptables-{flavour}" + (f"-{verb}" if verb else "")
 
     def _start_servers(self) -> None:
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-lab-"))
+        workdir = self.make_workdir(f"{self.prefix}-lab-")
         for pod in self.cluster.pods:
             if pod.port is None:
                 continue
-            docroot = self._workdir / pod.name
+            docroot = workdir / pod.name
             docroot.mkdir()
             (docroot / "index.html").write_text(f"hello from {pod.key}\n")
             self.spawn(self.pod_namespace(pod), [BUSYBOX, "httpd", "-f", "-p", str(pod.port), "-h", str(docroot)])
-            self._wait_for_listener(self.pod_namespace(pod), pod.port)
-
-    def _wait_for_listener(self, namespace: str, port: int, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.exec(namespace, ["ss", "-Htln", f"sport = :{port}"]).stdout.strip():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"nothing listens on port {port} in {namespace}")
+            self.wait_for_listener(self.pod_namespace(pod), pod.port)
 
     # -- the kernel's own accounts -----------------------------------------------------
 

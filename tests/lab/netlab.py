@@ -3,6 +3,9 @@
 Everything here shells out to ``ip``, ``sysctl`` and the iptables tools so the
 kernel, not Python, decides what gets traced. Only namespaces this module
 creates are touched: the initial namespace's firewall is never changed.
+``NetnsLab`` here is what every namespace lab (this one, tests/lab/nftlab.py,
+tests/lab/k8s.py) shares: creating its namespaces, running things in them,
+deleting them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal
+from typing import IO, Literal, Self
 
 BackendName = Literal["legacy", "nft"]
 Family = Literal["ipv4", "ipv6"]
@@ -197,7 +200,116 @@ def parse_trace_counters(listing: str) -> int:
     return total
 
 
-class DockerLikeLab:
+class NetnsLab:
+    """`with` a lab: `_build` on entry (deleting what it built when it fails), leaving stops and deletes everything.
+
+    A lab names its namespaces up front; its `_build` creates them with
+    `add_namespaces` and builds the rest.
+    """
+
+    def __init__(self, namespaces: Sequence[str]) -> None:
+        self.namespaces = list(namespaces)
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._workdir: Path | None = None
+
+    def __enter__(self) -> Self:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _build(self) -> None:
+        """Create the namespaces and what lives in them; each lab says what."""
+        raise NotImplementedError
+
+    @staticmethod
+    def ns_argv(namespace: str, argv: Sequence[str]) -> list[str]:
+        """Prefix `argv` so it runs inside `namespace`."""
+        return ["ip", "netns", "exec", namespace, *argv]
+
+    def close(self) -> None:
+        """Stop the lab's processes, delete its namespaces and its scratch directory; safe to call twice."""
+        for process in list(self._processes):
+            self.stop(process)
+        for namespace in self.namespaces:
+            run(["ip", "netns", "del", namespace], check=False)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def add_namespaces(self) -> None:
+        """Create the lab's namespaces with `lo` up; refuse when one of them exists already."""
+        clashes = sorted(set(run(["ip", "netns", "list"]).stdout.split()) & set(self.namespaces))
+        if clashes:
+            raise RuntimeError(f"namespaces already exist: {clashes} (delete them with 'ip netns del')")
+        for namespace in self.namespaces:
+            run(["ip", "netns", "add", namespace])
+            run(self.ns_argv(namespace, ["ip", "link", "set", "lo", "up"]))
+
+    def make_workdir(self, prefix: str) -> Path:
+        """A scratch directory (web servers' document roots), removed when the lab closes."""
+        self._workdir = Path(tempfile.mkdtemp(prefix=prefix))
+        return self._workdir
+
+    def exec(
+        self,
+        namespace: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 20.0,
+        stdin: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside one of the lab's namespaces."""
+        return run(self.ns_argv(namespace, argv), check=check, timeout=timeout, stdin=stdin)
+
+    def spawn(
+        self,
+        namespace: str,
+        argv: Sequence[str],
+        *,
+        stdout: IO[bytes] | int = subprocess.DEVNULL,
+        stderr: IO[bytes] | int = subprocess.DEVNULL,
+    ) -> subprocess.Popen[bytes]:
+        """Start a long-running process in a namespace; `close()` stops it."""
+        process = subprocess.Popen(self.ns_argv(namespace, argv), stdout=stdout, stderr=stderr)
+        self._processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
+        """Terminate a process started with `spawn` (SIGKILL when it will not go) and wait for it."""
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process in self._processes:
+            self._processes.remove(process)
+        return process.returncode
+
+    def wait_for_listener(self, namespace: str, port: int, timeout: float = 5.0) -> None:
+        """Return once something listens on TCP `port` in `namespace`; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if run(self.ns_argv(namespace, ["ss", "-Htln", f"sport = :{port}"])).stdout.strip():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"nothing listens on port {port} in {namespace}")
+
+
+class DockerLikeLab(NetnsLab):
     """Namespaces ``<prefix>-host``, ``-c1``, ``-c2`` and ``-ext`` wired like a Docker host.
 
     ``with DockerLikeLab(backend="legacy") as lab:`` builds the topology, loads
@@ -220,95 +332,13 @@ class DockerLikeLab:
         self.ext = f"{prefix}-ext"
         self.c1 = Container("nginx-1", f"{prefix}-c1", "172.18.0.2", "fd00:18::2")
         self.c2 = Container("nginx-2", f"{prefix}-c2", "172.18.0.3", "fd00:18::3")
-        self.namespaces = [self.host, self.c1.name, self.c2.name, self.ext]
+        super().__init__([self.host, self.c1.name, self.c2.name, self.ext])
         self.veths = {c.name: docker_veth_name(f"{prefix}/{c.role}") for c in self.containers}
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self._workdir: Path | None = None
 
     @property
     def containers(self) -> tuple[Container, Container]:
         """Both containers, c1 (client) first, c2 (published web server) second."""
         return (self.c1, self.c2)
-
-    # -- lifecycle -----------------------------------------------------------
-
-    def __enter__(self) -> DockerLikeLab:
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop lab processes and delete the namespaces; safe to call more than once."""
-        for process in self._processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        self._processes.clear()
-        for namespace in self.namespaces:
-            run(["ip", "netns", "del", namespace], check=False)
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    # -- running things inside namespaces -----------------------------------
-
-    @staticmethod
-    def ns_argv(namespace: str, argv: Sequence[str]) -> list[str]:
-        """Prefix ``argv`` so it runs inside ``namespace``."""
-        return ["ip", "netns", "exec", namespace, *argv]
-
-    def exec(
-        self,
-        namespace: str,
-        argv: Sequence[str],
-        *,
-        check: bool = True,
-        timeout: float = 20.0,
-        stdin: str | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a command inside one of the lab's namespaces."""
-        return run(self.ns_argv(namespace, argv), check=check, timeout=timeout, stdin=stdin)
-
-    def spawn(
-        self,
-        namespace: str,
-        argv: Sequence[str],
-        *,
-        stdout: IO[bytes] | int = subprocess.DEVNULL,
-        stderr: IO[bytes] | int = subprocess.DEVNULL,
-    ) -> subprocess.Popen[bytes]:
-        """Start a long-running process in a namespace; ``close()`` will stop it."""
-        process = subprocess.Popen(self.ns_argv(namespace, argv), stdout=stdout, stderr=stderr)
-        self._processes.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
-        """Terminate a process started with ``spawn`` and wait for it."""
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process in self._processes:
-            self._processes.remove(process)
-        return process.returncode
 
     # -- firewall ------------------------------------------------------------
 
@@ -355,13 +385,7 @@ class DockerLikeLab:
     # -- building ------------------------------------------------------------
 
     def _build(self) -> None:
-        existing = run(["ip", "netns", "list"]).stdout.split()
-        clashes = sorted(set(existing) & set(self.namespaces))
-        if clashes:
-            raise RuntimeError(f"namespaces already exist: {clashes} (delete them with 'ip netns del')")
-        for namespace in self.namespaces:
-            run(["ip", "netns", "add", namespace])
-            self.exec(namespace, ["ip", "link", "set", "lo", "up"])
+        self.add_namespaces()
         self._build_host()
         for container in self.containers:
             self._build_container(container)
@@ -464,18 +488,8 @@ class DockerLikeLab:
         self.exec(self.ext, ["ip", "-6", "route", "add", "default", "via", UPLINK_V6])
 
     def _start_web_server(self) -> None:
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-lab-"))
-        docroot = self._workdir / "www"
+        docroot = self.make_workdir(f"{self.prefix}-lab-") / "www"
         docroot.mkdir()
         (docroot / "index.html").write_text("hello from nginx-2\n")
         self.spawn(self.c2.name, [BUSYBOX, "httpd", "-f", "-p", "80", "-h", str(docroot)])
-        self._wait_for_listener(self.c2.name, 80)
-
-    def _wait_for_listener(self, namespace: str, port: int, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            listening = self.exec(namespace, ["ss", "-Htln", f"sport = :{port}"]).stdout
-            if listening.strip():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"nothing listens on port {port} in {namespace}")
+        self.wait_for_listener(self.c2.name, 80)

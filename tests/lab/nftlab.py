@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
-from tests.lab.logdaemons import stop_process
-from tests.lab.netlab import BUSYBOX, docker_veth_name, run
+from tests.lab.netlab import BUSYBOX, NetnsLab, docker_veth_name, run
 
 TRACE_TABLE = "tracing"
 # Before every writer's chain, raw priority (-300) included, so a raw drop is traced too.
@@ -155,59 +152,31 @@ def counted_packets(listing: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-class NamespaceLab:
+class NamespaceLab(NetnsLab):
     """`with NamespaceLab(topology) as lab:` builds the namespaces, links and httpd; leaving deletes them."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         roles = [endpoint.name for endpoint in topology.endpoints]
         roles += [f"ext{number}" for number in range(1, len(topology.uplinks) + 1)]
-        self.namespaces = [topology.host, *(topology.namespace(role) for role in roles)]
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self._workdir: Path | None = None
-
-    def __enter__(self) -> NamespaceLab:
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the lab's processes and delete its namespaces; safe to call twice."""
-        for process in self._processes:
-            stop_process(process)
-        self._processes.clear()
-        for namespace in self.namespaces:
-            run(["ip", "netns", "del", namespace], check=False)
-        if self._workdir is not None:
-            subprocess.run(["rm", "-rf", str(self._workdir)], check=False)
-            self._workdir = None
+        super().__init__([topology.host, *(topology.namespace(role) for role in roles)])
 
     def exec(
-        self, role: str, argv: Sequence[str], *, check: bool = True, stdin: str | None = None, timeout: float = 20.0
+        self, role: str, argv: Sequence[str], *, check: bool = True, timeout: float = 20.0, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run a command in the namespace of `role` (`host`, a container's name, `ext1`, …)."""
-        namespace = self.topology.namespace(role)
-        return run(["ip", "netns", "exec", namespace, *argv], check=check, stdin=stdin, timeout=timeout)
+        return super().exec(self.topology.namespace(role), argv, check=check, timeout=timeout, stdin=stdin)
 
     def spawn(
-        self, role: str, argv: Sequence[str], stdout: IO[bytes] | int = subprocess.DEVNULL
+        self,
+        role: str,
+        argv: Sequence[str],
+        *,
+        stdout: IO[bytes] | int = subprocess.DEVNULL,
+        stderr: IO[bytes] | int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
-        """Start a long-running process in a namespace; `close()` stops it."""
-        namespace = self.topology.namespace(role)
-        process = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdout=stdout, stderr=subprocess.DEVNULL)
-        self._processes.append(process)
-        return process
+        """Start a long-running process in the namespace of `role`; `close()` stops it."""
+        return super().spawn(self.topology.namespace(role), argv, stdout=stdout, stderr=stderr)
 
     def load(self, ruleset: str) -> None:
         """Load an nft ruleset into the host namespace, as the rule writer would."""
@@ -240,17 +209,10 @@ class NamespaceLab:
                 time.sleep(MONITOR_DRAIN)
             finally:
                 process.send_signal(signal.SIGINT)
-                stop_process(process)
-                self._processes.remove(process)
+                self.stop(process)
 
     def _build(self) -> None:
-        existing = run(["ip", "netns", "list"]).stdout.split()
-        clashes = sorted(set(existing) & set(self.namespaces))
-        if clashes:
-            raise RuntimeError(f"namespaces already exist: {clashes} (delete them with 'ip netns del')")
-        for namespace in self.namespaces:
-            run(["ip", "netns", "add", namespace])
-            run(["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"])
+        self.add_namespaces()
         run(["modprobe", "br_netfilter"], check=False)
         self.exec("host", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"])
         for bridge in self.topology.bridges:
@@ -288,20 +250,12 @@ class NamespaceLab:
         self.exec(role, ["ip", "route", "add", "default", "via", str(uplink.host.ip)])
 
     def _start_httpd(self) -> None:
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.topology.prefix}-lab-"))
-        (self._workdir / "index.html").write_text("hello from the lab\n")
+        workdir = self.make_workdir(f"{self.topology.prefix}-lab-")
+        (workdir / "index.html").write_text("hello from the lab\n")
         for endpoint in self.topology.endpoints:
             if endpoint.httpd:
-                self.spawn(endpoint.name, [BUSYBOX, "httpd", "-f", "-p", str(HTTP_PORT), "-h", str(self._workdir)])
-                self._wait_for_listener(endpoint.name)
-
-    def _wait_for_listener(self, role: str, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.exec(role, ["ss", "-Htln", f"sport = :{HTTP_PORT}"]).stdout.strip():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"nothing listens on port {HTTP_PORT} in {role}")
+                self.spawn(endpoint.name, [BUSYBOX, "httpd", "-f", "-p", str(HTTP_PORT), "-h", str(workdir)])
+                self.wait_for_listener(self.topology.namespace(endpoint.name), HTTP_PORT)
 
 
 # --- scenarios ----------------------------------------------------------------------
