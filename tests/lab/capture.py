@@ -22,15 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.lab import kernlog
 from tests.lab.logdaemons import Journald, Rsyslog
-from tests.lab.netlab import BRIDGE, UPLINK, DockerLikeLab, Family, run
+from tests.lab.netlab import BRIDGE, UPLINK, DockerLikeLab, Family, NetnsLab, run
 from tests.lab.scenarios import (
     SCENARIOS,
     PlayedCommand,
@@ -313,8 +313,16 @@ MONITORS = {
 
 
 @contextmanager
-def monitors(lab: DockerLikeLab, outputs: dict[str, Path]) -> Iterator[dict[str, str]]:
-    """Run trace monitors in tl-host, writing to the given files, for the duration of the block.
+def run_monitors(
+    lab: NetnsLab,
+    namespace: str,
+    commands: Mapping[str, Sequence[str]],
+    outputs: Mapping[str, Path],
+    *,
+    warmup: float = MONITOR_WARMUP,
+    drain: float = MONITOR_DRAIN,
+) -> Iterator[dict[str, str]]:
+    """Run trace monitors (`commands` by kind) in a lab's namespace for the block, each writing the file of its kind.
 
     ``stdbuf -oL`` keeps their stdio line-buffered: they are stopped with
     SIGTERM, which would otherwise lose a block-buffered tail. The yielded
@@ -322,24 +330,29 @@ def monitors(lab: DockerLikeLab, outputs: dict[str, Path]) -> Iterator[dict[str,
     so a truncated sample is recorded as such in ``meta.json``.
     """
     failures: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="tl-monitor-") as workdir, ExitStack() as files:
+    with tempfile.TemporaryDirectory(prefix=f"{namespace}-monitor-") as workdir, ExitStack() as files:
         running = []
         for kind, path in outputs.items():
             stdout = files.enter_context(path.open("wb"))
             stderr_path = Path(workdir) / f"{kind}.stderr"
             stderr = files.enter_context(stderr_path.open("wb"))
-            argv = ["stdbuf", "-oL", *MONITORS[kind]]
-            running.append((kind, stderr_path, lab.spawn(lab.host, argv, stdout=stdout, stderr=stderr)))
+            argv = ["stdbuf", "-oL", *commands[kind]]
+            running.append((kind, stderr_path, lab.spawn(namespace, argv, stdout=stdout, stderr=stderr)))
         try:
-            time.sleep(MONITOR_WARMUP)
+            time.sleep(warmup)
             yield failures
-            time.sleep(MONITOR_DRAIN)
+            time.sleep(drain)
         finally:
             for kind, stderr_path, process in running:
                 died = process.poll()
                 lab.stop(process)
                 if died is not None:
                     failures[kind] = f"exited with {died}: {stderr_path.read_text().strip()}"
+
+
+def monitors(lab: DockerLikeLab, outputs: Mapping[str, Path]) -> AbstractContextManager[dict[str, str]]:
+    """The MONITORS in tl-host, writing to the given files, for the duration of the block (see run_monitors)."""
+    return run_monitors(lab, lab.host, MONITORS, outputs)
 
 
 def count_lines(path: Path) -> int:

@@ -35,13 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from tests.lab import kernlog
+from tests.lab.capture import run_monitors
 from tests.lab.k8s_cluster import (
     BRIDGE,
     CLIENT,
@@ -395,41 +396,11 @@ class KubeNodeLab(NetnsLab):
 
 # -- reading the traces -------------------------------------------------------------------
 
-MonitorCommands = Mapping[str, Sequence[str]]
 MONITORS: dict[Mode, dict[str, tuple[str, ...]]] = {
     "legacy": {},
     "nft": {"xtables-monitor": ("xtables-monitor", "--trace"), "nft-monitor": ("nft", "monitor", "trace")},
     "nftables": {"nft-monitor": ("nft", "monitor", "trace"), "handles.nft-monitor": ("nft", "-a", "monitor", "trace")},
 }
-
-
-@contextmanager
-def monitors(lab: KubeNodeLab, outputs: Mapping[str, Path]) -> Iterator[dict[str, str]]:
-    """Run the mode's trace monitors in the node for the block, each writing one file.
-
-    `stdbuf -oL` keeps them line-buffered, since SIGTERM would lose a
-    block-buffered tail; the yielded dict gets the stderr of any monitor that
-    died early.
-    """
-    failures: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="tk-monitor-") as workdir, ExitStack() as files:
-        running = []
-        for kind, path in outputs.items():
-            stdout = files.enter_context(path.open("wb"))
-            stderr_path = Path(workdir) / f"{kind}.stderr"
-            stderr = files.enter_context(stderr_path.open("wb"))
-            argv = ["stdbuf", "-oL", *MONITORS[lab.mode][kind]]
-            running.append((kind, stderr_path, lab.spawn(lab.node, argv, stdout=stdout, stderr=stderr)))
-        try:
-            time.sleep(MONITOR_WARMUP)
-            yield failures
-            time.sleep(MONITOR_DRAIN)
-        finally:
-            for kind, stderr_path, process in running:
-                died = process.poll()
-                lab.stop(process)
-                if died is not None:
-                    failures[kind] = f"exited with {died}: {stderr_path.read_text().strip()}"
 
 
 @dataclass(frozen=True)
@@ -445,7 +416,9 @@ def capture_scenario(lab: KubeNodeLab, scenario: Scenario, directory: Path) -> C
     if lab.mode == "legacy":
         return _capture_kernel_log(lab, scenario, directory)
     outputs = {kind: directory / f"{scenario.name}.{kind}" for kind in MONITORS[lab.mode]}
-    with monitors(lab, outputs) as failures:
+    with run_monitors(
+        lab, lab.node, MONITORS[lab.mode], outputs, warmup=MONITOR_WARMUP, drain=MONITOR_DRAIN
+    ) as failures:
         played = lab.play(scenario)
     files = {
         path.name: (path, f"ip netns exec {lab.node} {' '.join(MONITORS[lab.mode][kind])}", failures.get(kind))
