@@ -101,16 +101,19 @@ def write_lines(path: Path, lines: Sequence[str]) -> int:
     return len(lines)
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of the tools whose output formats the samples record."""
-    commands = {
-        "iptables": ["iptables-legacy", "--version"],
-        "nft": ["nft", "--version"],
-        "dmesg": ["dmesg", "--version"],
-        "rsyslogd": ["rsyslogd", "-v"],
-        "journalctl": ["journalctl", "--version"],
-        "ulogd": ["ulogd", "--version"],
-    }
+# The tools whose output formats the samples record, and how each says its version.
+VERSION_COMMANDS = {
+    "iptables": ["iptables-legacy", "--version"],
+    "nft": ["nft", "--version"],
+    "dmesg": ["dmesg", "--version"],
+    "rsyslogd": ["rsyslogd", "-v"],
+    "journalctl": ["journalctl", "--version"],
+    "ulogd": ["ulogd", "--version"],
+}
+
+
+def tool_versions(commands: Mapping[str, Sequence[str]] = VERSION_COMMANDS) -> dict[str, str]:
+    """The first line each tool prints about its version (`unknown` when it prints none), for meta.json."""
     versions = {}
     for name, argv in commands.items():
         result = run(argv, check=False)

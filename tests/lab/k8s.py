@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from tests.lab import kernlog
-from tests.lab.capture import run_monitors
+from tests.lab.capture import run_monitors, tool_versions
 from tests.lab.k8s_cluster import (
     BRIDGE,
     CLIENT,
@@ -500,21 +500,14 @@ KUBECTL_FILES: dict[str, Callable[[Cluster], dict[str, Any]]] = {
 }
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of the tools whose output the samples record."""
-    commands = {
-        "iptables-legacy": ["iptables-legacy", "--version"],
-        "iptables-nft": ["iptables-nft", "--version"],
-        "nft": ["nft", "--version"],
-        "dmesg": ["dmesg", "--version"],
-        "conntrack": ["conntrack", "--version"],
-    }
-    versions = {}
-    for name, argv in commands.items():
-        result = run(argv, check=False)
-        text = (result.stdout or result.stderr).strip()
-        versions[name] = text.splitlines()[0] if text else "unknown"
-    return versions
+# The tools whose output the samples record, and how each says its version.
+VERSION_COMMANDS = {
+    "iptables-legacy": ["iptables-legacy", "--version"],
+    "iptables-nft": ["iptables-nft", "--version"],
+    "nft": ["nft", "--version"],
+    "dmesg": ["dmesg", "--version"],
+    "conntrack": ["conntrack", "--version"],
+}
 
 
 def topology(lab: KubeNodeLab) -> dict[str, str]:
@@ -539,7 +532,7 @@ def capture_mode(mode: Mode, directory: Path) -> None:
         "mode": mode,
         "kernel": platform.release(),
         "captured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "tools": tool_versions(),
+        "tools": tool_versions(VERSION_COMMANDS),
         "trace_counters_note": "Packets the tracing rules counted (raw-table TRACE rules, or the nftrace rules of "
         "table ip trace), zeroed before each scenario and read after it.",
         "conntrack_note": "The node's conntrack table (conntrack -L) after each scenario, flushed before it: "
