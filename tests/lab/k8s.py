@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from tests.lab import kernlog
-from tests.lab.capture import run_monitors, tool_versions
+from tests.lab.capture import run_monitors, slice_problem, tool_versions, write_lines
 from tests.lab.k8s_cluster import (
     BRIDGE,
     CLIENT,
@@ -464,10 +464,10 @@ def _capture_kernel_log(lab: KubeNodeLab, scenario: Scenario, directory: Path) -
                 window.close()
             time.sleep(MONITOR_DRAIN)
             lines = kernlog.slice_window(read_log(), window)
-        problem = _slice_problem(lines, played, lab.interfaces()) or ""
+        problem = slice_problem(lines, played.counters, lab.interfaces()) or ""
         if not problem:
             path = directory / f"{scenario.name}.dmesg"
-            path.write_text("".join(line + "\n" for line in lines))
+            write_lines(path, lines)
             rendering = (
                 "dmesg -w (util-linux) running during the scenario, sliced between marker records that are left out"
             )
@@ -475,19 +475,6 @@ def _capture_kernel_log(lab: KubeNodeLab, scenario: Scenario, directory: Path) -
         print(f"  {scenario.name}: attempt {attempt} discarded: {problem}", file=sys.stderr)
         time.sleep(2.0 * attempt)
     raise RuntimeError(f"{scenario.name}: no clean capture after {ATTEMPTS} attempts: {problem}")
-
-
-def _slice_problem(lines: Sequence[str], played: ScenarioRun, interfaces: set[str]) -> str | None:
-    """Why a kernel-log slice cannot stand for the scenario alone (another capture's lines, lost lines), or None."""
-    if kernlog.foreign_window_touches(lines):
-        return "another capture's marker is inside the window"
-    foreign = kernlog.foreign_trace_lines(lines, interfaces)
-    if foreign:
-        return f"{len(foreign)} TRACE lines from interfaces outside the lab"
-    raw_lines = sum(1 for line in lines if "TRACE: raw:" in line)
-    if raw_lines < played.traced_packets:
-        return f"only {raw_lines} raw-table lines for {played.traced_packets} traced packets"
-    return None
 
 
 # -- samples --------------------------------------------------------------------------------
