@@ -144,6 +144,14 @@ def base_meta(backend: str) -> dict[str, Any]:
     }
 
 
+def fresh_directory(path: Path) -> Path:
+    """An empty sample directory at `path`: a regeneration leaves nothing of the previous capture behind."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:
     """Write ``meta.json`` with stable key order so regenerations diff cleanly."""
     (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -603,10 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(CAPTURES), action="append", help="capture only this backend")
     args = parser.parse_args(argv)
     for backend in args.only or list(CAPTURES):
-        directory = args.out / f"lab-{backend}"
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        directory = fresh_directory(args.out / f"lab-{backend}")
         print(f"capturing {directory}")
         try:
             CAPTURES[backend](directory)

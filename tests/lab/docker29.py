@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
+from tests.lab.capture import fresh_directory, write_meta
 from tests.lab.nftlab import (
     Bridge,
     Endpoint,
@@ -244,9 +243,7 @@ SCENARIOS = (
 
 def capture_sample(out: Path, prefix: str = "tp-d29") -> None:
     """Build the lab, load the ruleset, trace every scenario into `out`, write meta.json."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    fresh_directory(out)
     lab_topology = topology(prefix)
     ruleset = docker29_ruleset(CONFIG)
     files: dict[str, object] = {}
@@ -283,7 +280,7 @@ def capture_sample(out: Path, prefix: str = "tp-d29") -> None:
         "and read with nft -j list table after it.",
         "files": files,
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(out, meta)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

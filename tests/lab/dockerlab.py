@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tests.lab.capture import fresh_directory
 from tests.lab.logdaemons import stop_process
 
 Backend = Literal["legacy", "nft"]
@@ -668,16 +669,9 @@ def write_meta(
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _fresh_dir(path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
 def capture_legacy(out_dir: Path, log_dir: Path) -> None:
     """Docker on iptables-legacy: TRACE lines come through the kernel log."""
-    _fresh_dir(out_dir)
+    fresh_directory(out_dir)
     iptables = "iptables-legacy"
     drop_rule = " ".join(DROP_RULE)
     files = {
@@ -720,7 +714,7 @@ def capture_legacy(out_dir: Path, log_dir: Path) -> None:
 
 def capture_nft(out_dir: Path, log_dir: Path) -> None:
     """Docker on iptables-nft: TRACE events over netlink, read by both monitors."""
-    _fresh_dir(out_dir)
+    fresh_directory(out_dir)
     iptables = "iptables-nft"
     files = {
         "iptables-save.txt": "iptables-nft-save while tracing",

@@ -48,6 +48,7 @@ from tests.lab import kernlog
 from tests.lab.capture import (
     ATTEMPTS,
     ScenarioRun,
+    fresh_directory,
     lab_counters,
     lab_interfaces,
     slice_problem,
@@ -768,11 +769,7 @@ def capture_loopback(directory: Path) -> dict[str, Any]:
 
 def run_lookalikes(out: Path) -> None:
     """Recreate ``<out>/lookalikes``."""
-    directory = out / "lookalikes"
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    capture_lookalikes(directory)
+    capture_lookalikes(fresh_directory(out / "lookalikes"))
 
 
 def run_lab_legacy_extra(capture: Callable[[Path], dict[str, Any]], name: str) -> Callable[[Path], None]:

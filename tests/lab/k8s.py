@@ -30,7 +30,6 @@ import json
 import platform
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from tests.lab import kernlog
-from tests.lab.capture import run_monitors, slice_problem, tool_versions, write_lines
+from tests.lab.capture import fresh_directory, run_monitors, slice_problem, tool_versions, write_lines, write_meta
 from tests.lab.k8s_cluster import (
     BRIDGE,
     CLIENT,
@@ -554,7 +553,7 @@ def capture_mode(mode: Mode, directory: Path) -> None:
                 f"  {mode} {scenario.name}: {captured.run.traced_packets} packets, "
                 f"{len(captured.run.connections)} connections"
             )
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(directory, meta)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -566,10 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=MODES, action="append", help="capture only this mode")
     args = parser.parse_args(argv)
     for mode in args.only or MODES:
-        directory = args.out / SAMPLE_DIRECTORIES[mode]
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        directory = fresh_directory(args.out / SAMPLE_DIRECTORIES[mode])
         print(f"capturing {directory}")
         try:
             capture_mode(mode, directory)

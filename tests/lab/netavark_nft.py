@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
+from tests.lab.capture import fresh_directory, write_meta
 from tests.lab.nftlab import (
     Bridge,
     Endpoint,
@@ -242,9 +242,7 @@ def scenarios(endpoints: dict[str, Endpoint]) -> tuple[Scenario, ...]:
 
 def capture_sample(out: Path, prefix: str = "tp-nv") -> None:
     """Create the networks, build the lab, trace every scenario into `out`, write meta.json."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    fresh_directory(out)
     try:
         inspected = create_networks()
     finally:
@@ -276,7 +274,7 @@ def capture_sample(out: Path, prefix: str = "tp-nv") -> None:
         "scenario and read with nft -j list table after it.",
         "files": files,
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_meta(out, meta)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from tests.lab.capture import fresh_directory
 from tests.lab.dockerlab import (
     BUSYBOX,
     Scenario,
@@ -216,9 +217,7 @@ def versions(env: dict[str, str]) -> dict[str, str]:
 
 def capture_sample(out: Path) -> None:
     """Run the lab, trace every scenario into `out`, save inspect output and rules, write meta.json."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    fresh_directory(out)
     with tempfile.TemporaryDirectory() as tools:
         env = legacy_path(Path(tools))
         with podman_lab(env):
