@@ -112,6 +112,11 @@ VERSION_COMMANDS = {
 }
 
 
+def now_iso() -> str:
+    """The capture time, UTC, to the second."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def tool_versions(commands: Mapping[str, Sequence[str]] = VERSION_COMMANDS) -> dict[str, str]:
     """The first line each tool prints about its version (`unknown` when it prints none), for meta.json."""
     versions = {}
@@ -128,7 +133,7 @@ def base_meta(backend: str) -> dict[str, Any]:
         "generator": "python -m tests.lab.capture (tests/lab/netlab.py DockerLikeLab)",
         "backend": backend,
         "kernel": platform.release(),
-        "captured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "captured_at": now_iso(),
         "tools": tool_versions(),
         "topology": {
             "tl-host": f"Docker host: bridge {BRIDGE} 172.18.0.1/16 fd00:18::1/64, uplink {UPLINK} 192.0.2.1/24 "

@@ -15,7 +15,6 @@ root, from the repository root:
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from tests.lab.capture import fresh_directory, write_meta
+from tests.lab.capture import fresh_directory, now_iso, write_meta
 from tests.lab.nftlab import (
     Bridge,
     Endpoint,
@@ -272,7 +271,7 @@ def capture_sample(out: Path, prefix: str = "tp-d29") -> None:
         "writer": "Docker 29 --firewall-backend=nftables, as moby's bridge driver writes it "
         "(daemon/libnetwork/drivers/bridge/internal/nftabler); daemon --icc=false, network option "
         f"com.docker.network.bridge.trusted_host_interfaces={TRUSTED.interface}, nginx-2 -p 8080:80",
-        "captured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "captured_at": now_iso(),
         "versions": tool_versions(),
         "topology": lab_topology.describe(),
         "trace_counters_note": "Packets counted by the counter of each inet tracing trace_* chain (priority -350, "

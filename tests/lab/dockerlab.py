@@ -13,7 +13,6 @@ firewall, the iptables alternatives and the sysctls it changed as it found them.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -31,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tests.lab.capture import fresh_directory
+from tests.lab.capture import fresh_directory, now_iso
 from tests.lab.logdaemons import stop_process
 
 Backend = Literal["legacy", "nft"]
@@ -652,7 +651,7 @@ def write_meta(
     """Write meta.json: versions, containers, TRACE rules, counters, every file."""
     meta = {
         "backend": backend,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": now_iso(),
         "versions": versions(),
         "dockerd": f"dockerd --bip {BRIDGE_CIDR} --ip6tables=false",
         "sysctls": {key: run(["sysctl", "-n", key]).strip() for key in SYSCTLS},

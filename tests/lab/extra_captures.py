@@ -26,7 +26,6 @@ drops them, so run this module after it.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -51,6 +50,7 @@ from tests.lab.capture import (
     fresh_directory,
     lab_counters,
     lab_interfaces,
+    now_iso,
     slice_problem,
     tool_versions,
     write_lines,
@@ -134,11 +134,6 @@ Counters = dict[str, dict[str, int]]
 
 
 # -- shared helpers ----------------------------------------------------------------
-
-
-def now_iso() -> str:
-    """The capture time, UTC, to the second."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def open_lab_windows(lines: Sequence[str]) -> set[str]:

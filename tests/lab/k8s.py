@@ -25,7 +25,6 @@ touched.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import re
@@ -41,7 +40,15 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from tests.lab import kernlog
-from tests.lab.capture import fresh_directory, run_monitors, slice_problem, tool_versions, write_lines, write_meta
+from tests.lab.capture import (
+    fresh_directory,
+    now_iso,
+    run_monitors,
+    slice_problem,
+    tool_versions,
+    write_lines,
+    write_meta,
+)
 from tests.lab.k8s_cluster import (
     BRIDGE,
     CLIENT,
@@ -517,7 +524,7 @@ def capture_mode(mode: Mode, directory: Path) -> None:
         "generator": "python -m tests.lab.k8s (tests/lab/k8s.py KubeNodeLab, rules from tests/lab/k8s_cluster.py)",
         "mode": mode,
         "kernel": platform.release(),
-        "captured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "captured_at": now_iso(),
         "tools": tool_versions(VERSION_COMMANDS),
         "trace_counters_note": "Packets the tracing rules counted (raw-table TRACE rules, or the nftrace rules of "
         "table ip trace), zeroed before each scenario and read after it.",

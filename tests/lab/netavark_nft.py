@@ -16,7 +16,6 @@ packets are traced through it. Regenerate, as root, from the repository root:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from tests.lab.capture import fresh_directory, write_meta
+from tests.lab.capture import fresh_directory, now_iso, write_meta
 from tests.lab.nftlab import (
     Bridge,
     Endpoint,
@@ -266,7 +265,7 @@ def capture_sample(out: Path, prefix: str = "tp-nv") -> None:
         "generator": "python -m tests.lab.netavark_nft (tests/lab/nftlab.py NamespaceLab)",
         "writer": "netavark's nftables driver as netavark 2.1 writes it (src/firewall/nft.rs: setup_network, "
         "setup_port_forward) for the networks podman network create made; web-2 -p 8080:80",
-        "captured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "captured_at": now_iso(),
         "versions": {**tool_versions(), "podman": podman("version", "--format", "{{.Client.Version}}").strip()},
         "topology": lab_topology.describe(),
         "trace_counters_note": "Packets counted by the counter of each inet tracing trace_* chain (priority -350, "

@@ -18,7 +18,6 @@ to them), the sysctl it turned on.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shlex
@@ -31,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from tests.lab.capture import fresh_directory
+from tests.lab.capture import fresh_directory, now_iso
 from tests.lab.dockerlab import (
     BUSYBOX,
     Scenario,
@@ -239,7 +238,7 @@ def capture_sample(out: Path) -> None:
                     run(["iptables-legacy", "-t", "raw", "-D", *rule], check=False)
             meta = {
                 "backend": "legacy",
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "date": now_iso(),
                 "versions": versions(env),
                 "network": f"podman network create --subnet {SUBNET} --gateway {GATEWAY} {NETWORK} (bridge {BRIDGE})",
                 "containers": {
