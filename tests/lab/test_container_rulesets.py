@@ -8,6 +8,7 @@ kernel counted and name the drop's reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,27 @@ from tests.conftest import RunCli
 from tests.lab import docker29, netavark_nft
 from tests.lab.nftlab import NamespaceLab, capture
 from tests.samples import SAMPLES
-from tracelog.chains import docker, netavark
+from tracelog.chains import Reason, docker, netavark
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]
+
+VerdictReason = Callable[[str, str, str | None, str | None], Reason | None]
 
 
 def read_back(run_cli: RunCli, path: Path) -> list[dict[str, Any]]:
     run = run_cli("parse", "-f", "jsonl", str(path))
     assert run.status == 0, run.stderr
     return run.records()
+
+
+def deciding_labels(records: list[dict[str, Any]], verdict_reason: VerdictReason) -> list[str | None]:
+    """The writer's label for the rule that decided each record, None where the writer gives no reason."""
+    labels = []
+    for record in records:
+        step = record["steps"][record["verdict_step"] - 1]
+        reason = verdict_reason(step["table"], step["chain"], step["rule"], step["verdict"])
+        labels.append(reason.label if reason else None)
+    return labels
 
 
 def test_docker29_icc_drop(tmp_path: Path, run_cli: RunCli) -> None:
@@ -35,11 +48,7 @@ def test_docker29_icc_drop(tmp_path: Path, run_cli: RunCli) -> None:
         entry = capture(lab, icc, tmp_path)
     records = read_back(run_cli, tmp_path / "icc.nft-monitor")
     assert len(records) == entry["traced_packets"] == 2
-    for record in records:
-        step = record["steps"][record["verdict_step"] - 1]
-        reason = docker.verdict_reason(step["table"], step["chain"], step["rule"], step["verdict"])
-        assert reason is not None
-        assert reason.label == "ICC"
+    assert deciding_labels(records, docker.verdict_reason) == ["ICC", "ICC"]
 
 
 def test_netavark_isolation_drop(tmp_path: Path, run_cli: RunCli) -> None:
@@ -54,8 +63,4 @@ def test_netavark_isolation_drop(tmp_path: Path, run_cli: RunCli) -> None:
         entry = capture(lab, isolated, tmp_path)
     records = read_back(run_cli, tmp_path / "isolated.nft-monitor")
     assert len(records) == entry["traced_packets"] == 2
-    for record in records:
-        step = record["steps"][record["verdict_step"] - 1]
-        reason = netavark.verdict_reason(step["table"], step["chain"], step["rule"], step["verdict"])
-        assert reason is not None
-        assert reason.label == "ISOLATION"
+    assert deciding_labels(records, netavark.verdict_reason) == ["ISOLATION", "ISOLATION"]
