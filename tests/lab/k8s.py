@@ -270,24 +270,7 @@ class KubeNodeLab(NetnsLab):
         )
         for pod in self.cluster.pods:
             self._attach(pod)
-        self.exec(
-            node,
-            [
-                "ip",
-                "link",
-                "add",
-                UPLINK,
-                "address",
-                "02:00:c6:33:64:02",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                self.ext,
-            ],
-        )
+        self.add_veth(node, UPLINK, self.ext, mac="02:00:c6:33:64:02")
         self.exec(node, ["ip", "addr", "add", f"{NODE_IP}/{UPLINK_PREFIX}", "dev", UPLINK])
         self.exec(node, ["ip", "link", "set", UPLINK, "up"])
         self.exec(node, ["ip", "route", "add", "default", "via", EXTERNAL_IP])
@@ -298,7 +281,7 @@ class KubeNodeLab(NetnsLab):
 
     def _attach(self, pod: Pod) -> None:
         inside = self.pod_namespace(pod)
-        self.exec(self.node, ["ip", "link", "add", pod.veth, "type", "veth", "peer", "name", "eth0", "netns", inside])
+        self.add_veth(self.node, pod.veth, inside)
         self.exec(self.node, ["ip", "link", "set", pod.veth, "master", BRIDGE, "up"])
         self.exec(inside, ["ip", "link", "set", "eth0", "address", pod.mac, "up"])
         self.exec(inside, ["ip", "addr", "add", f"{pod.ip}/24", "dev", "eth0"])

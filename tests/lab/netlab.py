@@ -256,6 +256,12 @@ class NetnsLab:
             run(["ip", "netns", "add", namespace])
             run(self.ns_argv(namespace, ["ip", "link", "set", "lo", "up"]))
 
+    def add_veth(self, namespace: str, name: str, peer_namespace: str, *, mac: str | None = None) -> None:
+        """A veth pair: `name` (with `mac`, if given) in `namespace`, its peer `eth0` in `peer_namespace`."""
+        address = ["address", mac] if mac else []
+        link = ["ip", "link", "add", name, *address, "type", "veth", "peer", "name", "eth0", "netns", peer_namespace]
+        run(self.ns_argv(namespace, link))
+
     def make_workdir(self, prefix: str) -> Path:
         """A scratch directory (web servers' document roots), removed when the lab closes."""
         self._workdir = Path(tempfile.mkdtemp(prefix=prefix))
@@ -429,22 +435,7 @@ class DockerLikeLab(NetnsLab):
 
     def _build_container(self, container: Container) -> None:
         host_end = self.veths[container.name]
-        self.exec(
-            self.host,
-            [
-                "ip",
-                "link",
-                "add",
-                host_end,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                container.name,
-            ],
-        )
+        self.add_veth(self.host, host_end, container.name)
         self.exec(self.host, ["ip", "link", "set", host_end, "master", BRIDGE, "up"])
         inside = container.name
         self.exec(inside, ["ip", "link", "set", "eth0", "address", container.mac, "up"])
@@ -457,24 +448,7 @@ class DockerLikeLab(NetnsLab):
         self.exec(inside, ["ip", "-6", "route", "add", "default", "via", BRIDGE_V6])
 
     def _build_external(self) -> None:
-        self.exec(
-            self.host,
-            [
-                "ip",
-                "link",
-                "add",
-                UPLINK,
-                "address",
-                "02:00:c0:00:02:01",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                self.ext,
-            ],
-        )
+        self.add_veth(self.host, UPLINK, self.ext, mac="02:00:c0:00:02:01")
         self.exec(self.host, ["ip", "addr", "add", f"{UPLINK_V4}/24", "dev", UPLINK])
         self.exec(self.host, ["ip", "addr", "add", f"{UPLINK_V6}/64", "dev", UPLINK, "nodad"])
         self.exec(self.host, ["ip", "link", "set", UPLINK, "up"])

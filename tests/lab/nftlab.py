@@ -231,7 +231,7 @@ class NamespaceLab(NetnsLab):
     def _add_endpoint(self, endpoint: Endpoint) -> None:
         veth = self.topology.veth(endpoint)
         inside = self.topology.namespace(endpoint.name)
-        self.exec("host", ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", inside])
+        self.add_veth(self.topology.host, veth, inside)
         self.exec("host", ["ip", "link", "set", veth, "master", endpoint.bridge.name, "up"])
         self.exec(endpoint.name, ["ip", "link", "set", "eth0", "address", endpoint.mac, "up"])
         self.exec(endpoint.name, ["ip", "addr", "add", str(endpoint.interface), "dev", "eth0"])
@@ -239,9 +239,7 @@ class NamespaceLab(NetnsLab):
 
     def _add_uplink(self, role: str, uplink: Uplink) -> None:
         inside = self.topology.namespace(role)
-        self.exec(
-            "host", ["ip", "link", "add", uplink.interface, "type", "veth", "peer", "name", "eth0", "netns", inside]
-        )
+        self.add_veth(self.topology.host, uplink.interface, inside)
         self.exec("host", ["ip", "addr", "add", str(uplink.host), "dev", uplink.interface])
         self.exec("host", ["ip", "link", "set", uplink.interface, "up"])
         client = f"{uplink.client}/{uplink.host.network.prefixlen}"
