@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tracelog.errors import InputError
-from tracelog.events import SourceLine, build
+from tracelog.events import SourceLine, new_source_line
 
 STDIN = "-"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -53,8 +53,8 @@ class LongLine(SourceLine):
         return long_line
 
 
-# `_new_line((source, line, text))` makes a SourceLine without a Python-level call (see `events.build`)
-_new_line = functools.partial(build, SourceLine)
+# `_new_line((source, line, text))` makes a SourceLine without a Python-level call (see `events.new_source_line`)
+_new_line = functools.partial(new_source_line, SourceLine)
 
 
 class _LineCutter:
@@ -126,7 +126,7 @@ class _LineCutter:
         return [
             LongLine.of(name, number, piece[:HEAD_BYTES], len(piece))
             if len(piece) > MAX_LINE_BYTES
-            else build(SourceLine, (name, number, piece.decode("utf-8", "replace").rstrip("\r")))
+            else new_source_line(SourceLine, (name, number, piece.decode("utf-8", "replace").rstrip("\r")))
             for number, piece in enumerate(pieces, first)
         ]
 

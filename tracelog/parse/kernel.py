@@ -11,7 +11,17 @@ from typing import Any, NamedTuple
 from lark import Lark, Token, UnexpectedInput
 from lark.visitors import merge_transformers
 
-from tracelog.events import Header, Partial, SourceLine, Stamp, StepKind, TraceEvent, build
+from tracelog.events import (
+    Header,
+    Partial,
+    SourceLine,
+    Stamp,
+    StepKind,
+    TraceEvent,
+    TraceEventFields,
+    new_event,
+    new_stamp,
+)
 from tracelog.parse.fields import Field, FieldError, FieldsTransformer, build_header, field_name
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.mending import damage_notes, leads, mend
@@ -77,6 +87,10 @@ def _wallclock(kind: str, text: str, year: int) -> datetime | None:
         return datetime.strptime(f"{year} {text}", fmt)
     except ValueError:  # Feb 29 in an assumed year that has none
         return None
+
+
+# The tag's kind as the grammar's terminal matched it, typed (a lookup: no call on the per-line path).
+_STEP_KINDS: dict[str, StepKind] = {"rule": "rule", "return": "return", "policy": "policy"}
 
 
 def _stamp(prefix: _Prefix, year: int) -> Stamp:
@@ -400,12 +414,27 @@ def single_record(origin: SourceLine, year: int) -> TraceEvent | None:
         return None
     table, chain, kind, number, uptime = record.group("table", "chain", "kind", "number", "uptime")
     if uptime:  # dmesg: the uptime is the whole prefix
-        host, stamp = None, build(Stamp, (float(uptime.strip("[] ")), None, False))
+        host, stamp = None, new_stamp(Stamp, (float(uptime.strip("[] ")), None, False))
     else:
         prefix = _matched_prefix(record)
         host, stamp = prefix.host, _stamp(prefix, year)
-    fields = (table, chain, kind, header, int(number), None, host, stamp, None, None, None, None, None, origin)
-    return build(TraceEvent, fields)
+    fields: TraceEventFields = (
+        table,
+        chain,
+        _STEP_KINDS[kind],
+        header,
+        int(number),
+        None,
+        host,
+        stamp,
+        None,
+        None,
+        None,
+        None,
+        None,
+        origin,
+    )
+    return new_event(TraceEvent, fields)
 
 
 def _records(origin: SourceLine, year: int, cut: bool = False) -> Iterator[Outcome]:

@@ -25,7 +25,9 @@ from tracelog.events import (
     Stamp,
     StepKind,
     TraceEvent,
+    TraceEventFields,
     build,
+    new_event,
     unknown_address,
 )
 from tracelog.parse.fields import FieldError
@@ -297,7 +299,7 @@ class PacketMemory:
             header = header._replace(mark=mark)
         if partial is not None:
             header = header._replace(partial=partial.merge(header.partial))
-        fields = (
+        fields: TraceEventFields = (
             table,
             chain,
             kind,
@@ -313,7 +315,7 @@ class PacketMemory:
             nf_family,
             origin,
         )
-        event = build(TraceEvent, fields)
+        event = new_event(TraceEvent, fields)
         if header.partial is None:
             return [event]
         return [*(Caveat(origin, note) for note in _step_notes(header.partial)), event]
