@@ -486,3 +486,14 @@ def test_memos_agree_with_the_grammar_on_every_sample_line() -> None:
                     assert meaning(module, module._LINES.parse(text)) == expected, text
                     checked += 1
     assert checked > 2000
+
+
+def test_an_ethernet_address_elided_marks_the_mac_elided() -> None:
+    """`ether saddr [..]` (the run up to the next address elided): the MAC is unknown, and says so."""
+    lines = PING.read_text().splitlines()
+    elided = re.sub(r"ether saddr \S+ ether daddr \S+", "ether saddr [..]", lines[0])
+    (*_, event) = outcomes([elided, lines[1]])
+    assert isinstance(event, TraceEvent)
+    assert event.header.mac is None
+    assert event.header.partial is not None
+    assert "mac" in event.header.partial.elided

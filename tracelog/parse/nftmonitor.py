@@ -419,12 +419,13 @@ _MAC_ADDRESS = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2}){5}")
 
 
 def _ethernet(draft: _Draft) -> list[Field]:
+    """MAC= from the `ether` statements: hidden if a paste hid an address (`ether saddr [..]`)."""
     ether = draft.ether
-    if "saddr" not in ether or "daddr" not in ether:
-        return [("EXTRA", (f"ether {key}", value)) for key, value in ether.items()]
     hidden = next((value for key, value in ether.items() if key != "type" and not _MAC_ADDRESS.fullmatch(value)), None)
     if hidden is not None:
         return [("MAC", hidden_value(hidden))]
+    if "saddr" not in ether or "daddr" not in ether:
+        return [("EXTRA", (f"ether {key}", value)) for key, value in ether.items()]
     kind = ether.get("type", draft.network or "")
     ethertype = _ETHERTYPES.get(kind) or (f"{int(kind, 16):04x}" if kind.startswith("0x") else "")
     octets = [ether["daddr"], ether["saddr"], *([ethertype[:2], ethertype[-2:]] if ethertype else [])]
