@@ -22,32 +22,6 @@ from tracelog.parse import BadLine, Caveat, LineParser, Skip, partial_line
 SAMPLE_IDS = [str(path.relative_to(SAMPLES)) for path in trace_samples()]
 ALL_KINDS = (*KINDS, "mixed")
 SEEDS = (0, 1)
-# What the Kubernetes lab's long monitor captures, where consecutive packets share a trace id, show of
-# reading damaged pastes: expected failures until the reading learns them.
-_MENDED_PACKET_LINE = (
-    "the step after a packet line whose fields were mended (blanks slipped into an address) is read as a "
-    "packet of its own"
-)
-_ELIDED_PACKET_LINE = (
-    "a monitor step whose packet line was elided takes the header of the packet line before it with the same "
-    "trace id (another packet) and is not marked partial"
-)
-SPLIT_GAPS = {
-    ("k8s-nft/nodeport.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
-    ("k8s-nftables/nodeport.handles.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
-    ("k8s-nftables/nodeport.nft-monitor", "whitespace"): _MENDED_PACKET_LINE,
-}
-UNMARKED_GAPS = {
-    ("k8s-nft/clusterip.nft-monitor", "elision"): _ELIDED_PACKET_LINE,
-    ("k8s-nftables/nodeport.handles.nft-monitor", "elision"): _ELIDED_PACKET_LINE,
-}
-
-
-def expect_known_gap(request: pytest.FixtureRequest, gaps: dict[tuple[str, str], str], sample: Path, kind: str) -> None:
-    """Mark a (sample, damage) pair listed in `gaps` as a strict expected failure."""
-    reason = gaps.get((str(sample.relative_to(SAMPLES)), kind))
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def capture_lines(sample: Path) -> list[str]:
@@ -71,11 +45,8 @@ def test_every_step_comes_out(sample: Path, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["quoting", "whitespace"])
 @pytest.mark.parametrize("sample", trace_samples(), ids=SAMPLE_IDS)
-def test_packets_are_the_captures_where_the_damage_leaves_them_readable(
-    sample: Path, kind: str, request: pytest.FixtureRequest
-) -> None:
+def test_packets_are_the_captures_where_the_damage_leaves_them_readable(sample: Path, kind: str) -> None:
     """Quoting and blanks inside fields hide nothing: the packets are the capture's, step for step."""
-    expect_known_gap(request, SPLIT_GAPS, sample, kind)
     lines = capture_lines(sample)
     capture = read_capture(lines)
     for seed in SEEDS:
@@ -124,15 +95,12 @@ def without_extra(event: TraceEvent, origin: SourceLine) -> TraceEvent:
 
 @pytest.mark.parametrize("kind", ["elision", "redaction", "whitespace"])
 @pytest.mark.parametrize("sample", trace_samples(), ids=SAMPLE_IDS)
-def test_a_step_read_otherwise_than_undamaged_says_it_is_partial(
-    sample: Path, kind: str, request: pytest.FixtureRequest
-) -> None:
+def test_a_step_read_otherwise_than_undamaged_says_it_is_partial(sample: Path, kind: str) -> None:
     """A step without `partial` is the very step the undamaged capture gives, but for fields tracelog does not read.
 
     (Blanks slipped into ulogd JSON keys tracelog keeps aside, in `extra`, are
     left as they are.)
     """
-    expect_known_gap(request, UNMARKED_GAPS, sample, kind)
     lines = capture_lines(sample)
     undamaged = readings_by_line(lines, "capture")
     for seed in SEEDS:

@@ -211,12 +211,12 @@ def _unsure(header: Header) -> bool:
 def _shows_one_packet(header: Header, other: Header) -> bool:
     """Whether both headers show the same value of an identity field that differs from packet to packet of one flow.
 
-    A nonzero IP id, a TCP sequence number, an ICMP echo sequence number;
-    not the length, flow label or UDP length, which a flow's packets share.
+    A nonzero IP id or an ICMP echo sequence number; not the length, flow
+    label or UDP length, which a flow's packets share, nor TCP's sequence
+    and acknowledgement numbers, which pure ACKs and retransmissions repeat.
     """
-    return bool(header.ip_id and header.ip_id == other.ip_id) or any(
-        mine is not None and mine == theirs
-        for mine, theirs in ((header.tcp_seq, other.tcp_seq), (header.icmp_seq, other.icmp_seq))
+    return bool(header.ip_id and header.ip_id == other.ip_id) or (
+        header.icmp_seq is not None and header.icmp_seq == other.icmp_seq
     )
 
 
@@ -230,18 +230,18 @@ def _same_packet_line(header: Header, other: Header) -> bool:
 
 
 def _later_stage(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
-    """Whether `event` runs at a later hook, or in another table at the same hook, than the packet's last step.
+    """Whether `event` runs at a later hook than the packet's last step, or at the same hook in a table yet to run.
 
     At the same hook, a later priority where both are known; otherwise
-    (native tables) another table.
+    (native tables) a table the packet has no step of at this hook yet.
     """
     (before_hook, before_priority), (after_hook, after_priority) = packet.stage, stage
     if before_hook != after_hook:
         return True
     if before_priority is not None and after_priority is not None:
         return after_priority > before_priority
-    last = packet.last
-    return (event.table, event.nf_family) != (last.table, last.nf_family)
+    table = (event.table, event.nf_family)
+    return not any(hook == after_hook and (step.table, step.nf_family) == table for step, hook in packet.steps)
 
 
 def _guess(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool | None:
