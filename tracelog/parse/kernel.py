@@ -29,11 +29,12 @@ from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.shapes import (
     MAC_VALUE,
     NUMBER_VALUE,
+    VALUE_START,
     ShapeMemo,
     ValueKind,
     address_kinds,
     address_values,
-    mac_marker,
+    mac_kind,
 )
 
 MARK = "TRACE:"
@@ -226,14 +227,14 @@ def grammar_header(text: str) -> Header | None:
 # is consumed with it; the blank or `)` after it stays, so the texts alone tell
 # where which kind of value was.
 FIELD_VALUES = re.compile(
-    rf"[=(](?:(?<==)(?<!TYPE=)({NUMBER_VALUE})(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\))"
+    rf"[=(]{VALUE_START}(?:(?<==)(?<!TYPE=)({NUMBER_VALUE})(?![^ \t])|(?<=OPT \()([0-9A-Fa-f]+)(?=\))"
     rf"|{address_values('SRC=', 'DST=')}(?![^ \t])|(?<=MAC=)({MAC_VALUE})(?![^ \t]))"
 )
 FIELD_VALUE_KINDS = (
     ValueKind("=", NUMBER_VALUE),
     ValueKind("(", "[0-9A-Fa-f]+"),
     *address_kinds("="),
-    ValueKind("=", MAC_VALUE, mac_marker),
+    mac_kind("="),
 )
 _FIELDS = ShapeMemo(FIELD_VALUES, FIELD_VALUE_KINDS, grammar_header)
 

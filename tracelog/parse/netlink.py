@@ -253,11 +253,12 @@ class PacketMemory:
 
     def remember(self, trace_id: str, header: Header | None, length: int = 0) -> None:
         """Keep the header of `trace_id`'s packet, read from a line `length` characters long."""
-        self.forget(trace_id)
-        self._headers[trace_id] = (header, length)
-        self._kept += length
-        while len(self._headers) > self._size or self._kept > self._characters:
-            _, (_, dropped) = self._headers.popitem(last=False)
+        headers = self._headers
+        before = headers.pop(trace_id, None)
+        headers[trace_id] = (header, length)
+        self._kept += length - (before[1] if before is not None else 0)
+        while len(headers) > self._size or self._kept > self._characters:
+            _, (_, dropped) = headers.popitem(last=False)
             self._kept -= dropped
 
     def forget(self, trace_id: str) -> None:

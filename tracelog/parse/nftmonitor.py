@@ -55,7 +55,7 @@ from tracelog.parse.netlink import (
     verdict_name,
 )
 from tracelog.parse.outcome import Skip
-from tracelog.parse.shapes import NUMBER_VALUE, ValueKind, address_kinds, address_values
+from tracelog.parse.shapes import NUMBER_VALUE, VALUE_START, ValueKind, address_kinds, address_values
 
 Statement = tuple[str, str]
 """One `packet:` statement: `ip saddr`, `iif`, `@th,64,96`... and its value as printed."""
@@ -352,7 +352,8 @@ _LINES = MonitorLines(
     packet_line=re.compile(r"trace id ([0-9a-f]+) (\S+ \S+ \S+ packet: .*)"),
     stub="trace id 0 ",
     values=re.compile(
-        rf" (?:({NUMBER_VALUE})|{address_values('ip saddr ', 'ip daddr ', 'ip6 saddr ', 'ip6 daddr ')})(?![^ \t])"
+        rf" {VALUE_START}(?:({NUMBER_VALUE})|{address_values('ip saddr ', 'ip daddr ', 'ip6 saddr ', 'ip6 daddr ')})"
+        r"(?![^ \t])"
     ),
     kinds=(ValueKind(" ", NUMBER_VALUE), *address_kinds(" ")),
     step_line=re.compile(r"trace id ([0-9a-f]+) "),

@@ -27,14 +27,17 @@ anything else is split.
 
 What a memo costs stays bounded whatever the texts hold: a text longer than
 `MAX_SHAPED_TEXT` is read by the grammar and kept nowhere, and each memo is
-cleared when it would hold more texts or characters than its budget.  A shape
-is learned the second time a text of its bucket comes: a text whose shape
-never comes back (a new interface name on every line, damage typed by hand)
-costs one reading by the grammar, not the three of learning it.
+cleared when it would hold more texts or characters than its budget.  A log's
+own shapes (a few hundred) are learned the first time they come; past
+`EAGER_SHAPES`, a shape is learned the second time a text of its bucket
+comes, so that a flood of texts whose shape never comes back (a new interface
+name on every line, damage typed by hand) costs one reading by the grammar
+each, not the three of learning and using it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,8 +65,8 @@ def ipv4_marker(probe: int, index: int) -> str:
 
 
 def ipv6_marker(probe: int, index: int) -> str:
-    """Marker `index` of reading `probe` for an IPv6 address, as `ipaddress` spells it."""
-    return f"2001:db8:9876:{probe}::{index:x}"
+    """Marker `index` of reading `probe` for an IPv6 address, as `ipaddress` spells it (`::0` it spells `::`)."""
+    return f"2001:db8:9876:{probe}::{index + 1:x}"
 
 
 def mac_marker(probe: int, index: int) -> str:
@@ -77,8 +80,16 @@ NUMBER_VALUE = r"\d{1,20}"
 IPV4_VALUE = r"\d{1,3}(?:\.\d{1,3}){3}"
 IPV6_VALUE = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
 MAC_VALUE = r"[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2})+"
-# an address as the grammar reads it (not an unknown one, which is of a subclass)
-_ADDRESS_TYPES = (IPv4Address, IPv6Address)
+_MAC_BYTES = re.compile(MAC_VALUE)
+VALUE_START = "(?=[0-9A-Fa-f:])"
+"""What every value's first character is: put before a values regex's alternatives, it spares them elsewhere."""
+# Cheaper regexes a shape's regex matches addresses and MAC bytes with (a
+# quarter of a line's matching time, exactly); what they let through that is
+# none is refused when it is read (`read_ipv4`, `read_ipv6`, `read_mac`).
+_LOOSE_ADDRESS = "[0-9A-Fa-f:.]+"
+_LOOSE_MAC = "[0-9A-Fa-f:]+"
+_READS_KEPT = 1 << 12
+T = TypeVar("T")
 
 MAX_SHAPED_TEXT = 1 << 10
 """The longest field text a memo keeps (real ones: a few hundred characters); a longer one is read every time."""
@@ -86,6 +97,8 @@ MAX_SHAPED_TEXT = 1 << 10
 # template) costs about ten times its text.
 _TEXT_CHARACTERS = 1 << 20
 _SHAPE_CHARACTERS = 1 << 20
+EAGER_SHAPES = 1 << 9
+"""Shapes a memo learns at first sight; later ones, at the second."""
 
 
 _INNER = Header._fields.index("inner")
@@ -96,12 +109,65 @@ _VALUE_BYTES = b"0123456789ABCDEFabcdef"
 _BUCKET_SIZE = 4
 
 
+@dataclass(frozen=True, slots=True)
+class ValueReader:
+    """How a kind of value is read as the grammar reads it (`read`: ValueError for a text it would not read so).
+
+    What it made of the texts it read lately is `kept`, so that a value seen
+    before costs a lookup (shapes look there first, without a call).
+    """
+
+    read: Callable[[str], Any]
+    kept: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, text: str) -> Any:
+        value = self.kept.get(text)
+        if value is None:
+            if len(self.kept) >= _READS_KEPT:
+                self.kept.clear()
+            value = self.kept[text] = self.read(text)
+        return value
+
+
+def _of_version(version: int) -> Callable[[str], Any]:
+    def read(text: str) -> Any:
+        address = ip_address(text)
+        if address.version != version:
+            raise ValueError(f"{text!r} is no IPv{version} address")
+        return address
+
+    return read
+
+
+def _mac_bytes(text: str) -> str:
+    if _MAC_BYTES.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is no MAC header")
+    return text
+
+
+IPV4_READER = ValueReader(_of_version(4))
+"""An IPv4 address as the grammar reads one."""
+IPV6_READER = ValueReader(_of_version(6))
+"""An IPv6 address as the grammar reads one."""
+MAC_READER = ValueReader(_mac_bytes)
+"""MAC header bytes as the grammar reads them."""
+
+
 class ValueKind(NamedTuple):
-    """A kind of value: the text its match consumes before it (`=` in `ID=4`), a regex for it, its markers."""
+    """A kind of value: the text its match consumes before it (`=` in `ID=4`), a regex for it, its markers.
+
+    A value the grammar keeps as a number or as its text is found in the
+    header by its marker; one it turns into something else (an address)
+    comes with `read`, which does what the grammar does to it, and `loose`,
+    a cheaper regex for shape regexes to match it with, `read` refusing
+    what it lets through that `pattern` would not.
+    """
 
     before: str
     pattern: str
     marker: Callable[[int, int], str] = number_marker
+    read: ValueReader | None = None
+    loose: str | None = None
 
 
 def address_values(*keys: str) -> str:
@@ -112,7 +178,15 @@ def address_values(*keys: str) -> str:
 
 def address_kinds(before: str) -> tuple[ValueKind, ValueKind]:
     """The kinds of the two groups of `address_values`, whose matches consume `before` in front of them."""
-    return ValueKind(before, IPV4_VALUE, ipv4_marker), ValueKind(before, IPV6_VALUE, ipv6_marker)
+    return (
+        ValueKind(before, IPV4_VALUE, ipv4_marker, IPV4_READER, _LOOSE_ADDRESS),
+        ValueKind(before, IPV6_VALUE, ipv6_marker, IPV6_READER, _LOOSE_ADDRESS),
+    )
+
+
+def mac_kind(before: str) -> ValueKind:
+    """The kind of MAC header bytes (`02:42:ac:12:00:02:…`), whose matches consume `before` in front of them."""
+    return ValueKind(before, MAC_VALUE, mac_marker, MAC_READER, _LOOSE_MAC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,29 +194,31 @@ class _Shape:
     """A field text with its values taken out, as the grammar read it.
 
     `base` holds the `Header` values the grammar made of the text with markers
-    for the values; `numbers`, `texts` and `addresses` say which header field
-    (by position) each value (by its order in the text) goes back into, a
-    number with the constant the grammar added to it; `extras`, which of the fields tracelog
-    does not know (`Header.extra`, by position) takes which value as its text;
-    `inner` is the shape of the packet an ICMP error quotes.
+    for the values; `numbers`, `texts` and `reads` say which header field (by
+    position) each value (by its order in the text) goes back into, a number
+    with the constant the grammar added to it, a value its kind reads with
+    the function given; `extras`, which of the fields tracelog does not know
+    (`Header.extra`, by position) takes which value as its text; `inner` is
+    the shape of the packet an ICMP error quotes.
     """
 
     base: tuple[Any, ...]
     numbers: tuple[tuple[int, int, int], ...]
     texts: tuple[tuple[int, int], ...]
-    addresses: tuple[tuple[int, int], ...]
+    reads: tuple[tuple[int, int, Callable[[str], Any], ValueReader], ...]
     extras: tuple[tuple[int, int], ...]
     inner: _Shape | None
 
     def header(self, values: tuple[str, ...]) -> Header:
-        """The header of a text of this shape with these values; ValueError for a value that is no address."""
+        """The header of a text of this shape with these values; ValueError for a value its kind does not read."""
         fields = list(self.base)
         for field, index, offset in self.numbers:
             fields[field] = int(values[index]) + offset
         for field, index in self.texts:
             fields[field] = values[index]
-        for field, index in self.addresses:
-            fields[field] = ip_address(values[index])
+        for field, index, kept, reader in self.reads:  # a value read before is looked up without a call
+            text = values[index]
+            fields[field] = kept(text) or reader(text)
         if self.extras:
             extra = list(fields[_EXTRA])
             for pair, index in self.extras:
@@ -155,30 +231,44 @@ class _Shape:
     def indices(self) -> list[int]:
         """Which values this shape puts back, by order (inner packet included)."""
         inner = self.inner.indices() if self.inner is not None else []
-        put_back = [index for _, index, _ in self.numbers]
-        return put_back + [index for _, index in self.texts + self.addresses + self.extras] + inner
+        put_back = [index for _, index, _ in self.numbers] + [index for _, index, _, _ in self.reads]
+        return put_back + [index for _, index in self.texts + self.extras] + inner
 
 
 Known = tuple[re.Pattern[str], _Shape | None]
 """A shape's regex and how its values go back; None for a shape the grammar reads every time."""
 
 
-def _template(header: Header, markers: dict[str, int]) -> _Shape:
-    """Where the markers of reading 1 (spelling → value index) landed in `header`, whole or plus a constant."""
-    first, count = int(number_marker(1, 0)), len(markers)
-    numbers, texts, addresses = [], [], []
+Read = tuple[int, ValueReader]
+"""A value's index, and how its kind reads it."""
+
+
+def _template(header: Header, count: int, markers: dict[str, int], reads: dict[Any, Read]) -> _Shape:
+    """Where the `count` markers of reading 1 landed in `header`, whole, plus a constant or as their kind reads them.
+
+    `markers` gives the index of each marker kept as text or a number by its
+    spelling, `reads` each of the others by what its kind's `read` makes of it.
+    """
+    first = int(number_marker(1, 0))
+    numbers, texts, read = [], [], []
     for field, value in enumerate(header):
         if type(value) is int and 0 <= value - first < count * _MARKER_SPACING:
             numbers.append((field, *divmod(value - first, _MARKER_SPACING)))
         elif type(value) is str and (index := markers.get(value)) is not None:
             texts.append((field, index))
-        elif type(value) in _ADDRESS_TYPES and (index := markers.get(str(value))) is not None:
-            addresses.append((field, index))
+        elif type(value) in _READ_TYPES and (found := reads.get(value)) is not None:
+            index, reader = found
+            read.append((field, index, reader.kept.get, reader))
     extras = tuple(
         (pair, index) for pair, (_, text) in enumerate(header.extra) if (index := markers.get(text)) is not None
     )
-    inner = _template(header.inner, markers) if header.inner is not None else None
-    return _Shape(tuple(header), tuple(numbers), tuple(texts), tuple(addresses), extras, inner)
+    inner = _template(header.inner, count, markers, reads) if header.inner is not None else None
+    return _Shape(tuple(header), tuple(numbers), tuple(texts), tuple(read), extras, inner)
+
+
+# what a kind's `read` makes of a value: an address as the grammar reads one (not an unknown one, of a
+# subclass), MAC bytes as text
+_READ_TYPES = (IPv4Address, IPv6Address, str)
 
 
 def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list[tuple[ValueKind, str]]:
@@ -196,7 +286,8 @@ def _split_values(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> list
 def shape_pattern(parts: list[str | None], kinds: tuple[ValueKind, ...]) -> re.Pattern[str]:
     """The regex of a split text's shape: its pieces verbatim, each value a group of its kind."""
     values = (
-        f"{re.escape(kind.before)}({kind.pattern}){re.escape(piece)}" for kind, piece in _split_values(parts, kinds)
+        f"{re.escape(kind.before)}({kind.loose or kind.pattern}){re.escape(piece)}"
+        for kind, piece in _split_values(parts, kinds)
     )
     return re.compile(re.escape(str(parts[0])) + "".join(values))
 
@@ -246,6 +337,7 @@ class ShapeMemo:
         shapes_kept: int = 1 << 14,
     ) -> None:
         self._values, self._kinds, self._read = values, kinds, read
+        self._eager = EAGER_SHAPES
         self._headers: BoundedMemo[str, Header] = BoundedMemo(texts_kept, _TEXT_CHARACTERS)
         self._buckets: BoundedMemo[tuple[str, bytes], list[Known]] = BoundedMemo(shapes_kept, _SHAPE_CHARACTERS)
 
@@ -254,31 +346,31 @@ class ShapeMemo:
         header = self._headers.get(text)
         if header is not None:
             return header
-        if len(text) > MAX_SHAPED_TEXT:
+        size = len(text)
+        if size > MAX_SHAPED_TEXT:
             return self._read(text)
         key = self._bucket_key(text)
         bucket = self._buckets.get(key)
         match, shape = self._match(text, bucket) if bucket else (None, None)
         if bucket is None:
-            self._buckets.put(key, [], 2 * len(text))  # seen once: learned if its bucket comes back
-        elif match is None:
+            bucket = []
+            self._buckets.put(key, bucket, 2 * size)
+            learn = self._eager > 0  # else seen once: learned if its bucket comes back
+            self._eager -= learn
+        else:
+            learn = match is None
+        if learn:
             pattern, shape = self._learn(self._values.split(text))
             match = pattern.fullmatch(text)
             bucket.insert(0, (pattern, shape))
             del bucket[_BUCKET_SIZE:]
-        header = self._put_back(text, match, shape)
-        if header is not None and header.partial is None:
-            self._headers.put(text, header, len(text))
-        return header
-
-    def _put_back(self, text: str, match: re.Match[str] | None, shape: _Shape | None) -> Header | None:
-        """The header of a text, from its shape and values where it has one, else as the grammar reads it."""
-        if shape is None or match is None:
-            return self._read(text)
         try:
-            return shape.header(match.groups())
-        except ValueError:  # an address that is none: the grammar says what it is
-            return self._read(text)
+            header = self._read(text) if shape is None or match is None else shape.header(match.groups())
+        except ValueError:  # a value its kind does not read (an address that is none): the grammar says what it is
+            header = self._read(text)
+        if header is not None and header.partial is None:
+            self._headers.put(text, header, size)
+        return header
 
     def _bucket_key(self, text: str) -> tuple[str, bytes]:
         """What every text of a shape shares: the text before its first value, and the text without values."""
@@ -316,7 +408,14 @@ class ShapeMemo:
         if first is None or second is None or first.partial is not None:
             # a damaged text is read every time: its unknown addresses are its own
             return pattern, None
-        shape = _template(first, {marker: index for index, marker in enumerate(markers[0])})
+        spelled: dict[str, int] = {}
+        reads: dict[Any, Read] = {}
+        for index, (marker, (kind, _)) in enumerate(zip(markers[0], values, strict=True)):
+            if kind.read is None:
+                spelled[marker] = index
+            else:
+                reads[kind.read(marker)] = (index, kind.read)
+        shape = _template(first, len(values), spelled, reads)
         if sorted(shape.indices()) != list(range(len(values))):
             return pattern, None
         try:

@@ -46,7 +46,7 @@ from tracelog.parse.netlink import (
     tos_fields,
     verdict_name,
 )
-from tracelog.parse.shapes import NUMBER_VALUE, ValueKind, address_kinds, address_values
+from tracelog.parse.shapes import NUMBER_VALUE, VALUE_START, ValueKind, address_kinds, address_values
 
 _NFT_RETURN = 0xFFFFFFFB  # NFT_RETURN (-5): print_verdict() has no word for it
 _TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
@@ -185,7 +185,7 @@ def _monitor_lines(grammar: Callable[[str], _PacketLine | TraceStep]) -> Monitor
         packet_line=re.compile(r"[ \t]*PACKET: \d+ ([0-9a-f]+) (.*)"),
         stub="PACKET: 0 0 ",
         values=re.compile(
-            rf"=(?:(?<!TYPE=)(?<!MACPROTO=)({NUMBER_VALUE})|{address_values(' SRC=', ' DST=')})(?![^ \t])"
+            rf"={VALUE_START}(?:(?<!TYPE=)(?<!MACPROTO=)({NUMBER_VALUE})|{address_values(' SRC=', ' DST=')})(?![^ \t])"
         ),
         kinds=(ValueKind("=", NUMBER_VALUE), *address_kinds("=")),
         step_line=re.compile(r"[ \t]*TRACE: \d+ ([0-9a-f]+) "),
