@@ -299,3 +299,13 @@ def test_a_line_with_a_trace_mark_continues_no_wrapped_record() -> None:
     assert [outcome.origin.line for outcome in outcomes if isinstance(outcome, BadLine)] == [4]
     (cut,) = [outcome for outcome in outcomes if isinstance(outcome, TraceEvent) and outcome.origin.line == 3]
     assert cut.origin.text == lines[2]  # read as far as it goes, alone
+
+
+def test_a_monitor_policy_step_with_a_damaged_family_is_listed() -> None:
+    """xtables-monitor's `policy:ACCEPT` tag, its family number damaged by a control character: not a look-alike."""
+    lines = (SAMPLES / "lab-arp/bridge.xtables-monitor").read_text().splitlines()[:4]
+    lines[2] = lines[2].replace("TRACE: 5 ", "TRACE: \x005 ", 1)
+    assert "policy:ACCEPT" in lines[2]
+    outcomes = read_outcomes(lines)
+    assert [outcome.origin.line for outcome in outcomes if isinstance(outcome, BadLine)] == [3]
+    assert Skip.LOOKALIKE not in outcomes

@@ -51,7 +51,7 @@ _RECORD = re.compile(r"TRACE:[ \t]*(?:raw|mangle|nat|filter|security):[^\s\x00]+
 # program's own TRACE-level message.
 _TAG_WORD = re.compile(
     r"(?:^|(?<=[\s\x00-\x1f\x7f]))(?:raw|mangle|nat|filter|security):\S"  # after a blank, a control or nothing
-    r"|(?:^|(?<=[\s:\x00-\x1f\x7f]))(?:rule|return|policy):\d"
+    r"|(?:^|(?<=[\s:\x00-\x1f\x7f]))(?:rule|return|policy):[\dA-Z]"  # a number, or xtables-monitor's verdict
 )
 # a line that ends inside a tag it started (a terminal wrapped it there), or
 # inside the family and trace id that start an xtables-monitor step
