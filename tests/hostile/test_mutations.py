@@ -211,6 +211,7 @@ def read_as_parse_does(path: Path) -> tuple[set[int], set[int], set[int]]:
 
 @settings(
     max_examples=120,
+    derandomize=True,  # the same examples every run: a gap it finds is pinned and fixed, not met at random
     deadline=timedelta(seconds=20),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
