@@ -434,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _Settings.traceback = "--traceback" in args[: args.index("--") if "--" in args else len(args)]
     if _Settings.traceback:
         args.remove("--traceback")  # taken wherever it stands, not only before the command
+    if sys.stdout is None:  # started with its standard output closed (`>&-`): nothing it prints could be written
+        if sys.stderr is not None:
+            _echo("tracelog: cannot write the output: standard output is closed", err=True)
+        return ExitStatus.OUTPUT
     try:
         status = app(args=args, prog_name="tracelog", standalone_mode=False)
     except typer.TyperException as error:
