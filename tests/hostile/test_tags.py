@@ -109,3 +109,29 @@ def test_strict_stops_at_a_damaged_tag(run_cli: RunCli, tmp_path: Path) -> None:
     assert run.status == ExitStatus.BAD_LINES
     assert run.stderr.startswith(f"tracelog: {path}:{number}:")
     assert DAMAGED_TAG in run.stderr
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        "f lter:OUTPUT:p\x00olicy:1",  # the table split by a blank, the kind by a NUL (hypothesis found it)
+        "raw PREROUTING:polizy:3",  # a colon gone, the kind misspelt
+        "r:w:PREROUTING z:3",
+    ],
+)
+def test_a_tag_damaged_twice_is_still_a_trace_line_not_understood(damaged: str) -> None:
+    """Two damages leave no table or kind word whole; what stands between the mark and `IN=` is still a tag."""
+    line = CAPTURES["dmesg"].read_text().splitlines()[0]
+    tag = line.split("TRACE: ")[1].split(" ")[0]
+    (bad,) = outcomes(line.replace(tag, damaged, 1))
+    assert isinstance(bad, BadLine)
+    assert bad.reason.startswith(DAMAGED_TAG)
+
+
+def test_a_damaged_tag_alone_in_a_ulogd_prefix_is_not_understood() -> None:
+    """ulogd's JSON prefix holds the tag alone: damaged twice, the record is listed, not skipped."""
+    record = json.loads(damaged_line("ulogd-json", "kind"))
+    record["oob.prefix"] = "TRACE: r w:PREROUTING:p\x00licy:3"
+    (bad,) = outcomes(json.dumps(record))
+    assert isinstance(bad, BadLine)
+    assert bad.reason.startswith(DAMAGED_TAG)

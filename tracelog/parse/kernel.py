@@ -53,6 +53,17 @@ _TAG_WORD = re.compile(
     r"(?:^|(?<=[\s\x00-\x1f\x7f]))(?:raw|mangle|nat|filter|security):\S"  # after a blank, a control or nothing
     r"|(?:^|(?<=[\s:\x00-\x1f\x7f]))(?:rule|return|policy):[\dA-Z]"  # a number, or xtables-monitor's verdict
 )
+# What stands right after the mark where a tag damaged more than once stands, no
+# table or kind word left whole (`f lter:OUTPUT:p\x00olicy:1`): a word or two,
+# split by one blank at most, with two colons and then the first field `IN=`;
+# or, alone (ulogd's prefix holds the tag and nothing else), with three colons.
+# A program's message (`TRACE: 12:30:45 entering handler`) has neither shape.
+_TAG_SHAPE = re.compile(
+    r"[ \t]*(?:"
+    r"(?=[^=]*:[^=]*:)[^=\s]*(?:[ \t]+[^=\s]*)?[ \t]+IN="
+    r"|(?=[^=]*:[^=]*:[^=]*:)[^=\s]*(?:[ \t]+[^=\s]*)?[ \t]*$"
+    r")"
+)
 # a line that ends inside a tag it started (a terminal wrapped it there), or
 # inside the family and trace id that start an xtables-monitor step
 _CUT_TAG = re.compile(r"TRACE:[ \t]*(?:[a-z]*(?::[^\s]*)?|\d+(?:[ \t]+[0-9a-f]*)?)[ \t]*$")
@@ -490,7 +501,8 @@ def tag_start(text: str) -> int | None:
     if mark < 0:
         return None
     start = mark + len(MARK)
-    return start if _TAG_WORD.search(text[start:]) is not None else None
+    rest = text[start:]
+    return start if _TAG_WORD.search(rest) is not None or _TAG_SHAPE.match(rest) is not None else None
 
 
 def read_tagless_line(origin: SourceLine) -> BadLine | Skip:
