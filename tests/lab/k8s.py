@@ -392,6 +392,12 @@ MONITORS: dict[Mode, dict[str, tuple[str, ...]]] = {
 }
 
 
+# A monitor whose netlink socket overflowed (a loaded machine) exits with this: the
+# kernel dropped events it never read, so the scenario is played again.
+OVERFLOW = "No buffer space available"
+OVERFLOW_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class Capture:
     """One scenario's run and the trace files it produced: file name → (path, how it was read, monitor failure)."""
@@ -405,10 +411,13 @@ def capture_scenario(lab: KubeNodeLab, scenario: Scenario, directory: Path) -> C
     if lab.mode == "legacy":
         return _capture_kernel_log(lab, scenario, directory)
     outputs = {kind: directory / f"{scenario.name}.{kind}" for kind in MONITORS[lab.mode]}
-    with run_monitors(
-        lab, lab.node, MONITORS[lab.mode], outputs, warmup=MONITOR_WARMUP, drain=MONITOR_DRAIN
-    ) as failures:
-        played = lab.play(scenario)
+    for _ in range(OVERFLOW_ATTEMPTS):
+        with run_monitors(
+            lab, lab.node, MONITORS[lab.mode], outputs, warmup=MONITOR_WARMUP, drain=MONITOR_DRAIN
+        ) as failures:
+            played = lab.play(scenario)
+        if not any(OVERFLOW in failure for failure in failures.values()):
+            break
     files = {
         path.name: (path, f"ip netns exec {lab.node} {' '.join(MONITORS[lab.mode][kind])}", failures.get(kind))
         for kind, path in outputs.items()
