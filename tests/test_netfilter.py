@@ -16,9 +16,25 @@ from tracelog import netfilter
         ("filter-prerouting", "PREROUTING"),  # kube-proxy's nftables mode joins them by dashes
         ("filter-output-post-dnat", "OUTPUT"),
         ("nat-postrouting", "POSTROUTING"),
+        ("trace_ingress", "INGRESS"),  # the netdev family's hooks
+        ("egress", "EGRESS"),
         ("services", None),  # a regular chain: its hook is its caller's
         ("service-SUSTUHLJ-default/web/tcp/http", None),
     ],
 )
 def test_a_native_chain_named_after_its_hook_says_it(chain: str, hook: str | None) -> None:
     assert netfilter.hook_of_chain(chain) == hook
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "later"),
+    [
+        ("INGRESS", "PREROUTING", True),  # netdev ingress runs before any family's PREROUTING
+        ("INGRESS", "INPUT", True),  # an ARP frame: the arp family has no PREROUTING
+        ("PREROUTING", "INGRESS", False),
+        ("POSTROUTING", "EGRESS", True),
+        ("EGRESS", "POSTROUTING", False),
+    ],
+)
+def test_the_netdev_hooks_stand_around_the_others(before: str, after: str, later: bool) -> None:
+    assert netfilter.is_later_hook(before, after) is later

@@ -15,6 +15,9 @@ INPUT = "INPUT"
 FORWARD = "FORWARD"
 OUTPUT = "OUTPUT"
 POSTROUTING = "POSTROUTING"
+# the netdev family's hooks: before PREROUTING on the way in, after POSTROUTING on the way out
+INGRESS = "INGRESS"
+EGRESS = "EGRESS"
 
 BUILTIN_CHAINS = frozenset({PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING})
 
@@ -27,12 +30,16 @@ _DNAT_HOOKS = frozenset({PREROUTING, OUTPUT})
 
 # Hooks a packet can reach next.  POSTROUTING → PREROUTING/INPUT is the
 # loopback re-entry (OUT=lo, then IN=lo); the correlator checks the interface.
+# A hook may be skipped where no chain of the trace's tables hooks in (an ARP
+# frame goes from ingress to the arp family's INPUT).
 _NEXT_HOOKS: dict[str, frozenset[str]] = {
-    PREROUTING: frozenset({INPUT, FORWARD, POSTROUTING}),
-    FORWARD: frozenset({POSTROUTING}),
-    OUTPUT: frozenset({POSTROUTING, PREROUTING, INPUT}),
-    POSTROUTING: frozenset({PREROUTING, INPUT}),
+    INGRESS: frozenset({PREROUTING, INPUT, FORWARD, POSTROUTING, EGRESS}),
+    PREROUTING: frozenset({INPUT, FORWARD, POSTROUTING, EGRESS}),
+    FORWARD: frozenset({POSTROUTING, EGRESS}),
+    OUTPUT: frozenset({POSTROUTING, PREROUTING, INPUT, EGRESS}),
+    POSTROUTING: frozenset({PREROUTING, INPUT, EGRESS}),
     INPUT: frozenset(),
+    EGRESS: frozenset(),
 }
 LOOPBACK_HOOKS = frozenset({PREROUTING, INPUT})
 
@@ -46,6 +53,8 @@ _NATIVE_HOOK_WORDS = {
     "postrouting": POSTROUTING,
     "dstnat": PREROUTING,
     "srcnat": POSTROUTING,
+    "ingress": INGRESS,
+    "egress": EGRESS,
 }
 
 
