@@ -22,6 +22,8 @@ Field = tuple[str, Any]
 
 ICMP_PROTOS = frozenset({"ICMP", "ICMPv6"})
 # echo request/reply: the only ICMP messages the kernel prints `ID= SEQ=` for
+# the fixed IPv6 header: the kernel logger's LEN= counts it, a payload length (ulogd, nft) does not
+IPV6_HEADER_LENGTH = 40
 ECHO_TYPES: dict[str, frozenset[int]] = {"ICMP": frozenset({0, 8}), "ICMPv6": frozenset({128, 129})}
 
 # Fields that must be present for a header to be complete.  A line cut short

@@ -32,6 +32,7 @@ from tracelog.parse.fields import (
     ARP_ADDRESS_NOT_PRINTED,
     ARP_OPERATIONS,
     ECHO_TYPES,
+    IPV6_HEADER_LENGTH,
     Field,
     FieldError,
     Hidden,
@@ -183,7 +184,6 @@ _HEADER_FIELDS = {
     ),
 }
 _LINK_LAYER_BITS = 8 * 64  # more than any link-layer header nft could print as @ll
-_IPV6_HEADER = 40  # `ip6 length` is the payload length; the kernel's LEN= counts the header too
 
 # statement → kernel logger key, for fields nft prints as plain numbers
 _NUMBERS = {
@@ -498,7 +498,7 @@ def _network_field(draft: _Draft, statement: Statement) -> list[Field] | None:
         draft.protocol = PROTOCOL_NUMBERS[value] if value in PROTOCOL_NUMBERS else int(value)
         return []
     if key == "ip6 length":
-        return [("LEN", _number(statement) + _IPV6_HEADER)]
+        return [("LEN", _number(statement) + IPV6_HEADER_LENGTH)]
     return None
 
 

@@ -24,6 +24,7 @@ from lark.visitors import merge_transformers
 
 from tracelog.events import Family, Header, Partial, SourceLine, Stamp, StepKind, TraceEvent
 from tracelog.parse.fields import (
+    IPV6_HEADER_LENGTH,
     Field,
     FieldError,
     FieldsTransformer,
@@ -93,7 +94,6 @@ _TCP_FLAG_KEYS = (
 # ip.fragoff is the IPv4 frag_off word: flag bits, then the offset in 8-byte units
 _IP_FLAG_BITS = (("CE", 0x8000), ("DF", 0x4000), ("MF", 0x2000))
 _FRAGMENT_OFFSET = 0x1FFF
-_IPV6_HEADER = 40  # ip6.payloadlen leaves out the header the kernel's LEN= counts
 _NFPROTO_IPV6 = 10
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})+")
 
@@ -252,7 +252,7 @@ def _ipv4_fields(record: dict[str, Any]) -> list[Field]:
 def _ipv6_fields(record: dict[str, Any]) -> list[Field]:
     pairs = _pairs(record, _IPV6)
     if "ip6.payloadlen" in record:
-        pairs.append(("LEN", _int(record, "ip6.payloadlen") + _IPV6_HEADER))
+        pairs.append(("LEN", _int(record, "ip6.payloadlen") + IPV6_HEADER_LENGTH))
     if "ip6.fragid" in record:
         pairs.append(("FRAG", f"FRAG:{_int(record, 'ip6.fragoff')} ID:{_int(record, 'ip6.fragid'):08x}"))
     return pairs
