@@ -1,7 +1,8 @@
 """Hand-made damaged pastes of real captures, their timelines pinned by golden files (tests/golden/damage/).
 
 One or two per kind of damage a paste suffers: elided, redacted, blanks
-inside fields, quoted, a monitor's excerpt started mid-packet.  Regenerate
+inside fields, quoted, a monitor's excerpt started mid-packet, records
+wrapped over lines, another tool's rendering cut, a non-IP packet redacted.  Regenerate
 on purpose with `TRACELOG_UPDATE_GOLDEN=1 pytest tests/test_damage_golden.py`
 and read the diff.
 """
@@ -69,6 +70,27 @@ def xtables_cut() -> list[str]:
     return lines
 
 
+def wrapped_json() -> list[str]:
+    """ulogd JSON records pasted from a terminal 100 columns wide: each record wrapped over several lines."""
+    return [text[at : at + 100] for text in first_lines("lab-ulogd/ulogd.json", 3) for at in range(0, len(text), 100)]
+
+
+def tshark_cut() -> list[str]:
+    """`tshark -T fields` pasted with a column cut short and another line's addresses redacted."""
+    lines = first_lines("lab-tshark/prefix-ip.tshark", 6)
+    lines[1] = lines[1][: lines[1].index(", Dst:")] + " …"
+    lines[3] = re.sub(r"10\.98\.0\.\d", "x.x.x.x", lines[3])
+    return lines
+
+
+def arp_redacted() -> list[str]:
+    """`nft monitor trace` of ARP through a bridge, its MAC addresses hidden."""
+    return [
+        re.sub(r"(ether [sd]addr) \S+", r"\1 xx:xx:xx:xx:xx:xx", text)
+        for text in first_lines("lab-arp/bridge.nft-monitor", 12)
+    ]
+
+
 CASES: dict[str, Callable[[], list[str]]] = {
     "elided.dmesg": elided,
     "redacted.dmesg": redacted,
@@ -76,6 +98,9 @@ CASES: dict[str, Callable[[], list[str]]] = {
     "quoted.dmesg": quoted,
     "excerpt.nft-monitor": nft_excerpt,
     "cut.xtables-monitor": xtables_cut,
+    "wrapped.ulogd-json": wrapped_json,
+    "cut.tshark": tshark_cut,
+    "redacted-arp.nft-monitor": arp_redacted,
 }
 
 
