@@ -310,3 +310,13 @@ def test_a_monitor_policy_step_with_a_damaged_family_is_listed() -> None:
     outcomes = read_outcomes(lines)
     assert [outcome.origin.line for outcome in outcomes if isinstance(outcome, BadLine)] == [3]
     assert Skip.LOOKALIKE not in outcomes
+
+
+def test_a_monitor_step_cut_in_its_trace_id_then_a_control_character_is_listed() -> None:
+    """` TRACE: 2 9fe9ba\\x00`: cut inside the trace id, a NUL after it; a line ending early, not a look-alike."""
+    lines = (SAMPLES / "docker-nft/http.xtables-monitor").read_text().splitlines()[:4]
+    at = next(index for index, line in enumerate(lines) if line.startswith(" TRACE: "))
+    lines[at] = lines[at][: len(" TRACE: 2 ") + 6] + "\x00"
+    outcomes = read_outcomes(lines)
+    assert [outcome.origin.line for outcome in outcomes if isinstance(outcome, BadLine)] == [at + 1]
+    assert Skip.LOOKALIKE not in outcomes

@@ -65,8 +65,9 @@ _TAG_SHAPE = re.compile(
     r")"
 )
 # a line that ends inside a tag it started (a terminal wrapped it there), or
-# inside the family and trace id that start an xtables-monitor step
-_CUT_TAG = re.compile(r"TRACE:[ \t]*(?:[a-z]*(?::[^\s]*)?|\d+(?:[ \t]+[0-9a-f]*)?)[ \t]*$")
+# inside the family and trace id that start an xtables-monitor step (control
+# characters a paste left at the end of it included)
+_CUT_TAG = re.compile(r"TRACE:[ \t]*(?:[a-z]*(?::[^\s]*)?|\d+(?:[ \t]+[0-9a-f]*)?)[\s\x00-\x1f\x7f]*$")
 UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
 DAMAGED_TAG = "TRACE tag not understood"
 
