@@ -181,9 +181,13 @@ def test_a_line_damaged_many_times_over_is_a_step_or_listed(
     assert any(isinstance(o, TraceEvent | BadLine) for o in outcomes), (text, outcomes)
 
 
-# Renderings of the captures by other tools (jq, fold, tshark): every step comes out of them too.
+# Renderings of the captures by other tools (jq, fold, tshark, nftrace): every step comes out of them too.
 RENDERINGS = sorted(
-    [*SAMPLES.glob("lab-tshark/*.tshark"), *(path for path in SAMPLES.glob("ulogd-jq/*") if path.name != "meta.json")]
+    [
+        *SAMPLES.glob("lab-tshark/*.tshark"),
+        *SAMPLES.glob("nftrace/*.nftrace"),
+        *(path for path in SAMPLES.glob("ulogd-jq/*") if path.name != "meta.json"),
+    ]
 )
 
 

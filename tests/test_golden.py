@@ -42,6 +42,8 @@ CASES: list[tuple[str, ...]] = [
     ("lab-arp/local.xtables-monitor", "table"),
     ("lab-arp/local.xtables-monitor", "jsonl"),
     ("lab-arp/bridge.nft-monitor", "table"),
+    ("nftrace/ping-drop.nftrace", "table"),
+    ("nftrace/exchange.nftrace", "jsonl"),
 ]
 
 

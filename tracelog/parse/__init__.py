@@ -18,6 +18,7 @@ from tracelog.parse.kernel import (
 )
 from tracelog.parse.mending import leads, partial_line
 from tracelog.parse.nftmonitor import NftMonitorParser
+from tracelog.parse.nftrace import NftraceParser
 from tracelog.parse.outcome import BadLine, Caveat, Outcome, Skip
 from tracelog.parse.tshark import TsharkParser
 from tracelog.parse.ulogd import ULOGD_JSON_KEY, JsonObjectLines, parse_json_line, parse_logemu_line
@@ -52,6 +53,8 @@ _FORMATS = re.compile(
     # tshark on NFLOG: its fields (the prefix, then a tab), its packet tree's prefix, IP header and frame lines
     r"|(?P<tshark>TRACE: [a-z]+:\S+:(?:rule|return|policy):\d+ ?\t"
     r"|[ \t]*Prefix: TRACE: |Internet Protocol Version [46], Src: |Frame \d+: )"
+    # nftrace: a packet id, then a step or a packet's summary; a step with its rule (its first versions: no id)
+    r"|(?P<nftrace>[0-9a-f]{12} (?:TRACE: |IP6? )|Aggregated packets:|TRACE: [a-z]+:\S+:(?:rule|policy):\d+ +\")"
 )
 
 # A record of a format recognised by its start, quoted inside other text:
@@ -59,6 +62,7 @@ _FORMATS = re.compile(
 _QUOTED = re.compile(
     r"trace id [0-9a-f]+ |(?:PACKET|TRACE): \d+ [0-9a-f]+ |\{\s*\"|\{[ \t]*$"
     r"|TRACE: [a-z]+:\S+:(?:rule|return|policy):\d+ ?\t|Prefix: TRACE: |Internet Protocol Version [46], Src: "
+    r"|[0-9a-f]{12} (?:TRACE: |IP6? )|Aggregated packets:"
 )
 
 
@@ -77,6 +81,7 @@ class LineParser:
         self._xtables = XtablesMonitorParser()
         self._nft = NftMonitorParser()
         self._tshark = TsharkParser()
+        self._nftrace = NftraceParser()
         self._held: _Held | None = None
         self._json: JsonObjectLines | None = None
 
@@ -130,6 +135,7 @@ class LineParser:
         """Release what is held: a record joined if it was made whole, else read as far as it goes."""
         released = self._release_json() if self._json is not None else []
         released += self._tshark.flush()
+        released += self._nftrace.flush()
         if self._held is not None:
             held, self._held = self._held, None
             released += held.outcomes if held.whole else read_cut_line(held.line, self._year)
@@ -197,6 +203,8 @@ class LineParser:
             return self._xtables.parse(line)
         if kind == "tshark":
             return self._tshark.parse(line)
+        if kind == "nftrace":
+            return self._nftrace.parse(line)
         if kind == "json":
             # other JSON logs (journalctl -o json) stay with the kernel parser, as before
             return list(parse_json_line(line)) if ULOGD_JSON_KEY in line.text else other_records(line, self._year)

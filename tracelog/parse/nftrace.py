@@ -1,0 +1,235 @@
+"""Legacy TRACE records as the nftrace tool prints them: the chain path, each rule's text, a packet id.
+
+nftrace reads NFLOG group 0 and prints a line per record: a packet id (a
+hash of the packet as logged), the kernel's tag and the rule the tag points
+to, as `iptables -S` prints it (`grammars/nftrace.lark`).  When it stops, it
+prints every packet id once more with a tcpdump-like summary of the packet.
+The steps of a packet id are held until that summary gives them their
+addresses, ports and protocol, or until the input pauses or ends (a live
+pipe, or nftrace killed before its summary); at most `MAX_HELD` steps are
+held, the oldest released without a summary past that.  The packet id is
+the steps' trace id: like an nft trace id, it may change within one packet,
+here wherever the packet's bytes change (the TTL routing lowers, NAT).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shlex
+import sys
+from collections import deque
+from typing import Any, NamedTuple, cast
+
+from lark import Token, Transformer, UnexpectedInput
+
+from tracelog.events import Header, Partial, SourceLine, StepKind, TraceEvent
+from tracelog.netfilter import NAT_TARGETS
+from tracelog.parse.fields import Field, FieldError, build_header, ip_address, rule_damage
+from tracelog.parse.grammar import load_parser
+from tracelog.parse.kernel import MARK
+from tracelog.parse.netlink import bad_line
+from tracelog.parse.outcome import Caveat, Outcome, Skip
+
+SUMMARY_ONLY = "nftrace's rendering: the chain path, the rules and the packet's summary; the rest of the packet unknown"
+UNREAD_SUMMARY = "an nftrace packet summary that could not be read: its packet's header stays unknown"
+# Steps held for their packet's summary: nftrace's default run (30 s) of a busy trace fits.
+MAX_HELD = 20_000
+
+Tag = tuple[str, str, str, int]
+
+
+class _Step(NamedTuple):
+    packet_id: str | None
+    tag: Tag
+    rule: str | None
+    damage: Partial | None = None
+
+
+class _Heading(NamedTuple):
+    pass
+
+
+class _Summary(NamedTuple):
+    packet_id: str
+    fields: list[Field]
+
+
+_Line = _Step | _Heading | _Summary
+
+_STARTS = ("step", "heading", "summary")
+# pktdump's letters for the TCP flags it prints, in its order (the NS bit has no name in a header)
+_TCP_FLAGS = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", ".": "ACK", "U": "URG", "E": "ECE", "W": "CWR"}
+# Go's escapes in a quoted string (strconv.Quote), but \xNN: a byte of no character
+_GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
+_GO_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[abfnrtv\\"])')
+_TCP_NUMBERS = {"seq": "SEQ", "ack": "ACK", "win": "WINDOW"}
+_ECHO = {"ICMP": {"request": 8, "reply": 0}, "ICMPv6": {"request": 128, "reply": 129}}
+# a rule's target that decides alone, whatever the chains around it (any other may be a user chain)
+_DECIDING_TARGETS = frozenset({"ACCEPT", "DROP", "REJECT", "RETURN", *NAT_TARGETS})
+
+
+class _NftraceTransformer(Transformer[Token, Any]):
+    """Turns the `nftrace.lark` rules into one of the line kinds above."""
+
+    def tag(self, children: list[Token]) -> Tag:
+        table, chain, kind, number = children
+        return str(table), str(chain), str(kind), int(number)
+
+    def step(self, children: list[Any]) -> _Step:
+        tokens = {child.type: str(child) for child in children if isinstance(child, Token)}
+        tag = next(child for child in children if isinstance(child, tuple))
+        packet_id, rule, damaged = tokens.get("PACKET_ID"), tokens.get("RULE_TEXT"), tokens.get("RULE_DAMAGED")
+        if damaged is not None:
+            text = _unquote(damaged.strip().removeprefix('"').removesuffix('"'))
+            return _Step(packet_id, tag, text, rule_damage(text) or Partial(unreadable=("rule",)))
+        return _Step(packet_id, tag, None if rule is None else _unquote(rule[1:-1]))
+
+    def heading(self, children: list[Token]) -> _Heading:
+        return _Heading()
+
+    def summary(self, children: list[Token]) -> _Summary:
+        packet_id, family, source, destination, *text = map(str, children)
+        return _Summary(packet_id, summary_fields(family, source, destination, "".join(text).strip()))
+
+
+_TRANSFORMER = _NftraceTransformer()
+
+
+def _unquote(inner: str) -> str:
+    """The text inside a Go-quoted string (`%#v`): its escapes undone; a byte escaped (`\\xff`) and any
+    escape a paste damaged are kept as printed."""
+    return _GO_ESCAPE.sub(_unescape, inner)
+
+
+def _unescape(found: re.Match[str]) -> str:
+    escaped = found[1]
+    if escaped[0] not in "uU":
+        return _GO_ESCAPES[escaped]
+    code = int(escaped[1:], 16)
+    return chr(code) if code <= sys.maxunicode and not 0xD800 <= code <= 0xDFFF else found[0]  # no surrogate
+
+
+def _grammar(text: str) -> _Line:
+    stripped = text.lstrip()
+    start = "heading" if stripped.startswith("Aggregated") else "step" if MARK in text else "summary"
+    return cast(_Line, load_parser("nftrace", _STARTS, _TRANSFORMER).parse(text, start=start))
+
+
+def _end(text: str) -> tuple[str, int | None]:
+    """An address and its port, as tcpdump joins them (`10.0.0.1.80`, `fd00::1.53`); no port for ICMP."""
+    try:
+        ip_address(text)
+    except ValueError:
+        address, _, port = text.rpartition(".")
+        if not port.isdigit() or len(port) > 5:
+            raise
+        return address, int(port)
+    return text, None
+
+
+def summary_fields(family: str, source: str, destination: str, text: str) -> list[Field]:
+    """The header fields a packet summary shows: addresses, ports, protocol, TCP flags, ICMP echo type and id."""
+    (src, sport), (dst, dport) = _end(source), _end(destination)
+    fields: list[Field] = [("SRC", ip_address(src)), ("DST", ip_address(dst))]
+    words = text.replace(",", " ").split()
+    icmp = "ICMPv6" if family == "IP6" else "ICMP"
+    if text.startswith("Flags ["):
+        flags = text[len("Flags [") : text.index("]")] if "]" in text else ""
+        fields += [("PROTO", "TCP"), ("SPT", sport), ("DPT", dport)]
+        fields += [("FLAG", _TCP_FLAGS[letter]) for letter in flags if letter in _TCP_FLAGS]
+        # `seq 1:6` for a segment with data: its first byte's number, as the kernel's SEQ= is
+        numbers = {key: value.split(":")[0] for key, value in itertools.pairwise(words) if key in _TCP_NUMBERS}
+        fields += [(_TCP_NUMBERS[key], int(value)) for key, value in numbers.items() if value.isdigit()]
+    elif words[:1] in (["ICMP"], ["ICMP6"]):
+        fields.append(("PROTO", icmp))
+        kind = words[2] if words[1:2] == ["echo"] and len(words) > 2 else None
+        if kind in _ECHO[icmp]:
+            fields += [("TYPE", _ECHO[icmp][kind]), ("CODE", 0)]
+            fields += [(key.upper(), int(value)) for key, value in itertools.pairwise(words) if key in ("id", "seq")]
+    elif sport is not None and dport is not None:
+        fields += [("PROTO", "UDP"), ("SPT", sport), ("DPT", dport)]
+    return fields
+
+
+def _verdict(kind: str, rule: str | None) -> str | None:
+    """What a policy or a rule decides, where its text alone says it: a policy, a deciding target."""
+    try:
+        words = shlex.split(rule or "")
+    except ValueError:
+        return None
+    if kind == "policy" and words[:1] == ["-P"] and len(words) == 3:
+        return words[2]
+    targets = [after for option, after in itertools.pairwise(words) if option in ("-j", "--jump")]
+    return targets[-1] if kind == "rule" and targets and targets[-1] in _DECIDING_TARGETS else None
+
+
+def _event(step: _Step, origin: SourceLine, header: Header) -> TraceEvent:
+    table, chain, kind, number = step.tag
+    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
+    if step.damage is not None:  # the step's own damage beside its packet's (a copy: the packet line is shared)
+        header = header._replace(partial=step.damage.merge(header.partial))
+    return TraceEvent(
+        table=table,
+        chain=chain,
+        kind=step_kind,
+        header=header,
+        rulenum=number,
+        trace_id=step.packet_id,
+        rule=step.rule,
+        verdict=_verdict(kind, step.rule),
+        origin=origin,
+    )
+
+
+class NftraceParser:
+    """Reads the nftrace lines of one run: steps wait for their packet's summary (see the module's doc)."""
+
+    def __init__(self) -> None:
+        self._held: deque[tuple[_Step, SourceLine]] = deque()
+        self._headers: dict[str, Header] = {}
+        # per packet id whose summary never came, its header, all unknown: one object, so that its
+        # steps show one packet line (as a monitor's steps under theirs do), and no other id's
+        self._unseen: dict[str, Header] = {}
+
+    def parse(self, origin: SourceLine) -> list[Outcome]:
+        try:
+            line = _grammar(origin.text)
+        except UnexpectedInput as error:  # a step is a TRACE line not understood; any other line is not nftrace's
+            return [bad_line(origin, error)] if MARK in origin.text else [Skip.OTHER]
+        except (ValueError, FieldError):  # a summary whose addresses are none: its packet's steps keep theirs unknown
+            return [Caveat(origin, UNREAD_SUMMARY), Skip.OTHER]
+        if isinstance(line, _Summary):
+            self._headers[line.packet_id] = build_header(line.fields, complete=False, cut=True)
+            return [Skip.OTHER]
+        if isinstance(line, _Heading):
+            return [Skip.OTHER]
+        if line.packet_id is None:  # nftrace's first versions: no summary can name its packet
+            return self._release(line, origin)
+        released = self.flush() if self._headers else []  # a new run after a summary
+        self._held.append((line, origin))
+        if len(self._held) > MAX_HELD:
+            released += self._release(*self._held.popleft())
+        return released
+
+    def flush(self) -> list[Outcome]:
+        """Release the held steps, each with its packet's summary if it came."""
+        released = [outcome for held in self._held for outcome in self._release(*held)]
+        self._held.clear()
+        self._headers.clear()
+        self._unseen.clear()
+        return released
+
+    def _release(self, step: _Step, origin: SourceLine) -> list[Outcome]:
+        return [Caveat(origin, SUMMARY_ONLY), _event(step, origin, self._header(step.packet_id))]
+
+    def _header(self, packet_id: str | None) -> Header:
+        """The header of a packet id's steps: its summary's, else one all unknown (a step without an id: its own)."""
+        if packet_id is None:
+            return build_header([], complete=False, cut=True)
+        shown = self._headers.get(packet_id)
+        if shown is not None:
+            return shown
+        if len(self._unseen) >= MAX_HELD:  # ids released long ago, past the held steps
+            self._unseen.clear()
+        return self._unseen.setdefault(packet_id, build_header([], complete=False, cut=True))
