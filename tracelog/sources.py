@@ -192,13 +192,13 @@ def _file_lines(raw: BinaryIO, name: str, offset: int = 0, lines_before: int = 0
     yield from cutter.end()
 
 
-def _split_chunks(chunks: Iterator[bytes | None], name: str) -> Iterator[SourceLine | None]:
-    """Cut byte chunks into lines, passing the `None` ticks through.
+def _split_chunks(chunks: Iterator[bytes | None], name: str, lines_before: int) -> Iterator[SourceLine | None]:
+    """Cut byte chunks into lines numbered on from `lines_before`, passing the `None` ticks through.
 
     A gzip stream is decompressed a block at a time, so that a small chunk
     that unpacks to gigabytes costs no more memory than any other.
     """
-    cutter = _LineCutter(name)
+    cutter = _LineCutter(name, lines_before)
     decompressor: zlib._Decompress | None = None
     started = False
     for chunk in chunks:
@@ -237,15 +237,16 @@ def _fd_chunks(fd: int, name: str, tick: float) -> Iterator[bytes | None]:
         yield chunk
 
 
-def follow_fd(fd: int, name: str, tick: float) -> Iterator[SourceLine | None]:
+def follow_fd(fd: int, name: str, tick: float, lines_before: int = 0) -> Iterator[SourceLine | None]:
     """Yield a pipe's lines as they arrive, and `None` whenever `tick` seconds pass.
 
     This is what makes `tail -f log | tracelog parse` live: the ticks let the
     caller finish packets whose lines stopped arriving while the pipe stays
     open.  Gzip data is recognised and decompressed as it streams.  Lines
-    longer than `MAX_LINE_BYTES` are `LongLine`s, as from a file.
+    longer than `MAX_LINE_BYTES` are `LongLine`s, as from a file.  The first
+    line is numbered `lines_before + 1`: a stream may go on from another pipe.
     """
-    yield from _split_chunks(_fd_chunks(fd, name, tick), name)
+    yield from _split_chunks(_fd_chunks(fd, name, tick), name, lines_before)
 
 
 def read_source(name: str, tick: float) -> Iterator[SourceLine | None]:

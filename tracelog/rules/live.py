@@ -28,6 +28,7 @@ from tracelog.errors import PermissionDenied, Unavailable
 from tracelog.events import Family, SourceLine
 from tracelog.rules.manage import EnableReport, Plan, enable_tracing, remove_rules
 from tracelog.sources import follow_fd
+from tracelog.wording import plural
 
 KMSG = Path("/dev/kmsg")
 KMSG_RECORD_MAX = 8192
@@ -35,6 +36,8 @@ KMSG_RECORD_MAX = 8192
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MONITOR_STOP_WAIT = 5.0
 _MONITOR_FAMILY: dict[Family, str] = {"ipv4": "-4", "ipv6": "-6"}
+# strerror(ENOBUFS) in English: a burst of trace events overflowed the monitor's netlink socket
+MONITOR_OVERFLOWED = "No buffer space available"
 
 
 class Stopped(KeyboardInterrupt):
@@ -105,7 +108,13 @@ class KmsgSource:
 
 
 class MonitorSource:
-    """`xtables-monitor --trace` as a child in its own session, so Ctrl-C reaches tracelog alone."""
+    """`xtables-monitor --trace` as a child in its own session, so Ctrl-C reaches tracelog alone.
+
+    A burst of events can overflow the monitor's netlink socket: the kernel
+    drops the events that did not fit and xtables-monitor exits (ENOBUFS).  It
+    is started again at once and the overflow counted, as `KmsgSource` counts
+    overwritten records; any other exit ends the lines.
+    """
 
     def __init__(self, families: set[Family]) -> None:
         if shutil.which("xtables-monitor") is None:
@@ -116,19 +125,52 @@ class MonitorSource:
         if shutil.which("stdbuf"):
             argv = ["stdbuf", "-oL", *argv]
         self.name = "xtables-monitor"
+        self.overflows = 0
+        self._argv = argv
         self._failure: str | None = None
+        self._process = self._start_monitor()
+
+    def _start_monitor(self) -> subprocess.Popen[bytes]:
+        """Start xtables-monitor, its messages in English so that an overflow is recognised."""
         # stderr stays a pipe: xtables-monitor only writes there when it fails, and then exits.
-        self._process = subprocess.Popen(  # tracelog starts no threads, so preexec_fn is safe here
-            argv,
+        return subprocess.Popen(  # tracelog starts no threads, so preexec_fn is safe here
+            self._argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env={**os.environ, "LC_ALL": "C"},
             start_new_session=True,
             preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),  # noqa: PLW1509
         )
 
     def lines(self, tick: float) -> Iterator[SourceLine | None]:
-        assert self._process.stdout is not None
-        return follow_fd(self._process.stdout.fileno(), self.name, tick)
+        read = 0
+        while True:
+            assert self._process.stdout is not None
+            for line in follow_fd(self._process.stdout.fileno(), self.name, tick, lines_before=read):
+                if line is not None:
+                    read = line.line
+                yield line
+            ended = self._exit_message()
+            if MONITOR_OVERFLOWED not in ended:
+                self._failure = ended
+                return
+            self.overflows += 1
+            self._close_pipes()
+            self._process = self._start_monitor()
+
+    def _exit_message(self) -> str:
+        """How the monitor ended: its exit status and the last line it wrote on stderr."""
+        assert self._process.stderr is not None
+        returncode = self._process.wait()
+        said = self._process.stderr.read().decode(errors="replace").strip().splitlines()
+        reason = f": {said[-1]}" if said else ""
+        return f"xtables-monitor exited with {returncode}{reason}"
+
+    def _close_pipes(self) -> None:
+        """Close the pipes of the monitor that ran last."""
+        for pipe in (self._process.stdout, self._process.stderr):
+            if pipe is not None:
+                pipe.close()
 
     def close(self) -> None:
         if self._process.poll() is None:
@@ -139,16 +181,18 @@ class MonitorSource:
                 self._process.kill()
                 self._process.wait()
         elif self._failure is None and self._process.stderr is not None and not self._process.stderr.closed:
-            said = self._process.stderr.read().decode(errors="replace").strip().splitlines()
-            reason = f": {said[-1]}" if said else ""
-            self._failure = f"xtables-monitor exited with {self._process.returncode}{reason}"
-        for pipe in (self._process.stdout, self._process.stderr):
-            if pipe is not None:
-                pipe.close()
+            self._failure = self._exit_message()
+        self._close_pipes()
 
     def problem(self) -> str | None:
-        """Set when xtables-monitor ended by itself before tracelog stopped it."""
-        return self._failure
+        """Set when xtables-monitor ended by itself before tracelog stopped it, or its socket overflowed."""
+        said = [self._failure] if self._failure is not None else []
+        if self.overflows:
+            said.append(
+                f"xtables-monitor's netlink socket overflowed {plural(self.overflows, 'time')}: "
+                "some trace events were lost"
+            )
+        return "; ".join(said) or None
 
 
 def open_source(plan: Plan) -> TraceSource:
@@ -179,6 +223,8 @@ def watching(plan: Plan, now: datetime, say: Callable[[str], None], warnings: Se
 
     The source opens first so the first traced packet is not missed.  Rules
     that were already there (another `enable`) are left for their owner.
+    What the source lost is said when the watch is stopped, and is the error
+    when the source ended by itself.
     """
     with _stop_signals():
         source = open_source(plan)
@@ -187,6 +233,10 @@ def watching(plan: Plan, now: datetime, say: Callable[[str], None], warnings: Se
             with _deferred_stop():  # a stop while rules are being added would lose track of them
                 report = enable_tracing(plan, now, renew=False, warnings=warnings)
             yield Watch(report, source)
+        except KeyboardInterrupt:  # the usual end of a watch: lines lost on the way are said all the same
+            if (problem := source.problem()) is not None:
+                say(problem)
+            raise
         finally:
             with _shielded():
                 source.close()
