@@ -12,7 +12,7 @@ import pytest
 
 from tests.samples import SAMPLES
 from tracelog.events import SourceLine
-from tracelog.rules.live import MonitorSource
+from tracelog.rules.live import KmsgSource, MonitorSource
 
 CAPTURE = SAMPLES / "lab-nft/ping.xtables-monitor"
 # What xtables-monitor 1.8.9 printed, and its exit status 1, when a burst overflowed its socket
@@ -108,3 +108,15 @@ def test_a_failure_after_overflows_says_both(monitor_path: Path) -> None:
         f"xtables-monitor exited with 1: {NOT_PERMITTED}; "
         "xtables-monitor's netlink socket overflowed 2 times: some trace events were lost"
     )
+
+
+@pytest.mark.parametrize(("lost", "said"), [(1, "1 time:"), (3, "3 times:")])
+def test_the_kernel_log_reader_says_how_often_it_lost_records(tmp_path: Path, lost: int, said: str) -> None:
+    log = tmp_path / "kmsg"
+    log.write_text("")
+    source = KmsgSource(log)
+    source.lost = lost
+    problem = source.problem()
+    source.close()
+    assert problem is not None
+    assert f"overwrote unread records {said}" in problem

@@ -103,7 +103,7 @@ class KmsgSource:
 
     def problem(self) -> str | None:
         if self.lost:
-            return f"the kernel log overwrote unread records {self.lost} times: some TRACE lines were lost"
+            return f"the kernel log overwrote unread records {plural(self.lost, 'time')}: some TRACE lines were lost"
         return None
 
 
