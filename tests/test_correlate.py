@@ -330,3 +330,17 @@ def test_a_frame_a_bridge_floods_to_its_own_device_stays_one_packet(rendering: s
 def test_arp_requests_and_replies_are_packets_of_their_own() -> None:
     found = read((SAMPLES / "lab-arp/bridge.nft-monitor").read_text().splitlines())
     assert [packet.first.header.arp_op for packet in found] == [1, 2, 1, 2]
+
+
+def test_steps_at_one_hook_that_hide_only_their_interfaces_join_on_their_identity() -> None:
+    """A SYN-ACK's FORWARD steps (IP id 0) with the interfaces redacted: at one hook interfaces are never compared."""
+    lines = (SAMPLES / "docker-legacy/http.dmesg").read_text().splitlines()[11:14]
+    assert all(" ID=0 DF " in line and (":FORWARD:" in line or ":DOCKER-USER:" in line) for line in lines)
+    hidden = [line.replace("IN=docker0 OUT=docker0", "IN=xxx OUT=xxx") for line in lines]
+    assert _packets_of(hidden) == [[1, 2, 3]]
+    (packet,) = read(hidden)
+    assert packet.partial is None  # no guess: nothing the join rests on was hidden
+    # across hooks the interfaces are compared: a step that hides them there still needs a field that vouches
+    prerouting = (SAMPLES / "docker-legacy/http.dmesg").read_text().splitlines()[10]
+    assert "raw:PREROUTING" in prerouting
+    assert _packets_of([prerouting.replace("IN=docker0", "IN=xxx"), *hidden]) == [[1], [2, 3, 4]]

@@ -203,6 +203,21 @@ def _hides_join_fields(partial: Partial) -> bool:
     return not _JOIN_FIELDS.isdisjoint(hidden)
 
 
+# what the correlator compares only between steps at different hooks (see `_follows`)
+_INTERFACES = frozenset({"in_iface", "out_iface"})
+
+
+@functools.lru_cache(maxsize=256)
+def _hides_more_than_interfaces(partial: Partial) -> bool:
+    hidden = (*partial.elided, *partial.redacted, *partial.unreadable, *partial.guessed)
+    return not (_JOIN_FIELDS - _INTERFACES).isdisjoint(hidden)
+
+
+def _unsure_beyond_interfaces(header: Header) -> bool:
+    """Whether the header's text hid a field the correlator joins on other than the interfaces."""
+    return header.partial is not None and _hides_more_than_interfaces(header.partial)
+
+
 def _unsure(header: Header) -> bool:
     """Whether the header's text hid a field the correlator joins on (elided, redacted, unreadable or guessed)."""
     return header.partial is not None and _hides_join_fields(header.partial)
@@ -244,12 +259,26 @@ def _later_stage(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool:
     return not any(hook == after_hook and (step.table, step.nf_family) == table for step, hook in packet.steps)
 
 
+def _hides_interfaces_alone_at_one_hook(packet: _OpenPacket, header: Header, stage: Stage) -> bool:
+    """Whether a step and the packet's last, at one hook, hid no field the join rests on but their interfaces.
+
+    Interfaces are compared only across hooks (`_follows`): there the join is as sure as if they showed.
+    """
+    hook = stage[0]
+    if hook is None or hook != packet.stage[0]:
+        return False
+    return not (_unsure_beyond_interfaces(header) or _unsure_beyond_interfaces(packet.last.header))
+
+
 def _guess(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool | None:
     """Whether a step that hid (or follows one that hid) a field joins the packet on a guess; None if it may not.
 
     An identity field that tells packets apart vouches for the join, and
     so does the packet line of the step before (the same trace id, the
-    same fields): no guess.  Otherwise the trace id may, a guess, and only
+    same fields): no guess.  Steps at one hook that hid no such field but
+    their interfaces join as if they had shown them, as those are compared
+    only across hooks (an RST's IP id 0 tells nothing apart, its sequence
+    numbers do).  Otherwise the trace id may, a guess, and only
     where a new packet line can start: at a later hook or table.  A new
     packet line at the same table and hook is a new evaluation, a packet
     of its own whose trace id the kernel reused.  In a format without trace
@@ -259,6 +288,8 @@ def _guess(packet: _OpenPacket, event: TraceEvent, stage: Stage) -> bool | None:
     """
     header, last = event.header, packet.last.header
     if _shows_one_packet(header, last):
+        return False
+    if _hides_interfaces_alone_at_one_hook(packet, header, stage):
         return False
     if not _same_trace(packet, event):
         return None
