@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,12 @@ from tests.conftest import RunCli
 from tests.outcomes import outcomes
 from tests.samples import SAMPLES
 from tracelog.events import Partial, TraceEvent
-from tracelog.parse.tshark import ADDRESSES_ONLY
+from tracelog.parse.tshark import ADDRESSES_ONLY, TREE_FIELDS, TREE_LINES
 
 TSHARK = SAMPLES / "lab-tshark"
-RENDERINGS = ["prefix-ip.tshark", "prefix-addresses.tshark", "verbose.tshark"]
-# what the renderings do not show of a packet: all of the kernel logger's fields but its addresses
+FIELDS_RENDERINGS = ["prefix-ip.tshark", "prefix-addresses.tshark"]
+RENDERINGS = [*FIELDS_RENDERINGS, "verbose.tshark"]
+# what the fields renderings do not show of a packet: all of the kernel logger's fields but its addresses
 NOT_SHOWN = {
     "ipv4": ["in_iface", "out_iface", "length", "tos", "prec", "ttl", "ip_id", "proto"],
     "ipv6": ["in_iface", "out_iface", "length", "tc", "ttl", "flowlabel", "proto"],
@@ -25,7 +27,7 @@ NOT_SHOWN = {
 def records(path: Path, run_cli: RunCli, *options: str) -> list[dict[str, Any]]:
     run = run_cli("parse", "--format", "jsonl", *options, str(path))
     assert run.status == 0, run.stderr
-    assert ADDRESSES_ONLY in run.stderr
+    assert (TREE_FIELDS if path.name == "verbose.tshark" else ADDRESSES_ONLY) in run.stderr
     found: list[dict[str, Any]] = run.records()
     return found
 
@@ -40,11 +42,16 @@ def prefixes(path: Path) -> list[tuple[int, str]]:
 
 
 @pytest.mark.parametrize("name", RENDERINGS)
-def test_every_record_is_a_step_with_its_chain_path_and_addresses(name: str, run_cli: RunCli) -> None:
+def test_every_record_is_a_step_with_its_chain_path(name: str, run_cli: RunCli) -> None:
     found = records(TSHARK / name, run_cli)
-    steps = [step for record in found for step in record["steps"]]
+    steps = sorted((step for record in found for step in record["steps"]), key=lambda step: int(step["line"]))
     tags = [f"{step['table']}:{step['chain']}:{step['kind']}:{step['rulenum']}" for step in steps]
     assert [(step["line"], tag) for step, tag in zip(steps, tags, strict=True)] == prefixes(TSHARK / name)
+
+
+@pytest.mark.parametrize("name", FIELDS_RENDERINGS)
+def test_a_fields_rendering_shows_the_addresses_alone(name: str, run_cli: RunCli) -> None:
+    found = records(TSHARK / name, run_cli)
     # nothing tshark shows tells one flow's packets apart: each step is a packet of its own
     assert all(len(record["steps"]) == 1 for record in found)
     assert sorted({(record["family"], record["src"], record["dst"]) for record in found}) == [
@@ -82,3 +89,39 @@ def test_a_prefix_left_waiting_at_the_end_is_released() -> None:
     (*_, event) = outcomes(lines[: prefix + 1])
     assert isinstance(event, TraceEvent)
     assert (event.table, event.chain, event.kind, event.rulenum) == ("raw", "PREROUTING", "policy", 2)
+
+
+def test_a_tree_groups_its_records_into_the_packets_the_kernel_traced(run_cli: RunCli) -> None:
+    """The `-V` tree shows the header fields the kernel logger prints: its steps group as the kernel's packets."""
+    found = records(TSHARK / "verbose.tshark", run_cli)
+    assert len(found) == json.loads((TSHARK / "meta.json").read_text())["traced_packets"]
+    assert sum(len(record["steps"]) for record in found) == len(prefixes(TSHARK / "verbose.tshark"))
+    # every step of a packet shows its TTL, and the packets differ by IP id or echo sequence number
+    assert {step["ttl"] for record in found for step in record["steps"]} == {64}
+    echoes = [(record["family"], record["icmp_type"], record["icmp_id"]) for record in found if record["icmp_id"]]
+    assert sorted(echoes) == [("ipv4", 0, 14033)] * 2 + [("ipv4", 8, 14033)] * 2 + [("ipv6", 128, 0x370A)] + [
+        ("ipv6", 129, 0x370A)
+    ]
+    flags = [(record["sport"], record["dport"], record["tcp_flags"]) for record in found if record["proto"] == "TCP"]
+    assert flags == [(38588, 9, ["SYN"]), (9, 38588, ["ACK", "RST"])]
+    assert all(record["first_seen"] is not None for record in found)
+    # of what the kernel logger prints, the tree lacks the interfaces' names only
+    assert all(record["partial"]["elided"] == ["in_iface", "out_iface"] for record in found)
+
+
+def test_a_frame_reads_its_fields_for_a_bounded_number_of_lines() -> None:
+    """Past `TREE_LINES` lines of one frame, no field is looked for: its step keeps what came before."""
+    lines = (TSHARK / "verbose.tshark").read_text().splitlines()
+    second_frame = next(at for at, line in enumerate(lines) if line.startswith("Frame 2:"))
+    ip_header = next(at for at, line in enumerate(lines) if line.startswith("Internet Protocol"))
+    filler = lines[ip_header + 1 : ip_header + 2] * TREE_LINES  # `    0100 .... = Version: 4`, read by no one
+    assert "Version: 4" in filler[0]
+    (first,) = [
+        o
+        for o in outcomes([*lines[: ip_header + 1], *filler, *lines[ip_header + 1 : second_frame]])
+        if isinstance(o, TraceEvent)
+    ]
+    assert str(first.header.src) == "10.98.0.2"
+    assert first.header.ttl is None  # its line came after the bound
+    (whole,) = [o for o in outcomes(lines[:second_frame]) if isinstance(o, TraceEvent)]
+    assert whole.header.ttl == 64

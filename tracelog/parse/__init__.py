@@ -120,6 +120,8 @@ class LineParser:
                 return released
         if match is not None:
             outcomes = self._dispatch(match.lastgroup, line)
+        elif (tree := self._tshark.tree_line(line)) is not None:  # a field of a tshark `-V` tree's frame
+            outcomes = tree
         else:
             outcomes = other_records(line, self._year)
             last = outcomes[-1] if outcomes else None
