@@ -41,7 +41,8 @@ LENGTHS = [300, 5_000, 70_000]  # the last one past the line limit (64 KiB)
 _XTABLES = re.compile(r"[ \t]*TRACE: ?(\S*(?: +\S+){0,2})")
 _NFT = re.compile(r"trace id ?(\S*(?: +\S+){0,3})")
 _JSON = re.compile(r'"oob\.prefix"(?:: ?"(?:TRACE: ?)?([^"]*))?')
-_KERNEL = re.compile(r"TRACE:[ \t]*(\S*)")
+# (the kernel's tag: all before the first field, a blank a mutation put in it included)
+_KERNEL = re.compile(r"TRACE:[ \t]*(.*?)(?=[ \t]+[A-Z][A-Z0-9]*=|[ \t]*$)")
 
 
 @dataclass(frozen=True)
