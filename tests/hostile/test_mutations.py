@@ -98,11 +98,12 @@ shape, a look-alike); `mark`: its mark is gone, it is no TRACE line.
 """
 
 
-def _word_after_tag(text: str, marks: Marks, place: int) -> tuple[int, int]:
+def _word_after_tag(text: str, marks: Marks, place: int) -> tuple[int, int] | None:
+    """A word after the tag (a field), if the line has any left (a line cut in its tag has none)."""
     after = marks.tag[1]
     words = [found.span() for found in re.finditer(r"\S+", text[after:])]
     if not words:
-        return len(text), len(text)
+        return None
     start, end = words[place % len(words)]
     return after + start, after + end
 
@@ -115,13 +116,19 @@ def _effect(marks: Marks, at: int) -> str:
 
 
 def duplicate_field(text: str, marks: Marks, place: int, choice: int) -> tuple[str, str]:
-    start, end = _word_after_tag(text, marks, place)
+    word = _word_after_tag(text, marks, place)
+    if word is None:
+        return text, "fields"
+    start, end = word
     return f"{text[:end]} {text[start:end]}{text[end:]}", "fields"
 
 
 def lengthen_field(text: str, marks: Marks, place: int, choice: int) -> tuple[str, str]:
-    _, end = _word_after_tag(text, marks, place)
-    filler = text[end - 1] if end and text[end - 1].isalnum() else "7"
+    word = _word_after_tag(text, marks, place)
+    if word is None:
+        return text, "fields"
+    end = word[1]
+    filler = text[end - 1] if text[end - 1].isalnum() else "7"
     return text[:end] + filler * LENGTHS[choice % len(LENGTHS)] + text[end:], "fields"
 
 
