@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +77,16 @@ class _FakeStdin:
 
     def fileno(self) -> int:
         return self._fd
+
+
+@pytest.fixture
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PATH of one directory holding only `cat` and `sleep`: a test writes the fake tools its case needs there."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    for tool in ("cat", "sleep"):
+        found = shutil.which(tool)
+        assert found is not None
+        (directory / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(directory))
+    return directory

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import stat
 from ipaddress import ip_address
 from pathlib import Path
@@ -116,24 +115,11 @@ def fake_kubectl(directory: Path, script: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-@pytest.fixture
-def kubectl_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A PATH of one directory, for a fake kubectl and the tools its scripts use, and no real kubectl."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    for tool in ("cat", "sleep"):
-        found = shutil.which(tool)
-        assert found is not None
-        (directory / tool).symlink_to(found)
-    monkeypatch.setenv("PATH", str(directory))
-    return directory
-
-
-def test_kubernetes_asks_kubectl_for_pods_services_and_slices(kubectl_path: Path, tmp_path: Path) -> None:
+def test_kubernetes_asks_kubectl_for_pods_services_and_slices(fake_tools: Path, tmp_path: Path) -> None:
     items = [item for path in (PODS, SERVICES, SLICES) for item in decoded(path)["items"]]
     answer = tmp_path / "answer.json"
     answer.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-    fake_kubectl(kubectl_path, f'echo "$@" > {tmp_path}/argv; cat {answer}')
+    fake_kubectl(fake_tools, f'echo "$@" > {tmp_path}/argv; cat {answer}')
     assert LIVE_SOURCES["kubernetes"]().containers == {**POD_NAMES, **SERVICE_NAMES, **NODE}
     assert (tmp_path / "argv").read_text().split() == [
         "get",
@@ -152,9 +138,9 @@ def test_kubernetes_asks_kubectl_for_pods_services_and_slices(kubectl_path: Path
         ("sleep 5", "kubectl did not answer within 0 s"),
     ],
 )
-def test_a_kubectl_that_cannot_answer_is_one_line(kubectl_path: Path, script: str | None, message: str) -> None:
+def test_a_kubectl_that_cannot_answer_is_one_line(fake_tools: Path, script: str | None, message: str) -> None:
     if script is not None:
-        fake_kubectl(kubectl_path, script)
+        fake_kubectl(fake_tools, script)
     with pytest.raises(Unavailable, match=message) as raised:
         ask_kubectl(timeout=0.3)
     assert "\n" not in str(raised.value)
@@ -169,7 +155,7 @@ def test_parse_names_pods_from_kubectl_files(run_cli: RunCli) -> None:
     assert first["endpoint_name"] in ("default/web-7d4b9c-fghij", "default/web-7d4b9c-xzvbn")
 
 
-def test_parse_names_kubernetes_without_kubectl_is_one_line_and_status_6(kubectl_path: Path, run_cli: RunCli) -> None:
+def test_parse_names_kubernetes_without_kubectl_is_one_line_and_status_6(fake_tools: Path, run_cli: RunCli) -> None:
     run = run_cli("parse", "--names", "kubernetes", str(K8S / "nodeport.dmesg"))
     assert run.status == 6
     assert run.stderr.strip().splitlines() == [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -20,19 +19,6 @@ CAPTURE = SAMPLES / "lab-nft/ping.xtables-monitor"
 OVERFLOWED = "cannot receive from nfnetlink socket: No buffer space available"
 NOT_PERMITTED = "cannot bind to nfnetlink socket: Operation not permitted"
 DEADLINE = 10.0
-
-
-@pytest.fixture
-def monitor_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A PATH of one directory, for a fake xtables-monitor and the tools its scripts use, and no stdbuf."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    for tool in ("cat", "sleep"):
-        found = shutil.which(tool)
-        assert found is not None
-        (directory / tool).symlink_to(found)
-    monkeypatch.setenv("PATH", str(directory))
-    return directory
 
 
 class MonitorRun(NamedTuple):
@@ -70,9 +56,9 @@ def read_until(source: MonitorSource, count: int) -> list[SourceLine]:
     return found
 
 
-def test_a_monitor_whose_socket_overflowed_is_started_again(monitor_path: Path) -> None:
+def test_a_monitor_whose_socket_overflowed_is_started_again(fake_tools: Path) -> None:
     captured = CAPTURE.read_text().splitlines()[:4]
-    fake_monitor(monitor_path, MonitorRun(captured[:2], OVERFLOWED, 1), MonitorRun(captured[2:]))
+    fake_monitor(fake_tools, MonitorRun(captured[:2], OVERFLOWED, 1), MonitorRun(captured[2:]))
     source = MonitorSource({"ipv4"})
     try:
         found = read_until(source, 4)
@@ -82,9 +68,9 @@ def test_a_monitor_whose_socket_overflowed_is_started_again(monitor_path: Path) 
     assert source.problem() == "xtables-monitor's netlink socket overflowed 1 time: some trace events were lost"
 
 
-def test_any_other_failure_of_the_monitor_ends_the_lines(monitor_path: Path) -> None:
+def test_any_other_failure_of_the_monitor_ends_the_lines(fake_tools: Path) -> None:
     captured = CAPTURE.read_text().splitlines()[:4]
-    fake_monitor(monitor_path, MonitorRun(captured[:2], NOT_PERMITTED, 1), MonitorRun(captured[2:]))
+    fake_monitor(fake_tools, MonitorRun(captured[:2], NOT_PERMITTED, 1), MonitorRun(captured[2:]))
     source = MonitorSource({"ipv4"})
     try:
         found = read_until(source, 4)
@@ -94,10 +80,10 @@ def test_any_other_failure_of_the_monitor_ends_the_lines(monitor_path: Path) -> 
     assert source.problem() == f"xtables-monitor exited with 1: {NOT_PERMITTED}"
 
 
-def test_a_failure_after_overflows_says_both(monitor_path: Path) -> None:
+def test_a_failure_after_overflows_says_both(fake_tools: Path) -> None:
     captured = CAPTURE.read_text().splitlines()[:3]
     overflowing = MonitorRun(captured[:1], OVERFLOWED, 1)
-    fake_monitor(monitor_path, overflowing, overflowing, MonitorRun([], NOT_PERMITTED, 1))
+    fake_monitor(fake_tools, overflowing, overflowing, MonitorRun([], NOT_PERMITTED, 1))
     source = MonitorSource({"ipv4"})
     try:
         found = read_until(source, 3)
