@@ -13,6 +13,7 @@ with a line's length fails them.
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import re
 import resource
@@ -226,6 +227,28 @@ def test_lines_up_to_the_limit_are_read(tmp_path: Path) -> None:
     reading = read(path)
     assert reading.records == 1
     assert f"{path}:2: line of {MAX_LINE_BYTES + 1:,} bytes" in reading.stderr
+
+
+def _commented(line: str, comment: str) -> str:
+    """A monitor step line whose rule carries `comment` (other lines as they are)."""
+    return line.replace(" -j ", f' -m comment --comment "{comment}" -j ', 1) if " -A " in line else line
+
+
+def test_a_rule_comment_near_the_line_limit_costs_what_a_short_one_costs(tmp_path: Path) -> None:
+    """xtables-monitor steps whose rules carry a 60 KB comment, in a line under the limit: read as usual.
+
+    The kernel keeps at most 256 bytes of a comment, a paste any number: the
+    readers of writers' comments (kube-proxy's, Docker's) must not spend more
+    on a line than its length.
+    """
+    captured = (SAMPLES / "lab-nft/dnat.xtables-monitor").read_text().splitlines()
+    long = write(
+        tmp_path / "long.xtables-monitor", itertools.cycle(_commented(line, "k" * 60_000) for line in captured), MB
+    )
+    short = write(tmp_path / "short.xtables-monitor", itertools.cycle(_commented(line, "k") for line in captured), MB)
+    slow, quick = read(long, "--jobs", "1"), read(short, "--jobs", "1")
+    assert slow.status == quick.status == ExitStatus.OK, slow.stderr
+    assert slow.cpu < 2 * quick.cpu, (slow.cpu, quick.cpu)
 
 
 # ---- state that must not pile up --------------------------------------------------------------------------
