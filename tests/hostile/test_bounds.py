@@ -251,6 +251,21 @@ def test_a_rule_comment_near_the_line_limit_costs_what_a_short_one_costs(tmp_pat
     assert slow.cpu < 2 * quick.cpu, (slow.cpu, quick.cpu)
 
 
+def test_a_snapshot_rule_with_a_long_comment_is_read_in_time_linear_in_its_length(tmp_path: Path) -> None:
+    """A `--rules` file whose DROP rule carries a 1 MB comment costs about what one with a short comment costs."""
+    text = (SAMPLES / "docker-legacy/iptables-save.drop.txt").read_text()
+    costs = []
+    for size in (1, MB):
+        rules = tmp_path / f"rules-{size}.txt"
+        rules.write_text(text.replace("-j DROP", f'-m comment --comment "a \\"{"c" * size}\\"" -j DROP'))
+        reading = read(SAMPLES / "docker-legacy/drop.dmesg", "--rules", str(rules))
+        assert reading.status == ExitStatus.OK, reading.stderr
+        assert reading.records == 3
+        assert size > 1 or '"comment":"a \\"c\\""' in reading.stdout  # the comment, unquoted
+        costs.append(reading.cpu)
+    assert costs[1] < 2 * costs[0], costs
+
+
 # ---- state that must not pile up --------------------------------------------------------------------------
 
 
