@@ -15,7 +15,7 @@ KERNEL_COMMENT_BYTES = 256
 writer's, only a paste's."""
 
 # a quoted comment may hold escaped quotes (iptables-save writes \" inside)
-_QUOTED = r'"(?P<quoted>(?:[^"\\]|\\.)*)"'
+_QUOTED = r'"(?P<quoted>[^"\\]*(?:\\.[^"\\]*)*)"'
 _IPTABLES = re.compile(rf"(?:^|\s)--comment\s+(?:{_QUOTED}|(?P<bare>\S+))")
 _NFT = re.compile(rf"(?:^|\s)comment\s+{_QUOTED}")
 
