@@ -10,14 +10,25 @@ import pytest
 from tests.samples import SAMPLES
 from tracelog.errors import ExitStatus
 
+CAPTURE = str(SAMPLES / "docker-legacy/http.dmesg")
+
 
 @pytest.mark.parametrize(
-    "command", [["parse", "-f", "table"], ["parse", "-f", "jsonl"], ["parse", "-f", "csv"], ["summary"]]
+    "command",
+    [
+        ["parse", "-f", "table", CAPTURE],
+        ["parse", "-f", "jsonl", CAPTURE],
+        ["parse", "-f", "csv", CAPTURE],
+        ["summary", CAPTURE],
+        ["--version"],
+        ["-h"],
+        ["parse", "--help"],
+    ],
 )
 def test_a_full_disk_is_one_line_and_its_own_exit_code(command: list[str]) -> None:
     with open("/dev/full", "w") as full:
         run = subprocess.run(
-            [sys.executable, "-m", "tracelog", *command, str(SAMPLES / "docker-legacy/http.dmesg")],
+            [sys.executable, "-m", "tracelog", *command],
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,

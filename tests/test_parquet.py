@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -64,3 +65,12 @@ def test_summary_refuses_parquet_before_reading(run_cli: RunCli, tmp_path: Path)
     run = run_cli("summary", "--format", "parquet", str(tmp_path / "missing.log"))
     assert run.status == 2
     assert "lines from" not in run.stderr  # nothing was read
+
+
+def test_parquet_directory_gets_the_mode_any_new_directory_gets(run_cli: RunCli, tmp_path: Path) -> None:
+    """Written in a private temporary directory first, the dataset still ends with the umask's mode, as mkdir's."""
+    out = tmp_path / "trace.parquet"
+    run = run_cli("parse", "--format", "parquet", "--output", str(out), str(SAMPLES / "lab-legacy/ping.dmesg"))
+    assert run.status == 0
+    (tmp_path / "made").mkdir()
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE((tmp_path / "made").stat().st_mode)

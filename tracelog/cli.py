@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import functools
 import gc
 import inspect
@@ -420,6 +421,9 @@ def _print_summary(stats: RunStats, inputs: int) -> None:
         _echo(line, err=True)
 
 
+# Only a write meets these: help, --version or a command's lines to a full disk (or past a quota or size limit).
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
 # A big log makes millions of short-lived objects, few of them in cycles: at
 # the default threshold (700) the cycle collector runs every few lines and takes
 # about 8 % of a parse; this still collects the rare cycles (a bad line's
@@ -454,6 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _echo(f"tracelog: {error}", err=True)
         return int(error.status)
+    except OSError as error:
+        if error.errno not in _WRITE_ERRNOS or _Settings.traceback:
+            raise
+        _quiet_stdout()  # what is still buffered cannot be written either
+        _echo(f"tracelog: cannot write the output: {error.strerror}", err=True)
+        return ExitStatus.OUTPUT
     return status if isinstance(status, int) else ExitStatus.OK
 
 

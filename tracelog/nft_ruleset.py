@@ -24,7 +24,7 @@ from tracelog.parse.nftmonitor import stateless_rule
 
 NFT_HINT = "give nft list ruleset output (nft -a list ruleset for handles)"
 # a rule's comment, as nft prints it last: `… comment "text"`
-_COMMENT = re.compile(r'\s+comment\s+"(?:[^"\\]|\\.)*"$')
+_COMMENT = re.compile(r'\s+comment\s+"[^"\\]*(?:\\.[^"\\]*)*"$')
 # xtables-monitor steps carry iptables syntax, which an nft snapshot does not explain
 _IPTABLES_SYNTAX = ("-4 ", "-6 ", "-A ")
 
@@ -208,7 +208,7 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
 def _braces_closed(text: str) -> bool:
     """Whether every `{` outside quotes has its `}`."""
     depth = 0
-    for piece in re.sub(r'"(?:[^"\\]|\\.)*"', "", text):
+    for piece in re.sub(r'"[^"\\]*(?:\\.[^"\\]*)*"', "", text):
         depth += piece == "{"
         depth -= piece == "}"
     return depth <= 0

@@ -9,7 +9,7 @@ or an unconditional verdict rule at N.
 
 from __future__ import annotations
 
-import shlex
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -153,7 +153,7 @@ class _SaveTransformer(Transformer[Token, Any]):
 
     def rule(self, children: list[Token]) -> tuple[str, str, tuple[str, ...]]:
         words = [child for child in children if child.type != "COUNTERS"]
-        args = tuple(shlex.split(word)[0] if word.type == "QUOTED" else str(word) for word in words[1:])
+        args = tuple(_unquoted(word) if word.type == "QUOTED" else str(word) for word in words[1:])
         return ("rule", str(words[0]), args)
 
     def commit(self, children: list[Token]) -> tuple[str]:
@@ -161,6 +161,16 @@ class _SaveTransformer(Transformer[Token, Any]):
 
 
 _TRANSFORMER = _SaveTransformer()
+_ESCAPED = re.compile(r'\\(["\\])')
+
+
+def _unquoted(word: str) -> str:
+    """An argument iptables-save double-quoted, as the shell reads it: a backslash escapes a quote or a backslash.
+
+    In time linear in its length: shlex builds a word a character at a time,
+    which grows with the square of a long comment's length.
+    """
+    return _ESCAPED.sub(r"\1", word[1:-1])
 
 
 def _family(comments: list[str], rules: Iterable[Rule]) -> Family | None:

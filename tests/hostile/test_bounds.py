@@ -13,6 +13,7 @@ with a line's length fails them.
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import re
 import resource
@@ -226,6 +227,48 @@ def test_lines_up_to_the_limit_are_read(tmp_path: Path) -> None:
     reading = read(path)
     assert reading.records == 1
     assert f"{path}:2: line of {MAX_LINE_BYTES + 1:,} bytes" in reading.stderr
+
+
+def _commented(line: str, comment: str) -> str:
+    """A monitor step line whose rule carries `comment` (other lines as they are)."""
+    return line.replace(" -j ", f' -m comment --comment "{comment}" -j ', 1) if " -A " in line else line
+
+
+def test_a_rule_comment_near_the_line_limit_costs_what_a_short_one_costs(tmp_path: Path) -> None:
+    """xtables-monitor steps whose rules carry a 60 KB comment, in a line under the limit: read as usual.
+
+    The kernel keeps at most 256 bytes of a comment, a paste any number: the
+    readers of writers' comments (kube-proxy's, Docker's) must not spend more
+    on a line than its length.
+    """
+    captured = (SAMPLES / "lab-nft/dnat.xtables-monitor").read_text().splitlines()
+    long = write(
+        tmp_path / "long.xtables-monitor", itertools.cycle(_commented(line, "k" * 60_000) for line in captured), MB
+    )
+    short = write(tmp_path / "short.xtables-monitor", itertools.cycle(_commented(line, "k") for line in captured), MB)
+    slow, quick = read(long, "--jobs", "1"), read(short, "--jobs", "1")
+    assert slow.status == quick.status == ExitStatus.OK, slow.stderr
+    assert slow.cpu < 2 * quick.cpu, (slow.cpu, quick.cpu)
+
+
+def test_a_snapshot_rule_with_a_long_comment_costs_what_its_length_costs(tmp_path: Path) -> None:
+    """A `--rules` file whose DROP rule carries a 1 MB comment costs about what one with a short comment costs.
+
+    In time (no quadratic unquoting) and in memory (no pattern keeping a
+    backtracking mark per character of a quoted word).
+    """
+    text = (SAMPLES / "docker-legacy/iptables-save.drop.txt").read_text()
+    costs = []
+    for size in (1, MB):
+        rules = tmp_path / f"rules-{size}.txt"
+        rules.write_text(text.replace("-j DROP", f'-m comment --comment "a \\"{"c" * size}\\"" -j DROP'))
+        reading = read(SAMPLES / "docker-legacy/drop.dmesg", "--rules", str(rules))
+        assert reading.status == ExitStatus.OK, reading.stderr
+        assert reading.records == 3
+        assert size > 1 or '"comment":"a \\"c\\""' in reading.stdout  # the comment, unquoted
+        costs.append(reading)
+    assert costs[1].cpu < 2 * costs[0].cpu, costs
+    assert costs[1].rss_mb < costs[0].rss_mb + 32, costs
 
 
 # ---- state that must not pile up --------------------------------------------------------------------------

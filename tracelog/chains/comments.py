@@ -10,8 +10,12 @@ from __future__ import annotations
 import functools
 import re
 
+KERNEL_COMMENT_BYTES = 256
+"""The most a rule's comment holds in the kernel (iptables' comment match, nft's user data): a longer one is no
+writer's, only a paste's."""
+
 # a quoted comment may hold escaped quotes (iptables-save writes \" inside)
-_QUOTED = r'"(?P<quoted>(?:[^"\\]|\\.)*)"'
+_QUOTED = r'"(?P<quoted>[^"\\]*(?:\\.[^"\\]*)*)"'
 _IPTABLES = re.compile(rf"(?:^|\s)--comment\s+(?:{_QUOTED}|(?P<bare>\S+))")
 _NFT = re.compile(rf"(?:^|\s)comment\s+{_QUOTED}")
 

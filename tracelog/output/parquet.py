@@ -7,6 +7,7 @@ bounded whatever the size of the log.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -93,6 +94,7 @@ def write_parquet(records: Iterable[PacketRecord], target: Path) -> None:
     """
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp's is 0700: the dataset gets what mkdir would give it
         steps, packets = _Table(staging / "steps", STEP_COLUMNS), _Table(staging / "packets", PACKET_COLUMNS)
         for record in records:
             steps.add(step_rows(record))
@@ -104,6 +106,13 @@ def write_parquet(records: Iterable[PacketRecord], target: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: it is set back at once)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _remove(path: Path) -> None:

@@ -372,7 +372,8 @@ class _JsonMends(NamedTuple):
 
 # one member of a JSON object, `"key": value`, with a plain value (no object or array)
 _JSON_MEMBER = re.compile(
-    r'"((?:[^"\\]|\\.)*)"[ \t]*:[ \t]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)'
+    r'"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*:[ \t]*'
+    r'("[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)'
     r"(?=[ \t]*(?:[,}]|$))"
 )
 _JSON_GLUE = re.compile(r"[\s{},]*")
