@@ -14,10 +14,8 @@ Fields = Mapping[str, Any]
 # C0 and C1 controls and DEL, which terminals act on (escape sequences, bell,
 # backspace, carriage return), and the bidirectional overrides that reorder
 # what a reader sees: shown as `\x1b`, `\u202e`.
-_CONTROLS = {
-    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    for code in (*range(0x20), *range(0x7F, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
-}
+TERMINAL_CONTROLS = (*range(0x20), *range(0x7F, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_CONTROLS = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in TERMINAL_CONTROLS}
 
 
 def escape_controls(text: str) -> str:
@@ -27,6 +25,11 @@ def escape_controls(text: str) -> str:
     never clear a screen or set a window title.
     """
     return text if text.isprintable() else text.translate(_CONTROLS)
+
+
+def escape_cell(value: object) -> object:
+    """A table cell for CSV: text with its controls escaped (`escape_controls`), anything else as it is."""
+    return escape_controls(value) if isinstance(value, str) else value
 
 
 def plural(number: int, noun: str) -> str:

@@ -1,4 +1,4 @@
-"""`--format csv`: the steps frame, one row per step of every packet."""
+"""`--format csv`: the steps frame, one row per step of every packet, log text's controls escaped."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TextIO
 
 from tracelog.analyse import STEP_COLUMNS, step_rows
 from tracelog.records.packet import PacketRecord
+from tracelog.wording import escape_cell
 
 
 def write_csv(records: Iterable[PacketRecord], out: TextIO) -> None:
@@ -15,5 +16,5 @@ def write_csv(records: Iterable[PacketRecord], out: TextIO) -> None:
     writer = csv.DictWriter(out, fieldnames=STEP_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerows(step_rows(record))
+        writer.writerows({name: escape_cell(value) for name, value in row.items()} for row in step_rows(record))
         out.flush()

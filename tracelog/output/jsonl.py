@@ -9,8 +9,12 @@ import orjson
 
 from tracelog.output.format import Format, UnnumberedText
 from tracelog.records.packet import PacketRecord
+from tracelog.wording import TERMINAL_CONTROLS
 
 _PACKET_KEY = '{"packet":'
+# What terminals act on that JSON may carry raw (C0 is escaped already): DEL, C1 (U+009B is
+# CSI), the bidirectional overrides; written as JSON's own escapes, the values stay the same.
+_RAW_CONTROLS = {code: f"\\u{code:04x}" for code in TERMINAL_CONTROLS if code >= 0x7F}
 
 
 def json_line(record: Mapping[str, object]) -> str:
@@ -18,12 +22,13 @@ def json_line(record: Mapping[str, object]) -> str:
 
     orjson is several times faster on the big records of a busy log; it
     refuses integers beyond 64 bits (a mangled field can hold one) and lone
-    surrogates, which `json` still writes.
+    surrogates, which `json` still writes.  Nothing in it acts on a terminal.
     """
     try:
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode()
+        text = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE).decode()
     except orjson.JSONEncodeError:
-        return json.dumps(record, separators=(",", ":")) + "\n"
+        return json.dumps(record, separators=(",", ":")) + "\n"  # all but ASCII escaped
+    return text if text.isascii() else text.translate(_RAW_CONTROLS)
 
 
 def _json_members(fields: dict[str, object]) -> str:

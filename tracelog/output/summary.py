@@ -12,7 +12,7 @@ from rich.text import Text
 
 from tracelog.analyse import Report
 from tracelog.output.text import emit
-from tracelog.wording import escape_controls
+from tracelog.wording import escape_cell, escape_controls
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,8 +36,8 @@ def write_summary_jsonl(report: Report, out: TextIO) -> None:
 
 
 def write_summary_csv(report: Report, table: str, out: TextIO) -> None:
-    """One summary table as CSV."""
-    report.tables()[table].to_csv(out, index=False, lineterminator="\n")
+    """One summary table as CSV, log text's controls escaped."""
+    report.tables()[table].map(escape_cell).to_csv(out, index=False, lineterminator="\n")
 
 
 def _rich_table(title: str, frame: pd.DataFrame, columns: list[str]) -> Table:

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RunCli
 from tests.samples import SAMPLES
 
 # What terminals act on: set the window title (OSC), clear the screen (CSI), bell,
 # backspace, carriage return, and a bidirectional override.
-HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x08\rX\u202e"
-ESCAPED = "\\x1b]0;pwned\\x07\\x1b[2J\\x08\\x0dX\\u202e"
-ACTING = ("\x1b]", "\x1b[2J", "\x07", "\x08", "\u202e")
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x08\rX\u202e\x9b2J"
+ESCAPED = "\\x1b]0;pwned\\x07\\x1b[2J\\x08\\x0dX\\u202e\\x9b2J"
+# (U+009B is CSI in one character: a terminal that takes C1 controls in UTF-8 acts on it)
+ACTING = ("\x1b]", "\x1b[2J", "\x07", "\x08", "\u202e", "\x9b")
 
 
 def hostile_rules(directory: Path) -> Path:
@@ -91,3 +93,30 @@ def test_bad_lines_on_stderr_are_escaped(tmp_path: Path) -> None:
     bad.write_text(line.replace("TRACE: raw:PREROUTING:", f"TRACE: raw:PREROUTING{HOSTILE}:") + "\n")
     shown = on_a_terminal("parse", str(bad), cwd=tmp_path)
     assert not any(code in shown for code in ACTING), repr(shown)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("parse", "--format", "csv"),
+        ("parse", "--format", "jsonl"),
+        ("summary", "--format", "csv"),
+        ("summary", "--format", "jsonl"),
+    ],
+    ids=" ".join,
+)
+def test_data_formats_never_act_on_a_terminal_either(command: tuple[str, ...], tmp_path: Path) -> None:
+    """CSV and JSON lines on a terminal: a host field's and a rule comment's controls come out escaped too."""
+    rules = hostile_rules(tmp_path)
+    shown = on_a_terminal(*command, "--rules", str(rules), str(hostile_trace(tmp_path)), cwd=tmp_path)
+    assert "Traceback" not in shown
+    assert not any(code in shown for code in ACTING), repr(shown[:400])
+    assert "\r" not in shown.replace("\r\n", "")
+
+
+def test_json_lines_keep_every_value_while_escaping_what_terminals_act_on(run_cli: RunCli, tmp_path: Path) -> None:
+    """JSON's own escapes (`\\u009b`): the line is safe to print and parses back to the very text of the log."""
+    rules = hostile_rules(tmp_path)
+    run = run_cli("parse", "--format", "jsonl", "--rules", str(rules), str(SAMPLES / "docker-legacy/drop.dmesg"))
+    assert not any(code in run.stdout for code in ACTING)
+    assert any(HOSTILE in (step["rule"] or "") for record in run.records() for step in record["steps"])
