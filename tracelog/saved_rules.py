@@ -69,7 +69,7 @@ def _saved_rules(inputs: Sequence[str], year: int, live: bool) -> RulesChoice:
         if mismatch:
             anyway = " ".join(f"--rules {ruleset.source}" for ruleset in rulesets.by_family.values())
             return RulesChoice(None, f"not naming rules from {where}: {mismatch} ({anyway} names them anyway)")
-    skipped = f"; passed over {'; '.join(problems)}" if problems else ""
+    skipped = f"; {'; '.join(problems)}" if problems else ""  # each says what it skipped
     used = ", ".join(ruleset.source.rsplit("/", 1)[-1] for ruleset in rulesets.by_family.values())
     return RulesChoice(rulesets, f"naming rules from {where} ({used}){skipped} (--rules chooses another)")
 
