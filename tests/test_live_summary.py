@@ -73,6 +73,9 @@ def test_every_prints_the_summary_so_far_while_the_stream_stays_open() -> None:
         later = read_for(process, 5.0)
     finally:
         process.kill()
-        process.communicate()
+        _, stderr = process.communicate()
     assert "3 packets from 172.18.0.2:56586 to 172.18.0.3:80 " + ANSWER in early
     assert "6 packets from 172.18.0.2:56586 to 172.18.0.3:80 " + ANSWER in later
+    # each summary of an open stream says on stderr that it is one so far, and of how many packets
+    assert "tracelog: the summary so far: 3 packets\n" in stderr
+    assert "tracelog: the summary so far: 6 packets\n" in stderr

@@ -26,7 +26,7 @@ from tracelog.output.format import RECORDS
 from tracelog.pipeline import RunStats
 from tracelog.reading import DOCKER, Reading, packet_filter
 from tracelog.sources import STDIN
-from tracelog.wording import escape_controls
+from tracelog.wording import escape_controls, plural
 
 if TYPE_CHECKING:
     from tracelog.records.packet import PacketRecord
@@ -364,10 +364,14 @@ def summary(
             shown.print_summary(report, stdout_console())
         sys.stdout.flush()
 
+    def show_so_far(found: Summary) -> None:
+        _say(f"the summary so far: {plural(len(found.packets), 'packet')}")
+        show(found)
+
     def write(records: Iterator[PacketRecord]) -> None:
         found = Summary()
         try:
-            with _shown_every(every, lambda: show(found), lambda: len(found.packets)) as lock:
+            with _shown_every(every, lambda: show_so_far(found), lambda: len(found.packets)) as lock:
                 for record in records:
                     with lock:
                         found.add(record)
