@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -173,3 +174,33 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return bool(condition())
+
+
+@contextmanager
+def running_watch(
+    ns: LabNamespace, argv: list[str], *, output: bool = True, stderr: bool = True
+) -> Iterator[subprocess.Popen[str]]:
+    """`argv` (a `tracelog watch` in the namespace) running for the block, killed at its end if still running.
+
+    `output`/`stderr`: pipe what it prints (read it with `stop_watch`), else drop it.
+    """
+    watch = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env=ns.env(),
+    )
+    try:
+        yield watch
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+        watch.wait(timeout=10)
+
+
+def stop_watch(watch: subprocess.Popen[str], stop: signal.Signals = signal.SIGTERM) -> tuple[str, str]:
+    """Stop a watch as a user does (SIGTERM, or Ctrl-C's SIGINT); what it printed on stdout and stderr."""
+    watch.send_signal(stop)
+    return watch.communicate(timeout=20)

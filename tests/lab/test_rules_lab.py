@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +37,8 @@ from tests.lab.namespaces import (
     LabNamespace,
     lab_namespace,
     require_backend,
+    running_watch,
+    stop_watch,
     wait_for_rules,
     wait_until,
 )
@@ -180,27 +181,14 @@ def test_for_stops_tracing_in_the_kernel_after_tracelog_exited(ns: LabNamespace,
 
 def test_watch_prints_packets_and_cleans_up_on_sigterm(ns: LabNamespace, backend: str) -> None:
     before = ns.save(backend, "ipv4")
-    with kernlog.nf_log_all_netns():
-        watch = subprocess.Popen(
-            ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "-f", "jsonl", "--idle", "0.3"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env=ns.env(),
-        )
-        try:
-            wait_for_rules(ns, backend)
-            time.sleep(MONITOR_SETTLE)
-            kernlog.ensure_nf_log_all_netns()
-            ns.ping("ipv4")
-            time.sleep(1.0)
-            watch.send_signal(signal.SIGTERM)
-            stdout, stderr = watch.communicate(timeout=20)
-        finally:
-            if watch.poll() is None:
-                watch.kill()
-                watch.wait()
+    argv = ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "-f", "jsonl", "--idle", "0.3")
+    with kernlog.nf_log_all_netns(), running_watch(ns, argv) as watch:
+        wait_for_rules(ns, backend)
+        time.sleep(MONITOR_SETTLE)
+        kernlog.ensure_nf_log_all_netns()
+        ns.ping("ipv4")
+        time.sleep(1.0)
+        stdout, stderr = stop_watch(watch)
     assert watch.returncode == 130, stderr  # ended like Ctrl-C
     assert "Traceback" not in stderr
     assert stderr.count("tracelog: removed  ") == 2, stderr
@@ -216,20 +204,12 @@ def test_a_killed_watch_leaves_no_monitor_and_its_rules_expire(tmp_path: Path) -
     require_backend("nft")
     with lab_namespace(tmp_path / "state") as ns:
         ns.load_user_rules("nft")
-        watch = subprocess.Popen(
-            ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=REPO,
-            env=ns.env(),
-        )
-        try:
+        argv = ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s")
+        with running_watch(ns, argv, output=False, stderr=False) as watch:
             wait_for_rules(ns, "nft")
             monitors = children(watch.pid)
             assert monitors, "watch started no monitor"
-        finally:
             watch.kill()
-            watch.wait(timeout=10)
         assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in monitors), 5.0)
         assert "tracelog:" in ns.save("nft", "ipv4")  # a SIGKILLed tracelog cleans nothing ...
         time.sleep(3.5)
@@ -346,18 +326,10 @@ def test_after_a_crash_status_removes_expired_rules_and_their_tables(tmp_path: P
     with lab_namespace(tmp_path / "state") as ns:
         filter_rules_only(ns, "nft")
         before = whole_state(ns, "nft")
-        watch = subprocess.Popen(
-            ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=REPO,
-            env=ns.env(),
-        )
-        try:
+        argv = ns.tracelog_argv("watch", "icmp", "--backend", "nft", "--for", "2s")
+        with running_watch(ns, argv, output=False, stderr=False) as watch:
             wait_for_rules(ns, "nft")
-        finally:
-            watch.kill()
-            watch.wait(timeout=10)
+            watch.kill()  # no clean-up of its own: a crash
         assert whole_state(ns, "nft") != before
         time.sleep(3.5)
         status = ns.tracelog("status")
@@ -370,22 +342,9 @@ def test_watch_removes_the_tables_it_created_when_it_ends(bare_ns: LabNamespace,
     if backend != "nft":
         pytest.skip("legacy tables are never removed")
     before = whole_state(bare_ns, "nft")
-    watch = subprocess.Popen(
-        bare_ns.tracelog_argv("watch", "icmp", "--backend", "nft"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=bare_ns.env(),
-    )
-    try:
+    with running_watch(bare_ns, bare_ns.tracelog_argv("watch", "icmp", "--backend", "nft"), output=False) as watch:
         wait_for_rules(bare_ns, "nft")
-        watch.send_signal(signal.SIGTERM)
-        _, stderr = watch.communicate(timeout=20)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
+        _, stderr = stop_watch(watch)
     assert "tracelog: removed  nft    ipv4 table ip raw  (tracelog created it; empty again)" in stderr
     assert whole_state(bare_ns, "nft") == before
 

@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.lab import kernlog
-from tests.lab.namespaces import MONITOR_SETTLE, REPO, LabNamespace, wait_for_rules, wait_until
+from tests.lab.namespaces import (
+    MONITOR_SETTLE,
+    LabNamespace,
+    running_watch,
+    stop_watch,
+    wait_for_rules,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]
 
@@ -48,27 +55,13 @@ def watch_a_ping(
     argv = ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "--idle", "0.3", *options)
     if backgrounded:
         argv = ["bash", "-c", 'trap "" INT; exec "$@"', "watch", *argv]
-    with kernlog.nf_log_all_netns():
-        watch = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env=ns.env(),
-        )
-        try:
-            wait_for_rules(ns, backend)
-            time.sleep(MONITOR_SETTLE)
-            kernlog.ensure_nf_log_all_netns()
-            ns.ping("ipv4")
-            time.sleep(1.0)
-            watch.send_signal(stop)
-            stdout, stderr = watch.communicate(timeout=20)
-        finally:
-            if watch.poll() is None:
-                watch.kill()
-                watch.wait()
+    with kernlog.nf_log_all_netns(), running_watch(ns, argv) as watch:
+        wait_for_rules(ns, backend)
+        time.sleep(MONITOR_SETTLE)
+        kernlog.ensure_nf_log_all_netns()
+        ns.ping("ipv4")
+        time.sleep(1.0)
+        stdout, stderr = stop_watch(watch, stop)
     return subprocess.CompletedProcess(argv, watch.returncode, stdout, stderr)
 
 
@@ -136,8 +129,7 @@ def test_a_watch_goes_on_when_the_monitor_socket_overflows(ns: LabNamespace) -> 
         "-f",
         "jsonl",
     )
-    watch = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ns.env())
-    try:
+    with running_watch(ns, argv) as watch:
         wait_for_rules(ns, "nft")
         time.sleep(MONITOR_SETTLE)
         first = monitor_pid(watch)
@@ -149,12 +141,7 @@ def test_a_watch_goes_on_when_the_monitor_socket_overflows(ns: LabNamespace) -> 
         time.sleep(MONITOR_SETTLE)
         ns.run(sys.executable, "-c", FLOOD, ns.ipv4, "1", str(MARKER_PORT))
         time.sleep(1.0)
-        watch.send_signal(signal.SIGTERM)
-        stdout, stderr = watch.communicate(timeout=20)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
+        stdout, stderr = stop_watch(watch)
     assert watch.returncode == 130, stderr
     assert "tracelog: xtables-monitor's netlink socket overflowed 1 time: some trace events were lost\n" in stderr
     assert MARKER_PORT in [json.loads(line)["sport"] for line in stdout.splitlines()], stderr
