@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from lark import Lark, Token, UnexpectedInput
+from lark import Lark, Token, Transformer, UnexpectedInput
 from lark.visitors import merge_transformers
 
 from tracelog.events import (
@@ -75,8 +75,34 @@ DAMAGED_TAG = "TRACE tag not understood"
 _SUBSYSTEM = re.compile(r"\b(?!kernel:)[\w.-]+:[ \t]*$")
 
 
-Trace = tuple[tuple[str, str, str, int], Header]
-"""The tag (table, chain, kind, rule number) and the header of one record."""
+# The tag's kind as the grammar's terminal matched it, typed (a lookup: no call on the per-line path).
+_STEP_KINDS: dict[str, StepKind] = {"rule": "rule", "return": "return", "policy": "policy"}
+
+
+class Tag(NamedTuple):
+    """A legacy TRACE tag, `table:chain:kind:N`: kernel.lark's `tag`, which tshark's and nftrace's grammars import."""
+
+    table: str
+    chain: str
+    kind: StepKind
+    number: int
+
+
+def read_tag(table: str, chain: str, kind: str, number: str) -> Tag:
+    """A tag from its four words as a grammar or the fast path matched them (which match only the three kinds)."""
+    return Tag(table, chain, _STEP_KINDS[kind], int(number))
+
+
+class TagTransformer(Transformer[Token, Any]):
+    """The `tag` rule as a `Tag`, for each grammar that has it."""
+
+    def tag(self, children: list[Token]) -> Tag:
+        table, chain, kind, number = map(str, children)
+        return read_tag(table, chain, kind, number)
+
+
+Trace = tuple[Tag, Header]
+"""The tag and the header of one record."""
 
 
 class _Prefix(NamedTuple):
@@ -102,10 +128,6 @@ def _wallclock(kind: str, text: str, year: int) -> datetime | None:
         return None
 
 
-# The tag's kind as the grammar's terminal matched it, typed (a lookup: no call on the per-line path).
-_STEP_KINDS: dict[str, StepKind] = {"rule": "rule", "return": "return", "policy": "policy"}
-
-
 def _stamp(prefix: _Prefix, year: int) -> Stamp:
     if prefix.clock is None or prefix.clock_kind is None:
         return Stamp(uptime=prefix.uptime)
@@ -114,16 +136,12 @@ def _stamp(prefix: _Prefix, year: int) -> Stamp:
     return Stamp(prefix.uptime, clock, assumed_year=assumed and clock is not None)
 
 
-class KernelTransformer(FieldsTransformer):
+class KernelTransformer(FieldsTransformer, TagTransformer):
     """Turns the `kernel.lark` rules into plain values.
 
     The field rules come namespaced from the imported grammar (merged below);
     only `fields` itself keeps its name, hence the inheritance.
     """
-
-    def tag(self, children: list[Token]) -> tuple[str, str, str, int]:
-        table, chain, kind, number = children
-        return str(table), str(chain), str(kind), int(number)
 
     def trace(self, children: list[Any]) -> Trace:
         return children[0], build_header(children[1])
@@ -261,20 +279,18 @@ def _tagged_trace(tag: re.Match[str], end: int) -> Trace | None:
     header = _FIELDS.header(tag.string[tag.end() : end])
     if header is None:
         return None
-    table, chain, kind, number = tag.group("table", "chain", "kind", "number")
-    return (table, chain, kind, int(number)), header
+    return read_tag(*tag.group("table", "chain", "kind", "number")), header
 
 
 def trace_event(trace: Trace, prefix: _Prefix, origin: SourceLine, year: int) -> TraceEvent:
     """The step of a record in the kernel logger's words (a kernel log's, ulogd LOGEMU's), with its host and time."""
-    (table, chain, kind, number), header = trace
-    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
+    tag, header = trace
     return TraceEvent(
-        table=table,
-        chain=chain,
-        kind=step_kind,
+        table=tag.table,
+        chain=tag.chain,
+        kind=tag.kind,
         header=header,
-        rulenum=number,
+        rulenum=tag.number,
         host=prefix.host,
         stamp=_stamp(prefix, year),
         origin=origin,
@@ -338,8 +354,7 @@ def mended_trace(text: str, cut: bool, read_fields: Callable[[str], list[Field]]
         partial = note.merge(header.partial)
         partial = partial._replace(elided=tuple(field for field in partial.elided if field not in unreadable))
         header = header._replace(partial=partial)
-    table, chain, kind, number = tag.group("table", "chain", "kind", "number")
-    return (table, chain, kind, int(number)), header
+    return read_tag(*tag.group("table", "chain", "kind", "number")), header
 
 
 def _parse_prefix(text: str) -> _Prefix | None:

@@ -21,13 +21,13 @@ import sys
 from collections import deque
 from typing import Any, NamedTuple, cast
 
-from lark import Token, Transformer, UnexpectedInput
+from lark import Token, UnexpectedInput
 
-from tracelog.events import Header, Partial, SourceLine, StepKind, TraceEvent
+from tracelog.events import Header, Partial, SourceLine, TraceEvent
 from tracelog.netfilter import NAT_TARGETS
 from tracelog.parse.fields import Field, FieldError, build_header, ip_address, rule_damage
 from tracelog.parse.grammar import load_parser
-from tracelog.parse.kernel import MARK
+from tracelog.parse.kernel import MARK, Tag, TagTransformer
 from tracelog.parse.netlink import bad_line
 from tracelog.parse.outcome import Caveat, Outcome, Skip
 
@@ -35,8 +35,6 @@ SUMMARY_ONLY = "nftrace's rendering: the chain path, the rules and the packet's 
 UNREAD_SUMMARY = "an nftrace packet summary that could not be read: its packet's header stays unknown"
 # Steps held for their packet's summary: nftrace's default run (30 s) of a busy trace fits.
 MAX_HELD = 20_000
-
-Tag = tuple[str, str, str, int]
 
 
 class _Step(NamedTuple):
@@ -69,16 +67,12 @@ _ECHO = {"ICMP": {"request": 8, "reply": 0}, "ICMPv6": {"request": 128, "reply":
 _DECIDING_TARGETS = frozenset({"ACCEPT", "DROP", "REJECT", "RETURN", *NAT_TARGETS})
 
 
-class _NftraceTransformer(Transformer[Token, Any]):
+class _NftraceTransformer(TagTransformer):
     """Turns the `nftrace.lark` rules into one of the line kinds above."""
-
-    def tag(self, children: list[Token]) -> Tag:
-        table, chain, kind, number = children
-        return str(table), str(chain), str(kind), int(number)
 
     def step(self, children: list[Any]) -> _Step:
         tokens = {child.type: str(child) for child in children if isinstance(child, Token)}
-        tag = next(child for child in children if isinstance(child, tuple))
+        tag = next(child for child in children if isinstance(child, Tag))
         packet_id, rule, damaged = tokens.get("PACKET_ID"), tokens.get("RULE_TEXT"), tokens.get("RULE_DAMAGED")
         if damaged is not None:
             text = _unquote(damaged.strip().removeprefix('"').removesuffix('"'))
@@ -165,19 +159,18 @@ def _verdict(kind: str, rule: str | None) -> str | None:
 
 
 def _event(step: _Step, origin: SourceLine, header: Header) -> TraceEvent:
-    table, chain, kind, number = step.tag
-    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
+    tag = step.tag
     if step.damage is not None:  # the step's own damage beside its packet's (a copy: the packet line is shared)
         header = header._replace(partial=step.damage.merge(header.partial))
     return TraceEvent(
-        table=table,
-        chain=chain,
-        kind=step_kind,
+        table=tag.table,
+        chain=tag.chain,
+        kind=tag.kind,
         header=header,
-        rulenum=number,
+        rulenum=tag.number,
         trace_id=step.packet_id,
         rule=step.rule,
-        verdict=_verdict(kind, step.rule),
+        verdict=_verdict(tag.kind, step.rule),
         origin=origin,
     )
 

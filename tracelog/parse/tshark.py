@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from lark import Token, Transformer, UnexpectedInput
+from lark import Token, UnexpectedInput
 
-from tracelog.events import Partial, SourceLine, Stamp, StepKind, TraceEvent
+from tracelog.events import Partial, SourceLine, Stamp, TraceEvent
 from tracelog.parse.fields import Field, FieldError, build_header, ip_address
 from tracelog.parse.grammar import load_parser
+from tracelog.parse.kernel import Tag, TagTransformer
 from tracelog.parse.mending import damage_notes, mend
 from tracelog.parse.netlink import bad_line, proto_name, tcp_flag_names, tos_fields
 from tracelog.parse.outcome import Caveat, Outcome, Skip
@@ -41,7 +42,6 @@ TREE_FIELDS = (
     " the interfaces' names unknown (it shows their indexes)"
 )
 
-Tag = tuple[str, str, str, int]
 Addresses = tuple[str, str]
 
 
@@ -111,12 +111,8 @@ def _number(token: Token) -> int:
     return int(token, 16) if token.startswith("0x") else int(token)
 
 
-class _TsharkTransformer(Transformer[Token, Any]):
+class _TsharkTransformer(TagTransformer):
     """Turns the `tshark.lark` rules into one of the line kinds above."""
-
-    def tag(self, children: list[Token]) -> Tag:
-        table, chain, kind, number = children
-        return str(table), str(chain), str(kind), int(number)
 
     def fields_line(self, children: list[Any]) -> _FieldsLine:
         tag, *columns = children
@@ -331,10 +327,8 @@ def _event(
     if damage is not None and damage != Partial():
         header = header._replace(partial=damage.merge(header.partial))
         notes += [Caveat(origin, note) for note in damage_notes(damage)]
-    table, chain, kind, number = tag
-    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
     event = TraceEvent(
-        table=table, chain=chain, kind=step_kind, header=header, rulenum=number, stamp=stamp, origin=origin
+        table=tag.table, chain=tag.chain, kind=tag.kind, header=header, rulenum=tag.number, stamp=stamp, origin=origin
     )
     return [*notes, event]
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from lark import UnexpectedInput
 from lark.visitors import merge_transformers
 
-from tracelog.events import Family, Header, Partial, SourceLine, Stamp, StepKind, TraceEvent
+from tracelog.events import Family, Header, Partial, SourceLine, Stamp, TraceEvent
 from tracelog.parse.fields import (
     IPV6_HEADER_LENGTH,
     Field,
@@ -39,6 +39,7 @@ from tracelog.parse.kernel import (
     DAMAGED_TAG,
     MARK,
     KernelTransformer,
+    Tag,
     Trace,
     mended_trace,
     read_tagless_line,
@@ -341,22 +342,20 @@ def _json_stamp(record: dict[str, Any]) -> Stamp:
 
 
 def _json_event(
-    record: dict[str, Any], tag: tuple[str, str, str, int], origin: SourceLine, mends: _JsonMends | None = None
+    record: dict[str, Any], tag: Tag, origin: SourceLine, mends: _JsonMends | None = None
 ) -> TraceEvent | Skip:
     header = _json_header(record, mends is not None and mends.elided)
     if header is None:
         return Skip.NON_IP
     if mends is not None and mends.repaired:
         header = header._replace(partial=Partial(repaired=mends.repaired).merge(header.partial))
-    table, chain, kind, number = tag
-    step_kind: StepKind = kind  # type: ignore[assignment]  # the grammar allows only these three
     family = NFPROTO_FAMILIES.get(_int(record, "oob.family")) if "oob.family" in record else None
     return TraceEvent(
-        table=table,
-        chain=chain,
-        kind=step_kind,
+        table=tag.table,
+        chain=tag.chain,
+        kind=tag.kind,
         header=header,
-        rulenum=number,
+        rulenum=tag.number,
         stamp=_json_stamp(record),
         nf_family=family,
         origin=origin,
