@@ -13,7 +13,7 @@ from tests.conftest import RunCli
 from tests.samples import SAMPLES, traced_packets
 from tracelog.errors import ExitStatus
 from tracelog.events import SourceLine, TraceEvent
-from tracelog.parse import LineParser, nftrace
+from tracelog.parse import Caveat, LineParser, nftrace
 from tracelog.parse.fields import Field
 from tracelog.parse.nftrace import summary_fields
 from tracelog.ruleset import read_ruleset
@@ -139,9 +139,13 @@ def test_each_packet_shows_what_its_summary_says(run_cli: RunCli, capture: Path)
         if summary is None:  # `nftrace -v` prints gopacket's dump instead: the header stays unknown
             assert (record["src"], record["dst"]) == ("?", "?")
             continue
-        ends = summary.split(": ", 1)[0]
-        assert record["src"] in ends, summary
-        assert record["dst"] in ends, summary
+        source, destination = summary.split(": ", 1)[0].split(" > ")
+        shown = ([record["src"], record["dst"]], [record["sport"], record["dport"]])
+        ends = [end if record["sport"] is None else end.rsplit(".", 1) for end in (source, destination)]
+        if record["sport"] is None:
+            assert shown[0] == ends, summary
+        else:
+            assert shown == ([ends[0][0], ends[1][0]], [int(ends[0][1]), int(ends[1][1])]), summary
         assert record["proto"] == {"Flags": "TCP", "ICMP": "ICMP", "ICMP6,": "ICMPv6"}.get(
             summary.split(": ", 1)[1].split()[0], "UDP"
         )
@@ -197,3 +201,44 @@ def test_steps_held_for_a_summary_are_bounded(monkeypatch: pytest.MonkeyPatch) -
     ]
     assert [event.origin.line for event in released] == list(range(1, 7))
     assert len([o for o in parser.flush() if isinstance(o, TraceEvent)]) == 4
+
+
+def read(lines: list[str]) -> list[object]:
+    parser = LineParser(2026)
+    outcomes = [o for n, text in enumerate(lines, 1) for o in parser.parse(SourceLine("s", n, text))]
+    return outcomes + parser.flush()
+
+
+ICMP_STEP = '000000000007 TRACE: filter:INPUT:rule:1  "-A INPUT -p icmp -j ACCEPT"'
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "000000000007 IP 10.0.0.1 > fd00::1: ICMP echo request, id 1, seq 1, length 64",  # two families
+        "000000000007 IP6 10.0.0.1 > 10.0.0.2: ICMP echo request, id 1, seq 1, length 64",  # not IPv6
+        "000000000007 IP 10.0.0.1.99999 > 10.0.0.2.53: UDP, length 5",  # no port
+    ],
+)
+def test_a_summary_that_cannot_be_one_is_noted_and_its_step_kept(summary: str) -> None:
+    outcomes = read([ICMP_STEP, "", "Aggregated packets:", summary])
+    (event,) = [o for o in outcomes if isinstance(o, TraceEvent)]
+    assert str(event.header.src) == "?"
+    assert nftrace.UNREAD_SUMMARY in [o.message for o in outcomes if isinstance(o, Caveat)]
+
+
+def test_a_summary_quoting_a_trace_mark_is_still_a_summary() -> None:
+    """A decoded syslog datagram may carry `TRACE: …`: what follows the packet id says the line is a summary."""
+    summary = "000000000007 IP 10.0.0.1.514 > 10.0.0.2.514: SYSLOG kern.warning, TRACE: raw:PREROUTING:policy:2"
+    (event,) = [o for o in read([ICMP_STEP, "Aggregated packets:", summary]) if isinstance(o, TraceEvent)]
+    assert (str(event.header.src), event.header.sport) == ("10.0.0.1", 514)
+
+
+def test_steps_held_for_a_summary_are_bounded_in_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long rule texts count: past MAX_HELD_CHARS held, the oldest step goes on without its summary."""
+    monkeypatch.setattr(nftrace, "MAX_HELD_CHARS", 15_000)  # two such steps fit, not three
+    rule = "-A INPUT -m comment --comment " + "x" * 3_000 + " -j ACCEPT"
+    lines = [f'{number:012x} TRACE: filter:INPUT:rule:1  "{rule}"' for number in range(5)]
+    parser = LineParser(2026)
+    released = [o for n, text in enumerate(lines, 1) for o in parser.parse(SourceLine("s", n, text))]
+    assert [o.origin.line for o in released if isinstance(o, TraceEvent)] == [1, 2, 3]

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import itertools
 import re
-import shlex
 import sys
-from collections import deque
+from collections import Counter, deque
 from typing import Any, NamedTuple, cast
 
 from lark import Token, UnexpectedInput
@@ -33,8 +32,10 @@ from tracelog.parse.outcome import Caveat, Outcome, Skip
 
 SUMMARY_ONLY = "nftrace's rendering: the chain path, the rules and the packet's summary; the rest of the packet unknown"
 UNREAD_SUMMARY = "an nftrace packet summary that could not be read: its packet's header stays unknown"
-# Steps held for their packet's summary: nftrace's default run (30 s) of a busy trace fits.
+# Steps held for their packet's summary, and their characters (lines and rules): past either,
+# the oldest goes on without one.  A few thousand packets of a trace fit.
 MAX_HELD = 20_000
+MAX_HELD_CHARS = 16 << 20
 
 
 class _Step(NamedTuple):
@@ -58,9 +59,12 @@ _Line = _Step | _Heading | _Summary
 _STARTS = ("step", "heading", "summary")
 # pktdump's letters for the TCP flags it prints, in its order (the NS bit has no name in a header)
 _TCP_FLAGS = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", ".": "ACK", "U": "URG", "E": "ECE", "W": "CWR"}
-# Go's escapes in a quoted string (strconv.Quote), but \xNN: a byte of no character
+# Go's escapes in a quoted string (strconv.Quote), but \xNN (a byte, or a control such as \x1b): kept as printed
 _GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
 _GO_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[abfnrtv\\"])')
+_SUMMARY_START = re.compile(r"[ \t]*[0-9a-f]{12} IP6? ")
+# a rule's words, a quoted one whole, in time linear in its length
+_RULE_WORD = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|\S+')
 _TCP_NUMBERS = {"seq": "SEQ", "ack": "ACK", "win": "WINDOW"}
 _ECHO = {"ICMP": {"request": 8, "reply": 0}, "ICMPv6": {"request": 128, "reply": 129}}
 # a rule's target that decides alone, whatever the chains around it (any other may be a user chain)
@@ -97,6 +101,7 @@ def _unquote(inner: str) -> str:
 
 
 def _unescape(found: re.Match[str]) -> str:
+    """One escape's character; a code point that is none (a surrogate, past U+10FFFF) kept as printed."""
     escaped = found[1]
     if escaped[0] not in "uU":
         return _GO_ESCAPES[escaped]
@@ -105,8 +110,10 @@ def _unescape(found: re.Match[str]) -> str:
 
 
 def _grammar(text: str) -> _Line:
-    stripped = text.lstrip()
-    start = "heading" if stripped.startswith("Aggregated") else "step" if MARK in text else "summary"
+    """A line as `nftrace.lark` reads it, by what its start says it is (a summary may quote a TRACE mark)."""
+    start = "heading" if text.lstrip().startswith("Aggregated") else "step"
+    if _SUMMARY_START.match(text):
+        start = "summary"
     return cast(_Line, load_parser("nftrace", _STARTS, _TRANSFORMER).parse(text, start=start))
 
 
@@ -116,7 +123,7 @@ def _end(text: str) -> tuple[str, int | None]:
         ip_address(text)
     except ValueError:
         address, _, port = text.rpartition(".")
-        if not port.isdigit() or len(port) > 5:
+        if not port.isdigit() or len(port) > 5 or int(port) > 0xFFFF:
             raise
         return address, int(port)
     return text, None
@@ -126,6 +133,8 @@ def summary_fields(family: str, source: str, destination: str, text: str) -> lis
     """The header fields a packet summary shows: addresses, ports, protocol, TCP flags, ICMP echo type and id."""
     (src, sport), (dst, dport) = _end(source), _end(destination)
     fields: list[Field] = [("SRC", ip_address(src)), ("DST", ip_address(dst))]
+    if {address.version for _, address in fields} != {6 if family == "IP6" else 4}:
+        raise ValueError(f"{family} with addresses of another version")
     words = text.replace(",", " ").split()
     icmp = "ICMPv6" if family == "IP6" else "ICMP"
     if text.startswith("Flags ["):
@@ -133,7 +142,10 @@ def summary_fields(family: str, source: str, destination: str, text: str) -> lis
         fields += [("PROTO", "TCP"), ("SPT", sport), ("DPT", dport)]
         fields += [("FLAG", _TCP_FLAGS[letter]) for letter in flags if letter in _TCP_FLAGS]
         # `seq 1:6` for a segment with data: its first byte's number, as the kernel's SEQ= is
-        numbers = {key: value.split(":")[0] for key, value in itertools.pairwise(words) if key in _TCP_NUMBERS}
+        numbers: dict[str, str] = {}
+        for key, value in itertools.pairwise(words):  # the first of each: TCP's, not a protocol's after it
+            if key in _TCP_NUMBERS:
+                numbers.setdefault(key, value.split(":")[0])
         fields += [(_TCP_NUMBERS[key], int(value)) for key, value in numbers.items() if value.isdigit()]
     elif words[:1] in (["ICMP"], ["ICMP6"]):
         fields.append(("PROTO", icmp))
@@ -148,10 +160,7 @@ def summary_fields(family: str, source: str, destination: str, text: str) -> lis
 
 def _verdict(kind: str, rule: str | None) -> str | None:
     """What a policy or a rule decides, where its text alone says it: a policy, a deciding target."""
-    try:
-        words = shlex.split(rule or "")
-    except ValueError:
-        return None
+    words: list[str] = _RULE_WORD.findall(rule or "")
     if kind == "policy" and words[:1] == ["-P"] and len(words) == 3:
         return words[2]
     targets = [after for option, after in itertools.pairwise(words) if option in ("-j", "--jump")]
@@ -159,6 +168,7 @@ def _verdict(kind: str, rule: str | None) -> str | None:
 
 
 def _event(step: _Step, origin: SourceLine, header: Header) -> TraceEvent:
+    """A step's event: its tag, rule and verdict, its packet's header with the step's own damage noted."""
     tag = step.tag
     if step.damage is not None:  # the step's own damage beside its packet's (a copy: the packet line is shared)
         header = header._replace(partial=step.damage.merge(header.partial))
@@ -175,11 +185,18 @@ def _event(step: _Step, origin: SourceLine, header: Header) -> TraceEvent:
     )
 
 
+def _chars(step: _Step, origin: SourceLine) -> int:
+    """What a held step keeps: its line and its rule's text."""
+    return len(origin.text) + len(step.rule or "")
+
+
 class NftraceParser:
     """Reads the nftrace lines of one run: steps wait for their packet's summary (see the module's doc)."""
 
     def __init__(self) -> None:
         self._held: deque[tuple[_Step, SourceLine]] = deque()
+        self._held_ids: Counter[str] = Counter()
+        self._held_chars = 0
         self._headers: dict[str, Header] = {}
         # per packet id whose summary never came, its header, all unknown: one object, so that its
         # steps show one packet line (as a monitor's steps under theirs do), and no other id's
@@ -193,27 +210,52 @@ class NftraceParser:
         except (ValueError, FieldError):  # a summary whose addresses are none: its packet's steps keep theirs unknown
             return [Caveat(origin, UNREAD_SUMMARY), Skip.OTHER]
         if isinstance(line, _Summary):
-            self._headers[line.packet_id] = build_header(line.fields, complete=False, cut=True)
-            return [Skip.OTHER]
+            return self._read_summary(line, origin)
         if isinstance(line, _Heading):
             return [Skip.OTHER]
         if line.packet_id is None:  # nftrace's first versions: no summary can name its packet
             return self._release(line, origin)
         released = self.flush() if self._headers else []  # a new run after a summary
         self._held.append((line, origin))
-        if len(self._held) > MAX_HELD:
-            released += self._release(*self._held.popleft())
+        self._held_ids[line.packet_id] += 1
+        self._held_chars += _chars(line, origin)
+        while len(self._held) > MAX_HELD or self._held_chars > MAX_HELD_CHARS:
+            released += self._release_oldest()
         return released
+
+    def _read_summary(self, summary: _Summary, origin: SourceLine) -> list[Outcome]:
+        """Keep a summary's header for the held steps of its packet id (a summary of none is passed over)."""
+        if summary.packet_id in self._held_ids:
+            try:
+                self._headers[summary.packet_id] = build_header(summary.fields, complete=False, cut=True)
+            except FieldError:
+                return [Caveat(origin, UNREAD_SUMMARY), Skip.OTHER]
+        return [Skip.OTHER]
 
     def flush(self) -> list[Outcome]:
         """Release the held steps, each with its packet's summary if it came."""
         released = [outcome for held in self._held for outcome in self._release(*held)]
         self._held.clear()
+        self._held_ids.clear()
+        self._held_chars = 0
         self._headers.clear()
         self._unseen.clear()
         return released
 
+    def _release_oldest(self) -> list[Outcome]:
+        """The oldest held step, gone on without waiting longer for its summary."""
+        step, origin = self._held.popleft()
+        released = self._release(step, origin)
+        self._held_chars -= _chars(step, origin)
+        assert step.packet_id is not None  # steps without one are never held
+        self._held_ids[step.packet_id] -= 1
+        if not self._held_ids[step.packet_id]:
+            del self._held_ids[step.packet_id]
+            self._headers.pop(step.packet_id, None)
+        return released
+
     def _release(self, step: _Step, origin: SourceLine) -> list[Outcome]:
+        """A step's note and event, with its packet's header as known now."""
         return [Caveat(origin, SUMMARY_ONLY), _event(step, origin, self._header(step.packet_id))]
 
     def _header(self, packet_id: str | None) -> Header:
