@@ -205,7 +205,7 @@ def test_steps_held_for_a_summary_are_bounded(monkeypatch: pytest.MonkeyPatch) -
 
 def read(lines: list[str]) -> list[object]:
     parser = LineParser(2026)
-    outcomes = [o for n, text in enumerate(lines, 1) for o in parser.parse(SourceLine("s", n, text))]
+    outcomes: list[object] = [o for n, text in enumerate(lines, 1) for o in parser.parse(SourceLine("s", n, text))]
     return outcomes + parser.flush()
 
 

@@ -125,3 +125,22 @@ def test_a_frame_reads_its_fields_for_a_bounded_number_of_lines() -> None:
     assert first.header.ttl is None  # its line came after the bound
     (whole,) = [o for o in outcomes(lines[:second_frame]) if isinstance(o, TraceEvent)]
     assert whole.header.ttl == 64
+
+
+@pytest.mark.parametrize(
+    ("field", "damaged"),
+    [
+        ("Epoch Time:", "    Epoch Time: 99999999999999999999.0 seconds"),  # past any clock
+        ("Epoch Time:", "    Epoch Time: 300000000000.0 seconds"),  # past year 9999
+        ("Protocol:", "    Protocol: A" + " " * 30_000 + "x"),  # a name whose number never comes
+    ],
+)
+def test_a_tree_field_no_clock_or_number_holds_is_left_unread(field: str, damaged: str) -> None:
+    """A frame's field that cannot be a value (damaged, or hostile) leaves it unknown: no traceback, no long wait."""
+    lines = (TSHARK / "verbose.tshark").read_text().splitlines()
+    second_frame = next(at for at, line in enumerate(lines) if line.startswith("Frame 2:"))
+    frame = lines[:second_frame]
+    at = next(index for index, line in enumerate(frame) if line.lstrip().startswith(field))
+    frame[at] = damaged
+    (step,) = [o for o in outcomes(frame) if isinstance(o, TraceEvent)]
+    assert step.header.ttl == 64  # the frame's other fields are read

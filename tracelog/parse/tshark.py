@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, cast
 from lark import Token, UnexpectedInput
 
 from tracelog.events import Partial, SourceLine, Stamp, TraceEvent
-from tracelog.parse.fields import Field, FieldError, build_header, ip_address
+from tracelog.parse.fields import IPV6_HEADER_LENGTH, Field, FieldError, build_header, ip_address
 from tracelog.parse.grammar import load_parser
 from tracelog.parse.kernel import Tag, TagTransformer
 from tracelog.parse.mending import damage_notes, mend
@@ -102,12 +102,12 @@ _LAYER_PROTOCOLS = {
     "Internet Control Message Protocol": "ICMP",
     "Internet Control Message Protocol v6": "ICMPv6",
 }
-_IPV6_HEADER = 40  # Payload Length leaves out the header the kernel's LEN= counts
 # the IPv4 flags tshark shows (the top three bits of the fragment offset word), as the kernel logger names them
 _IP_FLAG_BITS = (("CE", 0x4), ("DF", 0x2), ("MF", 0x1))
 
 
 def _number(token: Token) -> int:
+    """A number as tshark prints it, in decimal or in hex."""
     return int(token, 16) if token.startswith("0x") else int(token)
 
 
@@ -184,7 +184,7 @@ class _TsharkTransformer(TagTransformer):
         return _TreeField(_IPV6, (("FLOWLBL", _number(children[1])),))
 
     def payload_length(self, children: list[Token]) -> _TreeField:
-        return _TreeField(_IPV6, (("LEN", _number(children[1]) + _IPV6_HEADER),))
+        return _TreeField(_IPV6, (("LEN", _number(children[1]) + IPV6_HEADER_LENGTH),))
 
     def next_header(self, children: list[Token]) -> _TreeField:
         return _TreeField(_IPV6, (("PROTO", proto_name(_number(children[1]))),), nested=True)
@@ -249,10 +249,12 @@ _SHARED_LAYERS = {"ICMP*": frozenset({"ICMP", "ICMPv6"}), "PORTS": frozenset({"T
 
 
 def _grammar(text: str, start: str | None = None) -> _Line:
+    """A line as `tshark.lark` reads it, from the rule `start` or the one its start says."""
     return cast(_Line, _parser().parse(text, start=start or _start(text)))
 
 
 def _parser() -> Any:
+    """The grammar's parser (loaded once)."""
     return load_parser("tshark", _FIELDS_START, _TRANSFORMER)
 
 
@@ -336,6 +338,8 @@ def _event(
 # A record's tree is a few hundred lines at most (a TCP segment with its options, a
 # protocol decoded inside UDP): past this many, its fields are no longer looked for.
 TREE_LINES = 2000
+# and a field's line is short: a longer one is no field of the tree
+TREE_LINE_CHARS = 1024
 
 
 @dataclass(slots=True)
@@ -414,6 +418,7 @@ def _pairs(kept: dict[str, Any]) -> list[Field]:
 
 
 def _depth(text: str) -> int:
+    """How far a tree's line is indented: its layer's fields at `_FIELD_DEPTH`, theirs deeper."""
     return len(text) - len(text.lstrip(" "))
 
 
@@ -463,7 +468,7 @@ class TsharkParser:
         and goes on to the other formats.
         """
         record = self._record
-        if record is None or record.lines >= TREE_LINES:
+        if record is None or record.lines >= TREE_LINES or len(origin.text) > TREE_LINE_CHARS:
             return None
         record.lines += 1
         text = origin.text
@@ -474,7 +479,7 @@ class TsharkParser:
             return None
         try:
             line = _grammar(text, "tree_field")
-        except UnexpectedInput:
+        except (UnexpectedInput, ValueError, OverflowError, OSError):  # a time or a number no clock or int holds
             return None
         record.read(cast(_TreeField | _FrameTime, line), nested=depth > _FIELD_DEPTH)
         return [Skip.OTHER]
