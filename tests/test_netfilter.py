@@ -16,14 +16,26 @@ from tracelog import netfilter
         ("filter-prerouting", "PREROUTING"),  # kube-proxy's nftables mode joins them by dashes
         ("filter-output-post-dnat", "OUTPUT"),
         ("nat-postrouting", "POSTROUTING"),
-        ("trace_ingress", "INGRESS"),  # the netdev family's hooks
-        ("egress", "EGRESS"),
         ("services", None),  # a regular chain: its hook is its caller's
         ("service-SUSTUHLJ-default/web/tcp/http", None),
     ],
 )
 def test_a_native_chain_named_after_its_hook_says_it(chain: str, hook: str | None) -> None:
     assert netfilter.hook_of_chain(chain) == hook
+
+
+@pytest.mark.parametrize(
+    ("chain", "family", "hook"),
+    [
+        ("trace_ingress", "netdev", "INGRESS"),  # the netdev family's hooks
+        ("egress", "netdev", "EGRESS"),
+        ("egress_policy", "inet", None),  # elsewhere the words name a user chain
+        ("ingress-allow", None, None),
+        ("input", "netdev", None),  # a netdev chain hooks nothing else
+    ],
+)
+def test_only_a_netdev_chain_says_ingress_or_egress(chain: str, family: str | None, hook: str | None) -> None:
+    assert netfilter.hook_of_chain(chain, family) == hook
 
 
 @pytest.mark.parametrize(

@@ -334,7 +334,7 @@ def _stage(event: TraceEvent, packet: _OpenPacket | None) -> Stage:
         return known.hook, None
     if chain in netfilter.BUILTIN_CHAINS:
         return _builtin_stage(event.table, chain)
-    native_hook = netfilter.hook_of_chain(chain) if chain.islower() else None
+    native_hook = netfilter.hook_of_chain(chain, event.nf_family) if chain.islower() else None
     if native_hook is not None:
         return native_hook, None
     if packet is not None and packet.last.table == event.table:

@@ -53,18 +53,19 @@ _NATIVE_HOOK_WORDS = {
     "postrouting": POSTROUTING,
     "dstnat": PREROUTING,
     "srcnat": POSTROUTING,
-    "ingress": INGRESS,
-    "egress": EGRESS,
 }
+# Only a netdev chain hooks ingress or egress: elsewhere the words name a user chain (`egress_policy`).
+_NETDEV_HOOK_WORDS = {"ingress": INGRESS, "egress": EGRESS}
 
 
-def hook_of_chain(chain: str) -> str | None:
+def hook_of_chain(chain: str, nf_family: str | None = None) -> str | None:
     """The hook a chain name implies: iptables built-ins, or a native chain named after its hook."""
     if chain in BUILTIN_CHAINS:
         return chain
+    words = _NETDEV_HOOK_WORDS if nf_family == "netdev" else _NATIVE_HOOK_WORDS
     for word in _name_words(chain):
-        if word in _NATIVE_HOOK_WORDS:
-            return _NATIVE_HOOK_WORDS[word]
+        if word in words:
+            return words[word]
     return None
 
 
