@@ -73,8 +73,12 @@ def test_a_damaged_tag_is_a_trace_line_not_understood(capture: str, damage: str)
         "[ 1375.281940] TRACE: IN=docker0 OUT=docker0 SRC=172.18.0.2 DST=172.18.0.3 LEN=84 PROTO=ICMP TYPE=8 CODE=0",
         # a printk message from a subsystem, shaped like a trace
         "Nov 28 03:24:23 vm kernel: ip_tables: TRACE: raw:OUTPUT:policy:2 IN= OUT=lo",
-        # a program's own TRACE-level message
+        # a program's own TRACE-level messages, with colons in them
         "Nov 28 03:24:23 vm app[812]: TRACE: 12:30:45 entering handler",
+        "Nov 28 03:24:23 vm app[1]: TRACE: [::1]:53",
+        "Nov 28 03:24:23 vm app[1]: TRACE: fe80::1:2",
+        "Nov 28 03:24:23 vm app[1]: TRACE: 12:30:45.001 main:init",
+        "Nov 28 03:24:23 vm app[1]: TRACE: key:value:other IN=x",
     ],
 )
 def test_the_documented_look_alikes_stay_look_alikes(text: str) -> None:

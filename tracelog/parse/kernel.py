@@ -55,15 +55,10 @@ _TAG_WORD = re.compile(
 )
 # What stands right after the mark where a tag damaged more than once stands, no
 # table or kind word left whole (`f lter:OUTPUT:p\x00olicy:1`): a word or two,
-# split by one blank at most, with two colons and then the first field `IN=`;
-# or, alone (ulogd's prefix holds the tag and nothing else), with three colons.
-# A program's message (`TRACE: 12:30:45 entering handler`) has neither shape.
-_TAG_SHAPE = re.compile(
-    r"[ \t]*(?:"
-    r"(?=[^=]*:[^=]*:)[^=\s]*(?:[ \t]+[^=\s]*)?[ \t]+IN="
-    r"|(?=[^=]*:[^=]*:[^=]*:)[^=\s]*(?:[ \t]+[^=\s]*)?[ \t]*$"
-    r")"
-)
+# split by one blank at most, then the first field `IN=`; or alone (ulogd's
+# prefix holds the tag and nothing else).  See `_shaped_like_tag`.
+_LETTER = re.compile(r"[A-Za-z]")
+_TAG_SEGMENT = re.compile(r"[ \t]*([^=\s]+(?:[ \t]+[^=\s]+)?)[ \t]+IN=|[ \t]*([^=\s]+(?:[ \t]+[^=\s]+)?)[ \t]*$")
 # a line that ends inside a tag it started (a terminal wrapped it there), or
 # inside the family and trace id that start an xtables-monitor step (control
 # characters a paste left at the end of it included)
@@ -518,7 +513,24 @@ def tag_start(text: str) -> int | None:
         return None
     start = mark + len(MARK)
     rest = text[start:]
-    return start if _TAG_WORD.search(rest) is not None or _TAG_SHAPE.match(rest) is not None else None
+    return start if _TAG_WORD.search(rest) is not None or _shaped_like_tag(rest) else None
+
+
+def _shaped_like_tag(rest: str) -> bool:
+    """Whether what follows a mark is a tag damaged past its words: `table:chain:kind:N` in shape.
+
+    Colon-separated pieces, none empty, the first with a letter (a table's
+    name), the last ending in a digit (the rule number): three colons, or two
+    where a damage took one and the first field follows.  A program's message
+    (`TRACE: 12:30:45 entering`, `TRACE: [::1]:53`, `TRACE: a:b:c IN=x`) is
+    none of these.
+    """
+    found = _TAG_SEGMENT.match(rest)
+    if found is None:
+        return False
+    segment, colons = (found[1], 2) if found[1] is not None else (found[2], 3)
+    pieces = segment.split(":")
+    return len(pieces) > colons and all(pieces) and _LETTER.search(pieces[0]) is not None and pieces[-1][-1].isdigit()
 
 
 def read_tagless_line(origin: SourceLine) -> BadLine | Skip:
