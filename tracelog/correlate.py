@@ -197,30 +197,26 @@ _UNKNOWN_ADDRESSES = (UnknownIPv4Address, UnknownIPv6Address)
 _WHOLE = Partial()
 
 
-@functools.lru_cache(maxsize=256)
-def _hides_join_fields(partial: Partial) -> bool:
-    hidden = (*partial.elided, *partial.redacted, *partial.unreadable, *partial.guessed)
-    return not _JOIN_FIELDS.isdisjoint(hidden)
-
-
 # what the correlator compares only between steps at different hooks (see `_follows`)
 _INTERFACES = frozenset({"in_iface", "out_iface"})
+_JOIN_FIELDS_BUT_INTERFACES = _JOIN_FIELDS - _INTERFACES
 
 
 @functools.lru_cache(maxsize=256)
-def _hides_more_than_interfaces(partial: Partial) -> bool:
+def _hides(partial: Partial, fields: frozenset[str]) -> bool:
+    """Whether a step's text hid one of `fields` (elided, redacted, unreadable or guessed)."""
     hidden = (*partial.elided, *partial.redacted, *partial.unreadable, *partial.guessed)
-    return not (_JOIN_FIELDS - _INTERFACES).isdisjoint(hidden)
+    return not fields.isdisjoint(hidden)
 
 
 def _unsure_beyond_interfaces(header: Header) -> bool:
     """Whether the header's text hid a field the correlator joins on other than the interfaces."""
-    return header.partial is not None and _hides_more_than_interfaces(header.partial)
+    return header.partial is not None and _hides(header.partial, _JOIN_FIELDS_BUT_INTERFACES)
 
 
 def _unsure(header: Header) -> bool:
     """Whether the header's text hid a field the correlator joins on (elided, redacted, unreadable or guessed)."""
-    return header.partial is not None and _hides_join_fields(header.partial)
+    return header.partial is not None and _hides(header.partial, _JOIN_FIELDS)
 
 
 def _shows_one_packet(header: Header, other: Header) -> bool:
