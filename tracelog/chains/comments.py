@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import re
 
-KERNEL_COMMENT_BYTES = 256
-"""The most a rule's comment holds in the kernel (iptables' comment match, nft's user data): a longer one is no
-writer's, only a paste's."""
+KERNEL_COMMENT_CHARS = 256
+"""At least as many characters as a rule's comment holds in the kernel (iptables' comment match keeps 255
+bytes, nft's user data fewer; a character is one byte or more): a longer comment is no writer's, only a
+paste's."""
 
 # a quoted comment may hold escaped quotes (iptables-save writes \" inside)
 _QUOTED = r'"(?P<quoted>[^"\\]*(?:\\.[^"\\]*)*)"'

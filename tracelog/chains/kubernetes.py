@@ -17,7 +17,7 @@ from ipaddress import ip_address
 from typing import Literal, NamedTuple, cast
 
 from tracelog.chains import ChainMeaning, NativeChain, Reason, table_native_chain
-from tracelog.chains.comments import KERNEL_COMMENT_BYTES, rule_comment
+from tracelog.chains.comments import KERNEL_COMMENT_CHARS, rule_comment
 
 # iptables mode: prefix → what the chain is for; all but KUBE-SEP hash the service port and protocol only
 IPTABLES_SERVICE_PREFIXES = {
@@ -330,7 +330,7 @@ def decode_step(
     protocol and port), to name the service a rule without comment refused.
     """
     comment = rule_comment(step.rule)
-    meaning = _from_comment(comment) if comment and len(comment) <= KERNEL_COMMENT_BYTES else None
+    meaning = _from_comment(comment) if comment and len(comment) <= KERNEL_COMMENT_CHARS else None
     if meaning is not None:
         return _with_dnat(meaning, step)
     return _from_rule(step, context, addressed) or _from_chain(step, context)
