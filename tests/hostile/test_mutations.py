@@ -328,3 +328,20 @@ def test_a_monitor_step_cut_in_its_trace_id_then_a_control_character_is_listed()
     outcomes = read_outcomes(lines)
     assert [outcome.origin.line for outcome in outcomes if isinstance(outcome, BadLine)] == [at + 1]
     assert Skip.LOOKALIKE not in outcomes
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        lambda line: " TRACE: \x0b" + line[len(" TRACE: ")],  # ` TRACE: \x0b2`: a control before the family
+        lambda line: line[: len(" TRACE: 2")] + "\x0b " + line[len(" TRACE: 2 ")],  # ` TRACE: 2\x0b 6`: after it
+    ],
+)
+def test_a_monitor_step_with_a_control_in_its_start_then_cut_is_listed(cut: Callable[[str], str]) -> None:
+    """A control character among the mark, the family and the trace id, the line cut there: a line ending early."""
+    lines = (SAMPLES / "k8s-nft/clusterip.xtables-monitor").read_text().splitlines()[:6]
+    at = next(index for index, line in enumerate(lines) if line.startswith(" TRACE: "))
+    lines[at] = cut(lines[at])
+    outcomes = read_outcomes(lines)
+    assert [outcome.origin.line for outcome in outcomes if isinstance(outcome, BadLine)] == [at + 1]
+    assert Skip.LOOKALIKE not in outcomes

@@ -61,8 +61,9 @@ _LETTER = re.compile(r"[A-Za-z]")
 _TAG_SEGMENT = re.compile(r"[ \t]*([^=\s]+(?:[ \t]+[^=\s]+)?)[ \t]+IN=|[ \t]*([^=\s]+(?:[ \t]+[^=\s]+)?)[ \t]*$")
 # a line that ends inside a tag it started (a terminal wrapped it there), or
 # inside the family and trace id that start an xtables-monitor step (control
-# characters a paste left at the end of it included)
-_CUT_TAG = re.compile(r"TRACE:[ \t]*(?:[a-z]*(?::[^\s]*)?|\d+(?:[ \t]+[0-9a-f]*)?)[\s\x00-\x1f\x7f]*$")
+# characters a paste left before or after it included)
+_BLANK = r"[\s\x00-\x1f\x7f]"  # a blank, or a control character a paste put in one's place
+_CUT_TAG = re.compile(rf"TRACE:{_BLANK}*(?:[a-z]*(?::[^\s]*)?|\d+(?:{_BLANK}+[0-9a-f\x00-\x1f\x7f]*)?){_BLANK}*$")
 UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
 DAMAGED_TAG = "TRACE tag not understood"
 
