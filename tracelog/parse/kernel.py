@@ -59,11 +59,14 @@ _TAG_WORD = re.compile(
 # prefix holds the tag and nothing else).  See `_shaped_like_tag`.
 _LETTER = re.compile(r"[A-Za-z]")
 _TAG_SEGMENT = re.compile(r"[ \t]*([^=\s]+(?:[ \t]+[^=\s]+)?)[ \t]+IN=|[ \t]*([^=\s]+(?:[ \t]+[^=\s]+)?)[ \t]*$")
+
 # a line that ends inside a tag it started (a terminal wrapped it there), or
-# inside the family and trace id that start an xtables-monitor step (control
-# characters a paste left before or after it included)
-_BLANK = r"[\s\x00-\x1f\x7f]"  # a blank, or a control character a paste put in one's place
-_CUT_TAG = re.compile(rf"TRACE:{_BLANK}*(?:[a-z]*(?::[^\s]*)?|\d+(?:{_BLANK}+[0-9a-f\x00-\x1f\x7f]*)?){_BLANK}*$")
+# inside the family, trace id and tag of an xtables-monitor step; read once
+# the controls a paste may have left in it are taken out (_PASTED_CONTROLS)
+# (a kernel tag as far as it goes; a monitor's before its handle or verdict, which end it whole)
+_CUT_TAG = re.compile(r"TRACE:\s*(?:[a-z]*(?::\S*)?|\d+(?:\s+[0-9a-f]*(?:\s+[a-z]*(?::[^\s:]*){0,2}:?)?)?)\s*$")
+# terminal control sequences (CSI, OSC) and control characters but tab and newline
+_PASTED_CONTROLS = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f]")
 UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
 DAMAGED_TAG = "TRACE tag not understood"
 
@@ -536,9 +539,8 @@ def _shaped_like_tag(rest: str) -> bool:
 
 def read_tagless_line(origin: SourceLine) -> BadLine | Skip:
     """A line with the TRACE mark and no whole tag: a tag cut at the end of the line, a damaged one, or a look-alike."""
-    cut_tag = _CUT_TAG.search(origin.text)
-    if cut_tag is not None:
-        return BadLine(origin, cut_tag.start() + 1, "line ends early")
+    if _CUT_TAG.search(_PASTED_CONTROLS.sub("", origin.text)) is not None:
+        return BadLine(origin, origin.text.find(MARK) + 1, "line ends early")
     return _damaged_tag(origin) or Skip.LOOKALIKE
 
 
