@@ -337,6 +337,7 @@ def test_a_monitor_step_cut_in_its_trace_id_then_a_control_character_is_listed()
         lambda line: line[: len(" TRACE: 2")] + "\x0b " + line[len(" TRACE: 2 ")],  # ` TRACE: 2\x0b 6`: after it
         lambda line: " TRACE: \x0b" + line[len(" TRACE: ") : line.index(":", len(" TRACE: ")) - 1],  # then the tag
         lambda line: line[: len(" TRACE: 2")] + "\x1b[2J",  # ` TRACE: 2\x1b[2J`: a terminal's sequence
+        lambda line: line[: len(" TRACE: 2")] + "\x9b",  # ` TRACE: 2\x9b`: a C1 control
     ],
 )
 def test_a_monitor_step_with_a_control_in_its_start_then_cut_is_listed(cut: Callable[[str], str]) -> None:

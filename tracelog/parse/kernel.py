@@ -36,6 +36,7 @@ from tracelog.parse.shapes import (
     address_values,
     mac_kind,
 )
+from tracelog.wording import TERMINAL_CONTROLS
 
 MARK = "TRACE:"
 
@@ -65,8 +66,9 @@ _TAG_SEGMENT = re.compile(r"[ \t]*([^=\s]+(?:[ \t]+[^=\s]+)?)[ \t]+IN=|[ \t]*([^
 # the controls a paste may have left in it are taken out (_PASTED_CONTROLS)
 # (a kernel tag as far as it goes; a monitor's before its handle or verdict, which end it whole)
 _CUT_TAG = re.compile(r"TRACE:\s*(?:[a-z]*(?::\S*)?|\d+(?:\s+[0-9a-f]*(?:\s+[a-z]*(?::[^\s:]*){0,2}:?)?)?)\s*$")
-# terminal control sequences (CSI, OSC) and control characters but tab and newline
-_PASTED_CONTROLS = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f]")
+# terminal control sequences (CSI, OSC), then what terminals act on but tab and newline (wording.TERMINAL_CONTROLS)
+_PASTED_SEQUENCES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_PASTED_CONTROLS = dict.fromkeys(code for code in TERMINAL_CONTROLS if chr(code) not in "\t\n")
 UNKNOWN_PREFIX = "prefix not recognised: host and time unknown"
 DAMAGED_TAG = "TRACE tag not understood"
 
@@ -537,9 +539,14 @@ def _shaped_like_tag(rest: str) -> bool:
     return len(pieces) > colons and all(pieces) and _LETTER.search(pieces[0]) is not None and pieces[-1][-1].isdigit()
 
 
+def _without_controls(text: str) -> str:
+    """A line with the controls a paste may have left in it taken out (see `_PASTED_CONTROLS`)."""
+    return text if text.isprintable() else _PASTED_SEQUENCES.sub("", text).translate(_PASTED_CONTROLS)
+
+
 def read_tagless_line(origin: SourceLine) -> BadLine | Skip:
     """A line with the TRACE mark and no whole tag: a tag cut at the end of the line, a damaged one, or a look-alike."""
-    if _CUT_TAG.search(_PASTED_CONTROLS.sub("", origin.text)) is not None:
+    if _CUT_TAG.search(_without_controls(origin.text)) is not None:
         return BadLine(origin, origin.text.find(MARK) + 1, "line ends early")
     return _damaged_tag(origin) or Skip.LOOKALIKE
 
