@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab import kernlog
+
 REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = "/bin/busybox"
 TIMEOUT = 60.0
@@ -204,3 +206,24 @@ def stop_watch(watch: subprocess.Popen[str], stop: signal.Signals = signal.SIGTE
     """Stop a watch as a user does (SIGTERM, or Ctrl-C's SIGINT); what it printed on stdout and stderr."""
     watch.send_signal(stop)
     return watch.communicate(timeout=20)
+
+
+def watch_a_ping(
+    ns: LabNamespace, backend: str, *options: str, stop: signal.Signals = signal.SIGTERM, backgrounded: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `tracelog watch icmp --dst <ns>` OPTIONS, ping once, stop it with `stop`; what it printed.
+
+    `backgrounded`: started as a shell starts `cmd &`, with SIGINT ignored.
+    """
+
+    argv = ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "--idle", "0.3", *options)
+    if backgrounded:
+        argv = ["bash", "-c", 'trap "" INT; exec "$@"', "watch", *argv]
+    with kernlog.nf_log_all_netns(), running_watch(ns, argv) as watch:
+        wait_for_rules(ns, backend)
+        time.sleep(MONITOR_SETTLE)
+        kernlog.ensure_nf_log_all_netns()
+        ns.ping("ipv4")
+        time.sleep(1.0)
+        stdout, stderr = stop_watch(watch, stop)
+    return subprocess.CompletedProcess(argv, watch.returncode, stdout, stderr)

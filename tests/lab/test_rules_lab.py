@@ -41,6 +41,7 @@ from tests.lab.namespaces import (
     stop_watch,
     wait_for_rules,
     wait_until,
+    watch_a_ping,
 )
 from tracelog.rules.legacy import LEFT_EMPTY as LEGACY_LEFT_EMPTY
 
@@ -181,15 +182,9 @@ def test_for_stops_tracing_in_the_kernel_after_tracelog_exited(ns: LabNamespace,
 
 def test_watch_prints_packets_and_cleans_up_on_sigterm(ns: LabNamespace, backend: str) -> None:
     before = ns.save(backend, "ipv4")
-    argv = ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "-f", "jsonl", "--idle", "0.3")
-    with kernlog.nf_log_all_netns(), running_watch(ns, argv) as watch:
-        wait_for_rules(ns, backend)
-        time.sleep(MONITOR_SETTLE)
-        kernlog.ensure_nf_log_all_netns()
-        ns.ping("ipv4")
-        time.sleep(1.0)
-        stdout, stderr = stop_watch(watch)
-    assert watch.returncode == 130, stderr  # ended like Ctrl-C
+    run = watch_a_ping(ns, backend, "-f", "jsonl")
+    stdout, stderr = run.stdout, run.stderr
+    assert run.returncode == 130, stderr  # ended like Ctrl-C
     assert "Traceback" not in stderr
     assert stderr.count("tracelog: removed  ") == 2, stderr
     assert ns.save(backend, "ipv4") == before

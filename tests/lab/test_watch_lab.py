@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import kernlog
 from tests.lab.namespaces import (
     MONITOR_SETTLE,
     LabNamespace,
@@ -27,6 +26,7 @@ from tests.lab.namespaces import (
     stop_watch,
     wait_for_rules,
     wait_until,
+    watch_a_ping,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.root_only]
@@ -42,27 +42,6 @@ def inspect_naming(address: str, name: str, directory: Path) -> Path:
         )
     )
     return path
-
-
-def watch_a_ping(
-    ns: LabNamespace, backend: str, *options: str, stop: signal.Signals = signal.SIGTERM, backgrounded: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Run `tracelog watch icmp --dst <ns>` OPTIONS, ping once, stop it with `stop`; what it printed.
-
-    `backgrounded`: started as a shell starts `cmd &`, with SIGINT ignored.
-    """
-
-    argv = ns.tracelog_argv("watch", "icmp", "--dst", ns.ipv4, "--backend", backend, "--idle", "0.3", *options)
-    if backgrounded:
-        argv = ["bash", "-c", 'trap "" INT; exec "$@"', "watch", *argv]
-    with kernlog.nf_log_all_netns(), running_watch(ns, argv) as watch:
-        wait_for_rules(ns, backend)
-        time.sleep(MONITOR_SETTLE)
-        kernlog.ensure_nf_log_all_netns()
-        ns.ping("ipv4")
-        time.sleep(1.0)
-        stdout, stderr = stop_watch(watch, stop)
-    return subprocess.CompletedProcess(argv, watch.returncode, stdout, stderr)
 
 
 def test_watch_names_filters_and_writes_csv(ns: LabNamespace, backend: str, tmp_path: Path) -> None:
